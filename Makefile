@@ -1,0 +1,32 @@
+# Two commands from a fresh clone: `make demo` and `make test`. Everything else is a helper.
+SHELL := /bin/bash
+ROOT := $(abspath .)
+VENV := $(ROOT)/.venv
+PY := $(VENV)/bin/python
+SHARED := $(abspath $(ROOT)/../shared)
+INPUT ?= $(SHARED)/data/pedestrians_plaza_1280x720_50fps.avi
+MODEL ?= $(SHARED)/models/yolox_nano_coco_416.onnx
+OUT ?= $(ROOT)/out/demo
+RATE ?= 1.0
+PYTEST_ARGS ?=
+
+# Large camera frames over Fast DDS (see config/fastdds_large_data.xml and the README), and
+# reused frame buffers instead of fresh mmaps per frame.
+export FASTDDS_BUILTIN_TRANSPORTS ?= LARGE_DATA
+export MALLOC_MMAP_THRESHOLD_ ?= 33554432
+export MALLOC_TRIM_THRESHOLD_ ?= 268435456
+export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
+
+.PHONY: setup demo test clean
+
+setup:
+	@bash scripts/setup_env.sh
+
+demo: setup
+	@$(PY) -m faster_deployment_ros.tools.demo --input "$(INPUT)" --model "$(MODEL)" --out "$(OUT)" --rate "$(RATE)"
+
+test: setup
+	@$(PY) -m pytest -ra $(PYTEST_ARGS) test
+
+clean:
+	rm -rf build out .venv .venv-* .cache

@@ -1,0 +1,57 @@
+"""The one interface every inference backend implements, so model adapters never care which runs."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Sequence, Tuple
+
+import numpy as np
+
+
+class BackendError(RuntimeError):
+    """Loading or running a model failed; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: Tuple[Any, ...]  # ints, or None / str for dynamic dimensions
+    dtype: np.dtype = field(default=np.dtype(np.float32))
+
+
+class Backend:
+    """A loaded model on one runtime; one instance serves one inference worker.
+
+    `infer` takes the inputs in `inputs` order and returns the outputs in `outputs` order.
+    Instances are not shared between threads: the pipeline creates one per worker.
+    """
+
+    name = 'base'
+
+    def __init__(self, model_path: str, **options: Any) -> None:
+        self.model_path = model_path
+        self.options = options
+
+    @property
+    def inputs(self) -> List[TensorSpec]:
+        raise NotImplementedError
+
+    @property
+    def outputs(self) -> List[TensorSpec]:
+        raise NotImplementedError
+
+    @property
+    def metadata(self) -> Dict[str, str]:
+        """Model metadata (e.g. ultralytics' `names`), empty when the format has none."""
+        return {}
+
+    def infer(self, inputs: Sequence[np.ndarray]) -> List[np.ndarray]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the runtime's resources; the instance is unusable afterwards."""
+
+    def __enter__(self) -> 'Backend':
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""ROS-free core: pipeline, image codecs and shared image/box operations."""

@@ -1,0 +1,40 @@
+"""Result types shared by model adapters, the pipeline and the ROS layer."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Sequence
+
+import numpy as np
+
+
+@dataclass
+class Detections:
+    """Detections of one frame, in source-image pixels.
+
+    boxes: (N, 4) float32 x1, y1, x2, y2; scores: (N,) float32; class_ids: (N,) int64.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    class_ids: np.ndarray
+    class_names: Sequence[str] = field(default_factory=list)
+
+    @classmethod
+    def empty(cls, class_names: Sequence[str] = ()) -> 'Detections':
+        return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32),
+                   np.zeros((0,), np.int64), list(class_names))
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+    def names(self) -> List[str]:
+        n = len(self.class_names)
+        return [self.class_names[i] if 0 <= i < n else str(i) for i in self.class_ids.tolist()]
+
+
+@dataclass
+class DepthMap:
+    """A depth (or inverse-depth) map at the source image's resolution, float32 (H, W)."""
+
+    depth: np.ndarray
+    meaning: str = 'relative_inverse'
