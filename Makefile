@@ -17,15 +17,18 @@ export MALLOC_MMAP_THRESHOLD_ ?= 33554432
 export MALLOC_TRIM_THRESHOLD_ ?= 268435456
 export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
 
-.PHONY: setup demo test clean
+.PHONY: setup test-assets demo test clean
 
 setup:
 	@bash scripts/setup_env.sh
 
+test-assets: setup
+	@bash scripts/setup_test_assets.sh
+
 demo: setup
 	@$(PY) -m faster_deployment_ros.tools.demo --input "$(INPUT)" --model "$(MODEL)" --out "$(OUT)" --rate "$(RATE)"
 
-test: setup
+test: setup test-assets
 	@$(PY) -m pytest -ra $(PYTEST_ARGS) test
 
 clean:

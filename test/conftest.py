@@ -1,0 +1,44 @@
+"""Shared test fixtures: real data from ../shared, and an isolated ROS 2 domain per test run."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get('FDR_SHARED', ROOT.parent / 'shared'))
+CACHE = ROOT / '.cache'
+
+# Concurrent test runs on one machine must not hear each other's topics.
+os.environ.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 200))
+os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+os.environ.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
+os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
+
+
+def shared_file(rel: str) -> Path:
+    path = SHARED / rel
+    if not path.exists():
+        pytest.skip(f'{path} not found (the shared test data lives in ../shared)')
+    return path
+
+
+@pytest.fixture(scope='session')
+def yolox_model() -> Path:
+    return shared_file('models/yolox_nano_coco_416.onnx')
+
+
+@pytest.fixture(scope='session')
+def dog_image_path() -> Path:
+    return shared_file('data/dog_bicycle_truck.jpg')
+
+
+@pytest.fixture(scope='session')
+def plaza_video() -> Path:
+    return shared_file('data/pedestrians_plaza_1280x720_50fps.avi')
+
+
+@pytest.fixture(scope='session')
+def campus_video() -> Path:
+    return shared_file('data/campus_walkway_480x360_10fps.avi')
