@@ -1,0 +1,159 @@
+"""ONNX Runtime backend: one InferenceSession per worker, plain `run()` with cached names.
+
+Options are checked up front so a typo or a missing execution provider fails at load time with
+the list of what is accepted, not as a silent fallback to a slower provider.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Sequence
+
+import numpy as np
+
+from .base import Backend, BackendError, TensorSpec
+
+_DTYPES = {
+    'tensor(float)': np.float32, 'tensor(float16)': np.float16, 'tensor(double)': np.float64,
+    'tensor(uint8)': np.uint8, 'tensor(int8)': np.int8, 'tensor(uint16)': np.uint16,
+    'tensor(int16)': np.int16, 'tensor(int32)': np.int32, 'tensor(int64)': np.int64,
+    'tensor(uint32)': np.uint32, 'tensor(uint64)': np.uint64, 'tensor(bool)': np.bool_,
+}
+_OPT_LEVELS = ('disable', 'basic', 'extended', 'all')
+_OPTIONS = ('providers', 'intra_op_threads', 'inter_op_threads', 'threads', 'graph_optimization',
+            'log_severity')
+
+
+def _import_ort():
+    try:
+        import onnxruntime
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise BackendError('the onnxruntime backend needs the `onnxruntime` package '
+                           f'(pip install onnxruntime): {exc}') from exc
+    return onnxruntime
+
+
+def _parse_providers(value: Any, available: List[str]) -> List[Any]:
+    """Providers as ORT wants them: names, or (name, options) pairs; all must be available."""
+    if value is None or value == '' or value == []:
+        items: List[Any] = ['CPUExecutionProvider']
+    elif isinstance(value, str):
+        items = [p.strip() for p in value.split(',') if p.strip()]
+    else:
+        items = list(value)
+    for item in items:
+        name = item[0] if isinstance(item, (tuple, list)) else item
+        if not isinstance(name, str) or name not in available:
+            raise BackendError(f'ONNX Runtime execution provider {name!r} is not available; '
+                               f'available: {", ".join(available)}')
+    return [tuple(i) if isinstance(i, list) else i for i in items]
+
+
+def _thread_count(options: Dict[str, Any], key: str) -> int:
+    value = options.get(key, 0)
+    try:
+        count = int(value if value is not None else 0)
+    except (TypeError, ValueError):
+        raise BackendError(f'{key} must be an integer (0 = ONNX Runtime default), not {value!r}') from None
+    if count < 0:
+        raise BackendError(f'{key} must be >= 0 (0 = ONNX Runtime default), not {count}')
+    return count
+
+
+class OnnxRuntimeBackend(Backend):
+    """Runs an .onnx model with ONNX Runtime.
+
+    Options: providers (list or comma-separated string, default CPU), intra_op_threads
+    (alias `threads`; 0 = ORT default), inter_op_threads, graph_optimization
+    ('all' | 'extended' | 'basic' | 'disable'), log_severity (0-4, default 3 = errors only).
+    """
+
+    name = 'onnxruntime'
+
+    def __init__(self, model_path: str, **options: Any) -> None:
+        super().__init__(model_path, **options)
+        unknown = sorted(set(options) - set(_OPTIONS))
+        if unknown:
+            raise BackendError(f'unknown onnxruntime option(s) {", ".join(unknown)}; '
+                               f'accepted: {", ".join(_OPTIONS)}')
+        ort = _import_ort()
+        path = os.fspath(model_path)
+        if not os.path.isfile(path):
+            raise BackendError(f'ONNX model file not found: {path}')
+
+        providers = _parse_providers(options.get('providers'), ort.get_available_providers())
+        if 'threads' in options and 'intra_op_threads' in options \
+                and options['threads'] != options['intra_op_threads']:
+            raise BackendError('give either threads or intra_op_threads, not both with different values')
+        intra = _thread_count(options, 'intra_op_threads' if 'intra_op_threads' in options else 'threads')
+        inter = _thread_count(options, 'inter_op_threads')
+        level = str(options.get('graph_optimization', 'all')).lower()
+        if level not in _OPT_LEVELS:
+            raise BackendError(f'graph_optimization must be one of {", ".join(_OPT_LEVELS)}, not {level!r}')
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = intra
+        so.inter_op_num_threads = inter
+        so.graph_optimization_level = {
+            'disable': ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            'basic': ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            'extended': ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            'all': ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[level]
+        so.log_severity_level = int(options.get('log_severity', 3))
+        try:
+            self._session = ort.InferenceSession(path, sess_options=so, providers=providers)
+        except Exception as exc:  # ORT raises several private exception types
+            raise BackendError(f'cannot load ONNX model {path}: {exc}') from exc
+
+        self._inputs = [self._spec(a) for a in self._session.get_inputs()]
+        self._outputs = [self._spec(a) for a in self._session.get_outputs()]
+        self._input_names = [s.name for s in self._inputs]
+        self._input_dtypes = [s.dtype for s in self._inputs]
+        self._output_names = [s.name for s in self._outputs]
+        self._metadata = dict(self._session.get_modelmeta().custom_metadata_map or {})
+        self.providers = list(self._session.get_providers())
+        self.intra_op_threads, self.inter_op_threads, self.graph_optimization = intra, inter, level
+
+    @staticmethod
+    def _spec(arg: Any) -> TensorSpec:
+        shape = tuple(d if isinstance(d, int) else None if d is None else str(d) for d in arg.shape)
+        return TensorSpec(arg.name, shape, np.dtype(_DTYPES.get(arg.type, np.float32)))
+
+    @property
+    def inputs(self) -> List[TensorSpec]:
+        return list(self._inputs)
+
+    @property
+    def outputs(self) -> List[TensorSpec]:
+        return list(self._outputs)
+
+    @property
+    def metadata(self) -> Dict[str, str]:
+        return dict(self._metadata)
+
+    def infer(self, inputs: Sequence[np.ndarray]) -> List[np.ndarray]:
+        session = self._session
+        if session is None:
+            raise BackendError('the onnxruntime backend was closed')
+        if len(inputs) != len(self._input_names):
+            raise BackendError(f'model takes {len(self._input_names)} input(s) '
+                               f'({", ".join(self._input_names)}), got {len(inputs)}')
+        # asarray is a no-op for the usual already-right contiguous tensors.
+        feed = {name: np.ascontiguousarray(x, dtype)
+                for name, dtype, x in zip(self._input_names, self._input_dtypes, inputs)}
+        try:
+            return session.run(self._output_names, feed)
+        except Exception as exc:
+            shapes = ', '.join(f'{n}{tuple(np.shape(x))}' for n, x in feed.items())
+            raise BackendError(f'ONNX Runtime inference failed for {self.model_path} '
+                               f'with inputs {shapes}: {exc}') from exc
+
+    def describe(self) -> str:
+        """One line for logs: what actually runs (ORT may drop providers it cannot use)."""
+        return (f'onnxruntime providers={",".join(self.providers)} '
+                f'intra_op_threads={self.intra_op_threads} inter_op_threads={self.inter_op_threads} '
+                f'graph_optimization={self.graph_optimization}')
+
+    def close(self) -> None:
+        self._session = None
+
