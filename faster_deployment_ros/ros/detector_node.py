@@ -1,0 +1,103 @@
+"""2D object detector lifecycle node: `image` -> `detections` (vision_msgs/Detection2DArray).
+
+Each output carries the source frame's header unchanged; an optional `debug_image` shows the
+boxes. Model family, backend and pipeline shape come from parameters (see config/*.yaml).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, List, Optional
+
+import numpy as np
+from rclpy.qos import QoSProfile
+from sensor_msgs.msg import Image
+from vision_msgs.msg import Detection2DArray
+
+from ..core.image_codec import fill_image_msg
+from ..models import create_adapter
+from . import params as P
+from .detection_msgs import draw_detections, to_detection_array
+from .perception_node import PerceptionNode, run_node
+
+
+class DetectorNode(PerceptionNode):
+    TASK_PARAMETERS = {
+        'conf_threshold': (0.25, 'minimum detection score'),
+        'nms_threshold': (0.45, 'IoU threshold of class-aware NMS'),
+        'max_detections': (300, 'most detections per frame'),
+        'class_names': ([''], 'class names in index order; empty uses the model metadata or COCO'),
+        'labels_file': ('', 'text file with one class name per line (instead of class_names)'),
+        'class_id_mode': ('name', 'ObjectHypothesis.class_id as the class name or its index'),
+        'publish_debug_image': (False, 'also publish debug_image (bgr8) with drawn boxes'),
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__('detector', **kwargs)
+        self._det_pub = None
+        self._debug_pub = None
+        self._debug_msg: Optional[Image] = None
+
+    def read_task_parameters(self) -> None:
+        v = lambda n: P.value(self, n)  # noqa: E731
+        self.class_id_mode = v('class_id_mode')
+        if self.class_id_mode not in ('name', 'index'):
+            raise P.ParameterError(f'class_id_mode={self.class_id_mode!r}: choose name or index')
+        self.debug = bool(v('publish_debug_image'))
+        names: List[str] = [n for n in (v('class_names') or []) if n]
+        labels_file = v('labels_file')
+        if labels_file:
+            path = Path(labels_file)
+            if not path.is_file():
+                raise P.ParameterError(f'labels_file {labels_file!r} does not exist')
+            names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        self.class_names = names or None
+        for name in ('conf_threshold', 'nms_threshold'):
+            if not 0.0 <= float(v(name)) <= 1.0:
+                raise P.ParameterError(f'{name}={v(name)}: must lie in [0, 1]')
+
+    def make_adapter(self, backend) -> Any:
+        v = lambda n: P.value(self, n)  # noqa: E731
+        params = dict(conf_threshold=float(v('conf_threshold')),
+                      nms_threshold=float(v('nms_threshold')),
+                      max_detections=int(v('max_detections')),
+                      class_names=self.class_names)
+        if self.config.input_size:
+            params['input_size'] = tuple(self.config.input_size)
+        adapter = create_adapter(self.config.model_family, backend.inputs, backend.outputs,
+                                 backend.metadata, **params)
+        if adapter.task != 'detection':
+            raise P.ParameterError(
+                f'{self.config.model_path} is a {adapter.task} model; use the {adapter.task}_node')
+        return adapter
+
+    def wants_image(self) -> bool:
+        return self.debug
+
+    def create_outputs(self, qos: QoSProfile) -> None:
+        self._det_pub = self.create_lifecycle_publisher(Detection2DArray, 'detections', qos)
+        if self.debug:
+            self._debug_pub = self.create_lifecycle_publisher(Image, 'debug_image', qos)
+
+    def destroy_outputs(self) -> None:
+        destroy = getattr(self, 'destroy_lifecycle_publisher', self.destroy_publisher)
+        for pub in (self._det_pub, self._debug_pub):
+            if pub is not None:
+                destroy(pub)
+        self._det_pub = self._debug_pub = None
+
+    def publish_result(self, det, header, image: Optional[np.ndarray]) -> None:
+        self._det_pub.publish(to_detection_array(det, header, self.class_id_mode))
+        if self._debug_pub is not None and image is not None:
+            if self._debug_msg is None:
+                self._debug_msg = Image()
+            msg = fill_image_msg(self._debug_msg, draw_detections(image, det), 'bgr8')
+            msg.header = header
+            self._debug_pub.publish(msg)
+
+
+def main(args=None) -> None:
+    run_node(DetectorNode, args)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,242 @@
+"""Lifecycle skeleton shared by the detector and depth nodes.
+
+configure loads the model (one backend per inference worker) and builds the pipeline; activate
+subscribes; deactivate unsubscribes and lets frames in flight finish; cleanup releases the
+backends. A failure in configure leaves the node unconfigured with the reason logged. Frames
+that fail anywhere in the pipeline (bad encoding, truncated data, a backend that throws) are
+logged and skipped; results are published from the pipeline's delivery thread, strictly in
+arrival order, with the source frame's header.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, List, Optional, Tuple
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+
+from ..backends import available_backends, create_backend
+from ..core.image_codec import ImageCodecError, decode_compressed, msg_to_numpy, to_bgr8
+from ..core.pipeline import FrameResult, Pipeline
+from . import params as P
+
+
+class PerceptionNode(LifecycleNode):
+    """Camera frames in, one result per frame out, through the ordered pipeline."""
+
+    #: extra parameters of the subclass: name -> (default, description)
+    TASK_PARAMETERS: dict = {}
+
+    def __init__(self, node_name: str, **kwargs: Any) -> None:
+        super().__init__(node_name, automatically_declare_parameters_from_overrides=True, **kwargs)
+        P.declare(self, P.COMMON_PARAMETERS)
+        P.declare(self, self.TASK_PARAMETERS)
+        unknown = P.unknown_parameters(
+            self, list(P.COMMON_PARAMETERS) + list(self.TASK_PARAMETERS), available_backends())
+        if unknown:
+            self.get_logger().warning(f'ignoring unknown parameters (typos?): {", ".join(unknown)}')
+        self.config: Optional[P.CommonConfig] = None
+        self.backends: List[Any] = []
+        self.adapter: Any = None
+        self.pipeline: Optional[Pipeline] = None
+        self._sub = None
+        self._diag_pub = None
+        self._diag_timer = None
+        self._active = threading.Event()
+        self._errors = 0
+        self._last_error_log = 0.0
+        self._published = 0
+
+    # ---- subclass hooks -------------------------------------------------------------------
+    def make_adapter(self, backend) -> Any:
+        raise NotImplementedError
+
+    def create_outputs(self, qos: QoSProfile) -> None:
+        raise NotImplementedError
+
+    def publish_result(self, result: Any, header, image: Optional[np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def wants_image(self) -> bool:
+        """Whether postprocess needs the decoded source image (e.g. for a debug overlay)."""
+        return False
+
+    # ---- lifecycle ------------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self.config = cfg = P.read_common(self)
+            self.read_task_parameters()
+            self.backends = [self._create_backend(cfg, i) for i in range(cfg.workers)]
+            self.adapter = self.make_adapter(self.backends[0])
+            self.pipeline = Pipeline(
+                preprocess=self._preprocess, infer=[b.infer for b in self.backends],
+                postprocess=self._postprocess, on_result=self._deliver,
+                queue_size=cfg.queue_size, full_policy=cfg.full_policy, name=self.get_name())
+            self.create_outputs(QoSProfile(depth=cfg.qos_depth))
+            self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+            if cfg.diagnostics_period > 0:
+                self._diag_timer = self.create_timer(cfg.diagnostics_period, self._publish_diagnostics)
+        except Exception as exc:  # noqa: BLE001 - any failure must leave the node unconfigured
+            self.get_logger().error(f'configure failed: {exc}')
+            self._release()
+            return TransitionCallbackReturn.FAILURE
+        self.get_logger().info(
+            f'configured: {type(self.adapter).__name__} on {cfg.backend} x{cfg.workers} '
+            f'({cfg.model_path}), queue {cfg.queue_size} {cfg.full_policy}')
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        cfg = self.config
+        reliability = (ReliabilityPolicy.BEST_EFFORT if cfg.qos_reliability == 'best_effort'
+                       else ReliabilityPolicy.RELIABLE)
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=cfg.qos_depth,
+                         reliability=reliability)
+        msg_type = CompressedImage if cfg.input_type == 'compressed' else Image
+        topic = 'image/compressed' if cfg.input_type == 'compressed' else 'image'
+        self._active.set()
+        self._sub = self.create_subscription(
+            msg_type, topic, self._on_image, qos,
+            callback_group=MutuallyExclusiveCallbackGroup())
+        self.get_logger().info(f'active: {self.resolve_topic_name(topic)} -> results')
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active.clear()
+        if self._sub is not None:
+            self.destroy_subscription(self._sub)
+            self._sub = None
+        if self.pipeline is not None:
+            self.pipeline.flush(timeout=2.0)
+        self.get_logger().info('inactive')
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self.get_logger().info('cleaned up')
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active.clear()
+        if self._sub is not None:
+            self.destroy_subscription(self._sub)
+            self._sub = None
+        self._release()
+        return super().on_shutdown(state)
+
+    def read_task_parameters(self) -> None:
+        """Subclasses read and validate their own parameters here (raise ParameterError)."""
+
+    # ---- internals -------------------------------------------------------------------------
+    def _create_backend(self, cfg: P.CommonConfig, index: int):
+        options = dict(cfg.backend_options)
+        if cfg.threads:
+            options.setdefault('threads', cfg.threads)
+        options.setdefault('worker_index', index)
+        return create_backend(cfg.backend, cfg.model_path, **options)
+
+    def _release(self) -> None:
+        if self._diag_timer is not None:
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = None
+        if self.pipeline is not None:
+            self.pipeline.close()
+            self.pipeline = None
+        for backend in self.backends:
+            try:
+                backend.close()
+            except Exception as exc:  # noqa: BLE001 - releasing must go on
+                self.get_logger().warning(f'closing backend: {exc}')
+        self.backends = []
+        self.adapter = None
+        self.destroy_outputs()
+        if self._diag_pub is not None:
+            self.destroy_publisher(self._diag_pub)
+            self._diag_pub = None
+
+    def destroy_outputs(self) -> None:
+        """Subclasses destroy their publishers here."""
+
+    def _on_image(self, msg) -> None:
+        if self._active.is_set() and self.pipeline is not None:
+            self.pipeline.submit(msg, context=msg.header)
+
+    def _decode(self, msg) -> np.ndarray:
+        if isinstance(msg, CompressedImage):
+            array, encoding = decode_compressed(msg.format, msg.data)
+        else:
+            array, encoding = msg_to_numpy(msg), msg.encoding
+        return to_bgr8(array, encoding)
+
+    def _preprocess(self, msg) -> Tuple[Any, Any]:
+        image = self._decode(msg)
+        tensors, meta = self.adapter.preprocess(image)
+        return tensors, (meta, image if self.wants_image() else None)
+
+    def _postprocess(self, outputs, meta) -> Tuple[Any, Optional[np.ndarray]]:
+        adapter_meta, image = meta
+        return self.adapter.postprocess(outputs, adapter_meta), image
+
+    def _deliver(self, fr: FrameResult) -> None:
+        if fr.error is not None:
+            self._errors += 1
+            now = time.monotonic()
+            if now - self._last_error_log > 1.0:  # throttled: one bad stream must not flood logs
+                self._last_error_log = now
+                kind = 'bad frame' if isinstance(fr.error, ImageCodecError) else 'frame failed'
+                self.get_logger().error(
+                    f'{kind} (stamp {fr.context.stamp.sec}.{fr.context.stamp.nanosec:09d}), '
+                    f'dropped: {type(fr.error).__name__}: {fr.error} [{self._errors} so far]')
+            return
+        if not self._active.is_set():
+            return
+        result, image = fr.result
+        self.publish_result(result, fr.context, image)
+        self._published += 1
+
+    def _publish_diagnostics(self) -> None:
+        if self.pipeline is None or self._diag_pub is None:
+            return
+        stats = self.pipeline.stats()
+        values = [KeyValue(key=k, value=str(stats[k]))
+                  for k in ('frames_in', 'frames_out', 'dropped', 'failed', 'fps') if k in stats]
+        for stage, s in stats.get('stages', {}).items():
+            for q in ('p50', 'p99'):
+                if q in s:
+                    values.append(KeyValue(key=f'{stage}_{q}_ms', value=f'{s[q]:.2f}'))
+        level = DiagnosticStatus.OK if self._active.is_set() else DiagnosticStatus.STALE
+        status = DiagnosticStatus(level=level, name=f'{self.get_name()}: pipeline',
+                                  message='active' if self._active.is_set() else 'inactive',
+                                  hardware_id=self.config.backend if self.config else '',
+                                  values=values)
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(msg)
+
+
+def run_node(node_cls, args=None) -> None:
+    """Console-script entry: spin with a small thread pool; honour `autostart`."""
+    rclpy.init(args=args)
+    node = node_cls()
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
+    try:
+        if node.get_parameter('autostart').value:
+            if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+                node.trigger_activate()
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node._active.clear()
+        node._release()
+        executor.shutdown()
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.try_shutdown()
