@@ -26,6 +26,9 @@ class Backend:
     """
 
     name = 'base'
+    #: True where each worker is pinned to its own unit (an NPU core, a GPU stream): the
+    #: pipeline then passes `worker_index` so the backend can choose the unit.
+    pins_workers = False
 
     def __init__(self, model_path: str, **options: Any) -> None:
         self.model_path = model_path

@@ -22,7 +22,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
-from ..backends import available_backends, create_backend
+from ..backends import available_backends, backend_class, create_backend
 from ..core.image_codec import ImageCodecError, decode_compressed, msg_to_numpy, to_bgr8
 from ..core.pipeline import FrameResult, Pipeline
 from . import params as P
@@ -138,7 +138,8 @@ class PerceptionNode(LifecycleNode):
         options = dict(cfg.backend_options)
         if cfg.threads:
             options.setdefault('threads', cfg.threads)
-        options.setdefault('worker_index', index)
+        if backend_class(cfg.backend).pins_workers:
+            options.setdefault('worker_index', index)
         return create_backend(cfg.backend, cfg.model_path, **options)
 
     def _release(self) -> None:
