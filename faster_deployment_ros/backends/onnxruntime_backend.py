@@ -63,8 +63,8 @@ class OnnxRuntimeBackend(Backend):
     """Runs an .onnx model with ONNX Runtime.
 
     Options: providers (list or comma-separated string, default CPU), intra_op_threads
-    (alias `threads`; 0 = ORT default), inter_op_threads, graph_optimization
-    ('all' | 'extended' | 'basic' | 'disable'), log_severity (0-4, default 3 = errors only).
+    (alias `threads`, which intra_op_threads overrides; 0 = ORT default), inter_op_threads,
+    graph_optimization ('all' | 'extended' | 'basic' | 'disable'), log_severity (0-4, default 3 = errors only).
     """
 
     name = 'onnxruntime'
@@ -81,9 +81,7 @@ class OnnxRuntimeBackend(Backend):
             raise BackendError(f'ONNX model file not found: {path}')
 
         providers = _parse_providers(options.get('providers'), ort.get_available_providers())
-        if 'threads' in options and 'intra_op_threads' in options \
-                and options['threads'] != options['intra_op_threads']:
-            raise BackendError('give either threads or intra_op_threads, not both with different values')
+        # `threads` is the node's generic knob; an explicit intra_op_threads is more specific.
         intra = _thread_count(options, 'intra_op_threads' if 'intra_op_threads' in options else 'threads')
         inter = _thread_count(options, 'inter_op_threads')
         level = str(options.get('graph_optimization', 'all')).lower()
