@@ -1,0 +1,1 @@
+"""Independent, deliberately plain reference implementations the adapters are checked against."""
