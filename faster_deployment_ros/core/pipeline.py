@@ -1,0 +1,403 @@
+"""Ordered, bounded-queue inference pipeline: pre-process -> N inference workers -> post -> delivery.
+
+Why threads: the heavy work (NumPy, OpenCV, ONNX Runtime, ncnn) releases the GIL, so the stages
+of different frames overlap. Why bounded everywhere: a camera produces frames faster than a slow
+model eats them; frames are only ever dropped at the input queue (oldest first, or the producer
+blocks), while every internal hand-off holds at most about one frame per worker, so what comes
+out is never staler than the pipeline depth. A reorder buffer puts results from several workers
+back in submission order.
+
+Thread layout (names are `<name>-pre`, `<name>-infer<i>`, `<name>-post`, `<name>-deliver`):
+
+    submit -> [input, queue_size] -> pre -> [N] -> infer_0..N-1 -> [reorder, <= 2N] -> post
+           -> [1] -> deliver -> on_result
+
+Every stage runs its callable without holding the pipeline lock; one lock guards all queues and
+counters so the accounting `frames_in == frames_out + dropped + in_flight` is exact at all times.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple, Union
+
+from .stats import RateMeter, RollingStats
+
+LOG = logging.getLogger('faster_deployment_ros.pipeline')
+
+FULL_POLICIES = ('block', 'drop_oldest')
+STAGES = ('pre', 'infer', 'post', 'queue', 'total')
+
+_now = time.perf_counter
+
+
+@dataclass
+class FrameResult:
+    seq: int                 # 0,1,2,... submission order (dropped frames also consume a seq)
+    context: Any             # what was passed to submit (e.g. the ROS header)
+    result: Any              # postprocess return value, None on error
+    error: Optional[BaseException]
+    timings: Dict[str, float]  # seconds: 'pre', 'infer', 'post', 'queue', 'total'
+    worker: int              # which inference worker ran it (-1 if failed before inference)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class _Frame:
+    __slots__ = ('seq', 'item', 'context', 't_submit', 'idx', 'tensors', 'meta', 'outputs',
+                 'result', 'error', 'worker', 't')
+
+    def __init__(self, seq: int, item: Any, context: Any, t_submit: float) -> None:
+        self.seq, self.item, self.context, self.t_submit = seq, item, context, t_submit
+        self.idx = -1  # dense index assigned by the pre thread; the reorder buffer keys on it
+        self.tensors = self.meta = self.outputs = self.result = None
+        self.error: Optional[BaseException] = None
+        self.worker = -1
+        self.t: Dict[str, float] = {}
+
+
+class Pipeline:
+    """Runs preprocess / infer / postprocess of consecutive frames concurrently, delivers in order.
+
+    `infer` holds one callable per worker (each owns its backend instance; it is only ever called
+    from its worker's thread). `on_result` is called from the delivery thread, in submission
+    order, for every accepted frame that is not dropped, including frames whose stage raised
+    (`error` set, `result` None). Exceptions from `on_result` are logged and ignored.
+
+    `full_policy` says what `submit` does when `queue_size` frames are already waiting:
+    'drop_oldest' evicts the oldest waiting frame (counted in `dropped`, reported to `on_drop`)
+    and accepts the new one; 'block' waits for space (up to `timeout`), returning False when it
+    gives up (counted in `rejected`, no seq consumed).
+    """
+
+    def __init__(self,
+                 preprocess: Callable[[Any], Tuple[Any, Any]],
+                 infer: Union[Sequence[Callable[[Any], Any]], Callable[[Any], Any]],
+                 postprocess: Callable[[Any, Any], Any],
+                 on_result: Callable[[FrameResult], None],
+                 queue_size: int = 2,
+                 full_policy: str = 'drop_oldest',
+                 name: str = 'pipeline',
+                 *,
+                 on_drop: Optional[Callable[[int, Any], None]] = None,
+                 stats_window: int = 1000) -> None:
+        if full_policy not in FULL_POLICIES:
+            raise ValueError(f"full_policy must be one of {FULL_POLICIES}, got {full_policy!r}: "
+                             "'drop_oldest' keeps latency low by discarding the oldest waiting "
+                             "frame, 'block' makes submit wait for space")
+        if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
+            raise ValueError(f'queue_size must be an int >= 1, got {queue_size!r}')
+        workers: List[Callable[[Any], Any]] = [infer] if callable(infer) else list(infer)
+        if not workers:
+            raise ValueError('infer must hold at least one callable (one per inference worker)')
+        for i, fn in enumerate(workers):
+            if not callable(fn):
+                raise TypeError(f'infer[{i}] is not callable: {fn!r}')
+        for label, fn in (('preprocess', preprocess), ('postprocess', postprocess),
+                          ('on_result', on_result)):
+            if not callable(fn):
+                raise TypeError(f'{label} is not callable: {fn!r}')
+
+        self.name = name
+        self.queue_size = queue_size
+        self.full_policy = full_policy
+        self._preprocess, self._infer, self._postprocess = preprocess, workers, postprocess
+        self._on_result, self._on_drop = on_result, on_drop
+
+        n = len(workers)
+        self._lock = threading.Lock()
+        self._c_space = threading.Condition(self._lock)    # blocked submitters
+        self._c_input = threading.Condition(self._lock)    # pre: a frame waits and infer_q has room
+        self._c_infer = threading.Condition(self._lock)    # workers: a frame and a reorder slot
+        self._c_reorder = threading.Condition(self._lock)  # post: next frame done, deliver_q room
+        self._c_deliver = threading.Condition(self._lock)  # delivery: a frame to deliver
+        self._c_done = threading.Condition(self._lock)     # flush: nothing in flight
+
+        self._input: Deque[_Frame] = deque()
+        self._infer_q: Deque[_Frame] = deque()
+        self._infer_cap = n           # pre-processed frames waiting for a worker
+        self._window = 2 * n          # frames taken by workers and not yet taken by post
+        self._window_used = 0
+        self._reorder: Dict[int, _Frame] = {}
+        self._deliver_q: Deque[_Frame] = deque()
+        self._deliver_cap = 1
+        self._next_idx = 0            # pre assigns idx 0,1,2,... (dense, unlike seq)
+        self._post_idx = 0            # next idx post takes from the reorder buffer
+
+        self._seq = 0
+        self._in = self._out = self._dropped = self._failed = self._rejected = 0
+        self._per_worker = [0] * n
+        self._closing = self._abort = self._stop = False
+
+        self._stats = {k: RollingStats(stats_window) for k in STAGES}
+        self._rate = RateMeter(max(2, stats_window))
+
+        self._threads: List[threading.Thread] = []
+        targets = [('pre', self._pre_loop, ())]
+        targets += [(f'infer{i}', self._infer_loop, (i,)) for i in range(n)]
+        targets += [('post', self._post_loop, ()), ('deliver', self._deliver_loop, ())]
+        for suffix, target, args in targets:
+            # daemon: a hung model call must not keep the interpreter alive; close() still joins.
+            t = threading.Thread(target=target, args=args, name=f'{name}-{suffix}', daemon=True)
+            self._threads.append(t)
+        for t in self._threads:
+            t.start()
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def num_workers(self) -> int:
+        return len(self._infer)
+
+    @property
+    def closed(self) -> bool:
+        return self._closing
+
+    @property
+    def threads(self) -> List[threading.Thread]:
+        return list(self._threads)
+
+    def submit(self, item: Any, context: Any = None, timeout: Optional[float] = None) -> bool:
+        """Queue `item`; True if accepted. False: closed, or 'block' and `timeout` expired."""
+        t_submit = _now()
+        evicted: Optional[_Frame] = None
+        with self._lock:
+            if self._closing:
+                self._rejected += 1
+                return False
+            if len(self._input) >= self.queue_size:
+                if self.full_policy == 'drop_oldest':
+                    evicted = self._input.popleft()
+                    self._dropped += 1
+                    self._c_done.notify_all()
+                else:
+                    deadline = None if timeout is None else t_submit + max(0.0, timeout)
+                    while len(self._input) >= self.queue_size and not self._closing:
+                        remaining = None if deadline is None else deadline - _now()
+                        if remaining is not None and remaining <= 0:
+                            break
+                        self._c_space.wait(remaining)
+                    if self._closing or len(self._input) >= self.queue_size:
+                        self._rejected += 1
+                        return False
+            # The seq is taken at enqueue time so seq order is queue order even when several
+            # producers block concurrently.
+            frame = _Frame(self._seq, item, context, t_submit)
+            self._seq += 1
+            self._in += 1
+            self._input.append(frame)
+            self._c_input.notify()
+        if evicted is not None:
+            self._report_drops([evicted])
+        return True
+
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        """Wait until every accepted frame was delivered or dropped; False on timeout."""
+        if threading.current_thread() in self._threads:
+            raise RuntimeError('flush() called from a pipeline thread (e.g. on_result) would '
+                               'wait for itself')
+        deadline = None if timeout is None else _now() + timeout
+        with self._lock:
+            while self._in != self._out + self._dropped:
+                if self._stop and not any(t.is_alive() for t in self._threads):
+                    return False
+                remaining = None if deadline is None else deadline - _now()
+                if remaining is not None and remaining <= 0:
+                    return False
+                # Bounded wait so a close() racing with us is noticed.
+                self._c_done.wait(0.5 if remaining is None else min(remaining, 0.5))
+            return True
+
+    def close(self, drain: bool = False, timeout: Optional[float] = None) -> bool:
+        """Stop accepting, optionally deliver what was accepted, stop and join all threads.
+
+        drain=False drops the frames still waiting anywhere (counted in `dropped`); a stage call
+        already running finishes first, since it cannot be interrupted. `timeout` bounds the
+        drain and the joins. Returns True if every thread was joined. Safe to call again.
+        """
+        deadline = None if timeout is None else _now() + timeout
+        inside = threading.current_thread() in self._threads
+        with self._lock:
+            self._closing = True
+            self._c_space.notify_all()
+        if drain and not inside:
+            self.flush(timeout)
+        with self._lock:
+            self._abort = self._stop = True
+            left = list(self._input) + list(self._infer_q) + list(self._deliver_q)
+            left += [self._reorder[k] for k in sorted(self._reorder)]
+            self._input.clear()
+            self._infer_q.clear()
+            self._deliver_q.clear()
+            self._reorder.clear()
+            self._dropped += len(left)
+            for c in (self._c_space, self._c_input, self._c_infer, self._c_reorder,
+                      self._c_deliver, self._c_done):
+                c.notify_all()
+        left.sort(key=lambda f: f.seq)
+        self._report_drops(left)
+        me = threading.current_thread()
+        for t in self._threads:
+            if t is not me:
+                t.join(None if deadline is None else max(0.0, deadline - _now()))
+        alive = [t.name for t in self._threads if t.is_alive() and t is not me]
+        if alive:
+            LOG.warning('%s: threads still running after close(): %s (a stage call is stuck)',
+                        self.name, ', '.join(alive))
+        return not alive
+
+    def __enter__(self) -> 'Pipeline':
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        # Normal exit delivers what was submitted; an exception unwinds without waiting for it.
+        self.close(drain=exc_type is None)
+
+    def stats(self) -> Dict[str, Any]:
+        """Counters and per-stage latency (ms) over the last `stats_window` delivered frames."""
+        with self._lock:
+            out: Dict[str, Any] = {
+                'frames_in': self._in, 'frames_out': self._out, 'dropped': self._dropped,
+                'failed': self._failed, 'in_flight': self._in - self._out - self._dropped,
+                'workers': len(self._infer), 'rejected': self._rejected,
+                'queued': len(self._input), 'per_worker': list(self._per_worker),
+            }
+        out['fps'] = self._rate.rate()
+        out['stages'] = {k: s.summary() for k, s in self._stats.items()}
+        return out
+
+    # ------------------------------------------------------------------ stage threads
+    def _pre_loop(self) -> None:
+        while True:
+            with self._lock:
+                # Take a frame only when it can move on at once: the frame being pre-processed
+                # is then the freshest one, not one that waits behind a busy stage.
+                while not self._stop and not (self._input and len(self._infer_q) < self._infer_cap):
+                    self._c_input.wait()
+                if self._stop:
+                    return
+                fr = self._input.popleft()
+                fr.idx = self._next_idx
+                self._next_idx += 1
+                self._c_space.notify_all()
+            t0 = _now()
+            fr.t['queue'] = t0 - fr.t_submit
+            try:
+                fr.tensors, fr.meta = self._preprocess(fr.item)
+            except BaseException as e:  # noqa: BLE001 - one bad frame must not stop the stream
+                fr.error = e
+            fr.t['pre'] = _now() - t0
+            fr.item = None
+            with self._lock:
+                if self._abort:
+                    self._dropped += 1
+                    self._c_done.notify_all()
+                else:
+                    self._infer_q.append(fr)
+                    self._c_infer.notify()
+                    continue
+            self._report_drops([fr])
+
+    def _infer_loop(self, i: int) -> None:
+        fn = self._infer[i]
+        while True:
+            with self._lock:
+                while not self._stop and not (self._infer_q and self._window_used < self._window):
+                    self._c_infer.wait()
+                if self._stop:
+                    return
+                fr = self._infer_q.popleft()
+                self._window_used += 1
+                self._c_input.notify()
+            if fr.error is None:
+                fr.worker = i
+                t0 = _now()
+                try:
+                    fr.outputs = fn(fr.tensors)
+                except BaseException as e:  # noqa: BLE001
+                    fr.error = e
+                fr.t['infer'] = _now() - t0
+            fr.tensors = None
+            with self._lock:
+                if self._abort:
+                    self._dropped += 1
+                    self._c_done.notify_all()
+                else:
+                    self._reorder[fr.idx] = fr
+                    if fr.idx == self._post_idx:
+                        self._c_reorder.notify()
+                    continue
+            self._report_drops([fr])
+
+    def _post_loop(self) -> None:
+        while True:
+            with self._lock:
+                while not self._stop and not (self._post_idx in self._reorder
+                                              and len(self._deliver_q) < self._deliver_cap):
+                    self._c_reorder.wait()
+                if self._stop:
+                    return
+                fr = self._reorder.pop(self._post_idx)
+                self._post_idx += 1
+                self._window_used -= 1
+                self._c_infer.notify()
+            if fr.error is None:
+                t0 = _now()
+                try:
+                    fr.result = self._postprocess(fr.outputs, fr.meta)
+                except BaseException as e:  # noqa: BLE001
+                    fr.error, fr.result = e, None
+                fr.t['post'] = _now() - t0
+            fr.outputs = fr.meta = None
+            with self._lock:
+                if self._abort:
+                    self._dropped += 1
+                    self._c_done.notify_all()
+                else:
+                    self._deliver_q.append(fr)
+                    self._c_deliver.notify()
+                    continue
+            self._report_drops([fr])
+
+    def _deliver_loop(self) -> None:
+        while True:
+            with self._lock:
+                while not self._stop and not self._deliver_q:
+                    self._c_deliver.wait()
+                if self._stop:
+                    return
+                fr = self._deliver_q.popleft()
+                self._c_reorder.notify()
+            t = _now()
+            fr.t['total'] = t - fr.t_submit
+            for k, v in fr.t.items():
+                self._stats[k].add(v)
+            self._rate.tick(t)
+            res = FrameResult(seq=fr.seq, context=fr.context, result=fr.result, error=fr.error,
+                              timings={k: fr.t.get(k, 0.0) for k in STAGES}, worker=fr.worker)
+            if fr.error is not None:
+                LOG.debug('%s: frame %d failed: %r', self.name, fr.seq, fr.error)
+            try:
+                self._on_result(res)
+            except BaseException:  # noqa: BLE001 - the delivery thread must survive
+                LOG.exception('%s: on_result raised for frame %d (ignored)', self.name, fr.seq)
+            with self._lock:
+                self._out += 1
+                if fr.error is not None:
+                    self._failed += 1
+                if fr.worker >= 0:
+                    self._per_worker[fr.worker] += 1
+                self._c_done.notify_all()
+
+    def _report_drops(self, frames: Sequence[_Frame]) -> None:
+        if self._on_drop is None:
+            return
+        for fr in frames:
+            try:
+                self._on_drop(fr.seq, fr.context)
+            except Exception:
+                LOG.exception('%s: on_drop raised for frame %d (ignored)', self.name, fr.seq)
