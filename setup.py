@@ -27,6 +27,7 @@ setup(
         'console_scripts': [
             'detector_node = faster_deployment_ros.ros.detector_node:main',
             'fdr-bag = faster_deployment_ros.tools.bag_cli:main',
+            'fdr-convert = faster_deployment_ros.tools.convert:main',
         ],
     },
 )
