@@ -10,9 +10,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get('FDR_SHARED', ROOT.parent / 'shared'))
 CACHE = ROOT / '.cache'
 
-# Concurrent test runs on one machine must not hear each other's topics.
+# Concurrent test runs on one machine must not hear each other's topics. (Do not set
+# ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST: with it, large frames never reach another process.)
 os.environ.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 200))
-os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 os.environ.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
 os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
 

@@ -113,5 +113,6 @@ def unknown_parameters(node, known: Sequence[str], backends: Sequence[str]) -> L
     """Parameters set (e.g. in the YAML) that no code reads: most likely typos."""
     prefixes = tuple(b + '.' for b in backends)
     return sorted(name for name in node.get_parameters_by_prefix('')
-                  if name not in known and name != 'use_sim_time'
+                  if name not in known
+                  and name not in ('use_sim_time', 'start_type_description_service')
                   and not name.startswith(prefixes) and not name.startswith('qos_overrides.'))

@@ -1,0 +1,310 @@
+"""The detector node in a real ROS 2 graph: real rclpy, real Fast DDS, real ONNX Runtime, the
+real YOLOX-nano model, real camera frames."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip('rclpy')
+from lifecycle_msgs.msg import State  # noqa: E402
+from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+from vision_msgs.msg import Detection2DArray  # noqa: E402
+
+from faster_deployment_ros.core.image_codec import encode_compressed, fill_image_msg  # noqa: E402
+from faster_deployment_ros.ros.detector_node import DetectorNode  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def video_frames(path: Path, n: int, step: int = 1) -> list:
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    i = 0
+    while len(frames) < n:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if i % step == 0:
+            frames.append(frame)
+        i += 1
+    cap.release()
+    assert len(frames) == n, f'could not read {n} frames from {path}'
+    return frames
+
+
+class Harness:
+    """A detector node and a test node (publisher + recorder) spinning in one executor."""
+
+    def __init__(self, model: Path, **params) -> None:
+        overrides = dict(model_path=str(model), model_family='yolox', conf_threshold=0.3,
+                         qos_reliability='reliable', full_policy='block', queue_size=4,
+                         qos_depth=50, diagnostics_period=0.0)
+        overrides.update(params)
+        self.node = DetectorNode(parameter_overrides=[Parameter(k, value=v)
+                                                      for k, v in overrides.items()])
+        self.peer = rclpy.create_node('detector_test_peer')
+        self.image_pub = self.peer.create_publisher(Image, 'image', RELIABLE)
+        self.compressed_pub = self.peer.create_publisher(
+            CompressedImage, 'image/compressed', RELIABLE)
+        self.received: list = []
+        self.debug_images: list = []
+        self._cv = threading.Condition()
+        self.peer.create_subscription(Detection2DArray, 'detections', self._on_det, RELIABLE)
+        self.peer.create_subscription(Image, 'debug_image', self._on_debug, RELIABLE)
+        self.executor = MultiThreadedExecutor(num_threads=3)
+        self.executor.add_node(self.node)
+        self.executor.add_node(self.peer)
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
+
+    def _on_det(self, msg) -> None:
+        with self._cv:
+            self.received.append(msg)
+            self._cv.notify_all()
+
+    def _on_debug(self, msg) -> None:
+        with self._cv:
+            self.debug_images.append(msg)
+            self._cv.notify_all()
+
+    def wait_for(self, n: int, timeout: float = 30.0) -> list:
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while len(self.received) < n and time.monotonic() < deadline:
+                self._cv.wait(0.1)
+            return list(self.received)
+
+    def wait_matched(self, pub, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while pub.get_subscription_count() == 0:
+            assert time.monotonic() < deadline, 'the detector never subscribed'
+            time.sleep(0.05)
+
+    def state(self) -> int:
+        return self.node._state_machine.current_state[0]
+
+    def image_msg(self, frame: np.ndarray, stamp_ns: int, frame_id: str = 'camera') -> Image:
+        msg = fill_image_msg(Image(), frame, 'bgr8')
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+        msg.header.frame_id = frame_id
+        return msg
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self._thread.join(5)
+        self.node._release()
+        self.node.destroy_node()
+        self.peer.destroy_node()
+
+
+@pytest.fixture(scope='module')
+def ros():
+    rclpy.init()
+    yield
+    rclpy.try_shutdown()
+
+
+@pytest.fixture
+def harness(ros, yolox_model):
+    made = []
+
+    def make(**params):
+        h = Harness(yolox_model, **params)
+        made.append(h)
+        return h
+
+    yield make
+    for h in made:
+        h.close()
+
+
+def header_key(h) -> tuple:
+    return (h.stamp.sec, h.stamp.nanosec, h.frame_id)
+
+
+def test_frames_come_back_in_order_with_identical_headers(harness, plaza_video):
+    h = harness(workers=2)
+    assert h.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert h.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    h.wait_matched(h.image_pub)
+    frames = video_frames(plaza_video, 12, step=5)
+    sent = []
+    for i, frame in enumerate(frames):
+        msg = h.image_msg(frame, 1_700_000_000_000_000_000 + i * 20_000_000, f'cam_{i % 3}')
+        sent.append(header_key(msg.header))
+        h.image_pub.publish(msg)
+    got = h.wait_for(len(frames))
+    assert [header_key(m.header) for m in got] == sent
+    with_person = 0
+    for m in got:
+        for d in m.detections:
+            assert header_key(d.header) == header_key(m.header)
+            assert len(d.results) == 1 and 0.3 <= d.results[0].hypothesis.score <= 1.0
+            assert 0 <= d.bbox.center.position.x <= 1280 and 0 <= d.bbox.center.position.y <= 720
+            assert d.bbox.size_x > 0 and d.bbox.size_y > 0
+        names = {d.results[0].hypothesis.class_id for d in m.detections}
+        with_person += 'person' in names
+    assert with_person >= len(got) - 1, 'persons should be found in the plaza frames'
+
+
+def test_nothing_published_while_inactive(harness, campus_video):
+    h = harness()
+    assert h.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert h.state() == State.PRIMARY_STATE_INACTIVE
+    frames = video_frames(campus_video, 3)
+    time.sleep(1.0)  # discovery; an inactive node has no subscription to match
+    for i, frame in enumerate(frames):
+        h.image_pub.publish(h.image_msg(frame, i + 1))
+    time.sleep(2.0)
+    assert h.received == []
+    assert h.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    h.wait_matched(h.image_pub)
+    h.image_pub.publish(h.image_msg(frames[0], 99))
+    got = h.wait_for(1)
+    assert [m.header.stamp.nanosec for m in got] == [99]
+    assert h.node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+    time.sleep(0.5)
+    h.image_pub.publish(h.image_msg(frames[1], 100))
+    time.sleep(1.5)
+    assert len(h.received) == 1, 'a deactivated node must not publish'
+
+
+def test_bad_model_path_fails_configure_and_node_stays_unconfigured(harness, yolox_model, tmp_path):
+    h = harness(model_path=str(tmp_path / 'missing.onnx'))
+    assert h.node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    assert h.state() == State.PRIMARY_STATE_UNCONFIGURED
+    corrupt = tmp_path / 'corrupt.onnx'
+    corrupt.write_bytes(b'this is not a model')
+    h.node.set_parameters([Parameter('model_path', value=str(corrupt))])
+    assert h.node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    assert h.state() == State.PRIMARY_STATE_UNCONFIGURED
+    # the same node configures once the path is fixed
+    h.node.set_parameters([Parameter('model_path', value=str(yolox_model))])
+    assert h.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert h.state() == State.PRIMARY_STATE_INACTIVE
+
+
+def test_bad_parameters_fail_configure(harness):
+    h = harness(full_policy='sometimes')
+    assert h.node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    assert h.state() == State.PRIMARY_STATE_UNCONFIGURED
+
+
+def test_wrong_encoding_and_truncated_frames_are_dropped_and_node_keeps_running(
+        harness, campus_video):
+    h = harness()
+    assert h.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert h.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    h.wait_matched(h.image_pub)
+    frame = video_frames(campus_video, 1)[0]
+    good1 = h.image_msg(frame, 1)
+    bad_encoding = h.image_msg(frame, 2)
+    bad_encoding.encoding = 'yuv_nonsense'
+    truncated = h.image_msg(frame, 3)
+    truncated.data = truncated.data[: len(truncated.data) // 2]
+    good2 = h.image_msg(frame, 4)
+    for msg in (good1, bad_encoding, truncated, good2):
+        h.image_pub.publish(msg)
+    got = h.wait_for(2)
+    time.sleep(1.0)
+    assert [m.header.stamp.nanosec for m in h.received] == [1, 4]
+    assert h.node._errors == 2
+    assert h.state() == State.PRIMARY_STATE_ACTIVE
+    assert len(got[0].detections) == len(got[1].detections) > 0
+
+
+def test_compressed_input_and_debug_image(harness, dog_image_path):
+    h = harness(input_type='compressed', publish_debug_image=True)
+    assert h.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert h.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    h.wait_matched(h.compressed_pub)
+    image = cv2.imread(str(dog_image_path))
+    fmt, data = encode_compressed(image, 'png')
+    msg = CompressedImage(format=fmt, data=data)
+    msg.header.frame_id = 'still'
+    msg.header.stamp.sec = 42
+    h.compressed_pub.publish(msg)
+    got = h.wait_for(1)
+    assert header_key(got[0].header) == (42, 0, 'still')
+    names = {d.results[0].hypothesis.class_id for d in got[0].detections}
+    assert {'dog', 'bicycle'} <= names
+    deadline = time.monotonic() + 10
+    while not h.debug_images and time.monotonic() < deadline:
+        time.sleep(0.05)
+    debug = h.debug_images[0]
+    assert (debug.width, debug.height, debug.encoding) == (768, 576, 'bgr8')
+    assert header_key(debug.header) == (42, 0, 'still')
+
+
+def test_class_id_mode_index(harness, dog_image_path):
+    h = harness(class_id_mode='index')
+    assert h.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert h.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    h.wait_matched(h.image_pub)
+    h.image_pub.publish(h.image_msg(cv2.imread(str(dog_image_path)), 5))
+    got = h.wait_for(1)
+    ids = {d.results[0].hypothesis.class_id for d in got[0].detections}
+    assert '16' in ids and '1' in ids  # COCO: 16 dog, 1 bicycle
+
+
+def test_console_script_across_processes_best_effort_720p(ros, yolox_model, plaza_video):
+    """The installed console script with the shipped YAML, a best-effort 720p stream from
+    another process (this one), results back in order."""
+    exe = Path(sys.executable).with_name('detector_node')
+    assert exe.exists(), 'the detector_node console script is not installed in the venv'
+    env = dict(os.environ)
+    proc = subprocess.Popen(
+        [str(exe), '--ros-args', '--params-file', str(ROOT / 'config/yolox_nano_onnxruntime.yaml'),
+         '-p', f'model_path:={yolox_model}', '-p', 'full_policy:=block', '-p', 'queue_size:=8'],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    node = rclpy.create_node('console_script_peer')
+    try:
+        best_effort = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
+        pub = node.create_publisher(Image, 'image', best_effort)
+        received = []
+        node.create_subscription(Detection2DArray, 'detections', received.append, RELIABLE)
+        deadline = time.monotonic() + 60
+        while pub.get_subscription_count() == 0:
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, 'node never subscribed'
+            rclpy.spin_once(node, timeout_sec=0.1)
+        frames = video_frames(plaza_video, 8, step=10)
+        msg = Image()
+        stamps = []
+        for i, frame in enumerate(frames):
+            fill_image_msg(msg, frame, 'bgr8')
+            msg.header.stamp.sec = 1000 + i
+            msg.header.frame_id = 'plaza'
+            stamps.append(1000 + i)
+            pub.publish(msg)
+            end = time.monotonic() + 0.25
+            while time.monotonic() < end:
+                rclpy.spin_once(node, timeout_sec=0.02)
+        end = time.monotonic() + 20
+        while len(received) < len(frames) and time.monotonic() < end:
+            rclpy.spin_once(node, timeout_sec=0.05)
+        got = [m.header.stamp.sec for m in received]
+        assert got == stamps, f'expected every frame back in order, got {got}'
+        assert all(m.header.frame_id == 'plaza' for m in received)
+        assert sum(any(d.results[0].hypothesis.class_id == 'person' for d in m.detections)
+                   for m in received) >= len(frames) - 1
+    finally:
+        proc.send_signal(2)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        node.destroy_node()
