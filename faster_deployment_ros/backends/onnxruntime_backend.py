@@ -53,7 +53,8 @@ def _thread_count(options: Dict[str, Any], key: str) -> int:
     try:
         count = int(value if value is not None else 0)
     except (TypeError, ValueError):
-        raise BackendError(f'{key} must be an integer (0 = ONNX Runtime default), not {value!r}') from None
+        raise BackendError(
+            f'{key} must be an integer (0 = ONNX Runtime default), not {value!r}') from None
     if count < 0:
         raise BackendError(f'{key} must be >= 0 (0 = ONNX Runtime default), not {count}')
     return count
@@ -64,7 +65,8 @@ class OnnxRuntimeBackend(Backend):
 
     Options: providers (list or comma-separated string, default CPU), intra_op_threads
     (alias `threads`, which intra_op_threads overrides; 0 = ORT default), inter_op_threads,
-    graph_optimization ('all' | 'extended' | 'basic' | 'disable'), log_severity (0-4, default 3 = errors only).
+    graph_optimization ('all' | 'extended' | 'basic' | 'disable'), log_severity (0-4,
+    default 3 = errors only). Unknown options are errors: a typo must not pass silently.
     """
 
     name = 'onnxruntime'
@@ -82,11 +84,13 @@ class OnnxRuntimeBackend(Backend):
 
         providers = _parse_providers(options.get('providers'), ort.get_available_providers())
         # `threads` is the node's generic knob; an explicit intra_op_threads is more specific.
-        intra = _thread_count(options, 'intra_op_threads' if 'intra_op_threads' in options else 'threads')
+        intra_key = 'intra_op_threads' if 'intra_op_threads' in options else 'threads'
+        intra = _thread_count(options, intra_key)
         inter = _thread_count(options, 'inter_op_threads')
         level = str(options.get('graph_optimization', 'all')).lower()
         if level not in _OPT_LEVELS:
-            raise BackendError(f'graph_optimization must be one of {", ".join(_OPT_LEVELS)}, not {level!r}')
+            raise BackendError(f'graph_optimization must be one of {", ".join(_OPT_LEVELS)}, '
+                               f'not {level!r}')
 
         so = ort.SessionOptions()
         so.intra_op_num_threads = intra

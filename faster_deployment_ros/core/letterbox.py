@@ -121,9 +121,18 @@ def to_chw_tensor(img: np.ndarray, dtype=np.float32, scale: Optional[float] = No
         out = np.empty((1, ch, h, w), dtype)
     elif out.shape != (1, ch, h, w) or not out.flags.c_contiguous:
         raise ValueError(f'out buffer is {out.shape}, need contiguous {(1, ch, h, w)}')
-    src = img[:, :, ::-1] if swap_rb else img
-    # One strided copy with the dtype cast; cheaper than transpose().astype() (two passes).
-    np.copyto(out[0], src.transpose(2, 0, 1), casting='unsafe')
+    swap = swap_rb and ch >= 3  # R/B swap: channels 0 and 2, alpha stays last
+    if img.dtype == np.uint8 and 1 < ch <= 4:
+        # cv2.split de-interleaves ~3x faster than a strided numpy transpose; the per-plane
+        # copies are then contiguous casts.
+        planes = list(cv2.split(img))
+        if swap:
+            planes[0], planes[2] = planes[2], planes[0]
+        for c, plane in enumerate(planes):
+            np.copyto(out[0, c], plane, casting='unsafe')
+    else:
+        src = img[:, :, [2, 1, 0] + list(range(3, ch))] if swap else img
+        np.copyto(out[0], src.transpose(2, 0, 1), casting='unsafe')
     if scale is not None and scale != 1:
         np.multiply(out, out.dtype.type(scale), out=out)
     return out
