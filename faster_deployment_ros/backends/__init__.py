@@ -12,6 +12,9 @@ from .base import Backend, BackendError, TensorSpec
 # name -> (module, class)
 _REGISTRY: Dict[str, Tuple[str, str]] = {
     'onnxruntime': ('.onnxruntime_backend', 'OnnxRuntimeBackend'),
+    'ncnn': ('.ncnn_backend', 'NcnnBackend'),
+    'rknn': ('.rknn_backend', 'RknnBackend'),
+    'tensorrt': ('.tensorrt_backend', 'TensorRTBackend'),
 }
 
 

@@ -1,10 +1,13 @@
 """ONNX -> ncnn (.param/.bin + sidecar .json) with pnnx, in the `.venv-convert` environment.
 
-pnnx leaves strided slices (YOLOX/YOLOv5 "Focus": x[..., ::2, ::2] and its three siblings,
-concatenated on channels) as `Tensor.slice` layers ncnn cannot load. Before pnnx runs, such a
-pattern is rewritten into the same space-to-depth as Reshape -> Transpose -> Reshape (the channel
-order of the original concat), which ncnn runs natively; ONNX Runtime then checks the rewrite is
-exact. Any layer pnnx still cannot map fails the conversion, named.
+Two ONNX rewrites run before pnnx, and ONNX Runtime checks the rewritten model gives the same
+outputs:
+- pnnx leaves strided slices (YOLOX/YOLOv5 "Focus": x[..., ::2, ::2] and its three siblings,
+  concatenated on channels) as `Tensor.slice` layers ncnn cannot load; the pattern becomes the
+  same space-to-depth as Reshape -> Transpose -> Reshape, which ncnn runs natively.
+- fp16: pnnx flushes weights below fp16's normal range to zero, which a conv reading raw 0-255
+  pixels cannot afford; its weights are scaled up by a power of two and its input down.
+Any layer pnnx still cannot map fails the conversion, named.
 """
 from __future__ import annotations
 
@@ -144,6 +147,54 @@ def rewrite_focus(model, input_shapes: Dict[str, List[int]]) -> int:
     return count
 
 
+# Ops that only move data: a conv behind them still sees the raw input values.
+_DATA_MOVES = {'Reshape', 'Transpose', 'Slice', 'Concat', 'Split', 'Identity', 'Flatten',
+               'Squeeze', 'Unsqueeze', 'SpaceToDepth', 'DepthToSpace'}
+FP16_MIN_NORMAL = 2.0 ** -14
+
+
+def protect_fp16_input_convs(model) -> int:
+    """Scale up the weights of convs that read the raw input, so fp16 keeps them; returns count.
+
+    pnnx's fp16 writer flushes weights below fp16's normal range (2**-14) to zero. A conv on
+    unnormalised 0-255 pixels (YOLOX) has many such weights, and losing them moves boxes by tens
+    of pixels. conv(x * 2**-k, W * 2**k) == conv(x, W) exactly (powers of two), so the weights
+    are multiplied by 2**k and a Mul by 2**-k goes in front of the conv.
+    """
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    uses: Dict[str, int] = Counter(i for n in graph.node for i in n.input)
+    raw = {i.name for i in graph.input if i.name not in inits}
+    for node in graph.node:  # graph.node is topologically sorted
+        if node.op_type in _DATA_MOVES and node.input and node.input[0] in raw:
+            raw.update(node.output)
+    count = 0
+    for conv in [n for n in graph.node if n.op_type == 'Conv' and n.input[0] in raw]:
+        weight = inits.get(conv.input[1])
+        if weight is None or uses[weight.name] != 1:
+            continue
+        w = numpy_helper.to_array(weight).astype(np.float32)
+        nz = np.abs(w[w != 0])
+        if nz.size == 0 or nz.min() >= FP16_MIN_NORMAL:
+            continue
+        k = int(np.ceil(np.log2(FP16_MIN_NORMAL / nz.min())))
+        k = min(k, int(np.floor(np.log2(2.0 ** 14 / nz.max()))))  # stay far below fp16's max
+        if k < 1:
+            continue
+        tag = f'fdr_fp16scale_{count}'
+        weight.CopyFrom(numpy_helper.from_array((w * np.float32(2.0 ** k)).astype(np.float32),
+                                                weight.name))
+        graph.initializer.append(numpy_helper.from_array(np.array(2.0 ** -k, np.float32), tag))
+        mul = helper.make_node('Mul', [conv.input[0], tag], [f'{tag}_out'], name=f'{tag}_mul')
+        graph.node.insert(list(graph.node).index(conv), mul)
+        conv.input[0] = f'{tag}_out'
+        count += 1
+    return count
+
+
 def _remove_dead(graph) -> None:
     outputs = {o.name for o in graph.output}
     while True:
@@ -159,13 +210,15 @@ def _remove_dead(graph) -> None:
 
 
 def _check_rewrite(original: Path, rewritten: Path, inputs: List[dict]) -> float:
+    """Largest output difference between the two models, relative to the output's magnitude."""
     import numpy as np
     import onnxruntime as ort
     rng = np.random.default_rng(0)
     feeds = {i['name']: rng.uniform(0, 255, i['shape']).astype(i['dtype']) for i in inputs}
     a = ort.InferenceSession(str(original), providers=['CPUExecutionProvider']).run(None, feeds)
     b = ort.InferenceSession(str(rewritten), providers=['CPUExecutionProvider']).run(None, feeds)
-    return max(float(np.abs(x.astype(np.float64) - y).max()) for x, y in zip(a, b))
+    return max(float(np.abs(x.astype(np.float64) - y).max() / (np.abs(x).max() + 1e-12))
+               for x, y in zip(a, b))
 
 
 # --- pnnx ---------------------------------------------------------------------------------------
@@ -224,16 +277,21 @@ def run(args: argparse.Namespace) -> int:
     try:
         work = tmp / 'model.onnx'
         rewrites: List[str] = []
-        with progress.step('rewriting layers ncnn lacks (strided-slice space-to-depth)'):
-            n = 0 if args.no_rewrite else rewrite_focus(
-                model, {i['name']: i['shape'] for i in info['inputs']})
-            if n:
+        with progress.step('rewriting for ncnn (strided-slice space-to-depth, fp16 input convs)'):
+            if not args.no_rewrite:
+                n = rewrite_focus(model, {i['name']: i['shape'] for i in info['inputs']})
+                if n:
+                    rewrites.append(f'strided-slice space-to-depth -> reshape/permute x{n}')
+                n = protect_fp16_input_convs(model) if args.precision == 'fp16' else 0
+                if n:
+                    rewrites.append(f'fp16: input conv weights scaled by 2^k x{n}')
+            if rewrites:
                 onnx.save(model, str(work))
                 diff = _check_rewrite(src, work, info['inputs'])
-                if diff != 0.0:
-                    raise ConvertError(f'the space-to-depth rewrite changed the outputs '
-                                       f'(max abs diff {diff}); convert with --no-rewrite')
-                rewrites.append(f'space_to_depth x{n} (ONNX Runtime: identical outputs)')
+                if diff > 1e-5:
+                    raise ConvertError(f'the graph rewrite changed the outputs (relative diff '
+                                       f'{diff:.2g}); convert with --no-rewrite')
+                rewrites.append(f'ONNX Runtime check: relative diff {diff:.2g}')
             else:
                 shutil.copyfile(src, work)
         with progress.step(f'converting with pnnx ({args.precision} weights)'):
