@@ -1,0 +1,159 @@
+"""NVRTC compilation of gpu/kernel_source.py and typed kernel launches.
+
+Compiles to a cubin for the device's exact architecture (a cubin loads on any driver of the same
+CUDA major version, where PTX from a newer NVRTC would not), falling back to PTX only when NVRTC
+does not know the architecture. Compiled images are cached in memory per process and on disk
+(~/.cache/faster_deployment_ros/nvrtc, or $FDR_NVRTC_CACHE), so a node starts without compiling.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+from .cuda import CudaError, Device, Stream, check, cuda_modules, get_device
+from .kernel_source import SOURCE
+
+# argument type codes of a kernel signature: pointer, int32, float32, float64
+_CTYPES = {'p': ctypes.c_void_p, 'i': ctypes.c_int, 'f': ctypes.c_float, 'd': ctypes.c_double}
+
+_LB = 'pii' + 'ppi' + 'ppi' + 'iiiii'  # LETTERBOX_ARGS
+SIGNATURES: Dict[str, str] = {
+    'letterbox_hwc_u8': _LB + 'pii',
+    'letterbox_chw_f32': _LB + 'pii' + 'i' + 'ffffff',
+    'letterbox_chw_f16': _LB + 'pii' + 'i' + 'ffffff',
+    'decode_candidates': 'piiiiifipp' + 'p',
+    'select_nms': 'piii' + 'ipi' + 'ppp' + 'ifii' + 'ffffffi' + 'ppp' + 'p',
+}
+
+COMPILE_OPTIONS = ('--fmad=false', '--std=c++14')
+
+_cache_lock = threading.Lock()
+_modules: Dict[Tuple[int, str], 'KernelModule'] = {}
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get('FDR_NVRTC_CACHE')
+    if base:
+        return Path(base)
+    return Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache')) / 'faster_deployment_ros' / 'nvrtc'
+
+
+def _nvrtc_version() -> Tuple[int, int]:
+    _, nvrtc = cuda_modules()
+    _, major, minor = nvrtc.nvrtcVersion()
+    return int(major), int(minor)
+
+
+def compile_source(source: str, arch: Tuple[int, int], options: Sequence[str] = COMPILE_OPTIONS,
+                   name: str = 'fdr_kernels.cu') -> Tuple[bytes, str]:
+    """(image, kind) with kind 'cubin' or 'ptx'. Needs NVRTC only, not a GPU."""
+    _, nvrtc = cuda_modules()
+    major, minor = arch
+    attempts = [(f'--gpu-architecture=sm_{major}{minor}', 'cubin'),
+                (f'--gpu-architecture=compute_{major}{minor}', 'ptx')]
+    last_log = ''
+    for arch_opt, kind in attempts:
+        prog = check(nvrtc.nvrtcCreateProgram(source.encode(), name.encode(), 0, [], []))
+        try:
+            opts = [o.encode() for o in (*options, arch_opt)]
+            status = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)[0]
+            log_size = check(nvrtc.nvrtcGetProgramLogSize(prog))
+            log = b' ' * int(log_size)
+            check(nvrtc.nvrtcGetProgramLog(prog, log))
+            last_log = log.decode(errors='replace').strip('\0 \n')
+            if int(status) != 0:
+                if 'invalid value for --gpu-architecture' in last_log or 'arch' in last_log.lower():
+                    continue  # NVRTC older than the GPU: try PTX for the virtual architecture
+                raise CudaError(f'NVRTC failed to compile {name}:\n{last_log}')
+            if kind == 'cubin':
+                size = check(nvrtc.nvrtcGetCUBINSize(prog))
+                image = b' ' * int(size)
+                check(nvrtc.nvrtcGetCUBIN(prog, image))
+            else:
+                size = check(nvrtc.nvrtcGetPTXSize(prog))
+                image = b' ' * int(size)
+                check(nvrtc.nvrtcGetPTX(prog, image))
+            return image, kind
+        finally:
+            nvrtc.nvrtcDestroyProgram(prog)
+    raise CudaError(f'NVRTC cannot target sm_{major}{minor}:\n{last_log}')
+
+
+class Kernel:
+    """One `extern "C"` kernel with its argument types; `launch` enqueues it on a stream."""
+
+    def __init__(self, module: 'KernelModule', name: str, signature: str) -> None:
+        self.name = name
+        self._driver = module.device._driver
+        self.function = check(self._driver.cuModuleGetFunction(module.handle, name.encode()))
+        self._types = tuple(_CTYPES[c] for c in signature)
+
+    def launch(self, grid: Sequence[int], block: Sequence[int], args: Sequence[Any], stream: Stream,
+               shared_bytes: int = 0) -> None:
+        if len(args) != len(self._types):
+            raise TypeError(f'{self.name} takes {len(self._types)} arguments, got {len(args)}')
+        gx, gy, gz = (tuple(grid) + (1, 1))[:3]
+        bx, by, bz = (tuple(block) + (1, 1))[:3]
+        check(self._driver.cuLaunchKernel(self.function, gx, gy, gz, bx, by, bz, int(shared_bytes),
+                                          stream.raw, (tuple(args), self._types), 0))
+
+    def set_max_dynamic_shared(self, nbytes: int) -> None:
+        attr = self._driver.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+        check(self._driver.cuFuncSetAttribute(self.function, attr, int(nbytes)))
+
+
+class KernelModule:
+    """The compiled kernel source loaded into a device's context."""
+
+    def __init__(self, device: Device, source: str = SOURCE,
+                 signatures: Optional[Dict[str, str]] = None, use_disk_cache: bool = True) -> None:
+        self.device = device
+        device.activate()
+        image, self.kind = self._image(source, device.info.compute_capability, use_disk_cache)
+        self.handle = check(device._driver.cuModuleLoadData(image))
+        self.kernels = {name: Kernel(self, name, sig)
+                        for name, sig in (signatures or SIGNATURES).items()}
+
+    def __getitem__(self, name: str) -> Kernel:
+        return self.kernels[name]
+
+    @staticmethod
+    def _image(source: str, arch: Tuple[int, int], use_disk_cache: bool) -> Tuple[bytes, str]:
+        key = hashlib.sha256('\n'.join([source, repr(arch), repr(COMPILE_OPTIONS),
+                                        repr(_nvrtc_version())]).encode()).hexdigest()[:24]
+        path = _cache_dir() / f'{key}.img'
+        if use_disk_cache and path.is_file():
+            data = path.read_bytes()
+            kind, _, image = data.partition(b'\n')
+            if kind in (b'cubin', b'ptx') and image:
+                return image, kind.decode()
+        image, kind = compile_source(source, arch)
+        if use_disk_cache:
+            try:  # atomic write: concurrent nodes may compile at the same time
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=path.parent, suffix='.tmp')
+                with os.fdopen(fd, 'wb') as f:
+                    f.write(kind.encode() + b'\n' + image)
+                os.replace(tmp, path)
+            except OSError:
+                pass  # a read-only home only costs a compile per process
+        return image, kind
+
+
+def get_module(device: Optional[Device] = None) -> KernelModule:
+    """The process-wide kernel module for `device` (compiled once)."""
+    device = device or get_device()
+    key = (device.ordinal, SOURCE)
+    with _cache_lock:
+        mod = _modules.get(key)
+        if mod is None:
+            mod = _modules[key] = KernelModule(device)
+    return mod
+
+
+__all__ = ['SIGNATURES', 'COMPILE_OPTIONS', 'compile_source', 'Kernel', 'KernelModule', 'get_module']
