@@ -148,11 +148,32 @@ def bench_gpu(results, frames, yolox, v8, outs, metas, args) -> None:
         # (a) the whole call from a host frame: pinned copy + upload + kernel
         gpu[f'preprocess_{name}_from_host'] = run_timed(
             lambda i: lb.run(frames[i % n]), stream.synchronize)
-        # (b) the kernel alone on a frame already on the GPU (e.g. from a GPU decoder/camera)
+        # (b) uploading straight from the (pageable) frame, no pinned staging copy
+        direct = DeviceBuffer(frames[0].nbytes, dev)
+        hh, ww, cc = frames[0].shape
+
+        def pageable(i: int) -> None:
+            direct.upload(frames[i % n], stream)
+            lb.run_device(direct.ptr, ww * cc, hh, ww, cc)
+        gpu[f'preprocess_{name}_from_host_pageable'] = run_timed(pageable, stream.synchronize)
+        direct.close()
+        # (c) the kernel alone on a frame already on the GPU (e.g. from a GPU decoder/camera)
         ptr, pitch, h, w = lb.upload(frames[0])
         stream.synchronize()
         gpu[f'preprocess_{name}_kernel_only'] = run_timed(
             lambda i: lb.run_device(ptr, pitch, h, w), stream.synchronize)
+        # bit-exactness of the letterbox against core.letterbox (OpenCV) on these frames
+        from faster_deployment_ros.core.letterbox import letterbox
+        same = total = worst = 0
+        for f in frames:
+            got, _ = lb.letterbox_u8(f)
+            ref, _ = letterbox(f, pre.size, pad_value=pre.pad_value, center=pre.center)
+            d = np.abs(got.astype(np.int16) - ref)
+            same += int((d == 0).sum())
+            total += d.size
+            worst = max(worst, int(d.max()))
+        results.setdefault('letterbox_vs_opencv', {})[name] = {
+            'bit_exact_fraction': same / total, 'max_abs_diff': worst, 'frames': n}
         lb.close()
 
     # Host->device copy of one 1280x720x3 frame from pinned memory, alone.
@@ -190,13 +211,16 @@ def print_table(r: Dict) -> None:
           f"CPU {r['host']['cpu']} ({r['host']['cores']} cores, OpenCV {r['host']['opencv']} "
           f"threads={r['host']['opencv_threads']})"
           + (f"; GPU {r['gpu_device']['name']}" if 'gpu_device' in r else ''))
-    print(f"{'stage':44s} {'median ms':>10s} {'p99 ms':>10s}")
+    for k, v in r.get('letterbox_vs_opencv', {}).items():
+        print(f"letterbox {k} vs OpenCV: bit-exact {100 * v['bit_exact_fraction']:.4f}% of values, "
+              f"max diff {v['max_abs_diff']} over {v['frames']} frames")
+    print(f"{'stage':50s} {'median ms':>10s} {'p99 ms':>10s}")
     for k, v in r['cpu'].items():
-        print(f"{'cpu  ' + k:44s} {v['median_ms']:10.3f} {v['p99_ms']:10.3f}")
+        print(f"{'cpu  ' + k:50s} {v['median_ms']:10.3f} {v['p99_ms']:10.3f}")
     for k, v in r['gpu'].items():
         d, w = v['device'], v['wall']
-        print(f"{'gpu  ' + k + ' (device)':44s} {d['median_ms']:10.3f} {d['p99_ms']:10.3f}")
-        print(f"{'gpu  ' + k + ' (host wall)':44s} {w['median_ms']:10.3f} {w['p99_ms']:10.3f}")
+        print(f"{'gpu  ' + k + ' (device)':50s} {d['median_ms']:10.3f} {d['p99_ms']:10.3f}")
+        print(f"{'gpu  ' + k + ' (host wall)':50s} {w['median_ms']:10.3f} {w['p99_ms']:10.3f}")
 
 
 if __name__ == '__main__':
