@@ -14,6 +14,12 @@ Thread layout (names are `<name>-pre`, `<name>-infer<i>`, `<name>-post`, `<name>
 
 Every stage runs its callable without holding the pipeline lock; one lock guards all queues and
 counters so the accounting `frames_in == frames_out + dropped + in_flight` is exact at all times.
+
+Schedule: 'eager' pre-processes the next frame as soon as a worker slot opens, so under overload
+that frame then waits about one inference for a worker: latency ~ 2 x inference. 'just_in_time'
+starts pre-processing when the next worker is expected to be free within one pre-processing time
+(running means of both), so the frame taken is the newest and reaches a worker as it frees up:
+latency ~ pre + inference + post at the same throughput. Below capacity both behave the same.
 """
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ from .stats import RateMeter, RollingStats
 LOG = logging.getLogger('faster_deployment_ros.pipeline')
 
 FULL_POLICIES = ('block', 'drop_oldest')
+SCHEDULES = ('eager', 'just_in_time')
 STAGES = ('pre', 'infer', 'post', 'queue', 'total')
 
 _now = time.perf_counter
@@ -73,6 +80,9 @@ class Pipeline:
     'drop_oldest' evicts the oldest waiting frame (counted in `dropped`, reported to `on_drop`)
     and accepts the new one; 'block' waits for space (up to `timeout`), returning False when it
     gives up (counted in `rejected`, no seq consumed).
+
+    `schedule` ('eager' or 'just_in_time', see the module docstring) says when pre-processing of
+    the next frame starts; 'just_in_time' keeps latency at one pass under overload.
     """
 
     def __init__(self,
@@ -85,11 +95,14 @@ class Pipeline:
                  name: str = 'pipeline',
                  *,
                  on_drop: Optional[Callable[[int, Any], None]] = None,
-                 stats_window: int = 1000) -> None:
+                 stats_window: int = 1000,
+                 schedule: str = 'eager') -> None:
         if full_policy not in FULL_POLICIES:
             raise ValueError(f"full_policy must be one of {FULL_POLICIES}, got {full_policy!r}: "
                              "'drop_oldest' keeps latency low by discarding the oldest waiting "
                              "frame, 'block' makes submit wait for space")
+        if schedule not in SCHEDULES:
+            raise ValueError(f'schedule must be one of {SCHEDULES}, got {schedule!r}')
         if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
             raise ValueError(f'queue_size must be an int >= 1, got {queue_size!r}')
         workers: List[Callable[[Any], Any]] = [infer] if callable(infer) else list(infer)
@@ -106,6 +119,8 @@ class Pipeline:
         self.name = name
         self.queue_size = queue_size
         self.full_policy = full_policy
+        self.schedule = schedule
+        self._jit = schedule == 'just_in_time'
         self._preprocess, self._infer, self._postprocess = preprocess, workers, postprocess
         self._on_result, self._on_drop = on_result, on_drop
 
@@ -132,6 +147,9 @@ class Pipeline:
         self._seq = 0
         self._in = self._out = self._dropped = self._failed = self._rejected = 0
         self._per_worker = [0] * n
+        self._busy_since: List[Optional[float]] = [None] * n  # start of each worker's call
+        self._mean_pre: Optional[float] = None    # running means (s) for the just-in-time start
+        self._mean_infer: Optional[float] = None
         self._closing = self._abort = self._stop = False
 
         self._stats = {k: RollingStats(stats_window) for k in STAGES}
@@ -276,8 +294,14 @@ class Pipeline:
             with self._lock:
                 # Take a frame only when it can move on at once: the frame being pre-processed
                 # is then the freshest one, not one that waits behind a busy stage.
-                while not self._stop and not (self._input and len(self._infer_q) < self._infer_cap):
-                    self._c_input.wait()
+                while not self._stop:
+                    if self._input and len(self._infer_q) < self._infer_cap:
+                        delay = self._jit_delay() if self._jit else 0.0
+                        if delay <= 0.0:
+                            break
+                        self._c_input.wait(delay)
+                    else:
+                        self._c_input.wait()
                 if self._stop:
                     return
                 fr = self._input.popleft()
@@ -293,6 +317,7 @@ class Pipeline:
             fr.t['pre'] = _now() - t0
             fr.item = None
             with self._lock:
+                self._mean_pre = _running_mean(self._mean_pre, fr.t['pre'])
                 if self._abort:
                     self._dropped += 1
                     self._c_done.notify_all()
@@ -312,6 +337,7 @@ class Pipeline:
                     return
                 fr = self._infer_q.popleft()
                 self._window_used += 1
+                self._busy_since[i] = _now()
                 self._c_input.notify()
             if fr.error is None:
                 fr.worker = i
@@ -323,6 +349,11 @@ class Pipeline:
                 fr.t['infer'] = _now() - t0
             fr.tensors = None
             with self._lock:
+                self._busy_since[i] = None
+                if 'infer' in fr.t:
+                    self._mean_infer = _running_mean(self._mean_infer, fr.t['infer'])
+                if self._jit:
+                    self._c_input.notify()  # a worker freed up sooner than expected
                 if self._abort:
                     self._dropped += 1
                     self._c_done.notify_all()
@@ -393,6 +424,21 @@ class Pipeline:
                     self._per_worker[fr.worker] += 1
                 self._c_done.notify_all()
 
+    def _jit_delay(self) -> float:
+        """Seconds until pre-processing should start so the frame meets a free worker (lock held).
+
+        Frames already waiting for a worker claim the first workers to become free; ours gets
+        the next one. Without estimates yet, or when that worker is idle, start now.
+        """
+        if self._mean_infer is None or self._mean_pre is None:
+            return 0.0
+        busy = sorted(t for t in self._busy_since if t is not None)
+        k = len(self._infer_q) - (len(self._busy_since) - len(busy))
+        if k < 0 or k >= len(busy):
+            return 0.0
+        lead = self._mean_pre * 1.1 + 0.0005  # a little early: an idle worker costs throughput
+        return busy[k] + self._mean_infer - lead - _now()
+
     def _report_drops(self, frames: Sequence[_Frame]) -> None:
         if self._on_drop is None:
             return
@@ -401,3 +447,7 @@ class Pipeline:
                 self._on_drop(fr.seq, fr.context)
             except Exception:
                 LOG.exception('%s: on_drop raised for frame %d (ignored)', self.name, fr.seq)
+
+
+def _running_mean(mean: Optional[float], value: float, alpha: float = 0.2) -> float:
+    return value if mean is None else mean + alpha * (value - mean)
