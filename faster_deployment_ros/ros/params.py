@@ -30,6 +30,12 @@ COMMON_PARAMETERS: Dict[str, tuple] = {
     'qos_depth': (5, 'input and output QoS history depth'),
     'input_size': ([0, 0], 'model input [height, width] for models with dynamic shapes'),
     'diagnostics_period': (1.0, 'seconds between /diagnostics updates; 0 disables them'),
+    'autotune': (False, 'at configure, measure the model and choose workers, threads and '
+                 'queue_size for camera_rate within latency_budget_ms (overrides them)'),
+    'camera_rate': (30.0, 'expected input rate in Hz (autotune)'),
+    'latency_budget_ms': (100.0, 'accepted latency, frame in to result out, in ms (autotune)'),
+    'autotune_image': ('', 'image to time pre/post-processing on (autotune); empty: a '
+                       'synthetic 1280x720 frame'),
 }
 
 
@@ -52,6 +58,10 @@ class CommonConfig:
     input_size: Optional[List[int]]
     diagnostics_period: float
     backend_options: Dict[str, Any] = field(default_factory=dict)
+    autotune: bool = False
+    camera_rate: float = 30.0
+    latency_budget_ms: float = 100.0
+    autotune_image: str = ''
 
 
 def declare(node, table: Dict[str, tuple]) -> None:
@@ -92,6 +102,12 @@ def read_common(node) -> CommonConfig:
     else:
         input_size = None
     backend = value(node, 'backend')
+    camera_rate = float(value(node, 'camera_rate'))
+    budget = float(value(node, 'latency_budget_ms'))
+    autotune = bool(value(node, 'autotune'))
+    if autotune and (camera_rate <= 0 or budget <= 0):
+        raise ParameterError(f'autotune needs camera_rate > 0 and latency_budget_ms > 0, got '
+                             f'{camera_rate} and {budget}')
     return CommonConfig(
         model_path=model_path,
         model_family=value(node, 'model_family'),
@@ -106,6 +122,10 @@ def read_common(node) -> CommonConfig:
         input_size=input_size,
         diagnostics_period=float(value(node, 'diagnostics_period')),
         backend_options=backend_options(node, backend),
+        autotune=autotune,
+        camera_rate=camera_rate,
+        latency_budget_ms=budget,
+        autotune_image=value(node, 'autotune_image'),
     )
 
 
