@@ -28,6 +28,7 @@ setup(
             'detector_node = faster_deployment_ros.ros.detector_node:main',
             'fdr-bag = faster_deployment_ros.tools.bag_cli:main',
             'fdr-convert = faster_deployment_ros.tools.convert:main',
+            'fdr-benchmark = faster_deployment_ros.tools.benchmark:main',
         ],
     },
 )
