@@ -128,6 +128,26 @@ def test_chw_tensor_equals_cpu(device, frames, preset_name, dtype):
 
 
 @gpu
+@pytest.mark.parametrize('staging', ['direct', 'pinned'])
+def test_staging_modes_roi_and_bgra_inputs(device, frames, staging):
+    """A non-contiguous ROI and a 4-channel BGRA frame give the BGR letterbox, either staging."""
+    from faster_deployment_ros.gpu.preprocess import GpuLetterbox, PreprocessSpec
+    lb = GpuLetterbox(PreprocessSpec(size=(416, 416)), device=device, staging=staging)
+    try:
+        roi = frames[1][100:600, 200:1100]
+        bgra = cv2.cvtColor(frames[2], cv2.COLOR_BGR2BGRA)
+        for img, bgr in ((roi, roi), (bgra, frames[2]), (frames[0], frames[0])):
+            got, meta = lb.letterbox_u8(img)
+            ref, ref_meta = letterbox(np.ascontiguousarray(bgr), (416, 416), pad_value=114)
+            assert meta == ref_meta
+            assert np.abs(got.astype(int) - ref).max() <= 1
+    finally:
+        lb.close()
+    with pytest.raises(ValueError, match='staging'):
+        GpuLetterbox(PreprocessSpec(size=(416, 416)), device=device, staging='mapped')
+
+
+@gpu
 def test_imagenet_style_normalisation(device, frames):
     from faster_deployment_ros.gpu.pipeline import preprocess_cpu
     from faster_deployment_ros.gpu.preprocess import GpuLetterbox, PreprocessSpec
@@ -397,3 +417,50 @@ def test_kernel_argument_count_is_checked(device):
     from faster_deployment_ros.gpu.kernels import get_module
     with pytest.raises(TypeError, match='takes'):
         get_module(device)['decode_candidates'].launch((1,), (32,), (0, 1), Stream(device))
+
+
+@gpu
+def test_workers_on_their_own_threads_and_streams(device, yolox_runs):
+    """As the pipeline uses them: built on the main thread, each called from its own worker
+    thread (where no CUDA context is current yet), two streams concurrently; same results."""
+    import threading
+    from faster_deployment_ros.gpu.cuda import Stream
+    from faster_deployment_ros.gpu.pipeline import preprocess_cpu, specs_for_adapter
+    from faster_deployment_ros.gpu.postprocess import GpuDetectionDecoder
+    from faster_deployment_ros.gpu.preprocess import GpuLetterbox
+    from faster_deployment_ros.models import create_adapter
+    be, runs = yolox_runs
+    adapter = create_adapter('yolox', be.inputs, be.outputs, be.metadata)
+    pre, spec = specs_for_adapter(adapter)
+    workers = []
+    for _ in range(2):
+        stream = Stream(device)
+        workers.append((GpuLetterbox(pre, stream, device),
+                        GpuDetectionDecoder(spec, be.outputs[0].shape, adapter.input_size, stream, device)))
+    errors = []
+
+    def work(k):
+        lb, dec = workers[k]
+        try:
+            for rep in range(5):
+                for f, out, meta in runs[k::2]:
+                    assert lb.run(f) == meta
+                    got = lb.download()
+                    assert np.abs(got - preprocess_cpu(f, pre)[0]).max() <= 1.0
+                    buf = _upload(device, lb.stream, out)
+                    try:
+                        _assert_same_detections(dec(buf.ptr, meta), adapter.postprocess([out], meta))
+                    finally:
+                        buf.close()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for lb, dec in workers:
+        lb.close()
+        dec.close()
+    assert not errors, errors

@@ -199,6 +199,7 @@ class TensorRTBackend(Backend):
     def infer(self, inputs: Sequence[np.ndarray]) -> List[np.ndarray]:
         if self._context is None:
             raise BackendError('the tensorrt backend was closed')
+        self._device.activate()  # the pipeline calls from its worker thread
         if len(inputs) != len(self._in):
             raise BackendError(f'engine takes {len(self._in)} input(s) '
                                f'({", ".join(t.name for t in self._in)}), got {len(inputs)}')

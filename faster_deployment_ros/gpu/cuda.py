@@ -3,7 +3,8 @@
 Why the driver API: TensorRT and our NVRTC kernels share the device's *primary* context, so
 device pointers and streams created here can be handed straight to `execute_async_v3`.
 Everything is allocated once (device buffers, pinned host buffers, streams, events) and reused
-per frame; nothing here allocates on the hot path.
+per frame; nothing here allocates on the hot path. A driver context is current per *thread*, and
+pipeline workers are threads, so every entry point makes the device's context current first.
 """
 from __future__ import annotations
 
@@ -164,6 +165,7 @@ class Stream:
 
     def close(self) -> None:
         if self._stream is not None:
+            self.device.activate()
             check(self._driver.cuStreamDestroy(self._stream))
             self._stream = None
 
@@ -175,6 +177,7 @@ class Event:
         self.device = device or get_device()
         self._driver = self.device._driver
         flags = 0 if timing else int(self._driver.CUevent_flags.CU_EVENT_DISABLE_TIMING)
+        self.device.activate()
         self._event = check(self._driver.cuEventCreate(flags))
 
     def record(self, stream: Stream) -> None:
@@ -190,6 +193,7 @@ class Event:
 
     def close(self) -> None:
         if self._event is not None:
+            self.device.activate()
             check(self._driver.cuEventDestroy(self._event))
             self._event = None
 
@@ -201,6 +205,7 @@ class DeviceBuffer:
         self.device = device or get_device()
         self._driver = self.device._driver
         self.nbytes = int(nbytes)
+        self.device.activate()  # the context is current per thread
         self._mem = check(self._driver.cuMemAlloc(max(self.nbytes, 1)))
         self.ptr = int(self._mem)
 
@@ -229,6 +234,7 @@ class DeviceBuffer:
 
     def close(self) -> None:
         if self._mem is not None:
+            self.device.activate()
             check(self._driver.cuMemFree(self._mem))
             self._mem, self.ptr = None, 0
 
@@ -248,6 +254,7 @@ class PinnedBuffer:
         self._driver = self.device._driver
         dtype = np.dtype(dtype)
         nbytes = int(np.prod(shape)) * dtype.itemsize
+        self.device.activate()
         self._ptr = int(check(self._driver.cuMemHostAlloc(max(nbytes, 1), 0)))
         raw = (ctypes.c_ubyte * max(nbytes, 1)).from_address(self._ptr)
         self.array = np.frombuffer(raw, np.uint8, nbytes).view(dtype).reshape(tuple(shape))
@@ -255,6 +262,7 @@ class PinnedBuffer:
     def close(self) -> None:
         if self._ptr:
             self.array = None
+            self.device.activate()
             check(self._driver.cuMemFreeHost(self._ptr))
             self._ptr = 0
 

@@ -94,6 +94,7 @@ class GpuFramePipeline:
 
     def infer(self, image: np.ndarray) -> Tuple[np.ndarray, LetterboxMeta]:
         """Raw model output on the host (for CPU post-processing) and the letterbox meta."""
+        self.device.activate()
         meta = self.letterbox.run(image)
         self.run_model(self.stream)
         host = np.empty(self.output_shape, self.output_dtype)

@@ -130,6 +130,7 @@ class GpuDetectionDecoder:
 
     def enqueue(self, pred_ptr: int, meta: LetterboxMeta) -> None:
         s = self.spec
+        self.device.activate()  # the CUDA context is per thread; workers call from their own
         self._count.fill_u8(0, self.stream)
         n = self.num_anchors
         self._module['decode_candidates'].launch(

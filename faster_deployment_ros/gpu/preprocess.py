@@ -2,8 +2,7 @@
 
 One launch does resize (OpenCV INTER_LINEAR, bit-exact on downscales), padding, R/B swap,
 (v - mean) * scale and HWC->CHW, writing float32 or float16 straight into the buffer the
-engine reads. The only other work per frame is one host->device copy of the frame through a
-pinned staging buffer. Geometry comes from core.letterbox so boxes map back the same way.
+engine reads. The only other work per frame is one host->device copy of the frame. Geometry comes from core.letterbox so boxes map back the same way.
 """
 from __future__ import annotations
 
@@ -86,8 +85,12 @@ class GpuLetterbox:
     """
 
     def __init__(self, spec: PreprocessSpec, stream: Optional[Stream] = None,
-                 device: Optional[Device] = None, output: Optional[DeviceBuffer] = None) -> None:
+                 device: Optional[Device] = None, output: Optional[DeviceBuffer] = None,
+                 staging: str = 'direct') -> None:
+        if staging not in ('direct', 'pinned'):
+            raise ValueError(f"staging must be 'direct' or 'pinned', not {staging!r}")
         self.spec = spec
+        self.staging = staging
         self.device = device or get_device()
         self.stream = stream or Stream(self.device)
         self._module = get_module(self.device)
@@ -112,20 +115,28 @@ class GpuLetterbox:
                 if b is not None:
                     b.close()
             self._src = DeviceBuffer(nbytes, self.device)
-            self._pinned = PinnedBuffer((nbytes,), np.uint8, self.device)
+            if self.staging == 'pinned':
+                self._pinned = PinnedBuffer((nbytes,), np.uint8, self.device)
 
     def upload(self, image: np.ndarray) -> Tuple[int, int, int, int]:
         """Copy an HxWx3 (or x4) uint8 frame into device memory; returns (ptr, pitch, h, w).
 
-        The copy into pinned memory is the only CPU work; the transfer itself is asynchronous
-        but the pinned buffer is reused, so the previous frame's upload is waited for first.
+        'direct' (default) hands the frame itself to the driver, which stages pageable memory
+        through its own pinned buffers while the DMA runs; 'pinned' copies it into our pinned
+        buffer first, then transfers asynchronously. On an H100 host each won one run (1280x720:
+        0.25 vs 0.33 ms, 0.46 vs 0.43 ms; docs/tensorrt_gpu.md): both are the cost of one host
+        memcpy, and 'direct' needs no extra buffer. The frame may be reused once this returns.
         """
-        image = _check_image(image)
+        image = np.ascontiguousarray(_check_image(image))
+        self.device.activate()  # workers call from their own threads
         self._staging(image.size)
-        self.stream.synchronize()  # the pinned staging buffer may still be in flight
-        flat = self._pinned.array[:image.size]
-        np.copyto(flat.reshape(image.shape), image)
-        self._src.upload(flat, self.stream)
+        if self.staging == 'direct':
+            self._src.upload(image, self.stream)
+        else:
+            self.stream.synchronize()  # the pinned staging buffer may still be in flight
+            flat = self._pinned.array[:image.size]
+            np.copyto(flat.reshape(image.shape), image)
+            self._src.upload(flat, self.stream)
         return self._src.ptr, image.shape[1] * image.shape[2], image.shape[0], image.shape[1]
 
     def run(self, image: np.ndarray) -> LetterboxMeta:
@@ -136,6 +147,7 @@ class GpuLetterbox:
     def run_device(self, src_ptr: int, pitch: int, height: int, width: int,
                    channels: int = 3) -> LetterboxMeta:
         """Enqueue pre-processing of a frame already in device memory (e.g. from a GPU decoder)."""
+        self.device.activate()
         g = self._geometry(int(height), int(width))
         spec = self.spec
         name = 'letterbox_chw_f32' if spec.dtype == 'float32' else 'letterbox_chw_f16'
@@ -165,6 +177,7 @@ class GpuLetterbox:
 
     def download(self) -> np.ndarray:
         """The current input tensor on the host (synchronises); for checks and CPU runtimes."""
+        self.device.activate()
         host = np.empty(self.spec.tensor_shape, self.spec.dtype)
         self.output.download(host, self.stream)
         self.stream.synchronize()
