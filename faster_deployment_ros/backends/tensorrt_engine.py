@@ -477,7 +477,7 @@ def build_engine(api: TrtApi, onnx_path: Path, opts: BuildOptions, device: Any =
     network = builder.create_network(api.network_flags())
     parser = trt.OnnxParser(network, logger)
     log(f'parsing {onnx_path}')
-    if not parser.parse(Path(onnx_path).read_bytes()):
+    if not parser.parse_from_file(str(onnx_path)):  # from the file: finds external weights
         errors = '; '.join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise BackendError(f'TensorRT cannot parse {onnx_path}: {errors}')
 
