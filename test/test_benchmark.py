@@ -1,0 +1,82 @@
+"""fdr-benchmark smoke run: every section on a few real frames, through a real ROS 2 graph.
+
+Checks the report is produced and consistent (no timing asserts): frames in = out + dropped,
+no order violations, a readable plot, the autotune YAML matching the JSON.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_benchmark_smoke(tmp_path, yolox_model, plaza_video):
+    exe = Path(sys.executable).with_name('fdr-benchmark')
+    assert exe.exists(), 'fdr-benchmark console script not installed (pip install -e .)'
+    out = tmp_path / 'bench'
+    params = tmp_path / 'tuned.yaml'
+    cmd = [str(exe), '--model', str(yolox_model), '--video', str(plaza_video), '--frames', '4',
+           '--iters', '4', '--duration', '1.0', '--threads', '1,2', '--workers', '1,2',
+           '--ros-duration', '2.0', '--ros-rates', '1x', '--autotune', '--camera-rate', '10',
+           '--latency-budget-ms', '2000', '--write-params', str(params), '--out', str(out),
+           '--no-progress']
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=ROOT)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert '== targets ==' in res.stdout
+
+    report = json.loads((out / 'benchmark.json').read_text())
+    assert report['meta']['frames'] == 4 and report['meta']['family'] == 'yolox'
+    assert [b['threads'] for b in report['bare']] == [1, 2]
+    for b in report['bare']:
+        assert b['infer_ms']['count'] == 4 and b['infer_ms']['p50'] > 0
+        assert b['frame_ms']['p50'] >= b['infer_ms']['p50']
+    assert report['serial']['fps'] > 0
+
+    pipes = report['pipeline']
+    assert {(p['workers'], p['threads']) for p in pipes if not p['input_rate']} == {(1, 2), (2, 1)}
+    assert {p['schedule'] for p in pipes if p['input_rate']} == {'eager', 'just_in_time'}
+    runs = pipes + [report['autotune_run']] + report['ros']
+    for r in runs:
+        assert r['frames_in'] == r['frames_out'] + r['dropped'], r['config']
+        assert r['order_violations'] == 0, r['config']
+        assert r['frames_out'] > 0 and r['fps'] > 0, r['config']
+    for r in pipes:
+        assert r['delivered'] == r['frames_out'] and r['failed'] == 0
+        assert sum(r['per_worker']) == r['frames_out'] and len(r['per_worker']) == r['workers']
+
+    ros = report['ros'][0]
+    assert ros['duplicates'] == 0 and ros['unknown'] == 0
+    assert ros['latency_ms']['p50'] > 0 and ros['node_cpu_cores'] > 0
+    diag = ros['node_diagnostics']
+    assert int(diag['frames_in']) == (int(diag['frames_out']) + int(diag['dropped'])
+                                      + int(diag['in_flight']))
+    assert report['ros_node']['env']['FASTDDS_BUILTIN_TRANSPORTS'] == 'LARGE_DATA'
+
+    tuned = yaml.safe_load(params.read_text())['/**']['ros__parameters']
+    auto = report['autotune']
+    assert (tuned['workers'], tuned['threads'], tuned['queue_size']) == (
+        auto['workers'], auto['threads'], auto['queue_size'])
+    assert auto['feasible'] and auto['reason'] and auto['candidates']
+    assert report['autotune_run']['workers'] == auto['workers']
+
+    targets = report['targets']
+    assert {'bare_best', 'node_vs_bare', 'multi_worker', 'autotune'} <= set(targets)
+    assert targets['multi_worker']['order_violations'] == 0
+
+    img = cv2.imread(str(out / 'benchmark.png'))
+    assert img is not None and img.shape == (700, 1100, 3)
+    assert (img < 250).any(axis=2).mean() > 0.01  # something was drawn
+
+
+def test_benchmark_rejects_a_missing_model(tmp_path):
+    res = subprocess.run([sys.executable, '-m', 'faster_deployment_ros.tools.benchmark',
+                          '--model', str(tmp_path / 'nope.onnx'), '--out', str(tmp_path)],
+                         capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert res.returncode != 0 and 'model not found' in res.stderr
