@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any, Dict, List, Mapping, Tuple
 
 from ..backends.base import TensorSpec
@@ -10,7 +11,25 @@ from .base import ModelAdapter
 # family -> (module, class)
 _REGISTRY: Dict[str, Tuple[str, str]] = {
     'yolox': ('.yolox', 'YoloxAdapter'),
+    'yolov8': ('.yolov8', 'Yolov8Adapter'),
+    'yolo11': ('.yolov8', 'Yolov8Adapter'),  # same anchor-free head and decode
+    'rtdetr': ('.rtdetr', 'RtdetrAdapter'),
+    'depth': ('.depth', 'DepthAdapter'),  # preset picked from metadata / input size
+    'depth_anything_v2': ('.depth', 'depth_anything_v2'),
+    'midas': ('.depth', 'midas'),
 }
+
+_LOG = logging.getLogger(__name__)
+
+
+def resolve_family(family: str, inputs: List[TensorSpec], outputs: List[TensorSpec],
+                   metadata: Mapping[str, str]) -> Tuple[str, str]:
+    """(family, reason): `family` itself, or for 'auto' (or empty) the one the model's
+    signature implies (models.detect_family); ValueError when that is ambiguous."""
+    if family not in ('auto', '', None):
+        return family, 'model_family parameter'
+    from .detect_family import detect_family
+    return detect_family(inputs, outputs, metadata)
 
 
 def available_families() -> List[str]:
@@ -20,7 +39,11 @@ def available_families() -> List[str]:
 def create_adapter(family: str, inputs: List[TensorSpec], outputs: List[TensorSpec],
                    metadata: Mapping[str, str], **params: Any) -> ModelAdapter:
     """Adapter for `family`, sized from the backend's tensor specs; params are the family's knobs
-    (conf_threshold, nms_threshold, max_detections, class_names, ...)."""
+    (conf_threshold, nms_threshold, max_detections, class_names, ...). `family='auto'` infers
+    it (see resolve_family) and logs the choice; the adapter's `family` attribute tells it."""
+    if family in ('auto', '', None):
+        family, reason = resolve_family(family, inputs, outputs, metadata)
+        _LOG.info('model family auto -> %s (%s)', family, reason)
     try:
         module, cls = _REGISTRY[family]
     except KeyError:
@@ -29,4 +52,4 @@ def create_adapter(family: str, inputs: List[TensorSpec], outputs: List[TensorSp
     return getattr(importlib.import_module(module, __name__), cls)(inputs, outputs, metadata, **params)
 
 
-__all__ = ['ModelAdapter', 'create_adapter', 'available_families']
+__all__ = ['ModelAdapter', 'create_adapter', 'available_families', 'resolve_family']
