@@ -43,8 +43,8 @@ def _sha16(data: bytes) -> str:
 
 def _stamp_key(onnx: Path, precision: str) -> str:
     tools = ROOT / 'faster_deployment_ros' / 'tools'
-    files = sorted(tools.glob('convert*.py'), key=lambda p: p.name.encode()) + \
-        [tools / 'onnx_info.py', tools / 'rknn_toolkit.py']
+    files = [tools / f'{n}.py' for n in
+             ('convert', 'convert_ncnn', 'convert_rknn', 'onnx_info', 'rknn_toolkit')]
     code = _sha16(b''.join(f.read_bytes() for f in files))
     return f'{_sha16(onnx.read_bytes())}-{code}-{precision}'
 

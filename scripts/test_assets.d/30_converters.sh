@@ -57,7 +57,7 @@ fi
 out="$root/.cache/models/converted"
 mkdir -p "$out"
 tools="$root/faster_deployment_ros/tools"
-code=$(cat "$tools"/convert*.py "$tools/onnx_info.py" "$tools/rknn_toolkit.py" | sha256sum | cut -c1-16)
+code=$(cat "$tools"/{convert,convert_ncnn,convert_rknn,onnx_info,rknn_toolkit}.py | sha256sum | cut -c1-16)
 convert() {  # convert TARGET ONNX PRECISION OUTPUT; redone when the model or the converter changes
   local target=$1 onnx=$2 precision=$3 dst=$4
   [[ -f "$onnx" ]] || { say "skipping $(basename "$dst"): $onnx not found"; return 0; }
