@@ -273,4 +273,5 @@ def midas(inputs, outputs, metadata=None, **params) -> DepthAdapter:
 
 
 __all__ = ['DepthAdapter', 'depth_anything_v2', 'midas', 'is_depth_output', 'is_depth_signature',
-           'depth_preset', 'reference_size', 'resize_bilinear_align_corners', 'PRESETS', 'OUTPUTS', 'UPSAMPLING']
+           'depth_preset', 'reference_size', 'resize_bilinear_align_corners', 'PRESETS', 'OUTPUTS',
+           'UPSAMPLING']

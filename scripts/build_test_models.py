@@ -1,0 +1,366 @@
+"""Build the test models of every non-YOLOX family from the architectures' own reference code.
+
+Runs in the tools venv `.venv-export` (torch CPU, ultralytics, depth-anything-v2; see
+scripts/test_assets.d/20_test_models.sh), never in the node's `.venv`.
+
+Weights are random but the graphs are the real ones: ultralytics builds yolov8n / yolo11n /
+rtdetr-l from its own yaml configs and exports them with its own exporter; Depth Anything V2
+(ViT-S/14 + DPT head) comes from the `depth-anything-v2` package, the official repository's code.
+A random network gives degenerate outputs (every score at the bias prior, every box the same
+size, a depth map of zeros after the final ReLU), against which a wrong decoder can still
+"match". So each model is conditioned, deterministically, on the calibration frames below:
+BatchNorm statistics are set from one batch (momentum 1), and the last layer of each head is
+rescaled so scores, box sizes and depth values spread like a trained model's. Everything is seeded
+and exported with the TorchScript exporter, so a rebuild on the same wheels gives the same bytes;
+`--check` prints the sha256 that the golden fixtures (scripts/make_golden.py) record.
+
+Models (all under --out):
+  yolov8n.onnx, yolo11n.onnx      ultralytics export, images 1x3x640x640 -> output0 1x84x8400
+  rtdetr-l.onnx                   ultralytics export, images 1x3x640x640 -> output0 1x300x6
+  rtdetr-l-orig.onnx              the same RT-DETR-L network behind the original (lyuwenyu)
+                                  export's I/O: images + orig_target_sizes -> labels, boxes, scores
+  rtdetr-l-legacy.onnx            the same network with ultralytics<8.4's output: 1x300x(4+nc)
+  depth_anything_v2_vits.onnx     image 1x3x518x518 -> depth 1x518x518 (relative inverse depth)
+  midas_small_style.onnx          MiDaS convention, dynamic HxW input (multiple of 32) -> 1xHxW
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault('YOLO_OFFLINE', '1')
+os.environ.setdefault('YOLO_CONFIG_DIR', str(ROOT / '.cache' / 'ultralytics-config'))
+os.environ.setdefault('YOLO_VERBOSE', 'False')
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+SEED = 0
+OPSET = 17
+SHARED = Path(os.environ.get('FDR_SHARED', ROOT.parent / 'shared'))
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_frame(video: Path, index: int) -> np.ndarray:
+    cap = cv2.VideoCapture(str(video))
+    try:
+        for _ in range(index + 1):
+            ok, frame = cap.read()
+            if not ok:
+                raise RuntimeError(f'{video} has no frame {index}')
+        return frame
+    finally:
+        cap.release()
+
+
+def calibration_images() -> list:
+    """BGR uint8 frames from ../shared/data: the statistics every model is conditioned on."""
+    data = SHARED / 'data'
+    imgs = [cv2.imread(str(data / 'dog_bicycle_truck.jpg'))]
+    imgs += [read_frame(data / 'pedestrians_plaza_1280x720_50fps.avi', i) for i in (5, 60)]
+    imgs += [read_frame(data / 'campus_walkway_480x360_10fps.avi', i) for i in (3, 40)]
+    if any(im is None for im in imgs):
+        raise RuntimeError(f'calibration images missing under {data}')
+    return imgs
+
+
+def to_batch(imgs: list, h: int, w: int, mean=None, std=None) -> torch.Tensor:
+    """Plain resize, RGB, 0-1 (optionally normalised): conditioning only, not a reference path."""
+    x = np.stack([cv2.resize(im, (w, h), interpolation=cv2.INTER_LINEAR)[:, :, ::-1] for im in imgs])
+    x = torch.from_numpy(x.astype(np.float32) / 255.0).permute(0, 3, 1, 2).contiguous()
+    if mean is not None:
+        x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    return x
+
+
+@torch.no_grad()
+def set_bn_stats(model: nn.Module, batch: torch.Tensor) -> None:
+    """One pass with BatchNorm in train mode, momentum 1: running stats = this batch's stats."""
+    model.eval()
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m in bns:
+        m.train()
+        m.momentum = 1.0
+    model(batch)
+    for m in bns:
+        m.eval()
+        m.momentum = 0.03
+
+
+@torch.no_grad()
+def capture_output(model: nn.Module, layer: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    """`layer`'s output on `batch` as (channels, samples)."""
+    seen = []
+    handle = layer.register_forward_hook(lambda _m, _i, out: seen.append(out.detach().float().clone()))  # before in-place ReLUs
+    try:
+        model(batch)
+    finally:
+        handle.remove()
+    if isinstance(layer, nn.Linear):  # (..., C)
+        return torch.cat([s.reshape(-1, s.shape[-1]) for s in seen], 0).T
+    return torch.cat([s.transpose(0, 1).reshape(s.shape[1], -1) for s in seen], 1)  # (B, C, ...)
+
+
+@torch.no_grad()
+def condition_layer(model, layer, batch, target_std: float, bias_quantile=None, bias_to=0.0) -> None:
+    """Rescale `layer` so its output (per channel over the batch) has `target_std`, then shift the
+    bias so the `bias_quantile` of its output lands at `bias_to` (e.g. a score threshold's logit)."""
+    std = capture_output(model, layer, batch).std(1).clamp_min(1e-6)
+    scale = (target_std / std).to(layer.weight.dtype)
+    layer.weight.mul_(scale.view(-1, *([1] * (layer.weight.dim() - 1))))
+    layer.bias.mul_(scale)
+    if bias_quantile is not None:
+        out = capture_output(model, layer, batch)
+        q = torch.quantile(out.flatten()[:: max(1, out.numel() // 1_000_000)], bias_quantile)
+        layer.bias.add_(bias_to - q)
+
+
+# ----------------------------------------------------------------------------------- ultralytics
+def build_yolo(cfg: str, out: Path, imgs: list) -> Path:
+    from ultralytics import YOLO
+
+    torch.manual_seed(SEED)
+    model = YOLO(cfg)
+    net = model.model
+    net.names = coco_names()  # a yaml build has names '0'..'79'; a COCO-trained model has these
+    batch = to_batch(imgs, 640, 640)
+    set_bn_stats(net, batch)
+    det = net.model[-1]
+    for box_conv, cls_conv in zip((s[-1] for s in det.cv2), (s[-1] for s in det.cv3)):
+        # DFL bins spread -> varied box sizes; ~0.01 % of (anchor, class) scores above 0.25.
+        condition_layer(net, box_conv, batch, 2.0)
+        condition_layer(net, cls_conv, batch, 1.0, bias_quantile=0.9999, bias_to=float(np.log(0.25 / 0.75)))
+    return export_ultralytics(model, out, cfg.replace('.yaml', ''))
+
+
+def export_ultralytics(model, out: Path, stem: str) -> Path:
+    cwd = os.getcwd()
+    os.chdir(out)
+    try:
+        f = model.export(format='onnx', imgsz=640, opset=OPSET, simplify=True, dynamic=False, verbose=False)
+    finally:
+        os.chdir(cwd)
+    path, made = out / f'{stem}.onnx', out / f
+    if made.resolve() != path.resolve():
+        os.replace(made, path)
+    set_metadata(path, {'date': None})  # the export time would make every build's bytes differ
+    return path
+
+
+def build_rtdetr(out: Path, imgs: list) -> list:
+    from ultralytics import RTDETR
+
+    torch.manual_seed(SEED)
+    model = RTDETR('rtdetr-l.yaml')
+    net = model.model
+    net.names = coco_names()
+    batch = to_batch(imgs[:3], 640, 640)
+    set_bn_stats(net, batch)
+    dec = net.model[-1]
+    # Encoder scores pick the queries, decoder scores rank them: spread both like a trained head.
+    condition_layer(net, dec.enc_score_head, batch, 2.0)
+    last = dec.dec_score_head[-1]
+    condition_layer(net, last, batch, 2.0, bias_quantile=0.999, bias_to=float(np.log(0.25 / 0.75)))
+    paths = [export_ultralytics(model, out, 'rtdetr-l')]
+    paths += export_rtdetr_variants(net, out)
+    return paths
+
+
+class _RtdetrRaw(nn.Module):
+    """RT-DETR-L up to the decoder: (boxes cxcywh 0-1, class logits), as the training code sees it."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, images):
+        dec = self.net.model[-1]
+        dec.export = False
+        _, x = self.net(images)
+        dec_bboxes, dec_scores = x[0], x[1]
+        return dec_bboxes[-1], dec_scores[-1]
+
+
+class _RtdetrLegacy(_RtdetrRaw):
+    """ultralytics<8.4's RT-DETR export: 1x300x(4+nc), cx,cy,w,h normalised + sigmoid scores."""
+
+    def forward(self, images):
+        boxes, logits = super().forward(images)
+        return torch.cat([boxes, logits.sigmoid()], -1)
+
+
+class _RtdetrOriginal(_RtdetrRaw):
+    """The original RT-DETR deploy model (lyuwenyu/RT-DETR, RTDETRPostProcessor, focal loss):
+    top-300 over queries x classes, labels = index % nc, boxes xyxy in orig_target_sizes pixels."""
+
+    def forward(self, images, orig_target_sizes):
+        boxes, logits = super().forward(images)
+        cx, cy, w, h = boxes.unbind(-1)
+        xyxy = torch.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], -1)
+        xyxy = xyxy * orig_target_sizes.repeat(1, 2).unsqueeze(1).to(xyxy.dtype)
+        nc = logits.shape[-1]
+        scores, index = torch.topk(torch.sigmoid(logits).flatten(1), 300, dim=-1)
+        labels = index % nc
+        index = index // nc
+        picked = xyxy.gather(dim=1, index=index.unsqueeze(-1).repeat(1, 1, xyxy.shape[-1]))
+        return labels, picked, scores
+
+
+def export_rtdetr_variants(net, out: Path) -> list:
+    net.eval()
+    im = torch.zeros(1, 3, 640, 640)
+    paths = []
+    legacy = out / 'rtdetr-l-legacy.onnx'
+    torch.onnx.export(_RtdetrLegacy(net).eval(), (im,), str(legacy), opset_version=OPSET,
+                      input_names=['images'], output_names=['output0'], dynamo=False)
+    set_metadata(legacy, {'names': str(coco_names()), 'imgsz': '[640, 640]', 'task': 'detect',
+                          'description': 'RT-DETR-L, ultralytics<8.4 output layout (test stand-in)'})
+    paths.append(legacy)
+    orig = out / 'rtdetr-l-orig.onnx'
+    sizes = torch.tensor([[640, 640]], dtype=torch.int64)
+    torch.onnx.export(_RtdetrOriginal(net).eval(), (im, sizes), str(orig), opset_version=OPSET,
+                      input_names=['images', 'orig_target_sizes'],
+                      output_names=['labels', 'boxes', 'scores'], dynamo=False)
+    paths.append(orig)
+    return paths
+
+
+def coco_names() -> dict:
+    from ultralytics.utils import YAML
+    from ultralytics.utils import ROOT as UROOT
+
+    return dict(YAML.load(UROOT / 'cfg' / 'datasets' / 'coco.yaml')['names'])
+
+
+def set_metadata(path: Path, meta: dict) -> None:
+    """Add / replace metadata_props; a None value removes the key."""
+    import onnx
+
+    m = onnx.load(str(path))
+    kept = [(p.key, p.value) for p in m.metadata_props if p.key not in meta]
+    del m.metadata_props[:]
+    for k, v in kept + [(k, v) for k, v in meta.items() if v is not None]:
+        m.metadata_props.add(key=k, value=v)
+    onnx.save(m, str(path))
+
+
+# ------------------------------------------------------------------------------------------ depth
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def build_depth_anything_v2(out: Path, imgs: list) -> Path:
+    from depth_anything_v2_shim import import_depth_anything_v2
+
+    DepthAnythingV2 = import_depth_anything_v2()
+    torch.manual_seed(SEED)
+    # The official `vits` configuration (run.py's model_configs).
+    net = DepthAnythingV2(encoder='vits', features=64, out_channels=[48, 96, 192, 384]).eval()
+    batch = to_batch(imgs[:3], 518, 518, IMAGENET_MEAN, IMAGENET_STD)
+    head = net.depth_head.scratch.output_conv2
+    # Positive, spatially varying inverse depth (a random init leaves zeros after the last ReLU).
+    condition_layer(net, head[0], batch, 1.0)
+    condition_layer(net, head[2], batch, 1.0, bias_quantile=0.01, bias_to=0.05)
+    path = out / 'depth_anything_v2_vits.onnx'
+    torch.onnx.export(net, (torch.zeros(1, 3, 518, 518),), str(path), opset_version=OPSET,
+                      input_names=['image'], output_names=['depth'], dynamo=False)
+    set_metadata(path, {'model': 'depth_anything_v2', 'encoder': 'vits',
+                        'description': 'Depth Anything V2 ViT-S/14 + DPT, random weights (test)'})
+    return path
+
+
+class MidasSmallStyle(nn.Module):
+    """A small encoder-decoder with MiDaS v2.1-small's conventions: ImageNet-normalised RGB of any
+    size that is a multiple of 32 in, relative inverse depth 1xHxW (ReLU) out."""
+
+    def __init__(self, ch=(16, 32, 64, 128, 128)):
+        super().__init__()
+        self.down = nn.ModuleList()
+        c_in = 3
+        for c in ch:
+            self.down.append(nn.Sequential(nn.Conv2d(c_in, c, 3, 2, 1), nn.BatchNorm2d(c), nn.ReLU(True)))
+            c_in = c
+        self.up = nn.ModuleList([nn.Sequential(nn.Conv2d(ch[i + 1] + ch[i], ch[i], 3, 1, 1),
+                                               nn.BatchNorm2d(ch[i]), nn.ReLU(True))
+                                 for i in reversed(range(len(ch) - 1))])
+        self.head = nn.Sequential(nn.Conv2d(ch[0], 16, 3, 1, 1), nn.ReLU(True), nn.Conv2d(16, 1, 1),
+                                  nn.ReLU(True))
+
+    def forward(self, x):
+        skips = []
+        for d in self.down:
+            x = d(x)
+            skips.append(x)
+        for up, skip in zip(self.up, reversed(skips[:-1])):
+            x = F.interpolate(x, scale_factor=2.0, mode='bilinear', align_corners=True)
+            x = up(torch.cat([x, skip], 1))
+        x = F.interpolate(x, scale_factor=2.0, mode='bilinear', align_corners=True)
+        return self.head(x).squeeze(1)
+
+
+def build_midas_style(out: Path, imgs: list) -> Path:
+    torch.manual_seed(SEED)
+    net = MidasSmallStyle().eval()
+    batch = to_batch(imgs[:3], 256, 256, IMAGENET_MEAN, IMAGENET_STD)
+    set_bn_stats(net, batch)
+    condition_layer(net, net.head[2], batch, 1.0, bias_quantile=0.01, bias_to=0.05)
+    path = out / 'midas_small_style.onnx'
+    torch.onnx.export(net, (torch.zeros(1, 3, 256, 256),), str(path), opset_version=OPSET,
+                      input_names=['image'], output_names=['depth'], dynamo=False,
+                      dynamic_axes={'image': {2: 'height', 3: 'width'}, 'depth': {1: 'height', 2: 'width'}})
+    set_metadata(path, {'model': 'midas', 'net_size': '256',
+                        'description': 'MiDaS-convention small depth net, random weights (test)'})
+    return path
+
+
+BUILDERS = {
+    'yolov8n': lambda out, imgs: [build_yolo('yolov8n.yaml', out, imgs)],
+    'yolo11n': lambda out, imgs: [build_yolo('yolo11n.yaml', out, imgs)],
+    'rtdetr-l': build_rtdetr,
+    'depth_anything_v2_vits': lambda out, imgs: [build_depth_anything_v2(out, imgs)],
+    'midas_small_style': lambda out, imgs: [build_midas_style(out, imgs)],
+}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--out', type=Path, default=ROOT / '.cache' / 'models')
+    ap.add_argument('--only', nargs='*', choices=sorted(BUILDERS), help='build only these')
+    args = ap.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    imgs = calibration_images()
+    hashes = {}
+    for name in args.only or sorted(BUILDERS):
+        t0 = time.monotonic()
+        for path in BUILDERS[name](args.out, imgs):
+            hashes[path.name] = sha256(path)
+            print(f'{path.name}: {path.stat().st_size / 1e6:.1f} MB sha256 {hashes[path.name][:16]} '
+                  f'({time.monotonic() - t0:.0f} s)', flush=True)
+    index = args.out / 'test_models.json'
+    known = json.loads(index.read_text()) if index.exists() else {}
+    known.update(hashes)
+    index.write_text(json.dumps(known, indent=1, sort_keys=True))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,276 @@
+"""Record golden results: each family's REFERENCE pre/post-processing on real frames.
+
+How they are made (run in `.venv-export`, after scripts/build_test_models.py):
+
+  .venv-export/bin/python scripts/make_golden.py            # -> test/fixtures/golden_*.npz
+
+The models are the random-weight builds of build_test_models.py (deterministic: the same wheels
+give the same bytes); every fixture records the sha256 of the model it was made with, and the
+tests use it only for that model. If a rebuild ever differs (other wheels), the asset step runs
+this script again with `--out .cache/golden`, and the tests prefer the fixture that matches.
+
+The frames: ../shared/data/dog_bicycle_truck.jpg (768x576), frame 30 of
+pedestrians_plaza_1280x720_50fps.avi and frame 10 of campus_walkway_480x360_10fps.avi (their
+sha256 is recorded too). The network itself runs in ONNX Runtime (the tests run the same
+file); everything around it is the reference's own code:
+
+* yolov8n / yolo11n: ultralytics 8.4's DetectionPredictor methods themselves — `preprocess`
+  (LetterBox, BGR->RGB, /255) and `postprocess` (non_max_suppression with conf, iou 0.7,
+  max_det 300; scale_boxes) — on a predictor whose model is replaced by the ONNX session.
+  ultralytics picks its own TorchNMS ("matches torchvision exactly") since torchvision is not
+  importable beside the CPU torch. Recorded at conf 0.25 (default; yolo11n also at 0.05),
+  plus the pre-NMS candidate counts at 0.25 and 0.05.
+* rtdetr-l: RTDETRPredictor's `preprocess` (LetterBox scale_fill: stretched resize) and
+  `postprocess` (score > conf, boxes x original size; no NMS).
+* rtdetr-l-legacy: ultralytics 8.3's RTDETRPredictor.postprocess for the (1, 300, 4 + nc)
+  output, transcribed below (8.4 no longer has it); same pre-processing.
+* rtdetr-l-orig: the original RT-DETR deploy flow (references/deploy/rtdetr_onnxruntime.py):
+  images + orig_target_sizes=[[w, h]] in, labels/boxes/scores out, kept where score > conf.
+  Its PIL resize is NOT reproduced: the frame is resized with cv2 bilinear as the adapter does,
+  so this fixture checks the I/O handling and decode, not the PIL resampling.
+* depth_anything_v2_vits: the official code's transform (depth_anything_v2.util.transform:
+  Resize lower_bound / multiple of 14 / INTER_CUBIC on the 0-1 RGB float image,
+  NormalizeImage, PrepareForNet) with keep_aspect_ratio=False since the ONNX input is a fixed
+  518x518, then `infer_image`'s F.interpolate(bilinear, align_corners=True) back.
+* midas_small_style: MiDaS v2.1 small's run.py flow (read_image: RGB / 255; Resize 256,
+  keep_aspect_ratio, multiple of 32, upper_bound, INTER_CUBIC; ImageNet NormalizeImage;
+  F.interpolate(bicubic, align_corners=False) back) on a dynamic-shape model.
+
+Depth maps are stored on a 32x24 grid of source pixels (corners included) to stay small.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault('YOLO_OFFLINE', '1')
+os.environ.setdefault('YOLO_CONFIG_DIR', str(ROOT / '.cache' / 'ultralytics-config'))
+os.environ.setdefault('YOLO_VERBOSE', 'False')
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from build_test_models import SHARED, read_frame, sha256  # noqa: E402
+
+# conf thresholds recorded per model: the default everywhere, and 0.05 (hundreds of boxes, the
+# max_det cap) where it adds a case. Kept few so the fixtures stay small.
+DET_CONFS = {'yolov8n': (0.25,), 'yolo11n': (0.25, 0.05), 'rtdetr-l': (0.25, 0.05),
+             'rtdetr-l-legacy': (0.25,), 'rtdetr-l-orig': (0.25,)}
+CANDIDATE_CONFS = (0.25, 0.05)  # pre-NMS candidate counts of the YOLO models
+GRID = (24, 32)  # rows, cols of the depth sample grid
+
+
+def golden_frames() -> dict:
+    data = SHARED / 'data'
+    return {
+        'dog': cv2.imread(str(data / 'dog_bicycle_truck.jpg')),
+        'plaza30': read_frame(data / 'pedestrians_plaza_1280x720_50fps.avi', 30),
+        'campus10': read_frame(data / 'campus_walkway_480x360_10fps.avi', 10),
+    }
+
+
+def frame_hash(img: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(img).tobytes()).hexdigest()
+
+
+def grid_index(h: int, w: int):
+    rows = np.linspace(0, h - 1, GRID[0]).round().astype(np.int64)
+    cols = np.linspace(0, w - 1, GRID[1]).round().astype(np.int64)
+    return rows, cols
+
+
+def session(path: Path) -> ort.InferenceSession:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 2
+    return ort.InferenceSession(str(path), so, providers=['CPUExecutionProvider'])
+
+
+def ultralytics_predictor(kind: str, sess, conf: float):
+    """A real ultralytics predictor whose model is the ONNX session's stand-in."""
+    from ultralytics.models.rtdetr.predict import RTDETRPredictor
+    from ultralytics.models.yolo.detect.predict import DetectionPredictor
+    from ultralytics.nn.autobackend import default_class_names
+    from ultralytics.utils import ops
+
+    meta = sess.get_modelmeta().custom_metadata_map
+    cls = RTDETRPredictor if kind == 'rtdetr' else DetectionPredictor
+    p = cls(overrides={'conf': conf, 'iou': 0.7, 'max_det': 300, 'imgsz': 640, 'verbose': False,
+                       'save': False})
+    p.model = SimpleNamespace(names=default_class_names(meta.get('names')), stride=32,
+                              format='onnx', dynamic=False, fp16=False, end2end=False,
+                              channels=3)
+    p.device = torch.device('cpu')
+    p.imgsz = (640, 640)
+    p.batch = (['frame'],)
+    p._feats = None
+    _ = ops  # the predictor's postprocess calls ops.scale_boxes itself
+    return p
+
+
+def run_ultralytics(kind: str, sess, img: np.ndarray, conf: float):
+    p = ultralytics_predictor(kind, sess, conf)
+    im = p.preprocess([img])
+    out = sess.run(None, {sess.get_inputs()[0].name: im.numpy()})
+    res = p.postprocess(torch.from_numpy(out[0]), im, [img])[0]
+    b = res.boxes
+    return (b.xyxy.numpy().astype(np.float32), b.conf.numpy().astype(np.float32),
+            b.cls.numpy().astype(np.int64), out[0], im.numpy())
+
+
+def legacy_rtdetr_postprocess(pred: torch.Tensor, orig: np.ndarray, conf: float):
+    """ultralytics 8.3.x RTDETRPredictor.postprocess, for the (bs, 300, 4 + nc) export."""
+    from ultralytics.utils import ops
+
+    nd = pred.shape[-1]
+    bboxes, scores = pred.split((4, nd - 4), dim=-1)
+    bbox, score = bboxes[0], scores[0]
+    bbox = ops.xywh2xyxy(bbox)
+    max_score, cls = score.max(-1, keepdim=True)
+    idx = max_score.squeeze(-1) > conf
+    out = torch.cat([bbox, max_score, cls], dim=-1)[idx]
+    oh, ow = orig.shape[:2]
+    out[..., [0, 2]] *= ow
+    out[..., [1, 3]] *= oh
+    return out[:, :4].numpy(), out[:, 4].numpy(), out[:, 5].numpy().astype(np.int64)
+
+
+def golden_detection(name: str, path: Path, frames: dict) -> dict:
+    sess = session(path)
+    rec = {}
+    for key, img in frames.items():
+        for conf in DET_CONFS[name]:
+            tag = f'{key}@{conf}'
+            if name in ('yolov8n', 'yolo11n', 'rtdetr-l'):
+                kind = 'rtdetr' if name.startswith('rtdetr') else 'detect'
+                boxes, scores, cls, raw, im = run_ultralytics(kind, sess, img, conf)
+                if kind == 'detect':
+                    for c in CANDIDATE_CONFS:
+                        rec[f'{key}@{c}/candidates'] = np.array((raw[0, 4:].max(0) > c).sum())
+                rec[f'{key}/input_sum'] = np.array(im.astype(np.float64).sum())
+            elif name == 'rtdetr-l-legacy':
+                p = ultralytics_predictor('rtdetr', sess, conf)
+                im = p.preprocess([img])
+                raw = sess.run(None, {'images': im.numpy()})[0]
+                boxes, scores, cls = legacy_rtdetr_postprocess(torch.from_numpy(raw), img, conf)
+            elif name == 'rtdetr-l-orig':
+                h, w = img.shape[:2]
+                x = cv2.resize(img, (640, 640), interpolation=cv2.INTER_LINEAR)[:, :, ::-1]
+                x = (x.astype(np.float32) / 255.0).transpose(2, 0, 1)[None].copy()
+                labels, bxs, scr = sess.run(None, {'images': x, 'orig_target_sizes':
+                                                   np.array([[w, h]], np.int64)})
+                keep = scr[0] > conf
+                boxes, scores, cls = bxs[0][keep], scr[0][keep], labels[0][keep].astype(np.int64)
+            else:
+                raise ValueError(name)
+            rec[f'{tag}/boxes'] = np.asarray(boxes, np.float32).reshape(-1, 4)
+            rec[f'{tag}/scores'] = np.asarray(scores, np.float32)
+            rec[f'{tag}/classes'] = np.asarray(cls, np.int64)
+            print(f'  {name} {tag}: {len(scores)} boxes', flush=True)
+    return rec
+
+
+def golden_depth(name: str, path: Path, frames: dict) -> dict:
+    from depth_anything_v2_shim import reference_transforms
+
+    Resize, NormalizeImage, PrepareForNet = reference_transforms()
+    sess = session(path)
+    norm = NormalizeImage(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+    if name.startswith('depth_anything_v2'):
+        resize = Resize(width=518, height=518, resize_target=False, keep_aspect_ratio=False,
+                        ensure_multiple_of=14, resize_method='lower_bound',
+                        image_interpolation_method=cv2.INTER_CUBIC)
+        back = dict(mode='bilinear', align_corners=True)
+    else:
+        resize = Resize(256, 256, resize_target=None, keep_aspect_ratio=True, ensure_multiple_of=32,
+                        resize_method='upper_bound', image_interpolation_method=cv2.INTER_CUBIC)
+        back = dict(mode='bicubic', align_corners=False)
+    rec = {}
+    for key, img in frames.items():
+        h, w = img.shape[:2]
+        sample = {'image': cv2.cvtColor(img, cv2.COLOR_BGR2RGB) / 255.0}
+        for t in (resize, norm, PrepareForNet()):
+            sample = t(sample)
+        x = sample['image'][None]
+        pred = torch.from_numpy(sess.run(None, {sess.get_inputs()[0].name: x})[0])
+        depth = F.interpolate(pred.reshape(1, 1, *pred.shape[-2:]), (h, w), **back)[0, 0].numpy()
+        rows, cols = grid_index(h, w)
+        rec[f'{key}/grid'] = depth[np.ix_(rows, cols)].astype(np.float32)
+        rec[f'{key}/net_hw'] = np.array(x.shape[2:], np.int64)
+        rec[f'{key}/stats'] = np.array([depth.mean(), depth.std(), depth.min(), depth.max()])
+        print(f'  {name} {key}: net input {x.shape[2:]}, depth mean {depth.mean():.4f} '
+              f'std {depth.std():.4f} zeros {(depth <= 0).mean():.3f}', flush=True)
+    return rec
+
+
+MODELS = {
+    'yolov8n': golden_detection,
+    'yolo11n': golden_detection,
+    'rtdetr-l': golden_detection,
+    'rtdetr-l-legacy': golden_detection,
+    'rtdetr-l-orig': golden_detection,
+    'depth_anything_v2_vits': golden_depth,
+    'midas_small_style': golden_depth,
+}
+
+
+def fixture_name(model: str) -> str:
+    return f'golden_{model.replace("-", "_")}.npz'
+
+
+def recorded_sha(fixture: Path):
+    if not fixture.exists():
+        return None
+    with np.load(fixture) as z:
+        return json.loads(str(z['info']))['model_sha256']
+
+
+def main() -> int:
+    import ultralytics
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--models', type=Path, default=ROOT / '.cache' / 'models')
+    ap.add_argument('--out', type=Path, default=ROOT / 'test' / 'fixtures')
+    ap.add_argument('--only', nargs='*', choices=sorted(MODELS))
+    ap.add_argument('--stale-only', type=Path, metavar='FIXTURES',
+                    help='only for models whose fixture in FIXTURES was made with other bytes')
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    frames = None
+    for name in args.only or list(MODELS):
+        path = args.models / f'{name}.onnx'
+        out = args.out / fixture_name(name)
+        digest = sha256(path)
+        if args.stale_only is not None:
+            if recorded_sha(args.stale_only / fixture_name(name)) == digest:
+                out.unlink(missing_ok=True)
+                continue
+            if recorded_sha(out) == digest:
+                continue
+            print(f'{name}: no committed fixture was made with these model bytes; recomputing '
+                  f'the golden results into {out}', flush=True)
+        frames = frames or golden_frames()
+        rec = MODELS[name](name, path, frames)
+        info = {'model': path.name, 'model_sha256': digest,
+                'frames': {k: frame_hash(v) for k, v in frames.items()},
+                'frame_shapes': {k: list(v.shape) for k, v in frames.items()},
+                'ultralytics': ultralytics.__version__, 'torch': torch.__version__,
+                'det_confs': list(DET_CONFS.get(name, ())), 'grid': list(GRID),
+                'made_by': 'scripts/make_golden.py (see its docstring)'}
+        rec['info'] = np.array(json.dumps(info, sort_keys=True))
+        np.savez_compressed(out, **rec)
+        print(f'{out}: {out.stat().st_size / 1e3:.1f} kB', flush=True)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Shared helpers of the reference tests: the built test models, their golden results and frames.
+
+The models come from scripts/test_assets.d/20_test_models.sh (.cache/models); the golden
+results from scripts/make_golden.py (test/fixtures, or .cache/golden when the committed ones
+were made with other model bytes). A golden file is used only for the exact model it was made with.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Dict, Tuple
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import CACHE, ROOT, shared_file
+
+MODELS = CACHE / 'models'
+GOLDEN_DIRS = (ROOT / 'test' / 'fixtures', CACHE / 'golden')
+BUILD_HINT = 'run `bash scripts/test_assets.d/20_test_models.sh` (or `make test-assets`)'
+
+
+def model_path(name: str) -> Path:
+    path = MODELS / f'{name}.onnx'
+    if not path.exists():
+        pytest.skip(f'{path} not built: {BUILD_HINT}')
+    return path
+
+
+@lru_cache(maxsize=None)
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_golden(name: str) -> Tuple[Dict[str, np.ndarray], dict]:
+    """(arrays, info) of the golden results made with exactly the model `name` built here."""
+    digest = file_sha256(model_path(name))
+    fname = f'golden_{name.replace("-", "_")}.npz'
+    seen = []
+    for d in GOLDEN_DIRS:
+        path = d / fname
+        if not path.exists():
+            continue
+        with np.load(path) as z:
+            info = json.loads(str(z['info']))
+            if info['model_sha256'] == digest:
+                return {k: z[k] for k in z.files if k != 'info'}, info
+        seen.append(f'{path} (model {info["model_sha256"][:12]})')
+    pytest.fail(f'no golden results for {name} (model sha256 {digest[:12]}); found '
+                f'{seen or "none"}: {BUILD_HINT}, which recomputes them with scripts/make_golden.py')
+
+
+def read_frame(video: Path, index: int) -> np.ndarray:
+    cap = cv2.VideoCapture(str(video))
+    try:
+        for _ in range(index + 1):
+            ok, frame = cap.read()
+            assert ok, f'{video} has no frame {index}'
+        return frame
+    finally:
+        cap.release()
+
+
+@lru_cache(maxsize=1)
+def _frames() -> Dict[str, np.ndarray]:
+    return {
+        'dog': cv2.imread(str(shared_file('data/dog_bicycle_truck.jpg'))),
+        'plaza30': read_frame(shared_file('data/pedestrians_plaza_1280x720_50fps.avi'), 30),
+        'campus10': read_frame(shared_file('data/campus_walkway_480x360_10fps.avi'), 10),
+    }
+
+
+def golden_frames(info: dict) -> Dict[str, np.ndarray]:
+    """The frames the golden results were made from, checked byte for byte."""
+    frames = _frames()
+    for key, digest in info['frames'].items():
+        got = hashlib.sha256(np.ascontiguousarray(frames[key]).tobytes()).hexdigest()
+        assert got == digest, (f'frame {key} decodes differently here than when the golden results '
+                               'were made (another OpenCV/FFmpeg?); rerun scripts/make_golden.py')
+    return {k: frames[k] for k in info['frames']}
+
+
+def assert_detections_equal(det, boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray,
+                            what: str, box_tol: float = 1.0, score_tol: float = 1e-3) -> None:
+    """Same count; a one-to-one pairing with the same class, boxes within 1 px and scores within
+    1e-3. Paired, not compared in order: scores equal to ~1e-7 may swap places between runtimes."""
+    n = len(scores)
+    assert len(det) == n, f'{what}: {len(det)} detections, reference has {n}'
+    assert n > 0, f'{what}: the reference has no detections: the case proves nothing'
+    ok = ((det.class_ids[:, None] == np.asarray(classes)[None, :])
+          & (np.abs(det.boxes[:, None, :] - np.asarray(boxes)[None, :, :]).max(2) <= box_tol)
+          & (np.abs(det.scores[:, None] - np.asarray(scores)[None, :]) <= score_tol))
+    used = np.zeros(n, bool)
+    unmatched = []
+    for j in range(n):  # reference j -> the first unused detection that fits
+        cand = np.flatnonzero(ok[:, j] & ~used)
+        if cand.size:
+            used[cand[0]] = True
+        else:
+            unmatched.append(j)
+    assert not unmatched, (f'{what}: {len(unmatched)} reference detections have no match, e.g. '
+                           f'class {classes[unmatched[0]]} score {scores[unmatched[0]]:.4f} box '
+                           f'{np.round(boxes[unmatched[0]], 1).tolist()}')
