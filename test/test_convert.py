@@ -110,13 +110,16 @@ _REWRITE_CHECK = textwrap.dedent('''
         outs = []
         for k, (dy, dx) in enumerate(order):
             s = f's{k}'
-            nodes.append(helper.make_node('Slice', ['x', 'one' if dy else 'zero', 'big', 'ax2', 'two'], [s + 'a']))
-            nodes.append(helper.make_node('Slice', [s + 'a', 'one' if dx else 'zero', 'big', 'ax3', 'two'], [s]))
+            nodes.append(helper.make_node(
+                'Slice', ['x', 'one' if dy else 'zero', 'big', 'ax2', 'two'], [s + 'a']))
+            nodes.append(helper.make_node(
+                'Slice', [s + 'a', 'one' if dx else 'zero', 'big', 'ax3', 'two'], [s]))
             outs.append(s)
         nodes.append(helper.make_node('Concat', outs, ['cat'], axis=1))
         nodes.append(helper.make_node('Relu', ['cat'], ['y']))
-        g = helper.make_graph(nodes, 'focus', [helper.make_tensor_value_info('x', TensorProto.FLOAT, [1, 3, 8, 12])],
-                              [helper.make_tensor_value_info('y', TensorProto.FLOAT, [1, 12, 4, 6])], inits)
+        g = helper.make_graph(
+            nodes, 'focus', [helper.make_tensor_value_info('x', TensorProto.FLOAT, [1, 3, 8, 12])],
+            [helper.make_tensor_value_info('y', TensorProto.FLOAT, [1, 12, 4, 6])], inits)
         return helper.make_model(g, opset_imports=[helper.make_opsetid('', opset)])
 
     x = np.random.default_rng(0).normal(size=(1, 3, 8, 12)).astype(np.float32)

@@ -102,8 +102,8 @@ class SimulatorRuntime:
                                '(bash scripts/test_assets.d/30_converters.sh builds .venv-rknn)')
         fd, self._log_path = tempfile.mkstemp(prefix='fdr-rknn-sim-', suffix='.log')
         os.close(fd)
-        env = dict(os.environ, FDR_RKNN_LOG=self._log_path,
-                   PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get('PYTHONPATH', '')) if p))
+        path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get('PYTHONPATH', '')) if p)
+        env = dict(os.environ, FDR_RKNN_LOG=self._log_path, PYTHONPATH=path)
         with open(self._log_path, 'ab') as log:
             self._proc = subprocess.Popen(
                 [python, '-m', 'faster_deployment_ros.tools.rknn_toolkit', 'serve'],
