@@ -1,0 +1,143 @@
+"""Every non-YOLOX family through its node in a real ROS 2 graph, configured by its shipped YAML:
+YOLOv8 / YOLO11 / RT-DETR (both export layouts) -> Detection2DArray, Depth Anything V2 -> 32FC1.
+
+Each result must carry the source header and equal what the family's adapter gives directly
+(the adapters themselves are checked against the references in test_yolov8/rtdetr/depth.py).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+rclpy = pytest.importorskip('rclpy')
+from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+from vision_msgs.msg import Detection2DArray  # noqa: E402
+
+from faster_deployment_ros.backends import create_backend  # noqa: E402
+from faster_deployment_ros.core.image_codec import fill_image_msg, msg_to_numpy  # noqa: E402
+from faster_deployment_ros.models import create_adapter  # noqa: E402
+from faster_deployment_ros.ros.depth_node import DepthNode  # noqa: E402
+from faster_deployment_ros.ros.detector_node import DetectorNode  # noqa: E402
+from golden_support import golden_frames, load_golden, model_path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RELIABLE = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE)
+
+# model -> (node class, YAML, output type, topic)
+CASES = {
+    'yolov8n': (DetectorNode, 'yolov8n_onnxruntime.yaml', Detection2DArray, 'detections'),
+    'yolo11n': (DetectorNode, 'yolo11n_onnxruntime.yaml', Detection2DArray, 'detections'),
+    'rtdetr-l': (DetectorNode, 'rtdetr_onnxruntime.yaml', Detection2DArray, 'detections'),
+    'rtdetr-l-orig': (DetectorNode, 'rtdetr_onnxruntime.yaml', Detection2DArray, 'detections'),
+    'depth_anything_v2_vits': (DepthNode, 'depth_anything_v2_onnxruntime.yaml', Image, 'depth'),
+}
+
+
+def yaml_parameters(name: str) -> dict:
+    """The YAML's ros__parameters, nested keys flattened as ROS does (onnxruntime.providers)."""
+    doc = yaml.safe_load((ROOT / 'config' / name).read_text())
+    params = doc['/**']['ros__parameters']
+    flat = {}
+
+    def walk(prefix, d):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                walk(f'{prefix}{k}.', v)
+            else:
+                flat[prefix + k] = v
+    walk('', params)
+    return flat
+
+
+@pytest.fixture(scope='module')
+def ros():
+    rclpy.init()
+    yield
+    rclpy.try_shutdown()
+
+
+@pytest.mark.parametrize('model', sorted(CASES))
+def test_family_node_with_its_yaml(ros, model):
+    node_cls, yaml_name, msg_type, topic = CASES[model]
+    path = model_path(model)
+    _, info = load_golden(model)
+    frames = golden_frames(info)
+    params = yaml_parameters(yaml_name)
+    params.update(model_path=str(path), autostart=False, qos_reliability='reliable',
+                  full_policy='block', queue_size=4, diagnostics_period=0.0)
+    node = node_cls(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+    peer = rclpy.create_node(f'family_peer_{model.replace("-", "_")}')
+    pub = peer.create_publisher(Image, 'image', RELIABLE)
+    got, cv = [], threading.Condition()
+
+    def keep(msg):
+        with cv:
+            got.append(msg)
+            cv.notify_all()
+    peer.create_subscription(msg_type, topic, keep, RELIABLE)
+    executor = MultiThreadedExecutor(num_threads=3)
+    executor.add_node(node)
+    executor.add_node(peer)
+    spin = threading.Thread(target=executor.spin, daemon=True)
+    spin.start()
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        deadline = time.monotonic() + 10
+        while pub.get_subscription_count() == 0:
+            assert time.monotonic() < deadline, 'the node never subscribed'
+            time.sleep(0.05)
+        keys = ['dog', 'plaza30']
+        sent = []
+        for i, key in enumerate(keys):
+            msg = fill_image_msg(Image(), frames[key], 'bgr8')
+            msg.header.stamp.sec, msg.header.stamp.nanosec = 1000 + i, 500 * i
+            msg.header.frame_id = f'cam_{key}'
+            pub.publish(msg)
+            sent.append(msg.header)
+        deadline = time.monotonic() + 90
+        with cv:
+            while len(got) < len(keys) and time.monotonic() < deadline:
+                cv.wait(0.1)
+        assert len(got) == len(keys)
+        for msg, header, key in zip(got, sent, keys):
+            assert (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id) == \
+                (header.stamp.sec, header.stamp.nanosec, header.frame_id)
+            check_result(msg, frames[key], node, path)
+    finally:
+        executor.shutdown()
+        spin.join(5)
+        node._release()
+        node.destroy_node()
+        peer.destroy_node()
+
+
+def check_result(msg, frame, node, path):
+    """The node's message equals the adapter's own result on the same frame."""
+    with create_backend('onnxruntime', str(path)) as backend:
+        adapter = node.make_adapter(backend)
+        assert type(adapter) is type(node.adapter)
+        inputs, meta = adapter.preprocess(frame)
+        result = adapter.postprocess(backend.infer(inputs), meta)
+    if isinstance(msg, Image):
+        assert msg.encoding == '32FC1' and (msg.height, msg.width) == frame.shape[:2]
+        np.testing.assert_allclose(msg_to_numpy(msg), result.depth, rtol=1e-4, atol=1e-4)
+        return
+    assert len(result) > 0 and len(msg.detections) == len(result)
+    centres = np.array([[d.bbox.center.position.x, d.bbox.center.position.y, d.bbox.size_x,
+                         d.bbox.size_y] for d in msg.detections])
+    b = result.boxes
+    expect = np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0],
+                       b[:, 3] - b[:, 1]], 1)
+    np.testing.assert_allclose(centres, expect, atol=1e-2)
+    names = [d.results[0].hypothesis.class_id for d in msg.detections]
+    assert names == result.names() and all(not n.isdigit() for n in names)  # COCO names
