@@ -144,14 +144,24 @@ class _Prefetcher(threading.Thread):
     def run(self) -> None:
         try:
             for i, (_, ts, data) in enumerate(self.reader.messages(connections=self.conns)):
-                if self.stop.is_set() or (self.limit is not None and i >= self.limit):
+                if self.limit is not None and i >= self.limit:
                     break
-                self.q.put((ts, data))
+                if not self._put((ts, data)):
+                    return
         except BaseException as exc:  # handed to the player
             self.error = exc
         finally:
-            self.q.put(None)
+            self._put(None)
             self.reader.close()
+
+    def _put(self, item) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
 
 
 class _Recorder:
@@ -224,7 +234,14 @@ def play_record(cfg: ReplayConfig, log: Callable[[str], None] = print) -> Dict[s
     node = rclpy.create_node(cfg.node_name)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    spin = threading.Thread(target=executor.spin, name='replay-spin', daemon=True)
+    stop_spin = threading.Event()
+
+    def spin_loop() -> None:
+        # spin_once in a loop, not executor.spin(): stopping it is then a join, and the node is
+        # never destroyed while a wait set still uses it (rclpy's shutdown races with spin).
+        while not stop_spin.is_set():
+            executor.spin_once(timeout_sec=0.05)
+    spin = threading.Thread(target=spin_loop, name='replay-spin', daemon=True)
     spin.start()
     writer = None
     try:
@@ -312,6 +329,8 @@ def play_record(cfg: ReplayConfig, log: Callable[[str], None] = print) -> Dict[s
             writer = None
     finally:
         prefetch.stop.set()
+        stop_spin.set()
+        spin.join()
         executor.shutdown()
         node.destroy_node()
         if own_context:

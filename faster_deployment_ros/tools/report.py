@@ -101,6 +101,9 @@ def build_report(inputs: Sequence[Record], outputs: Sequence[Record],
                  extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """The report.json dict. ``inputs`` in publish order, ``outputs`` in receipt order.
 
+    dropped = input frames whose stamp no output carries (= in - out unless there are
+    duplicates or mis-stamped outputs, which are counted separately).
+
     throughput_fps = outputs / (last output receipt - first input publish): the rate the
     system under test delivered over the whole replay, its latency included once.
     ``lateness_ns``: how late the player published each frame against the bag's schedule.
@@ -110,7 +113,7 @@ def build_report(inputs: Sequence[Record], outputs: Sequence[Record],
     report: Dict[str, Any] = {
         'frames_in': n_in,
         'frames_out': n_out,
-        'dropped': n_in - n_out,
+        'dropped': n_in - len({r.stamp_ns for r in inputs} & {r.stamp_ns for r in outputs}),
         'duplicates': n_out - unique_out,
         'order_violations': order_violations(outputs),
         'header_mismatches': header_mismatches(inputs, outputs),

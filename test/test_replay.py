@@ -1,0 +1,238 @@
+"""Replay tooling: report functions (pure), and play-record end to end in a real rclpy graph
+against small in-test nodes (a faithful echo and a misbehaving one)."""
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+from rosbags.rosbag2 import Reader
+
+from faster_deployment_ros.core.image_codec import msg_to_numpy
+from faster_deployment_ros.tools.bag_types import make_typestore
+from faster_deployment_ros.tools.report import (
+    Record, build_report, detection_classes, format_report, header_mismatches, latencies_ns,
+    order_violations, percentiles_ms, summarize_detections)
+from faster_deployment_ros.tools.video_to_bag import video_to_bag
+
+START = 1_700_000_000_000_000_000
+
+
+# ---------------------------------------------------------------- report.py (no ROS)
+
+def R(stamp, t, frame='cam'):
+    return Record(stamp, frame, t)
+
+
+def test_report_counts_and_latency():
+    ms = 1_000_000
+    inputs = [R(100 * i, 1000 * ms + 20 * ms * i) for i in range(10)]
+    # outputs: frame 3 dropped, 5 and 6 swapped, frame 8 with a foreign frame_id, frame 9 twice
+    order = [0, 1, 2, 4, 6, 5, 7, 9, 9]
+    outputs = [R(100 * i, 1000 * ms + 20 * ms * i + (5 + i) * ms) for i in order]
+    outputs.insert(7, Record(800, 'other', 1000 * ms + 20 * ms * 8 + 13 * ms))
+    rep = build_report(inputs, outputs, detections=[['person']] * 10,
+                       lateness_ns=[0] * 10, extra={'config': {'rate': 1.0}})
+    assert rep['frames_in'] == 10 and rep['frames_out'] == 10
+    assert rep['dropped'] == 1 and rep['duplicates'] == 1  # frame 3; frame 9 twice
+    assert rep['order_violations'] == 2  # 6 -> 5, and 9 -> 9 (not strictly increasing)
+    assert rep['header_mismatches'] == 1
+    lat = rep['latency_ms']  # first output per input stamp, 'other' included (stamp match)
+    assert lat['n'] == 9 and lat['max'] == 14.0
+    assert lat['p50'] == pytest.approx(np.median([5, 6, 7, 9, 11, 10, 12, 13, 14]))
+    assert rep['input_fps'] == pytest.approx(50.0)
+    assert rep['throughput_fps'] == pytest.approx(10 / (0.18 + 0.014), rel=1e-3)
+    assert rep['config'] == {'rate': 1.0}
+    text = format_report(rep)
+    assert 'order violations 2' in text and 'with a person 100.0%' in text
+
+
+def test_report_helpers_edge_cases():
+    assert percentiles_ms([]) is None
+    assert order_violations([]) == 0 and order_violations([R(1, 0)]) == 0
+    assert header_mismatches([R(1, 0, 'a')], [R(1, 5, 'b'), R(2, 6, 'a'), R(1, 7, 'a')]) == 2
+    assert latencies_ns([R(1, 10), R(2, 20)], [R(2, 25), R(3, 40), R(1, 41), R(1, 50)]) == [5, 31]
+    rep = build_report([R(1, 0)], [])
+    assert rep['dropped'] == 1 and rep['latency_ms'] is None and rep['throughput_fps'] == 0.0
+    s = summarize_detections([['person', 'person', 'car'], [], ['car']])
+    assert s['per_class'] == {'person': 2, 'car': 2}
+    assert s['frames_with_class'] == {'car': 2, 'person': 1}
+    assert s['frames_with_detections'] == 2 and s['frames_with_detections_pct'] == 66.67
+
+
+def test_detection_classes_takes_best_hypothesis():
+    from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+
+    def hyp(c, s):
+        h = ObjectHypothesisWithPose()
+        h.hypothesis.class_id, h.hypothesis.score = c, s
+        return h
+    msg = Detection2DArray()
+    msg.detections = [Detection2D(results=[hyp('dog', 0.3), hyp('cat', 0.8)]),
+                      Detection2D(results=[]), Detection2D(results=[hyp('person', 0.5)])]
+    assert detection_classes(msg) == ['cat', 'person']
+
+
+def test_cdr_header_matches_rclpy_serialization():
+    from rclpy.serialization import serialize_message
+    from vision_msgs.msg import Detection2DArray
+
+    from faster_deployment_ros.tools.replay import cdr_header, has_header, import_message
+    msg = Detection2DArray()
+    msg.header.stamp.sec, msg.header.stamp.nanosec = 1_700_000_123, 456_789
+    msg.header.frame_id = 'cam_front'
+    assert cdr_header(serialize_message(msg)) == (1_700_000_123_000_456_789, 'cam_front')
+    assert import_message('vision_msgs/Detection2DArray') is Detection2DArray
+    assert has_header(Detection2DArray) and not has_header(import_message('std_msgs/msg/String'))
+
+
+# ---------------------------------------------------------------- end to end (real rclpy graph)
+
+class EchoNode:
+    """An in-test stand-in for a detector, in its own rclpy context: for every image it
+    publishes a Detection2DArray with the input header and one detection whose class_id is the
+    frame's mean grey level (so pixel data is checked end to end). ``misbehave`` drops every
+    7th frame, swaps the outputs of frames 10 and 11 and stamps frame 22 with a wrong frame_id.
+    """
+
+    def __init__(self, misbehave: bool = False, image_out: bool = False) -> None:
+        import rclpy
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import qos_profile_sensor_data
+        from sensor_msgs.msg import Image
+        from vision_msgs.msg import Detection2DArray
+
+        self.ctx = Context()
+        rclpy.init(context=self.ctx)
+        self.node = rclpy.create_node('echo_detector', context=self.ctx)
+        self.pub = self.node.create_publisher(Detection2DArray, 'detections', 10)
+        self.img_pub = self.node.create_publisher(Image, 'small_image', 10) if image_out else None
+        self.node.create_subscription(Image, 'image', self.on_image, qos_profile_sensor_data)
+        self.misbehave, self.n, self.held = misbehave, 0, None
+        self.executor = SingleThreadedExecutor(context=self.ctx)
+        self.executor.add_node(self.node)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.spin, daemon=True)
+        self.thread.start()
+
+    def spin(self) -> None:
+        while not self.stop.is_set():
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def on_image(self, msg) -> None:
+        from sensor_msgs.msg import Image
+        from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+
+        from faster_deployment_ros.core.image_codec import fill_image_msg
+        i, self.n = self.n, self.n + 1
+        img = msg_to_numpy(msg)
+        out = Detection2DArray(header=msg.header)
+        hyp = ObjectHypothesisWithPose()
+        hyp.hypothesis.class_id, hyp.hypothesis.score = str(int(img.mean())), 1.0
+        out.detections = [Detection2D(header=msg.header, results=[hyp])]
+        if self.img_pub is not None:
+            small = Image(header=msg.header)
+            self.img_pub.publish(fill_image_msg(small, np.ascontiguousarray(img[::8, ::8]),
+                                                msg.encoding))
+        if self.misbehave:
+            if i % 7 == 6:
+                return
+            if i == 22:
+                out.header.frame_id = 'wrong'
+            if i == 10:
+                self.held = out
+                return
+        self.pub.publish(out)
+        if self.misbehave and i == 11:
+            self.pub.publish(self.held)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.ctx.try_shutdown()
+
+
+@pytest.fixture(scope='module')
+def campus_bag(campus_video, tmp_path_factory):
+    path = tmp_path_factory.mktemp('replay') / 'campus30'
+    video_to_bag(campus_video, path, max_frames=30, start_ns=START)
+    return path
+
+
+@pytest.fixture
+def echo(request):
+    node = EchoNode(**getattr(request, 'param', {}))
+    yield node
+    node.close()
+
+
+def frame_means(bag):
+    store = make_typestore(())
+    with Reader(bag) as r:
+        return {store.deserialize_cdr(d, c.msgtype).header.stamp.sec * 10**9
+                + store.deserialize_cdr(d, c.msgtype).header.stamp.nanosec:
+                str(int(msg_to_numpy(store.deserialize_cdr(d, c.msgtype)).mean()))
+                for c, _, d in r.messages()}
+
+
+def read_outputs(bag, msgtype):
+    store = make_typestore((msgtype,))
+    with Reader(bag) as r:
+        assert [c.msgtype for c in r.connections] == [msgtype]
+        return [(ts, store.deserialize_cdr(d, c.msgtype)) for c, ts, d in r.messages()]
+
+
+@pytest.mark.parametrize('mode', ['raw', 'msg'])
+def test_play_record_echo(campus_bag, echo, tmp_path, mode):
+    from faster_deployment_ros.tools.replay import ReplayConfig, play_record
+    cfg = ReplayConfig(in_bag=campus_bag, out_dir=tmp_path, rate=3.0, publish_mode=mode,
+                       wait_timeout=20, settle_timeout=10)
+    rep = play_record(cfg, log=lambda s: None)
+    assert rep == json.loads((tmp_path / 'report.json').read_text())
+    assert rep['frames_in'] == rep['frames_out'] == 30, rep
+    assert rep['dropped'] == 0 and rep['duplicates'] == 0
+    assert rep['order_violations'] == 0 and rep['header_mismatches'] == 0
+    assert rep['latency_ms']['n'] == 30 and rep['latency_ms']['max'] > 0
+    assert rep['input_fps'] == pytest.approx(30.0, rel=0.1)  # 10 fps bag at rate 3
+    assert rep['detections']['frames_with_detections'] == 30
+    # The output bag: receipt-time stamps, the input headers, and the echo node's pixel means.
+    outputs = read_outputs(tmp_path / 'outputs', 'vision_msgs/msg/Detection2DArray')
+    assert len(outputs) == 30
+    means = frame_means(campus_bag)
+    stamps = []
+    for ts, msg in outputs:
+        stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+        stamps.append(stamp)
+        assert msg.header.frame_id == 'camera'
+        assert msg.detections[0].results[0].hypothesis.class_id == means[stamp]
+        assert ts > START  # receipt wall time, not the (older) frame stamp
+    assert stamps == sorted(means) == [START + i * 100_000_000 for i in range(30)]
+
+
+@pytest.mark.parametrize('echo', [{'misbehave': True}], indirect=True)
+def test_play_record_reports_misbehaviour(campus_bag, echo, tmp_path):
+    from faster_deployment_ros.tools.replay import ReplayConfig, play_record
+    rep = play_record(ReplayConfig(in_bag=campus_bag, out_dir=tmp_path, rate=3.0,
+                                   idle_timeout=1.0), log=lambda s: None)
+    assert rep['frames_in'] == 30
+    assert rep['frames_out'] == 26 and rep['dropped'] == 4  # frames 6, 13, 20, 27
+    assert rep['order_violations'] == 1  # 11 before 10
+    assert rep['header_mismatches'] == 1  # frame 22
+    assert rep['latency_ms']['n'] == 26
+
+
+@pytest.mark.parametrize('echo', [{'image_out': True}], indirect=True)
+def test_play_record_any_type(campus_bag, echo, tmp_path):
+    from faster_deployment_ros.tools.replay import ReplayConfig, play_record
+    rep = play_record(ReplayConfig(in_bag=campus_bag, out_dir=tmp_path, rate=3.0,
+                                   out_topic='/small_image', out_type='sensor_msgs/Image',
+                                   max_frames=12), log=lambda s: None)
+    assert rep['frames_in'] == rep['frames_out'] == 12
+    assert rep['order_violations'] == 0 and rep['header_mismatches'] == 0
+    assert 'detections' not in rep
+    outputs = read_outputs(tmp_path / 'outputs', 'sensor_msgs/msg/Image')
+    assert [(m.height, m.width, m.encoding) for _, m in outputs] == [(45, 60, 'bgr8')] * 12
