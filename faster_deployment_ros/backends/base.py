@@ -27,7 +27,7 @@ class Backend:
 
     name = 'base'
     #: True where each worker is pinned to its own unit (an NPU core, a GPU stream): the
-    #: pipeline then passes `worker_index` so the backend can choose the unit.
+    #: node then passes `worker_index` and `workers` so the backend can choose the unit.
     pins_workers = False
 
     def __init__(self, model_path: str, **options: Any) -> None:

@@ -150,7 +150,8 @@ class PerceptionNode(LifecycleNode):
 
     # ---- internals -------------------------------------------------------------------------
     def _autotune(self, cfg: P.CommonConfig) -> None:
-        """Measure the model on a representative frame and set workers/threads/queue_size."""
+        """Measure the model on a representative frame, run the short list at the camera rate
+        (2 s each), and set workers/threads/queue_size."""
         import cv2
 
         if cfg.autotune_image:
@@ -171,7 +172,7 @@ class PerceptionNode(LifecycleNode):
         log = self.get_logger().info
         choice = AT.autotune(make, self.make_adapter, [frame], cfg.camera_rate,
                              cfg.latency_budget_ms, iters=10, overhead_ms=overhead_ms,
-                             time_limit_s=30.0, log=log)
+                             time_limit_s=30.0, validate_s=2.0, validate_top=2, log=log)
         cfg.workers, cfg.threads, cfg.queue_size = choice.workers, choice.threads, choice.queue_size
         self.set_parameters([Parameter(k, value=v)
                              for k, v in choice.params().items()])
@@ -185,6 +186,7 @@ class PerceptionNode(LifecycleNode):
             options.setdefault('threads', threads)
         if backend_class(cfg.backend).pins_workers:
             options.setdefault('worker_index', index)
+            options.setdefault('workers', cfg.workers)
         return create_backend(cfg.backend, cfg.model_path, **options)
 
     def _release(self) -> None:
