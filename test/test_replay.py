@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 
+import cv2
 import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader
@@ -236,3 +237,42 @@ def test_play_record_any_type(campus_bag, echo, tmp_path):
     assert 'detections' not in rep
     outputs = read_outputs(tmp_path / 'outputs', 'sensor_msgs/msg/Image')
     assert [(m.height, m.width, m.encoding) for _, m in outputs] == [(45, 60, 'bgr8')] * 12
+
+
+# ---------------------------------------------------------------- the demo driver (real node)
+
+def test_demo_driver_on_plaza(plaza_video, yolox_model, tmp_path):
+    """`make demo` on 40 frames of the plaza video: the real detector_node in a subprocess."""
+    import subprocess
+    import sys
+
+    out = tmp_path / 'demo'
+    cmd = [sys.executable, '-m', 'faster_deployment_ros.tools.demo', '--input', str(plaza_video),
+           '--model', str(yolox_model), '--out', str(out), '--max-frames', '40', '--rate', '0.5',
+           '--node-timeout', '60']
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rep = json.loads((out / 'report.json').read_text())
+    assert rep['frames_in'] == 40
+    assert 1 <= rep['frames_out'] <= 40 and rep['dropped'] == 40 - rep['frames_out']
+    assert rep['order_violations'] == 0 and rep['header_mismatches'] == 0
+    assert rep['latency_ms']['n'] == rep['frames_out']
+    det = rep['detections']
+    assert det['frames_with_class_pct']['person'] >= 90, det
+    assert det['per_class']['person'] >= 5 * rep['frames_out'], det  # a crowded plaza
+    assert 'frames in 40' in proc.stdout and 'with a person' in proc.stdout
+    pngs = sorted(out.glob('frame_*.png'))
+    assert 1 <= len(pngs) <= 4
+    img = cv2.imread(str(pngs[0]))
+    stamp = int(pngs[0].stem.split('_')[-1])
+    store = make_typestore(())
+    with Reader(out / 'input_bag') as r:
+        frames = {ts: store.deserialize_cdr(d, c.msgtype) for c, ts, d in r.messages()}
+    src = msg_to_numpy(frames[stamp])  # bag time == header stamp
+    changed = np.any(img != src, axis=2).mean()
+    assert 0.001 < changed < 0.3, changed  # boxes and labels drawn on the matching frame
+    # A missing model exits 2 and says what to pass.
+    again = subprocess.run(cmd[:6] + ['/nonexistent/model.onnx'] + cmd[7:], capture_output=True,
+                           text=True, timeout=60)
+    assert again.returncode == 2
+    assert 'make demo INPUT=/path/video.avi MODEL=/path/model.onnx' in again.stderr

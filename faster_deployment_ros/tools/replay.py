@@ -72,10 +72,10 @@ def large_data_profile() -> Optional[Path]:
 def large_data_env(env: Dict[str, str]) -> Dict[str, str]:
     """Point Fast DDS at the large-frame profile unless a profile is already configured.
 
-    Measured on Kilted (Fast DDS 3): with FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA alone a
-    best-effort subscriber in another process got 0-10 of 50 1280x720 bgr8 frames (10 and 50
-    fps); with this profile (64 MB shared-memory segment) 50 of 50. Must be set before the
-    process creates its first ROS context.
+    Measured on Kilted (Fast DDS 3), best-effort 1280x720 bgr8 across processes: LARGE_DATA
+    delivers 50/50 frames, but with ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST (a common dev
+    setting) only 0-2/50; this profile (64 MB shared-memory segment + UDP) delivers 50/50 in
+    both cases. Must be set before the process creates its first ROS context.
     """
     if not env.get('FASTDDS_DEFAULT_PROFILES_FILE') and not env.get('FASTRTPS_DEFAULT_PROFILES_FILE'):
         prof = large_data_profile()

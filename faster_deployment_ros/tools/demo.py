@@ -1,0 +1,278 @@
+"""`make demo`: video -> bag -> detector_node in a live ROS 2 graph -> recorded outputs -> report.
+
+  python -m faster_deployment_ros.tools.demo --input VIDEO --model ONNX --out out/demo \
+      [--rate 1.0] [--max-frames N] [--params config/yolox_nano_onnxruntime.yaml]
+
+Writes OUT/report.json, OUT/outputs (MCAP bag of vision_msgs/Detection2DArray), OUT/frame_*.png
+(annotated) and OUT/detector_node.log; exits 1 when outputs were reordered or mis-stamped,
+2 when the input or model is missing. A ROS tool: rclpy is imported only in ``run``.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = Path(os.environ.get('FDR_SHARED', ROOT.parent / 'shared'))
+MODEL_DIRS = (SHARED / 'models', Path.home() / '.cache' / 'faster_deployment_ros' / 'models')
+DEFAULT_PARAMS = 'config/yolox_nano_onnxruntime.yaml'
+USAGE = 'make demo INPUT=/path/video.avi MODEL=/path/model.onnx'
+NODE_ENV = {'MALLOC_MMAP_THRESHOLD_': '33554432', 'MALLOC_TRIM_THRESHOLD_': '268435456'}
+
+
+def log(msg: str) -> None:
+    print(f'[demo] {msg}', file=sys.stderr, flush=True)
+
+
+def find_model(model: Optional[str]) -> Optional[Path]:
+    """The model as given, else a file of that name in ../shared/models or the user cache."""
+    if not model:
+        return None
+    path = Path(model).expanduser()
+    if path.is_file():
+        return path.resolve()
+    for d in MODEL_DIRS:
+        if (d / path.name).is_file():
+            return (d / path.name).resolve()
+    return None
+
+
+def find_params(params: str) -> Optional[Path]:
+    for cand in (Path(params), ROOT / params):
+        if cand.is_file():
+            return cand.resolve()
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        cand = Path(get_package_share_directory('faster_deployment_ros')) / params
+        return cand if cand.is_file() else None
+    except Exception:
+        return None
+
+
+def cached_bag(video: Path, out: Path, max_frames: Optional[int]) -> Path:
+    """out/input_bag, rebuilt only when the input file (path, size, mtime) or options change."""
+    from .video_to_bag import print_progress, video_to_bag
+    st = video.stat()
+    key = hashlib.sha256(json.dumps([str(video), st.st_size, st.st_mtime_ns, max_frames])
+                         .encode()).hexdigest()[:16]
+    bag, stamp = out / 'input_bag', out / 'input_bag.key'
+    if bag.is_dir() and stamp.is_file() and stamp.read_text().strip() == key:
+        log(f'reusing {bag} (same input)')
+        return bag
+    shutil.rmtree(bag, ignore_errors=True)
+    log(f'converting {video} -> {bag}')
+    s = video_to_bag(video, bag, topic='/image', frame_id='camera', max_frames=max_frames,
+                     progress=print_progress(max_frames))
+    print(file=sys.stderr)
+    log(f'{s.frames} frames {s.width}x{s.height} @ {s.fps:g} fps')
+    stamp.write_text(key + '\n')
+    return bag
+
+
+def node_command(model: Path, params: Path) -> List[str]:
+    exe = Path(sys.executable).parent / 'detector_node'
+    prefix = [str(exe)] if exe.is_file() else [
+        sys.executable, '-c', 'from faster_deployment_ros.ros.detector_node import main; main()']
+    return prefix + ['--ros-args', '--params-file', str(params), '-p', f'model_path:={model}',
+                     '-p', 'autostart:=true']
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> int:
+    """SIGINT (clean lifecycle shutdown), then SIGTERM, then SIGKILL."""
+    for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        if proc.poll() is not None:
+            break
+        proc.send_signal(sig)
+        try:
+            proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            continue
+    return proc.returncode if proc.returncode is not None else -9
+
+
+def wait_for_subscriber(topic: str, proc: subprocess.Popen, timeout: float) -> None:
+    import rclpy
+    node = rclpy.create_node('fdr_demo_probe')
+    try:
+        end = time.monotonic() + timeout
+        while node.count_subscribers(topic) == 0:
+            if proc.poll() is not None:
+                raise RuntimeError(f'detector_node exited with code {proc.returncode}')
+            if time.monotonic() > end:
+                raise RuntimeError(f'detector_node did not subscribe {topic} in {timeout:.0f} s')
+            time.sleep(0.1)
+    finally:
+        node.destroy_node()
+
+
+def _colour(name: str) -> tuple:
+    h = int(hashlib.md5(name.encode()).hexdigest()[:6], 16)
+    return (64 + (h & 127), 64 + ((h >> 8) & 127), 64 + ((h >> 16) & 191))
+
+
+def draw(frame: np.ndarray, det_msg: Any) -> np.ndarray:
+    """Boxes and 'class score' labels of a (rosbags) Detection2DArray on a copy of the frame."""
+    canvas = frame.copy()
+    for det in det_msg.detections:
+        if not len(det.results):
+            continue
+        best = max(det.results, key=lambda r: r.hypothesis.score)
+        c, w, h = det.bbox.center.position, det.bbox.size_x, det.bbox.size_y
+        p1 = (int(round(c.x - w / 2)), int(round(c.y - h / 2)))
+        p2 = (int(round(c.x + w / 2)), int(round(c.y + h / 2)))
+        col = _colour(best.hypothesis.class_id)
+        cv2.rectangle(canvas, p1, p2, col, 2)
+        cv2.putText(canvas, f'{best.hypothesis.class_id} {best.hypothesis.score:.2f}',
+                    (p1[0], max(p1[1] - 4, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, col, 1,
+                    cv2.LINE_AA)
+    return canvas
+
+
+def annotate(in_bag: Path, out_bag: Path, out: Path, count: int = 4) -> List[Path]:
+    """Draw ``count`` outputs (evenly spread over those with detections) on their input frames,
+    found by header stamp; returns the PNG paths."""
+    from rosbags.rosbag2 import Reader
+
+    from ..core.image_codec import decode_compressed, msg_to_numpy, to_bgr8
+    from .bag_types import make_typestore
+    from .replay import read_detection_msgs
+    store = make_typestore()
+    dets = [m for m in read_detection_msgs(out_bag, store) if len(m.detections)]
+    if not dets or count <= 0:
+        return []
+    idx = np.unique(np.linspace(0, len(dets) - 1, min(count, len(dets))).round().astype(int))
+    wanted = {m.header.stamp.sec * 10**9 + m.header.stamp.nanosec: m for m in
+              (dets[i] for i in idx)}
+    paths = []
+    with Reader(in_bag) as reader:
+        conns = [c for c in reader.connections if c.msgtype.startswith('sensor_msgs/msg/')]
+        for conn, _, data in reader.messages(connections=conns):
+            msg = store.deserialize_cdr(data, conn.msgtype)
+            stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+            if stamp not in wanted:
+                continue
+            if conn.msgtype.endswith('CompressedImage'):
+                img, enc = decode_compressed(msg.format, msg.data)
+            else:
+                img, enc = msg_to_numpy(msg), msg.encoding
+            path = out / f'frame_{len(paths):02d}_{stamp}.png'
+            cv2.imwrite(str(path), draw(to_bgr8(img, enc), wanted[stamp]))
+            paths.append(path)
+            if len(paths) == len(wanted):
+                break
+    return paths
+
+
+def run(args: argparse.Namespace) -> int:
+    video = Path(args.input).expanduser() if args.input else None
+    model = find_model(args.model)
+    params = find_params(args.params)
+    missing = []
+    if video is None or not video.exists():
+        missing.append(f'input video {args.input!r} not found')
+    if model is None:
+        missing.append(f'model {args.model!r} not found (also looked in '
+                       f'{", ".join(str(d) for d in MODEL_DIRS)})')
+    if params is None:
+        missing.append(f'parameter file {args.params!r} not found')
+    if missing:
+        for m in missing:
+            print(f'demo: {m}', file=sys.stderr)
+        print(f'demo: pass the video and an ONNX detector, e.g.\n  {USAGE}', file=sys.stderr)
+        return 2
+
+    from .replay import ReplayConfig, large_data_env, play_record
+    from .report import format_report
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    in_bag = cached_bag(video.resolve(), out, args.max_frames)
+    for stale in [out / 'outputs', out / 'report.json', *out.glob('frame_*.png')]:
+        shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
+
+    # Before this process's first ROS context: the child and we use the same transports.
+    large_data_env(os.environ)
+    env = {**os.environ, **{k: os.environ.get(k, v) for k, v in NODE_ENV.items()}}
+    cmd = node_command(model, params)
+    log('starting: ' + ' '.join(cmd))
+    node_log = open(out / 'detector_node.log', 'w')
+    proc = subprocess.Popen(cmd, env=env, stdout=node_log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    import rclpy
+    rclpy.init()
+    report: Optional[Dict[str, Any]] = None
+    try:
+        t0 = time.monotonic()
+        wait_for_subscriber('/image', proc, args.node_timeout)
+        log(f'detector_node active after {time.monotonic() - t0:.1f} s')
+        cfg = ReplayConfig(in_bag=in_bag, out_dir=out, rate=args.rate,
+                           settle_timeout=args.settle_timeout, wait_timeout=args.node_timeout,
+                           extra_report={'demo': {'input': str(video), 'model': str(model),
+                                                  'params': str(params)}})
+        report = play_record(cfg, log=log)
+    except Exception as exc:  # noqa: BLE001 - reported with the node's log
+        print(f'demo: {type(exc).__name__}: {exc}', file=sys.stderr)
+    finally:
+        code = stop_process(proc)
+        node_log.close()
+        rclpy.try_shutdown()
+    log(f'detector_node stopped (exit code {code})')
+    if report is None:
+        tail = (out / 'detector_node.log').read_text(errors='replace').splitlines()[-25:]
+        print('demo: detector_node log (last lines):\n  ' + '\n  '.join(tail), file=sys.stderr)
+        return 1
+
+    pngs = annotate(in_bag, out / 'outputs', out, args.frames)
+    print(format_report(report))
+    if report['dropped'] > 0:
+        print(f"({report['dropped']} frames dropped: under full_policy drop_oldest the node skips "
+              'to the newest frame when inference is slower than the camera; try --rate 0.5)')
+    print(f'outputs: {out / "outputs"}, report: {out / "report.json"}, '
+          f'{len(pngs)} annotated frames: {out}/frame_*.png')
+    bad = report['order_violations'] > 0 or report['header_mismatches'] > 0
+    if report['frames_out'] == 0:
+        print('demo: FAILED: the node produced no outputs', file=sys.stderr)
+        return 1
+    if bad:
+        print('demo: FAILED: outputs out of order or with foreign headers', file=sys.stderr)
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog='python -m faster_deployment_ros.tools.demo',
+                                description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--input', help='video file (or folder of images)')
+    p.add_argument('--model', help='ONNX detector (a bare file name is looked up in '
+                   '../shared/models and ~/.cache/faster_deployment_ros/models)')
+    p.add_argument('--out', default=str(ROOT / 'out' / 'demo'))
+    p.add_argument('--rate', type=float, default=1.0, help='replay speed (1.0 = camera rate)')
+    p.add_argument('--max-frames', type=int)
+    p.add_argument('--params', default=DEFAULT_PARAMS, help='detector_node parameter YAML')
+    p.add_argument('--frames', type=int, default=4, help='annotated PNG frames to write')
+    p.add_argument('--node-timeout', type=float, default=90.0,
+                   help='seconds for detector_node to load the model and subscribe')
+    p.add_argument('--settle-timeout', type=float, default=15.0,
+                   help='seconds to wait for outputs after the last frame')
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == '__main__':
+    sys.exit(main())
