@@ -47,6 +47,7 @@ def test_video_to_bag_frames_timing_pixels(campus_video, tmp_path):
     s = video_to_bag(campus_video, tmp_path / 'bag', topic='/cam/image', frame_id='cam0',
                      max_frames=12, start_ns=START)
     assert (s.frames, s.fps, s.width, s.height) == (12, 10.0, 480, 360)
+    assert s.announced_frames == 795 and s.warning is None  # 12 of 795 because we asked
     rows = read_bag(tmp_path / 'bag')
     assert len(rows) == 12
     ref = video_frames(campus_video, 12)

@@ -33,6 +33,8 @@ def _from_video(a: argparse.Namespace) -> int:
                      max_frames=a.max_frames, compressed=a.compressed, fps=a.fps,
                      jpeg_quality=a.quality, progress=print_progress(total))
     print(file=sys.stderr)
+    if s.warning:
+        print(f'fdr-bag: warning: {s.warning}', file=sys.stderr)
     print(json.dumps(summary_dict(s), indent=2))
     return 0
 

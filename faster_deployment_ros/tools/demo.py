@@ -77,6 +77,8 @@ def cached_bag(video: Path, out: Path, max_frames: Optional[int]) -> Path:
                      progress=print_progress(max_frames))
     print(file=sys.stderr)
     log(f'{s.frames} frames {s.width}x{s.height} @ {s.fps:g} fps')
+    if s.warning:
+        log(f'warning: {s.warning}')
     stamp.write_text(key + '\n')
     return bag
 

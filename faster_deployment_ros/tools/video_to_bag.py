@@ -35,11 +35,14 @@ class BagSummary:
     height: int
     start_ns: int
     duration_s: float
+    announced_frames: Optional[int] = None  # what the video header claims, when it says
+    warning: Optional[str] = None
 
 
 def iter_frames(source: Path, fps: Optional[float] = None
-                ) -> Tuple[float, Iterator[np.ndarray]]:
-    """(fps, BGR frame iterator) for a video file or a folder of images (sorted by name)."""
+                ) -> Tuple[float, Iterator[np.ndarray], Optional[int]]:
+    """(fps, BGR frame iterator, frame count the header announces or None) for a video file or
+    a folder of images (sorted by name)."""
     source = Path(source)
     if source.is_dir():
         files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_EXTS)
@@ -52,13 +55,14 @@ def iter_frames(source: Path, fps: Optional[float] = None
                 if img is None:
                     raise ValueError(f'cannot read image {p}')
                 yield img
-        return float(fps or 10.0), images()
+        return float(fps or 10.0), images(), len(files)
     if not source.is_file():
         raise FileNotFoundError(f'{source} does not exist')
     cap = cv2.VideoCapture(str(source))
     if not cap.isOpened():
         raise ValueError(f'OpenCV cannot open video {source}')
     video_fps = cap.get(cv2.CAP_PROP_FPS)
+    announced = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     rate = float(fps or (video_fps if video_fps and 0 < video_fps < 1000 else 30.0))
 
     def frames() -> Iterator[np.ndarray]:
@@ -70,7 +74,7 @@ def iter_frames(source: Path, fps: Optional[float] = None
                 yield frame
         finally:
             cap.release()
-    return rate, frames()
+    return rate, frames(), announced
 
 
 def video_to_bag(source: Path, out_bag: Path, topic: str = '/image', frame_id: str = 'camera',
@@ -84,7 +88,7 @@ def video_to_bag(source: Path, out_bag: Path, topic: str = '/image', frame_id: s
     """
     if encoding not in _FROM_BGR:
         raise ValueError(f'--encoding must be one of {", ".join(_FROM_BGR)}, got {encoding!r}')
-    rate, frames = iter_frames(Path(source), fps)
+    rate, frames, announced = iter_frames(Path(source), fps)
     store = make_typestore(())
     Header = store.types['std_msgs/msg/Header']
     Time = store.types['builtin_interfaces/msg/Time']
@@ -116,8 +120,12 @@ def video_to_bag(source: Path, out_bag: Path, topic: str = '/image', frame_id: s
                 progress(n)
     if n == 0:
         raise ValueError(f'{source}: no frames read')
+    warning = None
+    if announced and n < 0.9 * announced and (max_frames is None or n < max_frames):
+        warning = (f'decoded {n} frames but the video header announces {announced} (AVI '
+                   f'null/duplicate frames or a damaged stream); stamps use {rate:g} fps')
     return BagSummary(str(out_bag), topic, msgtype, n, rate, int(shape[1]), int(shape[0]), start,
-                      n / rate)
+                      n / rate, announced, warning)
 
 
 def print_progress(total: Optional[int] = None, every: int = 25) -> Callable[[int], None]:
