@@ -20,7 +20,7 @@ _DTYPES = {
 }
 _OPT_LEVELS = ('disable', 'basic', 'extended', 'all')
 _OPTIONS = ('providers', 'intra_op_threads', 'inter_op_threads', 'threads', 'graph_optimization',
-            'log_severity')
+            'log_severity', 'allow_spinning')
 
 
 def _import_ort():
@@ -65,7 +65,9 @@ class OnnxRuntimeBackend(Backend):
 
     Options: providers (list or comma-separated string, default CPU), intra_op_threads
     (alias `threads`, which intra_op_threads overrides; 0 = ORT default), inter_op_threads,
-    graph_optimization ('all' | 'extended' | 'basic' | 'disable'), log_severity (0-4,
+    graph_optimization ('all' | 'extended' | 'basic' | 'disable'), allow_spinning (default
+    true: idle intra-op threads spin, lowest latency alone but burning cores that other
+    workers and the pipeline threads need), log_severity (0-4,
     default 3 = errors only). Unknown options are errors: a typo must not pass silently.
     """
 
@@ -102,6 +104,12 @@ class OnnxRuntimeBackend(Backend):
             'all': ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
         }[level]
         so.log_severity_level = int(options.get('log_severity', 3))
+        spin = options.get('allow_spinning', True)
+        if isinstance(spin, str):
+            spin = spin.strip().lower() not in ('0', 'false', 'no', 'off')
+        if not spin:
+            so.add_session_config_entry('session.intra_op.allow_spinning', '0')
+            so.add_session_config_entry('session.inter_op.allow_spinning', '0')
         try:
             self._session = ort.InferenceSession(path, sess_options=so, providers=providers)
         except Exception as exc:  # ORT raises several private exception types
