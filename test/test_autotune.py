@@ -18,8 +18,10 @@ from faster_deployment_ros.models import create_adapter
 # Shaped like the 16-core measurements of YOLOv8n-640 (1x16: 36 fps at 27 ms, 4x4: 74
 # fps, 8x2: 93 fps): threads scale sub-linearly, small sessions do more per core.
 GPU_BOX = dict(pre_ms=3.0, post_ms=1.5, cores=16, pre_p90_ms=3.5, post_p90_ms=2.0,
-               infer_ms={1: 170.0, 2: 86.0, 4: 54.0, 8: 35.0, 16: 27.0},
-               infer_p90_ms={1: 180.0, 2: 92.0, 4: 58.0, 8: 38.0, 16: 30.0})
+               infer_ms={1: 170.0, 2: 86.0, 3: 66.0, 4: 54.0, 5: 46.0, 7: 37.0, 8: 35.0,
+                         15: 28.0, 16: 27.0},
+               infer_p90_ms={1: 180.0, 2: 92.0, 3: 70.0, 4: 58.0, 5: 50.0, 7: 40.0, 8: 38.0,
+                             15: 30.5, 16: 30.0})
 
 
 def stage_times(**over) -> AT.StageTimes:
@@ -31,10 +33,12 @@ def test_candidates_never_oversubscribe_and_cover_every_thread_count():
     st = stage_times()
     configs = AT.candidate_configs(st)
     assert all(w * t <= 16 for w, t in configs)
-    assert {t for _, t in configs} == {1, 2, 4, 8, 16}
+    assert {t for _, t in configs} == set(AT.thread_candidates(16))
     assert (16, 1) in configs and (1, 16) in configs and (2, 16) not in configs
-    assert AT.thread_candidates(16) == [1, 2, 4, 8, 16]
-    assert AT.thread_candidates(6) == [1, 2, 4, 6]
+    # even splits of all cores, and (4+ cores) of all cores but one
+    assert AT.thread_candidates(16) == [1, 2, 3, 4, 5, 7, 8, 15, 16]
+    assert AT.thread_candidates(6) == [1, 2, 3, 5, 6]
+    assert AT.thread_candidates(2) == [1, 2]
     assert AT.thread_candidates(1) == [1]
 
 
@@ -117,6 +121,43 @@ def test_params_yaml_is_a_ros_parameter_file():
     assert text.startswith('# camera 30 Hz')
 
 
+def test_validation_measures_the_short_list_and_trusts_the_measurement(monkeypatch):
+    st = stage_times()
+    model_choice = AT.choose(st, camera_rate=30.0, latency_budget_ms=100.0)
+    top = (model_choice.workers, model_choice.threads)
+    calls = []
+
+    def fake_run(make_backend, adapter, frames, workers, threads, queue_size, rate, seconds):
+        calls.append((workers, threads, rate, seconds))
+        # all cores busy with intra-op threads: stragglers blow the tail; one core free: fine
+        full = workers * threads >= 16
+        p50 = 40.0 + 2 * workers + (0 if full else 3)
+        return {'workers': workers, 'threads': threads, 'queue_size': queue_size,
+                'p50_ms': p50, 'p90_ms': p50 + 10, 'p99_ms': 130.0 if full else 70.0,
+                'fps': 30.0, 'frames_in': 90, 'frames_out': 90, 'dropped': 0}
+
+    monkeypatch.setattr(AT, 'measure_at_rate', fake_run)
+    got = AT.validate(model_choice, None, None, [None], seconds=2.0, top=2)
+    assert calls[0][:2] == top and all(c[2:] == (30.0, 2.0) for c in calls)
+    # each full-core pick was also tried with one core left free
+    tried = {c[:2] for c in calls}
+    for w, t in tried:
+        if w * t >= 16:
+            assert (w, 15 // w) in tried
+    assert got.feasible and got.workers * got.threads < 16
+    assert got.measured and {(m['workers'], m['threads']) for m in got.measured} == tried
+    assert 'measured at 30 Hz' in got.reason and 'p99 70.0 ms' in got.reason
+
+    def all_bad(*a, **k):
+        r = fake_run(*a, **k)
+        r['p99_ms'] = 500.0
+        return r
+
+    monkeypatch.setattr(AT, 'measure_at_rate', all_bad)
+    bad = AT.validate(model_choice, None, None, [None], seconds=2.0, top=2)
+    assert not bad.feasible and 'NONE met the budget' in bad.reason
+
+
 def test_real_measurement_on_yolox_nano(yolox_model, plaza_video):
     cap = cv2.VideoCapture(str(plaza_video))
     frames = [cap.read()[1] for _ in range(3)]
@@ -132,7 +173,8 @@ def test_real_measurement_on_yolox_nano(yolox_model, plaza_video):
 
     logs = []
     choice = AT.autotune(make, adapter, frames, camera_rate=5.0, latency_budget_ms=5000.0,
-                         threads=[1, 2], cores=2, iters=3, refine=1, log=logs.append)
+                         threads=[1, 2], cores=2, iters=3, refine=1, validate_s=1.0,
+                         validate_top=1, log=logs.append)
     st = choice.stage_times
     assert set(st.infer_ms) == {1, 2} and all(v > 0 for v in st.infer_ms.values())
     assert st.pre_ms > 0 and st.post_ms > 0
@@ -140,6 +182,10 @@ def test_real_measurement_on_yolox_nano(yolox_model, plaza_video):
     assert made.count(1) >= 3          # measured alone, then two at once
     assert choice.feasible  # 5 Hz with 5 s to spare fits any config on any machine
     assert choice.workers * choice.threads <= 2
+    [m] = choice.measured  # the one validated config, run through the real pipeline at 5 Hz
+    assert (m['workers'], m['threads']) == (choice.workers, choice.threads)
+    assert m['frames_in'] == 5 and m['frames_in'] == m['frames_out'] + m['dropped']
+    assert 0 < m['p50_ms'] <= m['p99_ms']
     assert any('inference' in line for line in logs) and logs[-1].startswith('autotune: camera')
 
 

@@ -59,13 +59,13 @@ def reuse_large_buffers() -> bool:
 
 
 def thread_candidates(cores: int) -> List[int]:
-    """1, 2, 4, ... up to `cores`, and `cores` itself."""
-    out, t = [], 1
-    while t < cores:
-        out.append(t)
-        t *= 2
-    out.append(cores)
-    return sorted(set(out))
+    """Threads per worker that split `cores` evenly among 1..cores workers, and (4+ cores) the
+    splits of all cores but one: a free core for the pipeline's own threads avoids intra-op
+    stragglers, which validation then measures."""
+    out = {cores // w for w in range(1, cores + 1)}
+    if cores >= 4:
+        out |= {(cores - 1) // w for w in range(1, cores)}
+    return sorted(t for t in out if t > 0)
 
 
 @dataclass
@@ -123,6 +123,7 @@ class Choice:
     camera_rate: float
     latency_budget_ms: float
     stage_times: Optional[StageTimes] = None
+    measured: List[Dict[str, Any]] = field(default_factory=list)  # validation runs, if any
 
     def params(self) -> Dict[str, int]:
         return {'workers': self.workers, 'threads': self.threads, 'queue_size': self.queue_size}
@@ -132,7 +133,8 @@ class Choice:
                 'camera_rate': self.camera_rate, 'latency_budget_ms': self.latency_budget_ms,
                 'predicted': self.predicted.to_dict(),
                 'candidates': [c.to_dict() for c in self.candidates],
-                'stage_times': self.stage_times.to_dict() if self.stage_times else None}
+                'stage_times': self.stage_times.to_dict() if self.stage_times else None,
+                'measured': self.measured}
 
 
 # ------------------------------------------------------------------------------ prediction
@@ -143,7 +145,8 @@ def predict(st: StageTimes, workers: int, threads: int, camera_rate: float,
     Capacity is the slowest of: the pre and post threads, W workers at their contended call time,
     and the CPU (pre + post + overhead + threads x one inference, in core-ms per frame). Latency
     is one frame's pass (its inference slowed by the workers busy at that rate, Little's law, and
-    by oversubscribed cores) plus an M/D/1 queueing wait capped at one bottleneck period.
+    by oversubscribed cores) plus an M/D/1 queueing wait capped at one bottleneck period; when
+    overloaded, the age of the newest frame (the pipeline's just-in-time schedule).
     """
     W, T = int(workers), int(threads)
     t1 = st.infer_ms[T]
@@ -163,9 +166,12 @@ def predict(st: StageTimes, workers: int, threads: int, camera_rate: float,
         demand = busy * T + min(rate, fps) * side / 1000.0
         t_at *= max(1.0, demand / st.cores)
     period = 1000.0 / fps
-    # M/D/1 mean wait, but the bounded drop_oldest queue caps it near one bottleneck period
-    # (overloaded, the frame taken is the newest and waits for about one period).
-    wait = period if load >= 1.0 else min(period, load / (2.0 * (1.0 - load)) * period)
+    if load >= 1.0:
+        # overloaded, drop_oldest with just-in-time pre-processing takes the newest frame: its
+        # age is half a camera period on average
+        wait = 500.0 / rate
+    else:  # M/D/1 mean wait; the bounded drop_oldest queue caps it near one period
+        wait = min(period, load / (2.0 * (1.0 - load)) * period)
     service = st.pre_ms + t_at + st.post_ms + st.overhead_ms
     latency = service + wait
     tail = ((st.pre_p90_ms or st.pre_ms) + t_at * (t1_tail / t1) + (st.post_p90_ms or st.post_ms)
@@ -343,30 +349,138 @@ def measure_concurrent(make_backend: Callable[[int], Any], inputs: Sequence[np.n
     return out
 
 
+def measure_at_rate(make_backend: Callable[[int], Any], adapter: Any,
+                    frames: Sequence[np.ndarray], workers: int, threads: int, queue_size: int,
+                    rate: float, seconds: float) -> Dict[str, Any]:
+    """Run the real pipeline (drop_oldest, just in time) fed at `rate` Hz for `seconds`:
+    latency from submit to delivery, delivered rate and drops, the first 20% left out."""
+    from .pipeline import Pipeline  # here: the chooser above stays importable on its own
+
+    backends = [make_backend(threads) for _ in range(workers)]
+    lat: List[Tuple[float, float]] = []
+    lock = threading.Lock()
+
+    def on_result(fr: Any) -> None:
+        t = _now()
+        if fr.ok:
+            with lock:
+                lat.append((fr.context, t))
+
+    try:
+        x, _ = adapter.preprocess(frames[0])
+        for b in backends:
+            b.infer(x)
+        p = Pipeline(adapter.preprocess, [b.infer for b in backends], adapter.postprocess,
+                     on_result, queue_size=queue_size, full_policy='drop_oldest',
+                     name=f'autotune-{workers}x{threads}', schedule='just_in_time')
+        t0 = _now()
+        n = int(seconds * rate)
+        for i in range(n):
+            due = t0 + i / rate
+            wait = due - _now()
+            if wait > 0:
+                time.sleep(wait)
+            p.submit(frames[i % len(frames)], context=_now())
+        p.close(drain=True, timeout=30.0)
+        stats = p.stats()
+    finally:
+        for b in backends:
+            close = getattr(b, 'close', None)
+            if close:
+                close()
+    warm = t0 + 0.2 * seconds
+    steady = sorted((t_in, t_out) for t_in, t_out in lat if t_in >= warm)
+    ms = np.asarray([t_out - t_in for t_in, t_out in steady]) * 1000.0
+    span = steady[-1][1] - steady[0][1] if len(steady) > 1 else 0.0
+    pct = np.percentile(ms, (50, 90, 99)) if ms.size else (float('inf'),) * 3
+    return {'workers': workers, 'threads': threads, 'queue_size': queue_size,
+            'p50_ms': round(float(pct[0]), 2), 'p90_ms': round(float(pct[1]), 2),
+            'p99_ms': round(float(pct[2]), 2),
+            'fps': round((len(steady) - 1) / span, 2) if span > 0 else 0.0,
+            'frames_in': stats['frames_in'], 'frames_out': stats['frames_out'],
+            'dropped': stats['dropped']}
+
+
+def validate(choice: Choice, make_backend: Callable[[int], Any], adapter: Any,
+             frames: Sequence[np.ndarray], seconds: float = 3.0, top: int = 3,
+             log: Callable[[str], None] = LOG.info) -> Choice:
+    """Run the model's `top` picks, and their variants that leave one core free, at the
+    camera rate; choose again by what was measured (same policy, measured p99 for the tail)."""
+    st = choice.stage_times
+    rate = choice.camera_rate if choice.camera_rate > 0 else choice.predicted.fps
+    ranked = sorted(choice.candidates, key=lambda c: (not (c.sustains and c.within_budget),
+                                                      c.latency_ms, -c.fps))
+    by_cfg = {(c.workers, c.threads): c for c in choice.candidates}
+    short: List[Candidate] = []
+    for c in ranked[:top]:
+        short.append(c)
+        if st is not None and st.cores >= 4 and c.workers * c.threads >= st.cores:
+            spare = by_cfg.get((c.workers, (st.cores - 1) // c.workers))
+            if spare is not None and spare not in short:
+                short.append(spare)
+    rows = []
+    for c in short:
+        m = measure_at_rate(make_backend, adapter, frames, c.workers, c.threads, c.queue_size,
+                            rate, seconds)
+        m['drop_rate'] = round(m['dropped'] / max(1, m['frames_in']), 4)
+        m['sustains'] = bool(m['drop_rate'] <= 0.02)
+        m['within_budget'] = bool(m['p99_ms'] <= choice.latency_budget_ms)
+        rows.append(m)
+        log(f'autotune: measured {c.label} q{c.queue_size} at {rate:g} Hz: p50 {m["p50_ms"]:.1f} '
+            f'p99 {m["p99_ms"]:.1f} ms, {m["fps"]:.1f} fps, dropped {m["dropped"]}/'
+            f'{m["frames_in"]}')
+    ok = [m for m in rows if m['sustains'] and m['within_budget']]
+    if ok:
+        best = min(ok, key=lambda m: (m['p50_ms'], m['p99_ms']))
+        why = 'the lowest measured p50 of those that kept up within the budget'
+    elif any(m['within_budget'] for m in rows):
+        best = max((m for m in rows if m['within_budget']), key=lambda m: m['fps'])
+        why = 'none kept up within the budget: the highest measured rate within it'
+    else:
+        best = min(rows, key=lambda m: m['p99_ms'])
+        why = 'NONE met the budget: the lowest measured p99'
+    cand = by_cfg[(best['workers'], best['threads'])]
+    table = ', '.join(f'{m["workers"]}x{m["threads"]} p50 {m["p50_ms"]:.1f}/p99 '
+                      f'{m["p99_ms"]:.1f} ms drop {100 * m["drop_rate"]:.0f}%' for m in rows)
+    reason = (f'{choice.reason.split(": chose", 1)[0]}: chose {cand.workers} worker(s) x '
+              f'{cand.threads} thread(s), queue {cand.queue_size}, measured at {rate:g} Hz: '
+              f'p50 {best["p50_ms"]:.1f} ms, p99 {best["p99_ms"]:.1f} ms; {why} '
+              f'[{table}]; model: {choice.reason.split("; ", 1)[0].split(": ", 1)[-1]}')
+    return Choice(cand.workers, cand.threads, cand.queue_size, bool(ok), reason, cand,
+                  choice.candidates, choice.camera_rate, choice.latency_budget_ms, st, rows)
+
+
 def autotune(make_backend: Callable[[int], Any], make_adapter: Callable[[Any], Any],
              frames: Sequence[np.ndarray], camera_rate: float, latency_budget_ms: float,
              threads: Optional[Sequence[int]] = None, max_workers: Optional[int] = None,
              cores: Optional[int] = None, iters: int = 15, refine: int = 3,
              overhead_ms: float = 0.0, time_limit_s: Optional[float] = None,
+             validate_s: float = 0.0, validate_top: int = 3,
              log: Callable[[str], None] = LOG.info) -> Choice:
-    """Measure, choose, then time the `refine` best multi-worker candidates running at once
-    (contention the model can only guess) and choose again with those numbers."""
+    """Measure, choose, time the `refine` best multi-worker candidates running at once
+    (contention the model can only guess) and choose again; with `validate_s` > 0, finally
+    run the short list through the real pipeline at the camera rate (see `validate`)."""
     st = measure_stages(make_backend, make_adapter, frames, threads, iters=iters, cores=cores,
                         overhead_ms=overhead_ms, time_limit_s=time_limit_s, log=log)
     choice = choose(st, camera_rate, latency_budget_ms, max_workers)
+    adapter = None
+    if refine > 0 or validate_s > 0:
+        backend = make_backend(min(st.infer_ms))
+        try:
+            adapter = make_adapter(backend)
+        finally:
+            backend.close()
     if refine > 0:
         ranked = sorted(choice.candidates, key=lambda c: (not (c.sustains and c.within_budget),
                                                           c.latency_ms, -c.fps))
         short = [(c.workers, c.threads) for c in ranked if c.workers > 1][:refine]
         if short:
-            backend = make_backend(min(st.infer_ms))
-            try:
-                x, _ = make_adapter(backend).preprocess(frames[0])
-            finally:
-                backend.close()
+            x, _ = adapter.preprocess(frames[0])
             st.concurrent_ms.update(measure_concurrent(
                 make_backend, x, short, iters=max(4, iters // 2), log=log))
             choice = choose(st, camera_rate, latency_budget_ms, max_workers)
+    if validate_s > 0:
+        choice = validate(choice, make_backend, adapter, frames, validate_s, validate_top, log)
     log(f'autotune: {choice.reason}')
     return choice
 
@@ -398,5 +512,5 @@ def params_yaml(params: Dict[str, Any], comment: str = '', node: str = '/**') ->
 
 
 __all__ = ['StageTimes', 'Candidate', 'Choice', 'predict', 'choose', 'candidate_configs',
-           'measure_stages', 'measure_concurrent', 'autotune', 'available_cores',
+           'measure_stages', 'measure_concurrent', 'measure_at_rate', 'validate', 'autotune', 'available_cores',
            'thread_candidates', 'params_yaml', 'reuse_large_buffers']

@@ -69,9 +69,15 @@ def load_frames(path: Path, n: int, step: int = 1) -> List[np.ndarray]:
     return frames
 
 
-def guess_family(model: str, family: str) -> str:
-    if family != 'auto' or 'auto' in available_families():
+def guess_family(model: str, family: str, backend: Any = None) -> str:
+    """`family`, or for 'auto' what the model's signature says (else its file name)."""
+    if family != 'auto':
         return family
+    try:
+        from ..models import resolve_family
+        return resolve_family('auto', backend.inputs, backend.outputs, backend.metadata)[0]
+    except (ImportError, AttributeError, ValueError):
+        pass
     name = Path(model).name.lower()
     for key, fam in (('yolox', 'yolox'), ('rtdetr', 'rtdetr'), ('rt-detr', 'rtdetr'),
                      ('yolo11', 'yolo11'), ('yolov8', 'yolov8'), ('yolo', 'yolov8')):
@@ -128,6 +134,18 @@ class Progress:
         self._last = 0.0
 
 
+def _scalar(text: str) -> Any:
+    low = text.lower()
+    if low in ('true', 'false'):
+        return low == 'true'
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
 class Model:
     """Backend factory + one adapter, shared by the in-process sections."""
 
@@ -136,8 +154,11 @@ class Model:
         self.options: Dict[str, Any] = {}
         if args.providers:
             self.options['providers'] = args.providers
+        for kv in args.backend_option or []:
+            key, _, val = kv.partition('=')
+            self.options[key.strip()] = _scalar(val.strip())
         probe = self.make(1)
-        self.family = guess_family(args.model, args.family)
+        self.family = guess_family(args.model, args.family, probe)
         self.adapter_params = {'conf_threshold': args.conf}
         self.adapter = self.make_adapter(probe)
         self.inputs = [(s.name, s.shape) for s in probe.inputs]
@@ -326,9 +347,11 @@ def flatness(win: List[Dict[str, float]]) -> Dict[str, Any]:
 
 
 def bench_autotune(model: Model, frames: List[np.ndarray], camera_rate: float, budget_ms: float,
-                   iters: int, max_workers: Optional[int], log: Callable[[str], None]) -> AT.Choice:
+                   iters: int, max_workers: Optional[int], validate_s: float, cores: int,
+                   log: Callable[[str], None]) -> AT.Choice:
     return AT.autotune(model.make, lambda b: model.adapter, frames, camera_rate, budget_ms,
-                       max_workers=max_workers, iters=iters, log=log)
+                       max_workers=max_workers, iters=iters, cores=cores,
+                       validate_s=validate_s, log=log)
 
 
 def bench_ultralytics(python: str, model: str, video: Path, frames: int,
@@ -700,6 +723,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument('--family', default='auto', help='model family (auto: from the file name)')
     ap.add_argument('--backend', default='onnxruntime')
     ap.add_argument('--providers', default='', help='onnxruntime providers, comma-separated')
+    ap.add_argument('--backend-option', action='append', metavar='KEY=VALUE',
+                    help='extra backend option, e.g. allow_spinning=false (repeatable)')
     ap.add_argument('--conf', type=float, default=0.3, help='detection score threshold')
     ap.add_argument('--video', default=None, help='input video (default: the shared 720p clip)')
     ap.add_argument('--frames', type=int, default=60, help='frames decoded into memory (cycled)')
@@ -718,6 +743,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument('--latency-budget-ms', type=float, default=100.0)
     ap.add_argument('--autotune', action='store_true', help='run the auto-tuner and its choice')
     ap.add_argument('--write-params', default='', help='write the autotune choice as ROS YAML')
+    ap.add_argument('--validate-s', type=float, default=3.0,
+                    help='autotune: seconds to run each short-listed config at the camera rate')
     ap.add_argument('--ros-rates', default='1x,2x',
                     help='publisher rates: Nx = N times the best bare fps, or Hz')
     ap.add_argument('--ros-duration', type=float, default=0.0, help='seconds per ROS run '
@@ -807,13 +834,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.autotune:
         logs: List[str] = []
         choice = bench_autotune(model, frames, args.camera_rate, args.latency_budget_ms,
-                                max(6, args.iters // 2), max_workers, logs.append)
+                                max(6, args.iters // 2), max_workers, args.validate_s, cores,
+                                logs.append)
         print(f'autotune: {choice.reason}', flush=True)
         res['autotune'] = {**choice.to_dict(), 'log': logs}
         if args.write_params:
             params = {'model_path': str(Path(args.model).resolve()), 'model_family': model.family,
                       'backend': args.backend, **choice.params(), 'full_policy': 'drop_oldest',
-                      'autotune': False}
+                      'autotune': False,
+                      **{f'{args.backend}.{k}': v for k, v in model.options.items()}}
             Path(args.write_params).write_text(AT.params_yaml(
                 params, f'fdr-benchmark autotune\n{choice.reason}'))
             print(f'wrote {args.write_params}')
@@ -890,7 +919,9 @@ def run_ros(args, res, model, frames, choice, best_t, bare_fps, out_dir, progres
     params = {'model_path': str(Path(args.model).resolve()), 'model_family': model.family,
               'backend': args.backend, 'autostart': True, 'workers': w, 'threads': t,
               'queue_size': q, 'full_policy': 'drop_oldest', 'qos_reliability': 'best_effort',
-              'conf_threshold': args.conf, 'diagnostics_period': 1.0}
+              'conf_threshold': args.conf, 'diagnostics_period': 1.0,
+              **{f'{args.backend}.{k}': v for k, v in model.options.items()
+                 if not isinstance(v, (list, tuple))}}
     rates = parse_rates(args.ros_rates, bare_fps or 30.0)
     duration = args.ros_duration or args.duration
     h = RosHarness(model, frames, params, out_dir, progress)
