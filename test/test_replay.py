@@ -276,3 +276,17 @@ def test_demo_driver_on_plaza(plaza_video, yolox_model, tmp_path):
                            text=True, timeout=60)
     assert again.returncode == 2
     assert 'make demo INPUT=/path/video.avi MODEL=/path/model.onnx' in again.stderr
+
+
+def test_large_data_env_choices():
+    from faster_deployment_ros.tools.replay import large_data_env, large_data_profile
+    env = {}
+    assert large_data_env(env) is None and env == {'FASTDDS_BUILTIN_TRANSPORTS': 'LARGE_DATA'}
+    env = {'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST'}
+    warning = large_data_env(env)  # someone else's processes: never change their transport
+    assert 'LOCALHOST' in warning and 'FASTDDS_DEFAULT_PROFILES_FILE' not in env
+    env = {'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST'}
+    assert large_data_env(env, own_graph=True) is None  # the demo starts both sides
+    assert env['FASTDDS_DEFAULT_PROFILES_FILE'] == str(large_data_profile())
+    env = {'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST', 'FASTDDS_DEFAULT_PROFILES_FILE': 'x'}
+    assert large_data_env(env, own_graph=True) is None and env['FASTDDS_DEFAULT_PROFILES_FILE'] == 'x'

@@ -44,8 +44,9 @@ def _play_record(a: argparse.Namespace) -> int:
 
     from .replay import ReplayConfig, ReplayError, large_data_env, play_record
     from .report import format_report
-    if not a.keep_dds_env:
-        large_data_env(os.environ)
+    warning = large_data_env(os.environ)
+    if warning:
+        print(f'fdr-bag: warning: {warning}', file=sys.stderr)
     cfg = ReplayConfig(in_bag=Path(a.in_bag), out_dir=Path(a.out_dir), in_topic=a.in_topic,
                        out_topic=a.out_topic, out_type=a.out_type, bag_topic=a.bag_topic,
                        rate=a.rate, reliable=a.reliable, depth=a.depth,
@@ -113,8 +114,6 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('--publish-mode', choices=['raw', 'msg'], default='raw',
                    help='raw: the bag\'s CDR bytes (cheapest); msg: rclpy messages built from '
                    'the frames with one reused buffer')
-    r.add_argument('--keep-dds-env', action='store_true',
-                   help='do not point FASTDDS_DEFAULT_PROFILES_FILE at the large-frame profile')
     r.add_argument('--max-frames', type=int)
     r.set_defaults(func=_play_record)
 

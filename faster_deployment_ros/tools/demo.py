@@ -205,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
         shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
 
     # Before this process's first ROS context: the child and we use the same transports.
-    large_data_env(os.environ)
+    large_data_env(os.environ, own_graph=True)
     env = {**os.environ, **{k: os.environ.get(k, v) for k, v in NODE_ENV.items()}}
     cmd = node_command(model, params)
     log('starting: ' + ' '.join(cmd))

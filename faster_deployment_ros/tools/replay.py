@@ -69,20 +69,28 @@ def large_data_profile() -> Optional[Path]:
     return next((c for c in candidates if c.is_file()), None)
 
 
-def large_data_env(env: Dict[str, str]) -> Dict[str, str]:
-    """Point Fast DDS at the large-frame profile unless a profile is already configured.
+def large_data_env(env: Dict[str, str], own_graph: bool = False) -> Optional[str]:
+    """Transport settings for camera-sized frames, applied to ``env`` (e.g. os.environ) before
+    the process creates its first ROS context; returns a warning for the user, or None.
 
-    Measured on Kilted (Fast DDS 3), best-effort 1280x720 bgr8 across processes: LARGE_DATA
-    delivers 50/50 frames, but with ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST (a common dev
-    setting) only 0-2/50; this profile (64 MB shared-memory segment + UDP) delivers 50/50 in
-    both cases. Must be set before the process creates its first ROS context.
+    Measured on Kilted (Fast DDS 3), best-effort 1280x720 bgr8 across processes:
+    FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA delivers 50/50 frames, but with
+    ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST 0-2/50; config/fastdds_large_data.xml (64 MB
+    shared memory + UDP) delivers 50/50 in both cases -- but a process with the profile and one
+    with LARGE_DATA do not even match. So the profile is only chosen when ``own_graph`` (the
+    caller starts every process of the graph with this env, as the demo does).
     """
-    if not env.get('FASTDDS_DEFAULT_PROFILES_FILE') and not env.get('FASTRTPS_DEFAULT_PROFILES_FILE'):
-        prof = large_data_profile()
-        if prof is not None:
-            env['FASTDDS_DEFAULT_PROFILES_FILE'] = str(prof)
     env.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
-    return env
+    profiled = env.get('FASTDDS_DEFAULT_PROFILES_FILE') or env.get('FASTRTPS_DEFAULT_PROFILES_FILE')
+    if profiled or env.get('ROS_AUTOMATIC_DISCOVERY_RANGE', '').upper() != 'LOCALHOST':
+        return None
+    prof = large_data_profile()
+    if own_graph and prof is not None:
+        env['FASTDDS_DEFAULT_PROFILES_FILE'] = str(prof)
+        return None
+    return ('ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST with LARGE_DATA loses most large frames '
+            'between processes; unset it, or give every process '
+            f'FASTDDS_DEFAULT_PROFILES_FILE={prof or "config/" + LARGE_DATA_XML}')
 
 
 def import_message(name: str):
