@@ -1,4 +1,4 @@
-"""Video / image folder -> rosbag2 MCAP, read back with rosbags and compared with OpenCV's frames."""
+"""Video / image folder -> rosbag2 MCAP, read back with rosbags, compared with OpenCV's frames."""
 from __future__ import annotations
 
 import json

@@ -289,4 +289,5 @@ def test_large_data_env_choices():
     assert large_data_env(env, own_graph=True) is None  # the demo starts both sides
     assert env['FASTDDS_DEFAULT_PROFILES_FILE'] == str(large_data_profile())
     env = {'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST', 'FASTDDS_DEFAULT_PROFILES_FILE': 'x'}
-    assert large_data_env(env, own_graph=True) is None and env['FASTDDS_DEFAULT_PROFILES_FILE'] == 'x'
+    assert large_data_env(env, own_graph=True) is None
+    assert env['FASTDDS_DEFAULT_PROFILES_FILE'] == 'x'

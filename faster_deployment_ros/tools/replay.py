@@ -44,7 +44,7 @@ class ReplayConfig:
     settle_timeout: float = 10.0         # after the last frame, at most this long for outputs
     idle_timeout: float = 2.0            # ...and stop early once outputs stop for this long
     start_delay: float = 0.5             # after matching, so the far side matches us too
-    publish_mode: str = 'raw'            # raw: the bag's CDR bytes | msg: rclpy msgs, reused buffer
+    publish_mode: str = 'raw'            # raw: the bag's CDR bytes | msg: rclpy msgs, one buffer
     max_frames: Optional[int] = None
     node_name: str = 'fdr_replay'
     extra_report: Dict[str, Any] = field(default_factory=dict)
@@ -81,7 +81,8 @@ def large_data_env(env: Dict[str, str], own_graph: bool = False) -> Optional[str
     caller starts every process of the graph with this env, as the demo does).
     """
     env.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
-    profiled = env.get('FASTDDS_DEFAULT_PROFILES_FILE') or env.get('FASTRTPS_DEFAULT_PROFILES_FILE')
+    profiled = (env.get('FASTDDS_DEFAULT_PROFILES_FILE')
+                or env.get('FASTRTPS_DEFAULT_PROFILES_FILE'))
     if profiled or env.get('ROS_AUTOMATIC_DISCOVERY_RANGE', '').upper() != 'LOCALHOST':
         return None
     prof = large_data_profile()
@@ -375,4 +376,5 @@ def read_detection_msgs(bag: Path, store=None) -> List[Any]:
     store = store or make_typestore()
     with Reader(bag) as reader:
         conns = [c for c in reader.connections if c.msgtype == 'vision_msgs/msg/Detection2DArray']
-        return [store.deserialize_cdr(d, c.msgtype) for c, _, d in reader.messages(connections=conns)]
+        return [store.deserialize_cdr(d, c.msgtype)
+                for c, _, d in reader.messages(connections=conns)]

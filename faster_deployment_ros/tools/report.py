@@ -138,14 +138,15 @@ def build_report(inputs: Sequence[Record], outputs: Sequence[Record],
 
 def format_report(report: Dict[str, Any], focus_class: str = 'person') -> str:
     """A short human summary of a report dict."""
+    nan = float('nan')
     lat = report.get('latency_ms') or {}
     lines = [
         f"frames in {report['frames_in']}, out {report['frames_out']}, "
         f"dropped {report['dropped']}, duplicates {report.get('duplicates', 0)}",
         f"order violations {report['order_violations']}, "
         f"header mismatches {report['header_mismatches']}",
-        f"latency p50 {lat.get('p50', float('nan')):.1f} ms, p90 {lat.get('p90', float('nan')):.1f}"
-        f" ms, p99 {lat.get('p99', float('nan')):.1f} ms, max {lat.get('max', float('nan')):.1f} ms",
+        f"latency p50 {lat.get('p50', nan):.1f} ms, p90 {lat.get('p90', nan):.1f} ms, "
+        f"p99 {lat.get('p99', nan):.1f} ms, max {lat.get('max', nan):.1f} ms",
         f"throughput {report.get('throughput_fps') or 0:.1f} fps "
         f"(input {report.get('input_fps') or 0:.1f} fps)",
     ]
