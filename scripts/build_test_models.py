@@ -4,7 +4,8 @@ Runs in the tools venv `.venv-export` (torch CPU, ultralytics, depth-anything-v2
 scripts/test_assets.d/20_test_models.sh), never in the node's `.venv`.
 
 Weights are random but the graphs are the real ones: ultralytics builds yolov8n / yolo11n /
-rtdetr-l from its own yaml configs and exports them with its own exporter; Depth Anything V2
+yolo26n / rtdetr-l from its own yaml configs and exports them with its own exporter; Depth
+Anything V2
 (ViT-S/14 + DPT head) comes from the `depth-anything-v2` package, the official repository's code.
 A random network gives degenerate outputs (every score at the bias prior, every box the same
 size, a depth map of zeros after the final ReLU), against which a wrong decoder can still
@@ -16,6 +17,7 @@ and exported with the TorchScript exporter, so a rebuild on the same wheels give
 
 Models (all under --out):
   yolov8n.onnx, yolo11n.onnx      ultralytics export, images 1x3x640x640 -> output0 1x84x8400
+  yolo26n.onnx                    ultralytics end-to-end export (no NMS) -> output0 1x300x6
   rtdetr-l.onnx                   ultralytics export, images 1x3x640x640 -> output0 1x300x6
   rtdetr-l-orig.onnx              the same RT-DETR-L network behind the original (lyuwenyu)
                                   export's I/O: images + orig_target_sizes -> labels, boxes, scores
@@ -29,6 +31,7 @@ import argparse
 import hashlib
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -82,7 +85,8 @@ def calibration_images() -> list:
 
 def to_batch(imgs: list, h: int, w: int, mean=None, std=None) -> torch.Tensor:
     """Plain resize, RGB, 0-1 (optionally normalised): conditioning only, not a reference path."""
-    x = np.stack([cv2.resize(im, (w, h), interpolation=cv2.INTER_LINEAR)[:, :, ::-1] for im in imgs])
+    x = np.stack([cv2.resize(im, (w, h), interpolation=cv2.INTER_LINEAR)[:, :, ::-1]
+                  for im in imgs])
     x = torch.from_numpy(x.astype(np.float32) / 255.0).permute(0, 3, 1, 2).contiguous()
     if mean is not None:
         x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
@@ -107,7 +111,9 @@ def set_bn_stats(model: nn.Module, batch: torch.Tensor) -> None:
 def capture_output(model: nn.Module, layer: nn.Module, batch: torch.Tensor) -> torch.Tensor:
     """`layer`'s output on `batch` as (channels, samples)."""
     seen = []
-    handle = layer.register_forward_hook(lambda _m, _i, out: seen.append(out.detach().float().clone()))  # before in-place ReLUs
+    # clone: the output may be changed in place by a following ReLU(inplace=True)
+    handle = layer.register_forward_hook(
+        lambda _m, _i, out: seen.append(out.detach().float().clone()))
     try:
         model(batch)
     finally:
@@ -118,9 +124,10 @@ def capture_output(model: nn.Module, layer: nn.Module, batch: torch.Tensor) -> t
 
 
 @torch.no_grad()
-def condition_layer(model, layer, batch, target_std: float, bias_quantile=None, bias_to=0.0) -> None:
+def condition_layer(model, layer, batch, target_std: float, bias_quantile=None,
+                    bias_to=0.0) -> None:
     """Rescale `layer` so its output (per channel over the batch) has `target_std`, then shift the
-    bias so the `bias_quantile` of its output lands at `bias_to` (e.g. a score threshold's logit)."""
+    bias so the `bias_quantile` of its output lands at `bias_to` (e.g. a threshold's logit)."""
     std = capture_output(model, layer, batch).std(1).clamp_min(1e-6)
     scale = (target_std / std).to(layer.weight.dtype)
     layer.weight.mul_(scale.view(-1, *([1] * (layer.weight.dim() - 1))))
@@ -142,18 +149,27 @@ def build_yolo(cfg: str, out: Path, imgs: list) -> Path:
     batch = to_batch(imgs, 640, 640)
     set_bn_stats(net, batch)
     det = net.model[-1]
+    score_logit = float(np.log(0.25 / 0.75))
+    if getattr(det, 'one2one_cv2', None) is not None:  # end-to-end head (YOLO26): exports one2one
+        # reg_max 1: the box conv gives l, t, r, b in cells directly; keep 99 % of them > 1.
+        for box_conv, cls_conv in zip((s[-1] for s in det.one2one_cv2),
+                                      (s[-1] for s in det.one2one_cv3)):
+            condition_layer(net, box_conv, batch, 1.0, bias_quantile=0.01, bias_to=1.0)
+            condition_layer(net, cls_conv, batch, 1.0, bias_quantile=0.99995, bias_to=score_logit)
+        return export_ultralytics(model, out, cfg.replace('.yaml', ''), nms=False)  # NMS-free head
     for box_conv, cls_conv in zip((s[-1] for s in det.cv2), (s[-1] for s in det.cv3)):
         # DFL bins spread -> varied box sizes; ~0.01 % of (anchor, class) scores above 0.25.
         condition_layer(net, box_conv, batch, 2.0)
-        condition_layer(net, cls_conv, batch, 1.0, bias_quantile=0.9999, bias_to=float(np.log(0.25 / 0.75)))
+        condition_layer(net, cls_conv, batch, 1.0, bias_quantile=0.9999, bias_to=score_logit)
     return export_ultralytics(model, out, cfg.replace('.yaml', ''))
 
 
-def export_ultralytics(model, out: Path, stem: str) -> Path:
+def export_ultralytics(model, out: Path, stem: str, **kw) -> Path:
     cwd = os.getcwd()
     os.chdir(out)
     try:
-        f = model.export(format='onnx', imgsz=640, opset=OPSET, simplify=True, dynamic=False, verbose=False)
+        f = model.export(format='onnx', imgsz=640, opset=OPSET, simplify=True, dynamic=False,
+                         verbose=False, **kw)
     finally:
         os.chdir(cwd)
     path, made = out / f'{stem}.onnx', out / f
@@ -183,7 +199,7 @@ def build_rtdetr(out: Path, imgs: list) -> list:
 
 
 class _RtdetrRaw(nn.Module):
-    """RT-DETR-L up to the decoder: (boxes cxcywh 0-1, class logits), as the training code sees it."""
+    """RT-DETR-L up to the decoder: (boxes cxcywh 0-1, class logits) as training code sees it."""
 
     def __init__(self, net):
         super().__init__()
@@ -230,7 +246,8 @@ def export_rtdetr_variants(net, out: Path) -> list:
     torch.onnx.export(_RtdetrLegacy(net).eval(), (im,), str(legacy), opset_version=OPSET,
                       input_names=['images'], output_names=['output0'], dynamo=False)
     set_metadata(legacy, {'names': str(coco_names()), 'imgsz': '[640, 640]', 'task': 'detect',
-                          'description': 'RT-DETR-L, ultralytics<8.4 output layout (test stand-in)'})
+                          'description':
+                              'RT-DETR-L, ultralytics<8.4 output layout (test stand-in)'})
     paths.append(legacy)
     orig = out / 'rtdetr-l-orig.onnx'
     sizes = torch.tensor([[640, 640]], dtype=torch.int64)
@@ -294,7 +311,8 @@ class MidasSmallStyle(nn.Module):
         self.down = nn.ModuleList()
         c_in = 3
         for c in ch:
-            self.down.append(nn.Sequential(nn.Conv2d(c_in, c, 3, 2, 1), nn.BatchNorm2d(c), nn.ReLU(True)))
+            self.down.append(nn.Sequential(nn.Conv2d(c_in, c, 3, 2, 1), nn.BatchNorm2d(c),
+                                           nn.ReLU(True)))
             c_in = c
         self.up = nn.ModuleList([nn.Sequential(nn.Conv2d(ch[i + 1] + ch[i], ch[i], 3, 1, 1),
                                                nn.BatchNorm2d(ch[i]), nn.ReLU(True))
@@ -323,7 +341,8 @@ def build_midas_style(out: Path, imgs: list) -> Path:
     path = out / 'midas_small_style.onnx'
     torch.onnx.export(net, (torch.zeros(1, 3, 256, 256),), str(path), opset_version=OPSET,
                       input_names=['image'], output_names=['depth'], dynamo=False,
-                      dynamic_axes={'image': {2: 'height', 3: 'width'}, 'depth': {1: 'height', 2: 'width'}})
+                      dynamic_axes={'image': {2: 'height', 3: 'width'},
+                                    'depth': {1: 'height', 2: 'width'}})
     set_metadata(path, {'model': 'midas', 'net_size': '256',
                         'description': 'MiDaS-convention small depth net, random weights (test)'})
     return path
@@ -332,6 +351,7 @@ def build_midas_style(out: Path, imgs: list) -> Path:
 BUILDERS = {
     'yolov8n': lambda out, imgs: [build_yolo('yolov8n.yaml', out, imgs)],
     'yolo11n': lambda out, imgs: [build_yolo('yolo11n.yaml', out, imgs)],
+    'yolo26n': lambda out, imgs: [build_yolo('yolo26n.yaml', out, imgs)],
     'rtdetr-l': build_rtdetr,
     'depth_anything_v2_vits': lambda out, imgs: [build_depth_anything_v2(out, imgs)],
     'midas_small_style': lambda out, imgs: [build_midas_style(out, imgs)],
@@ -343,18 +363,25 @@ def main() -> int:
     ap.add_argument('--out', type=Path, default=ROOT / '.cache' / 'models')
     ap.add_argument('--only', nargs='*', choices=sorted(BUILDERS), help='build only these')
     args = ap.parse_args()
+    names = args.only or sorted(BUILDERS)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if len(names) > 1:
+        # One process per model: a build leaves state behind in torch / ultralytics that
+        # changes the next export's bytes, so each model is built as if it were the only one.
+        for name in names:
+            subprocess.run([sys.executable, __file__, '--out', str(args.out), '--only', name],
+                           check=True)
+        return 0
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     torch.use_deterministic_algorithms(True, warn_only=True)
-    args.out.mkdir(parents=True, exist_ok=True)
     imgs = calibration_images()
     hashes = {}
-    for name in args.only or sorted(BUILDERS):
-        t0 = time.monotonic()
-        for path in BUILDERS[name](args.out, imgs):
-            hashes[path.name] = sha256(path)
-            print(f'{path.name}: {path.stat().st_size / 1e6:.1f} MB sha256 {hashes[path.name][:16]} '
-                  f'({time.monotonic() - t0:.0f} s)', flush=True)
+    t0 = time.monotonic()
+    for path in BUILDERS[names[0]](args.out, imgs):
+        hashes[path.name] = sha256(path)
+        print(f'{path.name}: {path.stat().st_size / 1e6:.1f} MB sha256 '
+              f'{hashes[path.name][:16]} ({time.monotonic() - t0:.0f} s)', flush=True)
     index = args.out / 'test_models.json'
     known = json.loads(index.read_text()) if index.exists() else {}
     known.update(hashes)

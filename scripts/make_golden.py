@@ -20,6 +20,7 @@ file); everything around it is the reference's own code:
   ultralytics picks its own TorchNMS ("matches torchvision exactly") since torchvision is not
   importable beside the CPU torch. Recorded at conf 0.25 (default; yolo11n also at 0.05),
   plus the pre-NMS candidate counts at 0.25 and 0.05.
+* yolo26n: the same predictor on the NMS-free (end2end, 1x300x6) export: score > conf, max_det.
 * rtdetr-l: RTDETRPredictor's `preprocess` (LetterBox scale_fill: stretched resize) and
   `postprocess` (score > conf, boxes x original size; no NMS).
 * rtdetr-l-legacy: ultralytics 8.3's RTDETRPredictor.postprocess for the (1, 300, 4 + nc)
@@ -64,7 +65,8 @@ from build_test_models import SHARED, read_frame, sha256  # noqa: E402
 
 # conf thresholds recorded per model: the default everywhere, and 0.05 (hundreds of boxes, the
 # max_det cap) where it adds a case. Kept few so the fixtures stay small.
-DET_CONFS = {'yolov8n': (0.25,), 'yolo11n': (0.25, 0.05), 'rtdetr-l': (0.25, 0.05),
+DET_CONFS = {'yolov8n': (0.25,), 'yolo11n': (0.25, 0.05), 'yolo26n': (0.25,),
+             'rtdetr-l': (0.25, 0.05),
              'rtdetr-l-legacy': (0.25,), 'rtdetr-l-orig': (0.25,)}
 CANDIDATE_CONFS = (0.25, 0.05)  # pre-NMS candidate counts of the YOLO models
 GRID = (24, 32)  # rows, cols of the depth sample grid
@@ -107,8 +109,8 @@ def ultralytics_predictor(kind: str, sess, conf: float):
     p = cls(overrides={'conf': conf, 'iou': 0.7, 'max_det': 300, 'imgsz': 640, 'verbose': False,
                        'save': False})
     p.model = SimpleNamespace(names=default_class_names(meta.get('names')), stride=32,
-                              format='onnx', dynamic=False, fp16=False, end2end=False,
-                              channels=3)
+                              format='onnx', dynamic=False, fp16=False, channels=3,
+                              end2end=meta.get('end2end') == 'True')  # as AutoBackend reads it
     p.device = torch.device('cpu')
     p.imgsz = (640, 640)
     p.batch = (['frame'],)
@@ -150,10 +152,10 @@ def golden_detection(name: str, path: Path, frames: dict) -> dict:
     for key, img in frames.items():
         for conf in DET_CONFS[name]:
             tag = f'{key}@{conf}'
-            if name in ('yolov8n', 'yolo11n', 'rtdetr-l'):
+            if name in ('yolov8n', 'yolo11n', 'yolo26n', 'rtdetr-l'):
                 kind = 'rtdetr' if name.startswith('rtdetr') else 'detect'
                 boxes, scores, cls, raw, im = run_ultralytics(kind, sess, img, conf)
-                if kind == 'detect':
+                if kind == 'detect' and raw.shape[1] != 300:  # not for the NMS-free head
                     for c in CANDIDATE_CONFS:
                         rec[f'{key}@{c}/candidates'] = np.array((raw[0, 4:].max(0) > c).sum())
                 rec[f'{key}/input_sum'] = np.array(im.astype(np.float64).sum())
@@ -215,6 +217,7 @@ def golden_depth(name: str, path: Path, frames: dict) -> dict:
 MODELS = {
     'yolov8n': golden_detection,
     'yolo11n': golden_detection,
+    'yolo26n': golden_detection,
     'rtdetr-l': golden_detection,
     'rtdetr-l-legacy': golden_detection,
     'rtdetr-l-orig': golden_detection,

@@ -188,29 +188,34 @@ def test_console_script_across_processes(ros, frames):
     env = dict(os.environ)
     proc = subprocess.Popen(
         [str(exe), '--ros-args', '-p', f'model_path:={model}', '-p', 'autostart:=true',
-         '-p', 'qos_reliability:=reliable', '-p', 'full_policy:=block', '-p', 'queue_size:=4',
-         '-r', '__node:=depth_proc'],
+         '-p', 'full_policy:=block', '-p', 'queue_size:=4', '-r', '__node:=depth_proc'],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peer = rclpy.create_node('depth_proc_peer')
     got = []
     peer.create_subscription(Image, 'depth', got.append, RELIABLE)
-    pub = peer.create_publisher(Image, 'image', RELIABLE)
+    # best effort: the node's default input QoS (sensor data), as a camera driver publishes
+    pub = peer.create_publisher(Image, 'image',
+                                QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT))
     try:
         deadline = time.monotonic() + 60
         while pub.get_subscription_count() == 0 or peer.count_publishers('depth') == 0:
             assert proc.poll() is None, proc.stdout.read()
             assert time.monotonic() < deadline, 'depth_node never came up'
             rclpy.spin_once(peer, timeout_sec=0.1)
-        time.sleep(0.5)  # let the new publisher/subscriber pair settle on both sides
+        # Discovery is asynchronous on both sides: resend (new stamps) until results come back.
         msg = fill_image_msg(Image(), frames[0], 'bgr8')
         msg.header.frame_id = 'proc'
-        msg.header.stamp.sec = 42
-        pub.publish(msg)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 45
+        sent = 0
         while not got and time.monotonic() < deadline:
-            rclpy.spin_once(peer, timeout_sec=0.1)
-        assert got, 'no depth image from the depth_node process'
-        assert got[0].header.frame_id == 'proc' and got[0].header.stamp.sec == 42
+            msg.header.stamp.sec = 42 + sent
+            pub.publish(msg)
+            sent += 1
+            end = time.monotonic() + 1.0
+            while not got and time.monotonic() < end:
+                rclpy.spin_once(peer, timeout_sec=0.05)
+        assert got, f'no depth image from the depth_node process after {sent} frames'
+        assert got[0].header.frame_id == 'proc' and 42 <= got[0].header.stamp.sec < 42 + sent
         assert (got[0].height, got[0].width, got[0].encoding) == (720, 1280, '32FC1')
     finally:
         proc.terminate()

@@ -19,6 +19,7 @@ from golden_support import model_path
 EXPECTED = {
     'yolov8n': ('yolov8', Yolov8Adapter),
     'yolo11n': ('yolov8', Yolov8Adapter),
+    'yolo26n': ('yolov8', Yolov8Adapter),  # NMS-free export: metadata end2end
     'rtdetr-l': ('rtdetr', RtdetrAdapter),
     'rtdetr-l-legacy': ('rtdetr', RtdetrAdapter),
     'rtdetr-l-orig': ('rtdetr', RtdetrAdapter),

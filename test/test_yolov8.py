@@ -17,7 +17,8 @@ from faster_deployment_ros.models import create_adapter
 from faster_deployment_ros.models.yolov8 import Yolov8Adapter, anchor_count
 from golden_support import assert_detections_equal, golden_frames, load_golden, model_path
 
-MODELS = ('yolov8n', 'yolo11n')
+MODELS = ('yolov8n', 'yolo11n', 'yolo26n')  # yolo26n: the NMS-free (end2end) 1x300x6 export
+FAMILY = {'yolov8n': 'yolov8', 'yolo11n': 'yolo11', 'yolo26n': 'yolo26'}
 
 
 @pytest.fixture(scope='module', params=MODELS)
@@ -26,8 +27,7 @@ def case(request):
     golden, info = load_golden(name)
     backend = create_backend('onnxruntime', str(model_path(name)), threads=2)
     outputs = {}
-    adapter = create_adapter('yolo11' if name == 'yolo11n' else 'yolov8', backend.inputs,
-                             backend.outputs, backend.metadata)
+    adapter = create_adapter(FAMILY[name], backend.inputs, backend.outputs, backend.metadata)
     frames = golden_frames(info)
     for key, img in frames.items():
         inputs, meta = adapter.preprocess(img)
@@ -49,7 +49,7 @@ def test_matches_ultralytics_predictor(case):
                                      conf_threshold=conf, nms_threshold=0.7)
             tag = f'{key}@{conf}'
             det = adapter.postprocess(out, meta)
-            assert (np.diff(det.scores) <= 0).all()  # NMS keeps by descending score
+            assert (np.diff(det.scores) <= 0).all()  # NMS / top-k keep by descending score
             assert_detections_equal(det, golden[f'{tag}/boxes'], golden[f'{tag}/scores'],
                                     golden[f'{tag}/classes'], f'{name} {tag}')
             checked += len(det)
@@ -59,6 +59,8 @@ def test_matches_ultralytics_predictor(case):
 def test_candidates_before_nms_match(case):
     """The raw decode (threshold on the best class score, no objectness) before NMS."""
     name, golden, info, backend, frames, outputs = case
+    if name == 'yolo26n':
+        pytest.skip('the NMS-free export has no pre-NMS candidates')
     for key in frames:
         for conf in (0.25, 0.05):
             adapter = create_adapter('yolov8', backend.inputs, backend.outputs, backend.metadata,
@@ -96,15 +98,25 @@ def test_max_detections_and_agnostic(case):
                             conf_threshold=0.05, max_detections=10).postprocess(out, meta)
     assert len(full) > 10 and len(capped) == 10
     np.testing.assert_array_equal(capped.boxes, full.boxes[:10])  # the 10 best, same order
+    if name == 'yolo26n':
+        assert adapter_end2end(backend)
+        return
     aware, agnostic = (create_adapter('yolov8', backend.inputs, backend.outputs, backend.metadata,
                                       max_detections=10000, class_agnostic=a).postprocess(out, meta)
                        for a in (False, True))
     assert 0 < len(agnostic) < len(aware)  # boxes of other classes now suppress each other
 
 
+def adapter_end2end(backend) -> bool:
+    a = create_adapter('auto', backend.inputs, backend.outputs, backend.metadata)
+    return isinstance(a, Yolov8Adapter) and a.end2end
+
+
 def test_transposed_output_layout(case):
     """Some exporters write (1, N, 4 + nc); the adapter reads it the same way."""
     name, golden, info, backend, frames, outputs = case
+    if name == 'yolo26n':
+        pytest.skip('only for the (1, 4 + nc, N) head')
     spec = backend.outputs[0]
     t_spec = dataclasses.replace(spec, shape=(1, spec.shape[2], spec.shape[1]))
     adapter = Yolov8Adapter(backend.inputs, [t_spec], backend.metadata)

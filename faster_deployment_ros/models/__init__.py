@@ -13,6 +13,7 @@ _REGISTRY: Dict[str, Tuple[str, str]] = {
     'yolox': ('.yolox', 'YoloxAdapter'),
     'yolov8': ('.yolov8', 'Yolov8Adapter'),
     'yolo11': ('.yolov8', 'Yolov8Adapter'),  # same anchor-free head and decode
+    'yolo26': ('.yolov8', 'Yolov8Adapter'),  # NMS-free (end2end) exports: metadata end2end
     'rtdetr': ('.rtdetr', 'RtdetrAdapter'),
     'depth': ('.depth', 'DepthAdapter'),  # preset picked from metadata / input size
     'depth_anything_v2': ('.depth', 'depth_anything_v2'),
