@@ -36,6 +36,7 @@ from ..backends import available_backends, backend_class, create_backend
 from ..core import autotune as AT
 from ..core.image_codec import ImageCodecError, decode_compressed, msg_to_numpy, to_bgr8
 from ..core.pipeline import FrameResult, Pipeline
+from ..core.stats import RollingStats
 from . import params as P
 
 
@@ -65,6 +66,7 @@ class PerceptionNode(LifecycleNode):
         self._last_error_log = 0.0
         self._published = 0
         self.autotune_choice: Optional[AT.Choice] = None
+        self._input_age = RollingStats(1000)
 
     # ---- subclass hooks -------------------------------------------------------------------
     def make_adapter(self, backend) -> Any:
@@ -215,6 +217,11 @@ class PerceptionNode(LifecycleNode):
 
     def _on_image(self, msg) -> None:
         if self._active.is_set() and self.pipeline is not None:
+            # How old the frame is on arrival (stamp to here: transport and executor), when the
+            # stamp is on this machine's clock; a growing value means frames queue before us.
+            age = time.time() - (msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec)
+            if 0.0 <= age < 10.0:
+                self._input_age.add(age)
             self.pipeline.submit(msg, context=msg.header)
 
     def _decode(self, msg) -> np.ndarray:
@@ -259,6 +266,10 @@ class PerceptionNode(LifecycleNode):
                             'fps') if k in stats]
         if self.autotune_choice is not None:
             values.append(KeyValue(key='autotune', value=self.autotune_choice.reason))
+        if len(self._input_age):
+            age = self._input_age.summary()
+            values += [KeyValue(key=f'input_age_{q}_ms', value=f'{age[q]:.2f}')
+                       for q in ('p50', 'p99')]
         for stage, s in stats.get('stages', {}).items():
             for q in ('p50', 'p99'):
                 if q in s:
