@@ -24,7 +24,6 @@ from vision_msgs.msg import Detection2DArray  # noqa: E402
 
 from faster_deployment_ros.backends import create_backend  # noqa: E402
 from faster_deployment_ros.core.image_codec import fill_image_msg, msg_to_numpy  # noqa: E402
-from faster_deployment_ros.models import create_adapter  # noqa: E402
 from faster_deployment_ros.ros.depth_node import DepthNode  # noqa: E402
 from faster_deployment_ros.ros.detector_node import DetectorNode  # noqa: E402
 from golden_support import golden_frames, load_golden, model_path  # noqa: E402

@@ -17,6 +17,11 @@ class TensorSpec:
     shape: Tuple[Any, ...]  # ints, or None / str for dynamic dimensions
     dtype: np.dtype = field(default=np.dtype(np.float32))
 
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> 'TensorSpec':
+        """From a converter sidecar entry: {'name', 'shape', 'dtype'}."""
+        return cls(d['name'], tuple(d['shape']), np.dtype(d.get('dtype', 'float32')))
+
 
 class Backend:
     """A loaded model on one runtime; one instance serves one inference worker.
@@ -33,19 +38,23 @@ class Backend:
     def __init__(self, model_path: str, **options: Any) -> None:
         self.model_path = model_path
         self.options = options
+        # Filled by the subclass once the model is loaded.
+        self._inputs: List[TensorSpec] = []
+        self._outputs: List[TensorSpec] = []
+        self._metadata: Dict[str, str] = {}
 
     @property
     def inputs(self) -> List[TensorSpec]:
-        raise NotImplementedError
+        return list(self._inputs)
 
     @property
     def outputs(self) -> List[TensorSpec]:
-        raise NotImplementedError
+        return list(self._outputs)
 
     @property
     def metadata(self) -> Dict[str, str]:
         """Model metadata (e.g. ultralytics' `names`), empty when the format has none."""
-        return {}
+        return dict(self._metadata)
 
     def infer(self, inputs: Sequence[np.ndarray]) -> List[np.ndarray]:
         raise NotImplementedError

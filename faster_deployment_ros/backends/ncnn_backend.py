@@ -131,15 +131,13 @@ class NcnnBackend(Backend):
             raise BackendError(f'{param} declares no input/output blobs; give input_names and '
                                'output_names')
         if side_in and len(side_in) == len(self._in_blobs):
-            self._inputs = [TensorSpec(s['name'], tuple(s['shape']), np.dtype(s.get('dtype', 'float32')))
-                            for s in side_in]
+            self._inputs = [TensorSpec.from_dict(s) for s in side_in]
         else:
             shape = options.get('input_shape')
             shape = tuple(int(d) for d in shape) if shape else (1, None, None, None)
             self._inputs = [TensorSpec(b, shape) for b in self._in_blobs]
         if side_out and len(side_out) == len(self._out_blobs):
-            self._outputs = [TensorSpec(s['name'], tuple(s['shape']), np.dtype(s.get('dtype', 'float32')))
-                             for s in side_out]
+            self._outputs = [TensorSpec.from_dict(s) for s in side_out]
         elif all(d is not None for d in self._inputs[0].shape):
             # No sidecar: one run on zeros tells the output shapes (and warms the net up).
             self._outputs = [TensorSpec(b, ()) for b in self._out_blobs]
@@ -149,18 +147,6 @@ class NcnnBackend(Backend):
             self._outputs = [TensorSpec(b, (1, None)) for b in self._out_blobs]
         self._metadata = {str(k): str(v) for k, v in self._sidecar.get('metadata', {}).items()}
         self._ncnn = ncnn
-
-    @property
-    def inputs(self) -> List[TensorSpec]:
-        return list(self._inputs)
-
-    @property
-    def outputs(self) -> List[TensorSpec]:
-        return list(self._outputs)
-
-    @property
-    def metadata(self) -> Dict[str, str]:
-        return dict(self._metadata)
 
     @property
     def precision(self) -> str:

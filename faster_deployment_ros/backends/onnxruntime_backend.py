@@ -129,18 +129,6 @@ class OnnxRuntimeBackend(Backend):
         shape = tuple(d if isinstance(d, int) else None if d is None else str(d) for d in arg.shape)
         return TensorSpec(arg.name, shape, np.dtype(_DTYPES.get(arg.type, np.float32)))
 
-    @property
-    def inputs(self) -> List[TensorSpec]:
-        return list(self._inputs)
-
-    @property
-    def outputs(self) -> List[TensorSpec]:
-        return list(self._outputs)
-
-    @property
-    def metadata(self) -> Dict[str, str]:
-        return dict(self._metadata)
-
     def infer(self, inputs: Sequence[np.ndarray]) -> List[np.ndarray]:
         session = self._session
         if session is None:

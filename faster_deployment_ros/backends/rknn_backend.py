@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -171,10 +170,8 @@ class RknnBackend(Backend):
                                'shapes and normalisation from the sidecar fdr-convert rknn writes')
         side = json.loads(sidecar_file.read_text())
         self._sidecar = side
-        self._inputs = [TensorSpec(s['name'], tuple(s['shape']), np.dtype(s.get('dtype', 'float32')))
-                        for s in side['inputs']]
-        self._outputs = [TensorSpec(s['name'], tuple(s['shape']), np.dtype(s.get('dtype', 'float32')))
-                         for s in side['outputs']]
+        self._inputs = [TensorSpec.from_dict(s) for s in side['inputs']]
+        self._outputs = [TensorSpec.from_dict(s) for s in side['outputs']]
         self._metadata = {str(k): str(v) for k, v in side.get('metadata', {}).items()}
         self.data_format = str(options.get('data_format') or side.get('data_format', 'nchw')).lower()
         if self.data_format not in ('nchw', 'nhwc'):
@@ -221,18 +218,6 @@ class RknnBackend(Backend):
         if np.all(m == 0) and np.all(s == 1):
             return None
         return s.reshape(1, -1, 1, 1), m.reshape(1, -1, 1, 1)
-
-    @property
-    def inputs(self) -> List[TensorSpec]:
-        return list(self._inputs)
-
-    @property
-    def outputs(self) -> List[TensorSpec]:
-        return list(self._outputs)
-
-    @property
-    def metadata(self) -> Dict[str, str]:
-        return dict(self._metadata)
 
     @property
     def precision(self) -> str:

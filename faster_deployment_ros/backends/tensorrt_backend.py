@@ -192,10 +192,6 @@ class TensorRTBackend(Backend):
     def outputs(self) -> List[TensorSpec]:
         return [TensorSpec(t.name, t.shape, t.dtype) for t in self._out]
 
-    @property
-    def metadata(self) -> Dict[str, str]:
-        return dict(self._metadata)
-
     def infer(self, inputs: Sequence[np.ndarray]) -> List[np.ndarray]:
         if self._context is None:
             raise BackendError('the tensorrt backend was closed')
