@@ -24,23 +24,14 @@ from vision_msgs.msg import Detection2DArray  # noqa: E402
 
 from faster_deployment_ros.core.image_codec import encode_compressed, fill_image_msg  # noqa: E402
 from faster_deployment_ros.ros.detector_node import DetectorNode  # noqa: E402
+from faster_deployment_ros.tools.frames import read_frames  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 
 
 def video_frames(path: Path, n: int, step: int = 1) -> list:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    i = 0
-    while len(frames) < n:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        if i % step == 0:
-            frames.append(frame)
-        i += 1
-    cap.release()
+    frames = read_frames(path, n, step)
     assert len(frames) == n, f'could not read {n} frames from {path}'
     return frames
 

@@ -16,24 +16,14 @@ from faster_deployment_ros.core.letterbox import letterbox, unletterbox_boxes
 from faster_deployment_ros.core.nms import batched_nms, nms
 from faster_deployment_ros.gpu import gpu_status
 from faster_deployment_ros.gpu.resize_tables import linear_table, resize_linear_u8
+from faster_deployment_ros.tools.frames import read_frames
 
 GPU_OK, GPU_REASON = gpu_status()
 gpu = pytest.mark.skipif(not GPU_OK, reason=f'GPU kernels need a CUDA GPU and cuda-python: {GPU_REASON}')
 
 
 def _read_frames(path, count: int, step: int):
-    cap = cv2.VideoCapture(str(path))
-    frames, i = [], 0
-    try:
-        while len(frames) < count:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            if i % step == 0:
-                frames.append(frame)
-            i += 1
-    finally:
-        cap.release()
+    frames = read_frames(path, count, step)
     if not frames:
         pytest.skip(f'cannot decode frames from {path}')
     return frames

@@ -9,7 +9,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Tuple
+from typing import Callable, Optional
 
 import cv2
 import numpy as np
@@ -18,8 +18,8 @@ from rosbags.rosbag2.enums import StoragePlugin
 
 from ..core.image_codec import encode_compressed, numpy_to_image_fields
 from .bag_types import make_typestore
+from .frames import iter_frames
 
-IMAGE_EXTS = {'.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm'}
 _FROM_BGR = {'bgr8': None, 'rgb8': cv2.COLOR_BGR2RGB, 'mono8': cv2.COLOR_BGR2GRAY,
              'bgra8': cv2.COLOR_BGR2BGRA, 'rgba8': cv2.COLOR_BGR2RGBA}
 
@@ -37,44 +37,6 @@ class BagSummary:
     duration_s: float
     announced_frames: Optional[int] = None  # what the video header claims, when it says
     warning: Optional[str] = None
-
-
-def iter_frames(source: Path, fps: Optional[float] = None
-                ) -> Tuple[float, Iterator[np.ndarray], Optional[int]]:
-    """(fps, BGR frame iterator, frame count the header announces or None) for a video file or
-    a folder of images (sorted by name)."""
-    source = Path(source)
-    if source.is_dir():
-        files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_EXTS)
-        if not files:
-            raise ValueError(f'no images ({", ".join(sorted(IMAGE_EXTS))}) in {source}')
-
-        def images() -> Iterator[np.ndarray]:
-            for p in files:
-                img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-                if img is None:
-                    raise ValueError(f'cannot read image {p}')
-                yield img
-        return float(fps or 10.0), images(), len(files)
-    if not source.is_file():
-        raise FileNotFoundError(f'{source} does not exist')
-    cap = cv2.VideoCapture(str(source))
-    if not cap.isOpened():
-        raise ValueError(f'OpenCV cannot open video {source}')
-    video_fps = cap.get(cv2.CAP_PROP_FPS)
-    announced = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-    rate = float(fps or (video_fps if video_fps and 0 < video_fps < 1000 else 30.0))
-
-    def frames() -> Iterator[np.ndarray]:
-        try:
-            while True:
-                ok, frame = cap.read()
-                if not ok:
-                    return
-                yield frame
-        finally:
-            cap.release()
-    return rate, frames(), announced
 
 
 def video_to_bag(source: Path, out_bag: Path, topic: str = '/image', frame_id: str = 'camera',
