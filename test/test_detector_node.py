@@ -22,7 +22,9 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
 
+from faster_deployment_ros.backends.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
 from faster_deployment_ros.core.image_codec import encode_compressed, fill_image_msg  # noqa: E402
+from faster_deployment_ros.models import create_adapter  # noqa: E402
 from faster_deployment_ros.ros.detector_node import DetectorNode  # noqa: E402
 from faster_deployment_ros.tools.frames import read_frames  # noqa: E402
 
@@ -299,3 +301,55 @@ def test_console_script_across_processes_best_effort_720p(ros, yolox_model, plaz
         except subprocess.TimeoutExpired:
             proc.kill()
         node.destroy_node()
+
+
+class GpuPathStandIn(OnnxRuntimeBackend):
+    """Exposes the TensorRT backend's GPU-path interface (supports_gpu_pipeline,
+    enable_gpu_pipeline, detect_image) over real ONNX Runtime, because TensorRT cannot run here:
+    it checks the node's wiring of that path, not the kernels (test_gpu_kernels does those)."""
+
+    supports_gpu_pipeline = True
+    calls: list = []
+    specs: list = []
+
+    def enable_gpu_pipeline(self, pre, dec) -> None:
+        GpuPathStandIn.specs.append((pre, dec))
+        self._adapter = create_adapter(
+            'yolox', self.inputs, self.outputs, self.metadata, conf_threshold=dec.conf_threshold,
+            nms_threshold=dec.nms_threshold, max_detections=dec.max_detections)
+
+    def detect_image(self, image, class_names=()):
+        GpuPathStandIn.calls.append(image.shape)
+        tensors, meta = self._adapter.preprocess(image)
+        det = self._adapter.postprocess(self.infer(tensors), meta)
+        det.class_names = list(class_names)
+        return det
+
+
+def test_gpu_pipeline_path_is_used_when_the_backend_offers_it(harness, campus_video):
+    from faster_deployment_ros.backends import _REGISTRY, register_backend
+    register_backend('gpu_stand_in', __name__, 'GpuPathStandIn')
+    try:
+        frames = video_frames(campus_video, 4, step=20)
+        results = {}
+        for gpu in (True, False):
+            GpuPathStandIn.calls.clear()
+            h = harness(backend='gpu_stand_in', gpu_pipeline=gpu, workers=2)
+            assert h.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+            assert h.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+            h.wait_matched(h.image_pub)
+            for i, frame in enumerate(frames):
+                h.image_pub.publish(h.image_msg(frame, i + 1))
+            got = h.wait_for(len(frames))
+            assert [m.header.stamp.nanosec for m in got] == [1, 2, 3, 4]
+            results[gpu] = [[(d.results[0].hypothesis.class_id, round(d.bbox.center.position.x, 3))
+                             for d in m.detections] for m in got]
+            # the GPU path hands the decoded frame (raw bytes, source size) to the backend
+            assert GpuPathStandIn.calls == ([(360, 480, 3)] * len(frames) if gpu else [])
+            h.node.trigger_deactivate()
+            h.node.trigger_cleanup()
+        pre, dec = GpuPathStandIn.specs[-1]
+        assert (dec.conf_threshold, dec.nms_threshold) == (0.3, 0.45)
+        assert results[True] == results[False] and any(results[True])
+    finally:
+        _REGISTRY.pop('gpu_stand_in', None)

@@ -5,6 +5,7 @@ boxes. Model family, backend and pipeline shape come from parameters (see config
 """
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -29,6 +30,8 @@ class DetectorNode(PerceptionNode):
         'labels_file': ('', 'text file with one class name per line (instead of class_names)'),
         'class_id_mode': ('name', 'ObjectHypothesis.class_id as the class name or its index'),
         'publish_debug_image': (False, 'also publish debug_image (bgr8) with drawn boxes'),
+        'gpu_pipeline': (True, 'letterbox, decode and NMS on the GPU when the backend offers it '
+                               '(tensorrt); false keeps them on the CPU'),
     }
 
     def __init__(self, **kwargs: Any) -> None:
@@ -72,6 +75,33 @@ class DetectorNode(PerceptionNode):
 
     def wants_image(self) -> bool:
         return self.debug
+
+    def stage_functions(self):
+        """The GPU path where every worker's backend offers one: the frame goes to the GPU as
+        raw bytes and comes back as detections (one small copy); otherwise the CPU path."""
+        if not (P.value(self, 'gpu_pipeline')
+                and all(getattr(b, 'supports_gpu_pipeline', False) for b in self.backends)):
+            return super().stage_functions()
+        from ..gpu.pipeline import specs_for_adapter
+        try:
+            pre, dec = specs_for_adapter(self.adapter)
+        except ValueError as exc:
+            self.get_logger().info(f'pre/post-processing on the CPU: {exc}')
+            return super().stage_functions()
+        for backend in self.backends:
+            backend.enable_gpu_pipeline(pre, dec)
+        names = self.adapter.class_names
+
+        def preprocess(msg):
+            image = self._decode(msg)
+            return image, (image if self.debug else None)
+
+        def postprocess(det, image):
+            return det, image
+
+        self.get_logger().info('letterbox, decode and NMS on the GPU')
+        return preprocess, [partial(b.detect_image, class_names=names) for b in self.backends], \
+            postprocess
 
     def create_outputs(self, qos: QoSProfile) -> None:
         self._det_pub = self.create_lifecycle_publisher(Detection2DArray, 'detections', qos)

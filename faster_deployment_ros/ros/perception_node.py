@@ -78,6 +78,11 @@ class PerceptionNode(LifecycleNode):
     def publish_result(self, result: Any, header, image: Optional[np.ndarray]) -> None:
         raise NotImplementedError
 
+    def stage_functions(self) -> Tuple[Any, List[Any], Any]:
+        """(preprocess, one infer per worker, postprocess) for the pipeline. The default runs
+        the adapter's pre/post-processing on the CPU around each backend's `infer`."""
+        return self._preprocess, [b.infer for b in self.backends], self._postprocess
+
     def wants_image(self) -> bool:
         """Whether postprocess needs the decoded source image (e.g. for a debug overlay)."""
         return False
@@ -93,9 +98,10 @@ class PerceptionNode(LifecycleNode):
             self.backends = [self._create_backend(cfg, i) for i in range(cfg.workers)]
             self.adapter = self.make_adapter(self.backends[0])
             schedule = 'just_in_time' if cfg.full_policy == 'drop_oldest' else 'eager'
+            preprocess, infer, postprocess = self.stage_functions()
             self.pipeline = Pipeline(
-                preprocess=self._preprocess, infer=[b.infer for b in self.backends],
-                postprocess=self._postprocess, on_result=self._deliver,
+                preprocess=preprocess, infer=infer, postprocess=postprocess,
+                on_result=self._deliver,
                 queue_size=cfg.queue_size, full_policy=cfg.full_policy, name=self.get_name(),
                 schedule=schedule)
             self.create_outputs(QoSProfile(depth=cfg.qos_depth))
