@@ -19,13 +19,15 @@ def tables(res: dict) -> str:
            f"{m['frame_shape'][1]}x{m['frame_shape'][0]}, {m['cores']} cores, load "
            f"{m['load_avg'][0]:.1f} at start; `{m['command']}`", '']
     if res.get('bare'):
-        out += ['| bare backend | pre p50 | infer p50 / p99 | post p50 | frame p50 | infer-only fps '
-                '| CPU cores |', '|---|---|---|---|---|---|---|']
+        out += ['| bare backend | pre p50 | infer p50 / p99 | post p50 | frame p50 '
+                '| infer-only fps '
+                '| CPU cores | other users |', '|---|---|---|---|---|---|---|---|']
         for b in res['bare']:
             out.append(f"| 1x{b['threads']} | {fmt(b['pre_ms']['p50'], 2)} | "
                        f"{fmt(b['infer_ms']['p50'], 2)} / {fmt(b['infer_ms']['p99'], 2)} | "
                        f"{fmt(b['post_ms']['p50'], 2)} | {fmt(b['frame_ms']['p50'], 2)} | "
-                       f"{fmt(b['infer_fps'])} | {fmt(b['cpu_cores'], 2)} |")
+                       f"{fmt(b['infer_fps'])} | {fmt(b['cpu_cores'], 2)} | "
+                       f"{fmt(b.get('foreign_cpu_cores'), 2)} |")
         out.append('')
     runs = ([res['serial']] if res.get('serial') else []) + (res.get('pipeline') or [])
     runs += [res['autotune_run']] if res.get('autotune_run') else []
@@ -33,7 +35,7 @@ def tables(res: dict) -> str:
     runs += [res['soak']] if res.get('soak') else []
     if runs:
         out += ['| run | input Hz | fps | latency p50 / p90 / p99 ms | in / out / dropped | '
-                'order viol. | CPU cores |', '|---|---|---|---|---|---|---|']
+                'order viol. | CPU cores | other users |', '|---|---|---|---|---|---|---|---|']
         for r in runs:
             lat = r['latency_ms']
             cpu = r.get('cpu_cores', r.get('node_cpu_cores'))
@@ -41,7 +43,8 @@ def tables(res: dict) -> str:
             out.append(f"| {r['config']} | {fmt(rate) if rate else 'max'} | {fmt(r['fps'])} | "
                        f"{fmt(lat['p50'])} / {fmt(lat['p90'])} / {fmt(lat['p99'])} | "
                        f"{r['frames_in']} / {r['frames_out']} / {r['dropped']} | "
-                       f"{r['order_violations']} | {fmt(cpu, 2)} |")
+                       f"{r['order_violations']} | {fmt(cpu, 2)} | "
+                       f"{fmt(r.get('foreign_cpu_cores'), 2)} |")
         out.append('')
     if res.get('autotune'):
         out += [f"autotune: {res['autotune']['reason']}", '']

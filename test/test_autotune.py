@@ -263,7 +263,8 @@ def test_node_autotune_needs_a_rate_and_a_budget(yolox_model):
     node = None
     try:
         node = DetectorNode(parameter_overrides=[
-            Parameter('model_path', value=str(yolox_model)), Parameter('model_family', value='yolox'),
+            Parameter('model_path', value=str(yolox_model)),
+            Parameter('model_family', value='yolox'),
             Parameter('autotune', value=True), Parameter('camera_rate', value=0.0)])
         assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
         assert node.autotune_choice is None

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import cv2
-import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -81,7 +81,7 @@ class StageTimes:
     infer_p90_ms: Dict[int, float] = field(default_factory=dict)
     # (workers, threads) -> per-call ms while `workers` sessions run at once
     concurrent_ms: Dict[Tuple[int, int], float] = field(default_factory=dict)
-    overhead_ms: float = 0.0                    # per-frame work outside the stages (decode, publish)
+    overhead_ms: float = 0.0  # per-frame work outside the stages (decode, publish)
 
     def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)
@@ -191,7 +191,8 @@ def candidate_configs(st: StageTimes, max_workers: Optional[int] = None) -> List
 def choose(st: StageTimes, camera_rate: float, latency_budget_ms: float,
            max_workers: Optional[int] = None, max_load: float = 0.9) -> Choice:
     """Rank every candidate configuration and pick one by the module's policy."""
-    budget = float(latency_budget_ms) if latency_budget_ms and latency_budget_ms > 0 else float('inf')
+    budget = (float(latency_budget_ms) if latency_budget_ms and latency_budget_ms > 0
+              else float('inf'))
     cands = [predict(st, w, t, camera_rate, budget, max_load)
              for w, t in candidate_configs(st, max_workers)]
     if not cands:
@@ -512,5 +513,6 @@ def params_yaml(params: Dict[str, Any], comment: str = '', node: str = '/**') ->
 
 
 __all__ = ['StageTimes', 'Candidate', 'Choice', 'predict', 'choose', 'candidate_configs',
-           'measure_stages', 'measure_concurrent', 'measure_at_rate', 'validate', 'autotune', 'available_cores',
+           'measure_stages', 'measure_concurrent', 'measure_at_rate', 'validate', 'autotune',
+           'available_cores',
            'thread_candidates', 'params_yaml', 'reuse_large_buffers']

@@ -436,7 +436,8 @@ class Pipeline:
         k = len(self._infer_q) - (len(self._busy_since) - len(busy))
         if k < 0 or k >= len(busy):
             return 0.0
-        lead = self._mean_pre * 1.1 + 0.0005  # a little early: an idle worker costs throughput
+        # a little early: an idle worker costs throughput, the thread's wake-up is not free
+        lead = self._mean_pre * 1.25 + 0.001
         return busy[k] + self._mean_infer - lead - _now()
 
     def _report_drops(self, frames: Sequence[_Frame]) -> None:

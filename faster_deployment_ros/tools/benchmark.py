@@ -94,8 +94,41 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
+def machine_busy_s() -> float:
+    """CPU-seconds the whole machine has been busy (all processes), from /proc/stat."""
+    try:
+        with open('/proc/stat') as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except OSError:
+        return 0.0
+    idle = v[3] + (v[4] if len(v) > 4 else 0)
+    return (sum(v[:8]) - idle) / os.sysconf('SC_CLK_TCK')
+
+
+class CpuWatch:
+    """This process's CPU and everyone else's over a run: `foreign` cores are other users of a
+    shared machine, which make a run's numbers unreliable (recorded, not hidden)."""
+
+    def __init__(self, other_pids: Sequence[int] = ()) -> None:
+        self.pids = list(other_pids)
+        self.t0, self.own0, self.all0 = _now(), time.process_time(), machine_busy_s()
+        self.oth0 = sum(proc_cpu_s(p) for p in self.pids)
+
+    def read(self) -> Dict[str, float]:
+        wall = max(1e-9, _now() - self.t0)
+        own = (time.process_time() - self.own0) / wall
+        oth = (sum(proc_cpu_s(p) for p in self.pids) - self.oth0) / wall
+        busy = (machine_busy_s() - self.all0) / wall
+        return {'own': own, 'others_ours': oth, 'foreign': max(0.0, busy - own - oth)}
+
+
 def lat_summary(values_s: Sequence[float]) -> Dict[str, float]:
     return {k: round(v, 3) for k, v in summarize(values_s).items()}
+
+
+def foreign(r: Dict[str, Any]) -> str:
+    f = r.get('foreign_cpu_cores', 0.0)
+    return f' [other users: {f:.2f} cores]' if f >= 0.1 else ''
 
 
 def order_violations(seq: Sequence[int]) -> int:
@@ -183,7 +216,7 @@ def bench_bare(model: Model, frames: List[np.ndarray], threads: Sequence[int], i
         for i in range(3):
             backend.infer(adapter.preprocess(frames[i % len(frames)])[0])
         pre, inf, post, total = [], [], [], []
-        cpu0, w0 = time.process_time(), _now()
+        watch = CpuWatch()
         for i in range(iters):
             t0 = _now()
             x, meta = adapter.preprocess(frames[i % len(frames)])
@@ -197,11 +230,13 @@ def bench_bare(model: Model, frames: List[np.ndarray], threads: Sequence[int], i
             post.append(t3 - t2)
             total.append(t3 - t0)
             progress.update(f'bare {t} thr', i + 1, iters, f'infer {1e3 * inf[-1]:.1f} ms')
-        cpu = (time.process_time() - cpu0) / (_now() - w0)
+        cw = watch.read()
+        cpu = cw['own']
         backend.close()
         r = {'threads': t, 'iters': iters, 'pre_ms': lat_summary(pre),
              'infer_ms': lat_summary(inf), 'post_ms': lat_summary(post),
              'frame_ms': lat_summary(total), 'cpu_cores': round(cpu, 3),
+             'foreign_cpu_cores': round(cw['foreign'], 2),
              'infer_fps': round(1.0 / float(np.mean(inf)), 2),
              'frame_fps': round(1.0 / float(np.mean(total)), 2),
              'load_avg_1m': round(os.getloadavg()[0], 2)}
@@ -209,7 +244,7 @@ def bench_bare(model: Model, frames: List[np.ndarray], threads: Sequence[int], i
         progress.done(f'bare     {t:2d} thread(s): pre {r["pre_ms"]["p50"]:6.2f}  infer '
                       f'{r["infer_ms"]["p50"]:7.2f}  post {r["post_ms"]["p50"]:6.2f} ms (p50); '
                       f'infer-only {r["infer_fps"]:7.1f} fps, frame {r["frame_ms"]["p50"]:.2f} ms, '
-                      f'CPU {r["cpu_cores"]:.2f} cores')
+                      f'CPU {r["cpu_cores"]:.2f} cores{foreign(r)}')
     return out
 
 
@@ -222,7 +257,7 @@ def bench_serial(model: Model, frames: List[np.ndarray], threads: int, duration_
         backend.infer(adapter.preprocess(frames[i])[0] if i < len(frames) else
                       adapter.preprocess(frames[0])[0])
     lat, n = [], 0
-    cpu0, t0 = time.process_time(), _now()
+    watch, t0 = CpuWatch(), _now()
     while _now() - t0 < duration_s:
         s = _now()
         x, meta = adapter.preprocess(frames[n % len(frames)])
@@ -231,13 +266,15 @@ def bench_serial(model: Model, frames: List[np.ndarray], threads: int, duration_
         n += 1
         progress.update('serial', _now() - t0, duration_s, f'{n} frames')
     wall = _now() - t0
-    cpu = (time.process_time() - cpu0) / wall
+    cw = watch.read()
+    cpu = cw['own']
     backend.close()
     r = {'config': f'serial 1x{threads}', 'threads': threads, 'frames': n,
          'fps': round(n / wall, 2), 'latency_ms': lat_summary(lat), 'cpu_cores': round(cpu, 3),
+         'foreign_cpu_cores': round(cw['foreign'], 2),
          'frames_in': n, 'frames_out': n, 'dropped': 0, 'order_violations': 0}
     progress.done(f'serial    1x{threads}: {r["fps"]:7.1f} fps, latency p50 '
-                  f'{r["latency_ms"]["p50"]:.1f} ms, CPU {cpu:.2f} cores')
+                  f'{r["latency_ms"]["p50"]:.1f} ms, CPU {cpu:.2f} cores{foreign(r)}')
     return r
 
 
@@ -267,7 +304,7 @@ def run_pipeline(model: Model, frames: List[np.ndarray], workers: int, threads: 
                  schedule=schedule)
     warm = min(1.0, 0.2 * duration_s)
     i = 0
-    cpu0, t0 = time.process_time(), _now()
+    watch, t0 = CpuWatch(), _now()
     try:
         while True:
             now = _now()
@@ -288,7 +325,8 @@ def run_pipeline(model: Model, frames: List[np.ndarray], workers: int, threads: 
     finally:
         for b in backends:
             b.close()
-    cpu = (time.process_time() - cpu0) / max(1e-9, _now() - t0)
+    cw = watch.read()
+    cpu = cw['own']
     stats = p.stats()
     idx = [g[0] for g in got]
     steady = [g for g in got if g[1] >= t0 + warm and g[4]]
@@ -306,21 +344,25 @@ def run_pipeline(model: Model, frames: List[np.ndarray], workers: int, threads: 
          'dropped': stats['dropped'], 'failed': stats['failed'], 'delivered': len(got),
          'order_violations': order_violations(idx), 'fps': round(fps, 2),
          'latency_ms': lat_summary(lat), 'cpu_cores': round(cpu, 3),
-         'per_worker': stats['per_worker'],
+         'foreign_cpu_cores': round(cw['foreign'], 2), 'per_worker': stats['per_worker'],
          'stages_ms': {k: {q: round(v, 3) for q, v in s.items() if q in ('p50', 'p99')}
                        for k, s in stats['stages'].items()},
          'submitted_s': round(t_stop - t0, 3), 'load_avg_1m': round(os.getloadavg()[0], 2)}
     if window_s > 0 and steady:
-        r['windows'] = windows(np.array([g[1] for g in steady]) - t0, np.array(lat), window_s)
+        r['windows'] = windows(np.array([g[1] for g in steady]) - t0, np.array(lat), window_s,
+                               workers)
     progress.done(f'pipeline {r["config"]:<22}: {r["fps"]:7.1f} fps, latency p50 '
                   f'{r["latency_ms"]["p50"]:7.1f} p99 {r["latency_ms"]["p99"]:7.1f} ms, in '
                   f'{r["frames_in"]} out {r["frames_out"]} dropped {r["dropped"]}, order '
-                  f'violations {r["order_violations"]}, CPU {cpu:.2f}')
+                  f'violations {r["order_violations"]}, CPU {cpu:.2f}{foreign(r)}')
     return r
 
 
-def windows(t_s: np.ndarray, lat_s: np.ndarray, window_s: float) -> List[Dict[str, float]]:
-    """Latency p50/p99 per `window_s` slice of a long run: flat means no queue growth."""
+def windows(t_s: np.ndarray, lat_s: np.ndarray, window_s: float,
+            workers: int = 1) -> List[Dict[str, float]]:
+    """Latency p50/p99 and delivered rate per `window_s` slice of a long run. `excess` is p50
+    minus the time the workers need per frame (workers / rate): what waiting adds, so it grows
+    with a queue but not when the machine merely slows down."""
     out = []
     if t_s.size == 0:
         return out
@@ -328,23 +370,31 @@ def windows(t_s: np.ndarray, lat_s: np.ndarray, window_s: float) -> List[Dict[st
         sel = (t_s >= k * window_s) & (t_s < (k + 1) * window_s)
         if sel.any():
             s = summarize(lat_s[sel])
+            fps = int(sel.sum()) / window_s
             out.append({'t_s': round(k * window_s, 1), 'n': int(sel.sum()),
-                        'p50': round(s['p50'], 2), 'p99': round(s['p99'], 2)})
+                        'fps': round(fps, 2), 'p50': round(s['p50'], 2),
+                        'p99': round(s['p99'], 2),
+                        'excess': round(s['p50'] - 1000.0 * workers / fps, 2)})
     return out
 
 
 def flatness(win: List[Dict[str, float]]) -> Dict[str, Any]:
-    """Compare the latency of the first and the last full windows."""
+    """First vs last full window, and the trend: flat = the waiting (`excess`) did not grow."""
     full = win[1:-1] if len(win) > 3 else win
     if len(full) < 2:
         return {'flat': None}
     first, last = full[0], full[-1]
-    p50s = [w['p50'] for w in full]
-    slope = float(np.polyfit([w['t_s'] for w in full], p50s, 1)[0]) * 60.0
+    ts = [w['t_s'] for w in full]
+    slope = float(np.polyfit(ts, [w['p50'] for w in full], 1)[0]) * 60.0
+    ex_slope = float(np.polyfit(ts, [w['excess'] for w in full], 1)[0]) * 60.0
     return {'first_p50': first['p50'], 'last_p50': last['p50'], 'first_p99': first['p99'],
             'last_p99': last['p99'], 'p50_slope_ms_per_min': round(slope, 3),
+            'first_fps': first['fps'], 'last_fps': last['fps'],
+            'first_excess': first['excess'], 'last_excess': last['excess'],
+            'excess_slope_ms_per_min': round(ex_slope, 3),
             'max_window_p99': max(w['p99'] for w in full),
-            'flat': bool(last['p50'] <= 1.2 * first['p50'] + 2.0 and abs(slope) < 5.0)}
+            'flat': bool(last['excess'] <= 1.25 * max(first['excess'], 0.0) + 5.0
+                         and ex_slope < 5.0)}
 
 
 def bench_autotune(model: Model, frames: List[np.ndarray], camera_rate: float, budget_ms: float,
@@ -406,6 +456,7 @@ class RosHarness:
         from ..core.image_codec import fill_image_msg
 
         self.rclpy, self.progress = rclpy, progress
+        self.workers = int(node_params.get('workers', 1))
         exe = Path(sys.executable).with_name('detector_node')
         base = node_cmd or ([str(exe)] if exe.exists() else
                             [sys.executable, '-m', 'faster_deployment_ros.ros.detector_node'])
@@ -497,7 +548,8 @@ class RosHarness:
         with self.lock:
             self.received.clear()
         sent: List[int] = []
-        n_cpu0, h_cpu0 = proc_cpu_s(self.proc.pid), time.process_time()
+        watch = CpuWatch([self.proc.pid])
+        win_watch, cpu_windows = CpuWatch([self.proc.pid]), []
         t0 = _now()
         k = 0
         while True:
@@ -509,6 +561,9 @@ class RosHarness:
                 time.sleep(due - now)
             sent.append(self._publish(k))
             k += 1
+            if window_s > 0 and _now() - win_watch.t0 >= window_s:
+                cpu_windows.append(round(win_watch.read()['foreign'], 2))
+                win_watch = CpuWatch([self.proc.pid])
             if k % 10 == 0:
                 with self.lock:
                     n = len(self.received)
@@ -525,9 +580,8 @@ class RosHarness:
             if n != last:
                 last, end = n, max(end, time.monotonic() + 0.5)
             time.sleep(0.05)
-        wall = _now() - t0
-        n_cpu = (proc_cpu_s(self.proc.pid) - n_cpu0) / wall
-        h_cpu = (time.process_time() - h_cpu0) / wall
+        cw = watch.read()
+        n_cpu, h_cpu = cw['others_ours'], cw['own']
         with self.lock:
             rec = list(self.received)
             diag = dict(self.diag)
@@ -548,16 +602,19 @@ class RosHarness:
                  [s for s, _ in rec]),
              'fps': round(fps, 2), 'latency_ms': lat_summary(lat),
              'node_cpu_cores': round(n_cpu, 3), 'harness_cpu_cores': round(h_cpu, 3),
+             'foreign_cpu_cores': round(cw['foreign'], 2),
              'node_diagnostics': diag, 'load_avg_1m': round(os.getloadavg()[0], 2)}
         if window_s > 0 and steady:
             t = (np.array([s for s, _ in steady]) - sent[0]) / 1e9
-            r['windows'] = windows(t, np.array(lat), window_s)
+            r['windows'] = windows(t, np.array(lat), window_s, self.workers)
+            for w, f in zip(r['windows'], cpu_windows):
+                w['other_users_cores'] = f
             r['flatness'] = flatness(r['windows'])
         self.progress.done(
             f'ros      {r["config"]:<22}: {r["fps"]:7.1f} fps, latency p50 '
             f'{r["latency_ms"]["p50"]:7.1f} p99 {r["latency_ms"]["p99"]:7.1f} ms, in '
             f'{r["frames_in"]} out {r["frames_out"]} dropped {r["dropped"]}, order violations '
-            f'{r["order_violations"]}, node CPU {n_cpu:.2f}')
+            f'{r["order_violations"]}, node CPU {n_cpu:.2f}{foreign(r)}')
         return r
 
     def node_log(self) -> str:
@@ -731,8 +788,10 @@ def print_targets(t: Dict[str, Any]) -> None:
               f'({ok(a["p99_ok"])}), dropped {a["dropped"]}/{a["frames_in"]}')
     if 'soak' in t:
         s = t['soak']
-        print(f'soak: p50 first {s.get("first_p50")} -> last {s.get("last_p50")} ms, slope '
-              f'{s.get("p50_slope_ms_per_min")} ms/min: flat {ok(s.get("flat"))}')
+        print(f'soak: p50 first {s.get("first_p50")} -> last {s.get("last_p50")} ms at '
+              f'{s.get("first_fps")} -> {s.get("last_fps")} fps; waiting (p50 - workers/rate) '
+              f'{s.get("first_excess")} -> {s.get("last_excess")} ms, trend '
+              f'{s.get("excess_slope_ms_per_min")} ms/min: no queue growth {ok(s.get("flat"))}')
 
 
 # ------------------------------------------------------------------------------ main
@@ -784,7 +843,8 @@ def build_parser() -> argparse.ArgumentParser:
                     '(default 1..max-workers), threads split: cores // workers')
     ap.add_argument('--configs', default='', help='extra pipeline configs, e.g. 4x4,8x2')
     ap.add_argument('--queue-size', type=int, default=1)
-    ap.add_argument('--camera-rate', type=float, default=30.0, help='camera Hz (autotune, rate runs)')
+    ap.add_argument('--camera-rate', type=float, default=30.0,
+                    help='camera Hz (autotune, rate runs)')
     ap.add_argument('--latency-budget-ms', type=float, default=100.0)
     ap.add_argument('--autotune', action='store_true', help='run the auto-tuner and its choice')
     ap.add_argument('--write-params', default='', help='write the autotune choice as ROS YAML')
@@ -794,8 +854,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help='publisher rates: Nx = N times the best bare fps, or Hz')
     ap.add_argument('--ros-duration', type=float, default=0.0, help='seconds per ROS run '
                     '(0: --duration)')
-    ap.add_argument('--node', default='', help='node config WxT[,queue] (default: 1x<best bare>'
-                    ', or the autotune choice with --autotune)')
+    ap.add_argument('--node', default='', help='node config WxT[,queue], or "autotune" for the '
+                    "auto-tuner's choice (default: 1x<best bare threads>)")
     ap.add_argument('--soak', type=float, default=0.0,
                     help='seconds of a soak run (ROS if available, else pipeline) at 2x bare')
     ap.add_argument('--ultralytics-python', default='',
@@ -910,7 +970,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ros_ok = False
     if 'ros' not in skip:
         try:
-            import rclpy  # noqa: F401
+            import rclpy  # noqa: F401 - only whether it imports
             ros_ok = True
         except ImportError as exc:
             res['ros_skipped'] = f'rclpy not importable: {exc}'
@@ -953,13 +1013,13 @@ def run_ros(args, res, model, frames, choice, best_t, bare_fps, out_dir, progres
     os.environ.setdefault('ROS_DOMAIN_ID', str(100 + os.getpid() % 100))
     for k, v in NODE_ENV.items():
         os.environ.setdefault(k, v)
-    if args.node:
+    if args.node == 'autotune' and choice is not None:
+        w, t, q = choice.workers, choice.threads, choice.queue_size
+    elif args.node and args.node != 'autotune':
         parts = args.node.split(',')
         w, t = parse_configs(parts[0])[0]
         q = int(parts[1]) if len(parts) > 1 else args.queue_size
-    elif choice is not None:
-        w, t, q = choice.workers, choice.threads, choice.queue_size
-    else:
+    else:  # the best bare configuration, the one the targets compare with
         w, t, q = 1, best_t, args.queue_size
     params = {'model_path': str(Path(args.model).resolve()), 'model_family': model.family,
               'backend': args.backend, 'autostart': True, 'workers': w, 'threads': t,
@@ -970,7 +1030,7 @@ def run_ros(args, res, model, frames, choice, best_t, bare_fps, out_dir, progres
     rates = parse_rates(args.ros_rates)
     duration = args.ros_duration or args.duration
     h = RosHarness(model, frames, params, out_dir, progress)
-    ref_backend = model.make(t)
+    ref_backend = model.make(best_t)  # the targets' reference: the best bare configuration
     res['ros_node'] = {'params': params, 'command': ' '.join(h.cmd),
                        'env': {k: os.environ.get(k) for k in
                                ('ROS_DOMAIN_ID', *NODE_ENV)}}
