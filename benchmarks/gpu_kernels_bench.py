@@ -28,6 +28,7 @@ SHARED = Path(os.environ.get('FDR_SHARED', ROOT.parent / 'shared'))
 
 from faster_deployment_ros.backends import create_backend  # noqa: E402
 from faster_deployment_ros.models import create_adapter  # noqa: E402
+from faster_deployment_ros.tools.frames import read_frames  # noqa: E402
 
 
 def stats(ms: List[float]) -> Dict[str, float]:
@@ -48,14 +49,7 @@ def time_cpu(fn: Callable[[int], object], warmup: int, iters: int) -> Dict[str, 
 
 
 def load_frames(n: int) -> List[np.ndarray]:
-    cap = cv2.VideoCapture(str(SHARED / 'data' / 'pedestrians_plaza_1280x720_50fps.avi'))
-    frames = []
-    while len(frames) < n:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(f)
-    cap.release()
+    frames = read_frames(SHARED / 'data' / 'pedestrians_plaza_1280x720_50fps.avi', n)
     if not frames:
         sys.exit(f'no frames: is the shared data at {SHARED}? (set FDR_SHARED)')
     return frames

@@ -34,6 +34,7 @@ from ..core import autotune as AT
 from ..core.pipeline import FrameResult, Pipeline
 from ..core.stats import summarize
 from ..models import available_families, create_adapter
+from .frames import read_frames
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_REL = Path('shared/data/pedestrians_plaza_1280x720_50fps.avi')
@@ -52,18 +53,10 @@ def default_video() -> Optional[Path]:
 
 
 def load_frames(path: Path, n: int, step: int = 1) -> List[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise SystemExit(f'cannot open video {path}')
-    frames, i = [], 0
-    while len(frames) < n:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        if i % step == 0:
-            frames.append(frame)
-        i += 1
-    cap.release()
+    try:
+        frames = read_frames(path, n, step)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f'cannot read frames: {exc}') from None
     if not frames:
         raise SystemExit(f'no frames in {path}')
     return frames
