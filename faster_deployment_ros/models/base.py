@@ -3,7 +3,19 @@ from __future__ import annotations
 
 from typing import Any, List, Sequence, Tuple
 
+import cv2
 import numpy as np
+
+
+def as_bgr_u8(image: np.ndarray, who: str) -> np.ndarray:
+    """Grey and BGRA frames as 3-channel BGR (what every adapter expects); non-uint8 rejected."""
+    if image.ndim == 2 or image.shape[2] == 1:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    elif image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if image.dtype != np.uint8:
+        raise ValueError(f'{who} preprocess expects a uint8 image, got {image.dtype}')
+    return image
 
 
 class ModelAdapter:

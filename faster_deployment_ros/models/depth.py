@@ -27,7 +27,7 @@ import numpy as np
 
 from ..backends.base import TensorSpec
 from ..core.types import DepthMap
-from .base import ModelAdapter
+from .base import ModelAdapter, as_bgr_u8
 from .yolox import _parse_bool, _static
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -168,12 +168,7 @@ class DepthAdapter(ModelAdapter):
                               self.keep_aspect_ratio)
 
     def preprocess(self, image: np.ndarray) -> Tuple[List[np.ndarray], DepthMeta]:
-        if image.ndim == 2 or image.shape[2] == 1:
-            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-        elif image.shape[2] == 4:
-            image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-        if image.dtype != np.uint8:
-            raise ValueError(f'depth preprocess expects a uint8 image, got {image.dtype}')
+        image = as_bgr_u8(image, 'depth')
         src_h, src_w = image.shape[:2]
         h, w = self.network_size((src_h, src_w))
         resized = cv2.resize(image.astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)

@@ -26,7 +26,7 @@ import numpy as np
 from ..backends.base import TensorSpec
 from ..core.letterbox import clip_boxes, to_chw_tensor
 from ..core.types import Detections
-from .base import ModelAdapter
+from .base import ModelAdapter, as_bgr_u8
 from .labels import parse_class_names, resolve_class_names
 from .yolov8 import model_input_size
 from .yolox import _parse_bool, _static
@@ -120,12 +120,7 @@ class RtdetrAdapter(ModelAdapter):
         self.clip = bool(_parse_bool(clip_boxes, 'clip_boxes'))
 
     def preprocess(self, image: np.ndarray) -> Tuple[List[np.ndarray], ResizeMeta]:
-        if image.ndim == 2 or image.shape[2] == 1:
-            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-        elif image.shape[2] == 4:
-            image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-        if image.dtype != np.uint8:
-            raise ValueError(f'RT-DETR preprocess expects a uint8 image, got {image.dtype}')
+        image = as_bgr_u8(image, 'RT-DETR')
         src_h, src_w = image.shape[:2]
         h, w = self.input_size
         resized = image if (src_h, src_w) == (h, w) else cv2.resize(

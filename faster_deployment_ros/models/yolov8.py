@@ -16,13 +16,12 @@ from __future__ import annotations
 import threading
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
-import cv2
 import numpy as np
 
 from ..backends.base import TensorSpec
 from ..core.letterbox import LetterboxMeta, clip_boxes, letterbox, letterbox_geometry, to_chw_tensor
 from ..core.types import Detections
-from .base import ModelAdapter
+from .base import ModelAdapter, as_bgr_u8
 from .labels import parse_class_names, resolve_class_names
 from .yolox import _parse_bool, _parse_size, _static
 
@@ -159,12 +158,7 @@ class Yolov8Adapter(ModelAdapter):
         self._local = threading.local()
 
     def preprocess(self, image: np.ndarray) -> Tuple[List[np.ndarray], LetterboxMeta]:
-        if image.ndim == 2 or image.shape[2] == 1:
-            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-        elif image.shape[2] == 4:
-            image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-        if image.dtype != np.uint8:
-            raise ValueError(f'YOLOv8 preprocess expects a uint8 image, got {image.dtype}')
+        image = as_bgr_u8(image, 'YOLOv8')
         h, w = self.input_size
         canvas = getattr(self._local, 'canvas', None)  # consumed within this call: reusable
         if canvas is None:

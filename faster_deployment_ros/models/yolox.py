@@ -14,14 +14,13 @@ from __future__ import annotations
 import threading
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
-import cv2
 import numpy as np
 
 from ..backends.base import TensorSpec
 from ..core.letterbox import LetterboxMeta, letterbox, to_chw_tensor, unletterbox_boxes
 from ..core.nms import batched_nms, nms
 from ..core.types import Detections
-from .base import ModelAdapter
+from .base import ModelAdapter, as_bgr_u8
 from .labels import resolve_class_names
 
 _TRUE = ('1', 'true', 'yes', 'on')
@@ -149,12 +148,7 @@ class YoloxAdapter(ModelAdapter):
         return sum((h // s) * (w // s) for s in strides)
 
     def preprocess(self, image: np.ndarray) -> Tuple[List[np.ndarray], LetterboxMeta]:
-        if image.ndim == 2 or image.shape[2] == 1:
-            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-        elif image.shape[2] == 4:
-            image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-        if image.dtype != np.uint8:
-            raise ValueError(f'YOLOX preprocess expects a uint8 image, got {image.dtype}')
+        image = as_bgr_u8(image, 'YOLOX')
         h, w = self.input_size
         # The uint8 canvas is consumed within this call, so one per thread is safe to reuse.
         # The tensor is not: the pipeline may still hold the previous frame's, so it is fresh.
