@@ -353,3 +353,45 @@ def test_gpu_pipeline_path_is_used_when_the_backend_offers_it(harness, campus_vi
         assert results[True] == results[False] and any(results[True])
     finally:
         _REGISTRY.pop('gpu_stand_in', None)
+
+
+def test_lifecycle_services_drive_the_console_script(ros, yolox_model):
+    """What `ros2 lifecycle set /detector configure|activate` does: the change_state service."""
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+
+    exe = Path(sys.executable).with_name('detector_node')
+    proc = subprocess.Popen(
+        [str(exe), '--ros-args', '-p', f'model_path:={yolox_model}', '-p', 'model_family:=yolox'],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    node = rclpy.create_node('lifecycle_client')
+    try:
+        change = node.create_client(ChangeState, '/detector/change_state')
+        get = node.create_client(GetState, '/detector/get_state')
+        assert change.wait_for_service(timeout_sec=30), 'no /detector/change_state service'
+
+        def call(client, request):
+            future = client.call_async(request)
+            rclpy.spin_until_future_complete(node, future, timeout_sec=30)
+            assert future.done(), 'the lifecycle service did not answer'
+            return future.result()
+
+        assert call(get, GetState.Request()).current_state.id == State.PRIMARY_STATE_UNCONFIGURED
+        for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
+            assert call(change, ChangeState.Request(transition=Transition(id=transition))).success
+        assert call(get, GetState.Request()).current_state.id == State.PRIMARY_STATE_ACTIVE
+        deadline = time.monotonic() + 10
+        while not node.get_subscriptions_info_by_topic('/image') and time.monotonic() < deadline:
+            rclpy.spin_once(node, timeout_sec=0.1)
+        subs = node.get_subscriptions_info_by_topic('/image')
+        assert subs and subs[0].node_name == 'detector', 'activate must subscribe to image'
+        assert call(change, ChangeState.Request(
+            transition=Transition(id=Transition.TRANSITION_DEACTIVATE))).success
+        assert call(get, GetState.Request()).current_state.id == State.PRIMARY_STATE_INACTIVE
+    finally:
+        proc.send_signal(2)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        node.destroy_node()
