@@ -9,6 +9,7 @@ late it came (see tools/report.py). A ROS tool: rclpy is imported inside the fun
 from __future__ import annotations
 
 import array
+import gc
 import importlib
 import json
 import queue
@@ -216,6 +217,23 @@ def _build_publisher_msg(rb_msg, msgtype: str, reuse):
     return msg
 
 
+def _destroy_node(node, log: Callable[[str], None], timeout_s: float = 10.0) -> bool:
+    """Destroy the replay node without letting teardown hang the caller.
+
+    Seen once here: destroy_node blocked forever waiting for a handle still marked in use,
+    most likely by an abandoned executor generator kept alive in a reference cycle; collecting
+    it first releases the handles, and the timeout keeps a rare hang from stalling the report.
+    """
+    gc.collect()
+    done = threading.Thread(target=node.destroy_node, name='replay-teardown', daemon=True)
+    done.start()
+    done.join(timeout_s)
+    if done.is_alive():
+        log(f'[replay] warning: node teardown did not finish in {timeout_s:.0f} s; continuing')
+        return False
+    return True
+
+
 def play_record(cfg: ReplayConfig, log: Callable[[str], None] = print) -> Dict[str, Any]:
     """Run the replay; writes OUT_DIR/outputs (MCAP bag) and OUT_DIR/report.json; returns the
     report dict. The node under test must already be running (or start within wait_timeout)."""
@@ -341,8 +359,8 @@ def play_record(cfg: ReplayConfig, log: Callable[[str], None] = print) -> Dict[s
         stop_spin.set()
         spin.join()
         executor.shutdown()
-        node.destroy_node()
-        if own_context:
+        torn_down = _destroy_node(node, log)
+        if own_context and torn_down:
             rclpy.try_shutdown()
         if writer is not None:
             writer.close()
