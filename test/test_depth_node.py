@@ -2,6 +2,7 @@
 the Depth Anything V2 / MiDaS-style test models (scripts/test_assets.d/20_test_models.sh)."""
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -83,6 +84,7 @@ class Harness:
         self.executor.shutdown()
         self._thread.join(5)
         self.node._release()
+        gc.collect()  # drop executor generators that may still hold entity handles
         self.node.destroy_node()
         self.peer.destroy_node()
 

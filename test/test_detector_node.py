@@ -2,6 +2,7 @@
 real YOLOX-nano model, real camera frames."""
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -99,6 +100,7 @@ class Harness:
         self.executor.shutdown()
         self._thread.join(5)
         self.node._release()
+        gc.collect()  # drop executor generators that may still hold entity handles
         self.node.destroy_node()
         self.peer.destroy_node()
 
