@@ -2,10 +2,11 @@
 real YOLOX-nano model, real camera frames."""
 from __future__ import annotations
 
+import contextlib
 import gc
-import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -255,25 +256,50 @@ def test_class_id_mode_index(harness, dog_image_path):
     assert '16' in ids and '1' in ids  # COCO: 16 dog, 1 bicycle
 
 
+@contextlib.contextmanager
+def console_node(*ros_args: str):
+    """The installed detector_node console script as a child process; when the test fails,
+    the node's own output is added to the failure, then the node is stopped (SIGINT)."""
+    exe = Path(sys.executable).with_name('detector_node')
+    assert exe.exists(), 'the detector_node console script is not installed in the venv'
+    log = tempfile.TemporaryFile(mode='w+')
+    proc = subprocess.Popen([str(exe), '--ros-args', *ros_args], stdout=log,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        yield proc
+    except AssertionError as exc:
+        _stop(proc)
+        log.seek(0)
+        raise AssertionError(f'{exc}\n--- detector_node output ---\n{log.read()[-4000:]}') from None
+    finally:
+        _stop(proc)
+        log.close()
+
+
+def _stop(proc) -> None:
+    if proc.poll() is None:
+        proc.send_signal(2)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def test_console_script_across_processes_best_effort_720p(ros, yolox_model, plaza_video):
     """The installed console script with the shipped YAML, a best-effort 720p stream from
     another process (this one), results back in order."""
-    exe = Path(sys.executable).with_name('detector_node')
-    assert exe.exists(), 'the detector_node console script is not installed in the venv'
-    env = dict(os.environ)
-    proc = subprocess.Popen(
-        [str(exe), '--ros-args', '--params-file', str(ROOT / 'config/yolox_nano_onnxruntime.yaml'),
-         '-p', f'model_path:={yolox_model}', '-p', 'full_policy:=block', '-p', 'queue_size:=8'],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     node = rclpy.create_node('console_script_peer')
-    try:
+    with console_node('--params-file', str(ROOT / 'config/yolox_nano_onnxruntime.yaml'),
+                      '-p', f'model_path:={yolox_model}', '-p', 'full_policy:=block',
+                      '-p', 'queue_size:=8') as proc:
         best_effort = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
         pub = node.create_publisher(Image, 'image', best_effort)
         received = []
         node.create_subscription(Detection2DArray, 'detections', received.append, RELIABLE)
         deadline = time.monotonic() + 60
         while pub.get_subscription_count() == 0:
-            assert proc.poll() is None, proc.stdout.read()
+            assert proc.poll() is None, 'detector_node exited'
             assert time.monotonic() < deadline, 'node never subscribed'
             rclpy.spin_once(node, timeout_sec=0.1)
         frames = video_frames(plaza_video, 8, step=10)
@@ -296,13 +322,7 @@ def test_console_script_across_processes_best_effort_720p(ros, yolox_model, plaz
         assert all(m.header.frame_id == 'plaza' for m in received)
         assert sum(any(d.results[0].hypothesis.class_id == 'person' for d in m.detections)
                    for m in received) >= len(frames) - 1
-    finally:
-        proc.send_signal(2)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        node.destroy_node()
+    node.destroy_node()
 
 
 class GpuPathStandIn(OnnxRuntimeBackend):
@@ -362,12 +382,8 @@ def test_lifecycle_services_drive_the_console_script(ros, yolox_model):
     from lifecycle_msgs.msg import Transition
     from lifecycle_msgs.srv import ChangeState, GetState
 
-    exe = Path(sys.executable).with_name('detector_node')
-    proc = subprocess.Popen(
-        [str(exe), '--ros-args', '-p', f'model_path:={yolox_model}', '-p', 'model_family:=yolox'],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     node = rclpy.create_node('lifecycle_client')
-    try:
+    with console_node('-p', f'model_path:={yolox_model}', '-p', 'model_family:=yolox'):
         change = node.create_client(ChangeState, '/detector/change_state')
         get = node.create_client(GetState, '/detector/get_state')
         assert change.wait_for_service(timeout_sec=30), 'no /detector/change_state service'
@@ -390,10 +406,4 @@ def test_lifecycle_services_drive_the_console_script(ros, yolox_model):
         assert call(change, ChangeState.Request(
             transition=Transition(id=Transition.TRANSITION_DEACTIVATE))).success
         assert call(get, GetState.Request()).current_state.id == State.PRIMARY_STATE_INACTIVE
-    finally:
-        proc.send_signal(2)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        node.destroy_node()
+    node.destroy_node()
