@@ -42,3 +42,14 @@ def plaza_video() -> Path:
 @pytest.fixture(scope='session')
 def campus_video() -> Path:
     return shared_file('data/campus_walkway_480x360_10fps.avi')
+
+
+@pytest.fixture(scope='session')
+def ros():
+    """One rclpy context for the whole test run. Initialising and shutting rclpy down per
+    module left later in-process teardown (Node.destroy_node) hanging in a full run."""
+    rclpy = pytest.importorskip('rclpy')
+    if not rclpy.ok():
+        rclpy.init()
+    yield
+    rclpy.try_shutdown()

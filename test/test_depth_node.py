@@ -89,13 +89,6 @@ class Harness:
         self.peer.destroy_node()
 
 
-@pytest.fixture(scope='module')
-def ros():
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
-
-
 @pytest.fixture
 def harness(ros):
     made = []

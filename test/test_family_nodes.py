@@ -57,13 +57,6 @@ def yaml_parameters(name: str) -> dict:
     return flat
 
 
-@pytest.fixture(scope='module')
-def ros():
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
-
-
 @pytest.mark.parametrize('model', sorted(CASES))
 def test_family_node_with_its_yaml(ros, model):
     node_cls, yaml_name, msg_type, topic = CASES[model]
