@@ -218,11 +218,13 @@ def _build_publisher_msg(rb_msg, msgtype: str, reuse):
 
 
 def _destroy_node(node, log: Callable[[str], None], timeout_s: float = 10.0) -> bool:
-    """Destroy the replay node without letting teardown hang the caller.
+    """Destroy the replay node, collecting garbage first so no abandoned executor state still
+    marks its handles in use.
 
-    Seen once here: destroy_node blocked forever waiting for a handle still marked in use,
-    most likely by an abandoned executor generator kept alive in a reference cycle; collecting
-    it first releases the handles, and the timeout keeps a rare hang from stalling the report.
+    Seen here in full test runs: destroy_node blocked forever in rclpy's
+    destroy_when_not_in_use (after rclpy had been shut down and re-initialised in the same
+    process; the tests now keep one context). The join timeout covers a teardown that blocks
+    while releasing the GIL; one that holds it cannot be interrupted from Python.
     """
     gc.collect()
     done = threading.Thread(target=node.destroy_node, name='replay-teardown', daemon=True)
