@@ -33,6 +33,15 @@ class ConvertError(RuntimeError):
     """A conversion failed for a reason the user can act on; the message says which."""
 
 
+def package_version(dist: str) -> str:
+    """The installed version of a converter package, for the sidecar; 'unknown' if unreadable."""
+    try:
+        from importlib.metadata import version
+        return version(dist)
+    except Exception:  # noqa: BLE001 - a version string is informational only
+        return 'unknown'
+
+
 class Progress:
     """Numbered steps on stderr, with a spinner and elapsed seconds while a step runs on a TTY."""
 

@@ -22,7 +22,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from .convert import ConvertError, Progress
+from .convert import ConvertError, Progress, package_version
 from .onnx_info import describe, parse_shape, sha256, write_sidecar
 
 HELP = 'ONNX -> ncnn .param/.bin with pnnx (fp16 or fp32 weights)'
@@ -329,7 +329,7 @@ def run(args: argparse.Namespace) -> int:
                 'source': src.name, 'source_sha256': sha256(src),
                 'inputs': info['inputs'], 'outputs': info['outputs'],
                 'metadata': info['metadata'],
-                'converter': {'tool': 'pnnx', 'version': _version('pnnx'), 'rewrites': rewrites},
+                'converter': {'tool': 'pnnx', 'version': package_version('pnnx'), 'rewrites': rewrites},
             })
     finally:
         if args.keep_temp:
@@ -338,11 +338,3 @@ def run(args: argparse.Namespace) -> int:
             shutil.rmtree(tmp, ignore_errors=True)
     print(f'wrote {out_param}, {out_bin.name}, {sidecar.name} in {time.monotonic() - t0:.1f} s')
     return 0
-
-
-def _version(dist: str) -> str:
-    try:
-        from importlib.metadata import version
-        return version(dist)
-    except Exception:
-        return 'unknown'

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List
 
-from .convert import ConvertError, Progress
+from .convert import ConvertError, Progress, package_version
 from .onnx_info import describe, parse_shape, sha256, write_sidecar
 
 HELP = 'ONNX -> Rockchip .rknn with rknn-toolkit2 (fp16, or int8 with calibration images)'
@@ -162,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
             'preset': preset, 'channel_order': order, 'mean_values': [mean_v],
             'std_values': [std_v], 'data_format': 'nchw',
             'build': {k: v for k, v in cfg.items() if k != 'onnx'},
-            'converter': {'tool': 'rknn-toolkit2', 'version': _version('rknn-toolkit2')},
+            'converter': {'tool': 'rknn-toolkit2', 'version': package_version('rknn-toolkit2')},
         })
     log_path.unlink(missing_ok=True)
     try:
@@ -172,11 +172,3 @@ def run(args: argparse.Namespace) -> int:
     print(f'wrote {out} and {sidecar.name} ({args.precision}, {args.target_platform}, preset '
           f'{preset}) in {time.monotonic() - t0:.1f} s')
     return 0
-
-
-def _version(dist: str) -> str:
-    try:
-        from importlib.metadata import version
-        return version(dist)
-    except Exception:
-        return 'unknown'
