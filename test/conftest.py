@@ -18,9 +18,14 @@ os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
 
 
 def shared_file(rel: str) -> Path:
+    """A file of the shared test data; skipped where it is absent, except in CI (CI=true), where
+    the data is laid beside the clone and a missing file is a failure."""
     path = SHARED / rel
     if not path.exists():
-        pytest.skip(f'{path} not found (the shared test data lives in ../shared)')
+        reason = f'{path} not found (the shared test data lives in ../shared)'
+        if os.environ.get('CI', '').lower() in ('true', '1', 'yes'):
+            pytest.fail(f'{reason}; CI must have it', pytrace=False)
+        pytest.skip(reason)
     return path
 
 

@@ -17,11 +17,12 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import SHARED, shared_file
+
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / '.cache'
 CONVERTED = CACHE / 'models' / 'converted'
 YOLOV8_ONNX = CACHE / 'models' / 'yolov8n.onnx'
-SHARED = ROOT.parent / 'shared'
 VENVS = {'ncnn': ROOT / '.venv-convert', 'rknn': ROOT / '.venv-rknn'}
 _session_cache: Dict[tuple, Path] = {}
 
@@ -82,13 +83,11 @@ def sidecar(model: Path) -> dict:
 def real_frames() -> List[Tuple[str, np.ndarray]]:
     """The photo and frames from both videos (BGR uint8)."""
     frames = []
-    photo = SHARED / 'data' / 'dog_bicycle_truck.jpg'
-    if not photo.exists():
-        pytest.skip(f'{photo} not found (the shared test data lives in ../shared)')
+    photo = shared_file('data/dog_bicycle_truck.jpg')
     frames.append(('dog_bicycle_truck', cv2.imread(str(photo))))
     for video, picks in (('pedestrians_plaza_1280x720_50fps.avi', (40, 190)),
                          ('campus_walkway_480x360_10fps.avi', (40, 400))):
-        cap = cv2.VideoCapture(str(SHARED / 'data' / video))
+        cap = cv2.VideoCapture(str(shared_file(f'data/{video}')))
         for i in range(max(picks) + 1):
             ok, frame = cap.read()
             if not ok:
