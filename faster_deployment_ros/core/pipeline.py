@@ -20,6 +20,14 @@ that frame then waits about one inference for a worker: latency ~ 2 x inference.
 starts pre-processing when the next worker is expected to be free within one pre-processing time
 (running means of both), so the frame taken is the newest and reaches a worker as it frees up:
 latency ~ pre + inference + post at the same throughput. Below capacity both behave the same.
+
+Sources (several cameras, one model): `submit(..., source=key)` puts the frame in that source's
+own input queue; `queue_size`, the full policy and the drop counters apply per source, and the
+pre stage takes from the sources with waiting frames in turn (round-robin), so a fast camera
+cannot evict or outrun a slow one's frames: each source gets at least an equal share of the
+capacity, and what one does not use goes to the others. Results come out in each source's
+submission order (across sources, in the order they were served). Without `source` everything
+goes to one default source, which behaves as a single input queue.
 """
 from __future__ import annotations
 
@@ -49,18 +57,38 @@ class FrameResult:
     error: Optional[BaseException]
     timings: Dict[str, float]  # seconds: 'pre', 'infer', 'post', 'queue', 'total'
     worker: int              # which inference worker ran it (-1 if failed before inference)
+    source: Any = None       # the `source` given to submit (None: the default source)
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
 
+class _Source:
+    """One input queue (a camera) and its counters; all guarded by the pipeline lock."""
+
+    __slots__ = ('key', 'q', 'frames_in', 'frames_out', 'dropped', 'failed', 'rejected')
+
+    def __init__(self, key: Any) -> None:
+        self.key = key
+        self.q: Deque['_Frame'] = deque()
+        self.frames_in = self.frames_out = self.dropped = self.failed = self.rejected = 0
+
+    def counters(self) -> Dict[str, int]:
+        return {'frames_in': self.frames_in, 'frames_out': self.frames_out,
+                'dropped': self.dropped, 'failed': self.failed, 'rejected': self.rejected,
+                'queued': len(self.q),
+                'in_flight': self.frames_in - self.frames_out - self.dropped}
+
+
 class _Frame:
     __slots__ = ('seq', 'item', 'context', 't_submit', 'idx', 'tensors', 'meta', 'outputs',
-                 'result', 'error', 'worker', 't')
+                 'result', 'error', 'worker', 't', 'src')
 
-    def __init__(self, seq: int, item: Any, context: Any, t_submit: float) -> None:
+    def __init__(self, seq: int, item: Any, context: Any, t_submit: float,
+                 src: _Source) -> None:
         self.seq, self.item, self.context, self.t_submit = seq, item, context, t_submit
+        self.src = src
         self.idx = -1  # dense index assigned by the pre thread; the reorder buffer keys on it
         self.tensors = self.meta = self.outputs = self.result = None
         self.error: Optional[BaseException] = None
@@ -133,7 +161,9 @@ class Pipeline:
         self._c_deliver = threading.Condition(self._lock)  # delivery: a frame to deliver
         self._c_done = threading.Condition(self._lock)     # flush: nothing in flight
 
-        self._input: Deque[_Frame] = deque()
+        self._sources: Dict[Any, _Source] = {}
+        self._ready: Deque[_Source] = deque()  # sources with waiting frames, in serving turn
+        self._queued = 0                        # frames waiting in all input queues
         self._infer_q: Deque[_Frame] = deque()
         self._infer_cap = n           # pre-processed frames waiting for a worker
         self._window = 2 * n          # frames taken by workers and not yet taken by post
@@ -179,35 +209,50 @@ class Pipeline:
     def threads(self) -> List[threading.Thread]:
         return list(self._threads)
 
-    def submit(self, item: Any, context: Any = None, timeout: Optional[float] = None) -> bool:
-        """Queue `item`; True if accepted. False: closed, or 'block' and `timeout` expired."""
+    def submit(self, item: Any, context: Any = None, timeout: Optional[float] = None,
+               source: Any = None) -> bool:
+        """Queue `item` in `source`'s input queue (any hashable, e.g. a camera index; None is
+        the default source); True if accepted. False: closed, or 'block' and `timeout` expired.
+        """
         t_submit = _now()
         evicted: Optional[_Frame] = None
         with self._lock:
+            src = self._sources.get(source)
+            if src is None:
+                src = self._sources[source] = _Source(source)
             if self._closing:
                 self._rejected += 1
+                src.rejected += 1
                 return False
-            if len(self._input) >= self.queue_size:
+            q = src.q
+            if len(q) >= self.queue_size:
                 if self.full_policy == 'drop_oldest':
-                    evicted = self._input.popleft()
+                    evicted = q.popleft()
+                    self._queued -= 1
                     self._dropped += 1
+                    src.dropped += 1
                     self._c_done.notify_all()
                 else:
                     deadline = None if timeout is None else t_submit + max(0.0, timeout)
-                    while len(self._input) >= self.queue_size and not self._closing:
+                    while len(q) >= self.queue_size and not self._closing:
                         remaining = None if deadline is None else deadline - _now()
                         if remaining is not None and remaining <= 0:
                             break
                         self._c_space.wait(remaining)
-                    if self._closing or len(self._input) >= self.queue_size:
+                    if self._closing or len(q) >= self.queue_size:
                         self._rejected += 1
+                        src.rejected += 1
                         return False
             # The seq is taken at enqueue time so seq order is queue order even when several
             # producers block concurrently.
-            frame = _Frame(self._seq, item, context, t_submit)
+            frame = _Frame(self._seq, item, context, t_submit, src)
             self._seq += 1
             self._in += 1
-            self._input.append(frame)
+            src.frames_in += 1
+            if not q:
+                self._ready.append(src)  # the source waits for its turn from now on
+            q.append(frame)
+            self._queued += 1
             self._c_input.notify()
         if evicted is not None:
             self._report_drops([evicted])
@@ -246,13 +291,19 @@ class Pipeline:
             self.flush(timeout)
         with self._lock:
             self._abort = self._stop = True
-            left = list(self._input) + list(self._infer_q) + list(self._deliver_q)
+            left = [f for s in self._sources.values() for f in s.q]
+            left += list(self._infer_q) + list(self._deliver_q)
             left += [self._reorder[k] for k in sorted(self._reorder)]
-            self._input.clear()
+            for s in self._sources.values():
+                s.q.clear()
+            self._ready.clear()
+            self._queued = 0
             self._infer_q.clear()
             self._deliver_q.clear()
             self._reorder.clear()
             self._dropped += len(left)
+            for f in left:
+                f.src.dropped += 1
             for c in (self._c_space, self._c_input, self._c_infer, self._c_reorder,
                       self._c_deliver, self._c_done):
                 c.notify_all()
@@ -282,8 +333,11 @@ class Pipeline:
                 'frames_in': self._in, 'frames_out': self._out, 'dropped': self._dropped,
                 'failed': self._failed, 'in_flight': self._in - self._out - self._dropped,
                 'workers': len(self._infer), 'rejected': self._rejected,
-                'queued': len(self._input), 'per_worker': list(self._per_worker),
+                'queued': self._queued, 'per_worker': list(self._per_worker),
             }
+            if any(k is not None for k in self._sources):
+                # named sources (several cameras): counters per source
+                out['sources'] = {k: s.counters() for k, s in self._sources.items()}
         out['fps'] = self._rate.rate()
         out['stages'] = {k: s.summary() for k, s in self._stats.items()}
         return out
@@ -295,7 +349,7 @@ class Pipeline:
                 # Take a frame only when it can move on at once: the frame being pre-processed
                 # is then the freshest one, not one that waits behind a busy stage.
                 while not self._stop:
-                    if self._input and len(self._infer_q) < self._infer_cap:
+                    if self._queued and len(self._infer_q) < self._infer_cap:
                         delay = self._jit_delay() if self._jit else 0.0
                         if delay <= 0.0:
                             break
@@ -304,7 +358,11 @@ class Pipeline:
                         self._c_input.wait()
                 if self._stop:
                     return
-                fr = self._input.popleft()
+                src = self._ready.popleft()  # round-robin over sources with waiting frames
+                fr = src.q.popleft()
+                self._queued -= 1
+                if src.q:
+                    self._ready.append(src)
                 fr.idx = self._next_idx
                 self._next_idx += 1
                 self._c_space.notify_all()
@@ -320,6 +378,7 @@ class Pipeline:
                 self._mean_pre = _running_mean(self._mean_pre, fr.t['pre'])
                 if self._abort:
                     self._dropped += 1
+                    fr.src.dropped += 1
                     self._c_done.notify_all()
                 else:
                     self._infer_q.append(fr)
@@ -356,6 +415,7 @@ class Pipeline:
                     self._c_input.notify()  # a worker freed up sooner than expected
                 if self._abort:
                     self._dropped += 1
+                    fr.src.dropped += 1
                     self._c_done.notify_all()
                 else:
                     self._reorder[fr.idx] = fr
@@ -387,6 +447,7 @@ class Pipeline:
             with self._lock:
                 if self._abort:
                     self._dropped += 1
+                    fr.src.dropped += 1
                     self._c_done.notify_all()
                 else:
                     self._deliver_q.append(fr)
@@ -409,7 +470,8 @@ class Pipeline:
                 self._stats[k].add(v)
             self._rate.tick(t)
             res = FrameResult(seq=fr.seq, context=fr.context, result=fr.result, error=fr.error,
-                              timings={k: fr.t.get(k, 0.0) for k in STAGES}, worker=fr.worker)
+                              timings={k: fr.t.get(k, 0.0) for k in STAGES}, worker=fr.worker,
+                              source=fr.src.key)
             if fr.error is not None:
                 LOG.debug('%s: frame %d failed: %r', self.name, fr.seq, fr.error)
             try:
@@ -418,8 +480,10 @@ class Pipeline:
                 LOG.exception('%s: on_result raised for frame %d (ignored)', self.name, fr.seq)
             with self._lock:
                 self._out += 1
+                fr.src.frames_out += 1
                 if fr.error is not None:
                     self._failed += 1
+                    fr.src.failed += 1
                 if fr.worker >= 0:
                     self._per_worker[fr.worker] += 1
                 self._c_done.notify_all()
