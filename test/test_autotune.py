@@ -11,7 +11,9 @@ import pytest
 import yaml
 
 from faster_deployment_ros.backends import create_backend
-from faster_deployment_ros.core import autotune as AT
+from faster_deployment_ros.core import autotune
+from faster_deployment_ros.core.autotune import measurement
+from faster_deployment_ros.core.param_file import params_yaml
 from faster_deployment_ros.core.pipeline import Pipeline
 from faster_deployment_ros.models import create_adapter
 
@@ -24,27 +26,27 @@ GPU_BOX = dict(pre_ms=3.0, post_ms=1.5, cores=16, pre_p90_ms=3.5, post_p90_ms=2.
                              15: 30.5, 16: 30.0})
 
 
-def stage_times(**over) -> AT.StageTimes:
+def stage_times(**over) -> autotune.StageTimes:
     kw = {**GPU_BOX, **over}
-    return AT.StageTimes(**kw)
+    return autotune.StageTimes(**kw)
 
 
 def test_candidates_never_oversubscribe_and_cover_every_thread_count():
     st = stage_times()
-    configs = AT.candidate_configs(st)
+    configs = autotune.candidate_configs(st)
     assert all(w * t <= 16 for w, t in configs)
-    assert {t for _, t in configs} == set(AT.thread_candidates(16))
+    assert {t for _, t in configs} == set(autotune.thread_candidates(16))
     assert (16, 1) in configs and (1, 16) in configs and (2, 16) not in configs
     # even splits of all cores, and (4+ cores) of all cores but one
-    assert AT.thread_candidates(16) == [1, 2, 3, 4, 5, 7, 8, 15, 16]
-    assert AT.thread_candidates(6) == [1, 2, 3, 5, 6]
-    assert AT.thread_candidates(2) == [1, 2]
-    assert AT.thread_candidates(1) == [1]
+    assert autotune.thread_candidates(16) == [1, 2, 3, 4, 5, 7, 8, 15, 16]
+    assert autotune.thread_candidates(6) == [1, 2, 3, 5, 6]
+    assert autotune.thread_candidates(2) == [1, 2]
+    assert autotune.thread_candidates(1) == [1]
 
 
 def test_meets_camera_rate_within_budget_with_the_lowest_latency():
     st = stage_times()
-    choice = AT.choose(st, camera_rate=30.0, latency_budget_ms=100.0)
+    choice = autotune.choose(st, camera_rate=30.0, latency_budget_ms=100.0)
     assert choice.feasible
     p = choice.predicted
     assert p.sustains and p.within_budget and p.fps * 0.9 >= 30.0 and p.latency_tail_ms <= 100.0
@@ -62,8 +64,8 @@ def test_meets_camera_rate_within_budget_with_the_lowest_latency():
 
 def test_a_faster_camera_needs_more_workers_and_the_choice_follows():
     st = stage_times()
-    slow = AT.choose(st, camera_rate=10.0, latency_budget_ms=200.0)
-    fast = AT.choose(st, camera_rate=60.0, latency_budget_ms=200.0)
+    slow = autotune.choose(st, camera_rate=10.0, latency_budget_ms=200.0)
+    fast = autotune.choose(st, camera_rate=60.0, latency_budget_ms=200.0)
     assert slow.feasible and fast.feasible
     assert slow.workers == 1          # one session is fastest per frame and enough for 10 Hz
     assert fast.workers > 1 and fast.predicted.fps * 0.9 >= 60.0
@@ -72,7 +74,7 @@ def test_a_faster_camera_needs_more_workers_and_the_choice_follows():
 
 def test_says_when_impossible_and_picks_the_lowest_latency():
     st = stage_times()
-    choice = AT.choose(st, camera_rate=200.0, latency_budget_ms=10.0)
+    choice = autotune.choose(st, camera_rate=200.0, latency_budget_ms=10.0)
     assert not choice.feasible
     assert 'NO configuration fits 10 ms' in choice.reason
     assert choice.predicted.latency_tail_ms == min(c.latency_tail_ms for c in choice.candidates)
@@ -81,7 +83,7 @@ def test_says_when_impossible_and_picks_the_lowest_latency():
 
 def test_rate_out_of_reach_within_budget_maximises_throughput_and_warns_of_drops():
     st = stage_times()
-    choice = AT.choose(st, camera_rate=500.0, latency_budget_ms=1000.0)
+    choice = autotune.choose(st, camera_rate=500.0, latency_budget_ms=1000.0)
     assert not choice.feasible
     in_budget = [c for c in choice.candidates if c.within_budget]
     assert choice.predicted.fps == max(c.fps for c in in_budget)
@@ -90,27 +92,27 @@ def test_rate_out_of_reach_within_budget_maximises_throughput_and_warns_of_drops
 
 def test_measured_contention_overrides_the_model():
     st = stage_times()
-    first = AT.choose(st, camera_rate=60.0, latency_budget_ms=150.0)
+    first = autotune.choose(st, camera_rate=60.0, latency_budget_ms=150.0)
     assert first.workers > 1
     # the sessions turn out to fight over memory bandwidth: each call slows down 3x
     st.concurrent_ms[(first.workers, first.threads)] = 3 * st.infer_ms[first.threads]
-    again = AT.choose(st, camera_rate=60.0, latency_budget_ms=150.0)
+    again = autotune.choose(st, camera_rate=60.0, latency_budget_ms=150.0)
     assert (again.workers, again.threads) != (first.workers, first.threads)
 
 
 def test_queue_depth_follows_the_load():
     st = stage_times()
-    low = AT.predict(st, 1, 16, camera_rate=5.0)
-    mid = AT.predict(st, 1, 16, camera_rate=30.0)
-    over = AT.predict(st, 1, 16, camera_rate=100.0)
+    low = autotune.predict(st, 1, 16, camera_rate=5.0)
+    mid = autotune.predict(st, 1, 16, camera_rate=30.0)
+    over = autotune.predict(st, 1, 16, camera_rate=100.0)
     assert (low.queue_size, mid.queue_size, over.queue_size) == (1, 2, 1)
     assert low.load < 0.5 < mid.load < 1.0 < over.load
     assert not over.sustains
 
 
 def test_params_yaml_is_a_ros_parameter_file():
-    choice = AT.choose(stage_times(), 30.0, 100.0)
-    text = AT.params_yaml({'model_path': '/m/y "8".onnx', **choice.params(), 'autotune': False,
+    choice = autotune.choose(stage_times(), 30.0, 100.0)
+    text = params_yaml({'model_path': '/m/y "8".onnx', **choice.params(), 'autotune': False,
                            'onnxruntime.providers': ['CPUExecutionProvider']},
                           comment=choice.reason)
     doc = yaml.safe_load(text)
@@ -123,7 +125,7 @@ def test_params_yaml_is_a_ros_parameter_file():
 
 def test_validation_measures_the_short_list_and_trusts_the_measurement(monkeypatch):
     st = stage_times()
-    model_choice = AT.choose(st, camera_rate=30.0, latency_budget_ms=100.0)
+    model_choice = autotune.choose(st, camera_rate=30.0, latency_budget_ms=100.0)
     top = (model_choice.workers, model_choice.threads)
     calls = []
 
@@ -136,8 +138,8 @@ def test_validation_measures_the_short_list_and_trusts_the_measurement(monkeypat
                 'p50_ms': p50, 'p90_ms': p50 + 10, 'p99_ms': 130.0 if full else 70.0,
                 'fps': 30.0, 'frames_in': 90, 'frames_out': 90, 'dropped': 0}
 
-    monkeypatch.setattr(AT, 'measure_at_rate', fake_run)
-    got = AT.validate(model_choice, None, None, [None], seconds=2.0, top=2)
+    monkeypatch.setattr(measurement, 'measure_at_rate', fake_run)
+    got = autotune.validate(model_choice, None, None, [None], seconds=2.0, top=2)
     assert calls[0][:2] == top and all(c[2:] == (30.0, 2.0) for c in calls)
     # each full-core pick was also tried with one core left free
     tried = {c[:2] for c in calls}
@@ -153,8 +155,8 @@ def test_validation_measures_the_short_list_and_trusts_the_measurement(monkeypat
         r['p99_ms'] = 500.0
         return r
 
-    monkeypatch.setattr(AT, 'measure_at_rate', all_bad)
-    bad = AT.validate(model_choice, None, None, [None], seconds=2.0, top=2)
+    monkeypatch.setattr(measurement, 'measure_at_rate', all_bad)
+    bad = autotune.validate(model_choice, None, None, [None], seconds=2.0, top=2)
     assert not bad.feasible and 'NONE met the budget' in bad.reason
 
 
@@ -172,7 +174,7 @@ def test_real_measurement_on_yolox_nano(yolox_model, plaza_video):
         return create_adapter('yolox', b.inputs, b.outputs, b.metadata)
 
     logs = []
-    choice = AT.autotune(make, adapter, frames, camera_rate=5.0, latency_budget_ms=5000.0,
+    choice = autotune.autotune(make, adapter, frames, camera_rate=5.0, latency_budget_ms=5000.0,
                          threads=[1, 2], cores=2, iters=3, refine=1, validate_s=1.0,
                          validate_top=1, log=logs.append)
     st = choice.stage_times
@@ -240,7 +242,7 @@ def test_node_with_autotune_configures_and_reports_its_choice(yolox_model):
         assert node.get_parameter('queue_size').value == choice.queue_size
         assert node.pipeline.num_workers == choice.workers
         assert node.pipeline.schedule == 'just_in_time'
-        assert choice.workers * choice.threads <= AT.available_cores()
+        assert choice.workers * choice.threads <= autotune.available_cores()
         # the node works with what it chose
         frame = np.full((360, 480, 3), 114, np.uint8)
         x, meta = node.adapter.preprocess(frame)

@@ -7,7 +7,7 @@ that fail anywhere in the pipeline (bad encoding, truncated data, a backend that
 logged and skipped; results are published from the pipeline's delivery thread, strictly in
 arrival order, with the source frame's header.
 
-With `autotune: true`, configure first measures the model (see core/autotune.py) and replaces
+With `autotune: true`, configure first measures the model (see core/autotune/) and replaces
 workers, threads and queue_size with the configuration that sustains `camera_rate` at the lowest
 latency within `latency_budget_ms`; the choice and its reason are logged, written back to those
 parameters and reported on /diagnostics. Hot path: frames are zero-copy views of the received
@@ -33,11 +33,22 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
 from ..backends import available_backends, backend_class, create_backend
-from ..core import autotune as AT
+from ..core.autotune import autotune, Choice
 from ..core.image_codec import ImageCodecError, decode_compressed, msg_to_numpy, to_bgr8
+from ..core.memory import reuse_large_buffers
 from ..core.pipeline import FrameResult, Pipeline
 from ..core.stats import RollingStats
 from . import params as P
+
+
+#: A frame's hops, in order: stamp -> callback (transport, incl. deserialisation, when the stamp
+#: is on this machine's clock), the callback until the frame is queued, the input queue, the
+#: pipeline's pre / infer / post, the hand-over to the delivery thread, building the output
+#: message(s), publishing them; `node` is callback entry -> published.
+HOPS = ('transport', 'callback', 'queue', 'pre', 'infer', 'post', 'handover', 'build', 'publish',
+        'node')
+
+_now = time.perf_counter
 
 
 class PerceptionNode(LifecycleNode):
@@ -65,8 +76,10 @@ class PerceptionNode(LifecycleNode):
         self._errors = 0
         self._last_error_log = 0.0
         self._published = 0
-        self.autotune_choice: Optional[AT.Choice] = None
+        self.autotune_choice: Optional[Choice] = None
         self._input_age = RollingStats(1000)
+        # Per-hop latency of delivered frames (see HOPS): where a frame's time goes.
+        self.hops = {name: RollingStats(1000) for name in HOPS}
 
     # ---- subclass hooks -------------------------------------------------------------------
     def make_adapter(self, backend) -> Any:
@@ -180,9 +193,9 @@ class PerceptionNode(LifecycleNode):
             return self._create_backend(cfg, 0, threads)
 
         log = self.get_logger().info
-        choice = AT.autotune(make, self.make_adapter, [frame], cfg.camera_rate,
-                             cfg.latency_budget_ms, iters=10, overhead_ms=overhead_ms,
-                             time_limit_s=30.0, validate_s=2.0, validate_top=2, log=log)
+        choice = autotune(make, self.make_adapter, [frame], cfg.camera_rate,
+                          cfg.latency_budget_ms, iters=10, overhead_ms=overhead_ms,
+                          time_limit_s=30.0, validate_s=2.0, validate_top=2, log=log)
         cfg.workers, cfg.threads, cfg.queue_size = choice.workers, choice.threads, choice.queue_size
         self.set_parameters([Parameter(k, value=v)
                              for k, v in choice.params().items()])
@@ -306,7 +319,7 @@ def make_executor(kind: str = ''):
 
 def run_node(node_cls, args=None) -> None:
     """Console-script entry: one efficient executor (see make_executor); honour `autostart`."""
-    AT.reuse_large_buffers()
+    reuse_large_buffers()
     rclpy.init(args=args)
     node = node_cls()
     executor = make_executor()

@@ -30,7 +30,9 @@ import cv2
 import numpy as np
 
 from ..backends import create_backend
-from ..core import autotune as AT
+from ..core.autotune import autotune, available_cores, Choice, thread_candidates
+from ..core.memory import reuse_large_buffers
+from ..core.param_file import params_yaml
 from ..core.pipeline import FrameResult, Pipeline
 from ..core.stats import summarize
 from ..models import available_families, create_adapter
@@ -392,10 +394,10 @@ def flatness(win: List[Dict[str, float]]) -> Dict[str, Any]:
 
 def bench_autotune(model: Model, frames: List[np.ndarray], camera_rate: float, budget_ms: float,
                    iters: int, max_workers: Optional[int], validate_s: float, cores: int,
-                   log: Callable[[str], None]) -> AT.Choice:
-    return AT.autotune(model.make, lambda b: model.adapter, frames, camera_rate, budget_ms,
-                       max_workers=max_workers, iters=iters, cores=cores,
-                       validate_s=validate_s, log=log)
+                   log: Callable[[str], None]) -> Choice:
+    return autotune(model.make, lambda b: model.adapter, frames, camera_rate, budget_ms,
+                    max_workers=max_workers, iters=iters, cores=cores,
+                    validate_s=validate_s, log=log)
 
 
 def bare_reference(backend, adapter, frames: List[np.ndarray], seconds: float) -> Dict[str, float]:
@@ -865,15 +867,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     progress = Progress(not args.no_progress)
-    AT.reuse_large_buffers()
+    reuse_large_buffers()
     if not Path(args.model).is_file():
         raise SystemExit(f'model not found: {args.model}')
     video = Path(args.video) if args.video else default_video()
     if video is None or not video.exists():
         raise SystemExit(f'video not found ({args.video or SHARED_REL}); pass --video')
-    cores = args.cores or AT.available_cores()
+    cores = args.cores or available_cores()
     threads = ([int(t) for t in args.threads.split(',') if t.strip()] if args.threads
-               else AT.thread_candidates(cores))
+               else thread_candidates(cores))
     max_workers = args.max_workers or cores
     frames = load_frames(video, args.frames)
     model = Model(args)
@@ -941,7 +943,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       'backend': args.backend, **choice.params(), 'full_policy': 'drop_oldest',
                       'autotune': False,
                       **{f'{args.backend}.{k}': v for k, v in model.options.items()}}
-            Path(args.write_params).write_text(AT.params_yaml(
+            Path(args.write_params).write_text(params_yaml(
                 params, f'fdr-benchmark autotune\n{choice.reason}'))
             print(f'wrote {args.write_params}')
         res['autotune_run'] = run_pipeline(

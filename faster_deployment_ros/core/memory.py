@@ -1,0 +1,24 @@
+"""glibc heap settings for a process that moves camera-sized buffers every frame."""
+from __future__ import annotations
+
+import ctypes
+
+
+def reuse_large_buffers() -> bool:
+    """glibc: keep freed multi-MB blocks (camera frames, tensors) in the heap for reuse.
+
+    By default glibc maps every block over its (adaptive) mmap threshold afresh and unmaps it on
+    free, so each camera-sized frame costs page faults and, at times, long stalls. This is what
+    MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=268435456 do, but those variables
+    only work when set before the process starts. Returns False where it does not apply.
+    """
+    try:
+        libc = ctypes.CDLL('libc.so.6')
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        return bool(libc.mallopt(m_mmap_threshold, 32 * 1024 * 1024)
+                    and libc.mallopt(m_trim_threshold, 256 * 1024 * 1024))
+    except (OSError, AttributeError):
+        return False
+
+
+__all__ = ['reuse_large_buffers']
