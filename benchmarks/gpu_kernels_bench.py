@@ -73,7 +73,7 @@ def main() -> int:
         inputs, meta = yolox.preprocess(f)
         outs.append(np.ascontiguousarray(be.infer(inputs)[0], np.float32))
         metas.append(meta)
-    from faster_deployment_ros.backends.base import TensorSpec
+    from faster_deployment_ros.core.types import TensorSpec
     from faster_deployment_ros.models.yolov8 import Yolov8Adapter
     v8 = Yolov8Adapter([TensorSpec('images', (1, 3, 640, 640))], [TensorSpec('o', (1, 84, 8400))], {})
     n = len(frames)

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from faster_deployment_ros.backends import create_backend
-from faster_deployment_ros.backends.base import TensorSpec
-from faster_deployment_ros.core.types import DepthMap
+from faster_deployment_ros.core.types import DepthMap, TensorSpec
 from faster_deployment_ros.models import create_adapter
 from faster_deployment_ros.models.depth import (DepthAdapter, reference_size,
                                                 resize_bilinear_align_corners)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from faster_deployment_ros.backends import create_backend
-from faster_deployment_ros.backends.base import TensorSpec
+from faster_deployment_ros.core.types import TensorSpec
 from faster_deployment_ros.models import create_adapter, resolve_family
 from faster_deployment_ros.models.depth import DepthAdapter
 from faster_deployment_ros.models.detect_family import detect_family

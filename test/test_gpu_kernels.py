@@ -11,9 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-from faster_deployment_ros.backends.base import TensorSpec
 from faster_deployment_ros.core.letterbox import letterbox, unletterbox_boxes
 from faster_deployment_ros.core.nms import batched_nms, nms
+from faster_deployment_ros.core.types import TensorSpec
 from faster_deployment_ros.gpu import gpu_status
 from faster_deployment_ros.gpu.resize_tables import linear_table, resize_linear_u8
 from faster_deployment_ros.tools.frames import read_frames

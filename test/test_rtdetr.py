@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from faster_deployment_ros.backends import create_backend
-from faster_deployment_ros.backends.base import TensorSpec
+from faster_deployment_ros.core.types import TensorSpec
 from faster_deployment_ros.models import create_adapter
 from faster_deployment_ros.models.rtdetr import RtdetrAdapter, rtdetr_layout
 from golden_support import assert_detections_equal, golden_frames, load_golden, model_path

@@ -140,7 +140,7 @@ def test_boxes_use_ultralytics_per_axis_gain(case):
 
 
 def test_rejects_mismatched_model():
-    from faster_deployment_ros.backends.base import TensorSpec
+    from faster_deployment_ros.core.types import TensorSpec
     inp = [TensorSpec('images', (1, 3, 640, 640))]
     with pytest.raises(ValueError, match='anchors'):
         Yolov8Adapter(inp, [TensorSpec('output0', (1, 84, 1000))], {})

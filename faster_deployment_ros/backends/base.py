@@ -1,26 +1,15 @@
 """The one interface every inference backend implements, so model adapters never care which runs."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence
 
 import numpy as np
+
+from ..core.types import TensorSpec
 
 
 class BackendError(RuntimeError):
     """Loading or running a model failed; the message says what to fix."""
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    name: str
-    shape: Tuple[Any, ...]  # ints, or None / str for dynamic dimensions
-    dtype: np.dtype = field(default=np.dtype(np.float32))
-
-    @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> 'TensorSpec':
-        """From a converter sidecar entry: {'name', 'shape', 'dtype'}."""
-        return cls(d['name'], tuple(d['shape']), np.dtype(d.get('dtype', 'float32')))
 
 
 class Backend:

@@ -1,10 +1,30 @@
-"""Result types shared by model adapters, the pipeline and the ROS layer."""
+"""Value types shared across layers: tensor descriptions (backends <-> model adapters) and
+results (model adapters -> pipeline -> ROS layer)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A model input or output as the backend reports it."""
+
+    name: str
+    shape: Tuple[Any, ...]  # ints, or None / str for dynamic dimensions
+    dtype: np.dtype = field(default=np.dtype(np.float32))
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> 'TensorSpec':
+        """From a converter sidecar entry: {'name', 'shape', 'dtype'}."""
+        return cls(d['name'], tuple(d['shape']), np.dtype(d.get('dtype', 'float32')))
+
+
+def static_dim(dim: Any) -> Optional[int]:
+    """A dimension's size when the model fixes it, None when it is dynamic."""
+    return dim if isinstance(dim, (int, np.integer)) and dim > 0 else None
 
 
 @dataclass

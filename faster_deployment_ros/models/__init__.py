@@ -5,7 +5,7 @@ import importlib
 import logging
 from typing import Any, Dict, List, Mapping, Tuple
 
-from ..backends.base import TensorSpec
+from ..core.types import TensorSpec
 from .base import ModelAdapter
 
 # family -> (module, class)

@@ -25,10 +25,9 @@ from typing import Any, List, Mapping, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from ..backends.base import TensorSpec
-from ..core.types import DepthMap
+from ..core.options import parse_bool
+from ..core.types import DepthMap, static_dim, TensorSpec
 from .base import ModelAdapter, as_bgr_u8
-from .yolox import _parse_bool, _static
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -134,15 +133,16 @@ class DepthAdapter(ModelAdapter):
             raise ValueError(f'depth models give a (1, H, W) or (1, 1, H, W) output at the input '
                              f'resolution, got {[o.shape for o in outputs]} for {inputs[0].shape}')
         shape = inputs[0].shape
-        if _static(shape[1]) not in (None, 3):
+        if static_dim(shape[1]) not in (None, 3):
             raise ValueError(f'depth models take 3 input channels, model input is {shape}')
         self.input_dtype = np.dtype(inputs[0].dtype)
-        hw = (_static(shape[2]), _static(shape[3]))
+        hw = (static_dim(shape[2]), static_dim(shape[3]))
         self.fixed_size = (int(hw[0]), int(hw[1])) if None not in hw else None
         if input_size is None:
             input_size = metadata.get('net_size') or metadata.get('imgsz') or preset['input_size']
         self.target_size = _size_hw(input_size)
-        self.keep_aspect_ratio = bool(_parse_bool(keep_aspect_ratio, 'keep_aspect_ratio'))
+        self.keep_aspect_ratio = parse_bool(keep_aspect_ratio, 'keep_aspect_ratio',
+                                            default=False)
         self.multiple_of = int(multiple_of or preset['multiple_of'])
         self.resize_method = resize_method or preset['resize_method']
         if self.resize_method not in ('lower_bound', 'upper_bound', 'minimal'):
@@ -207,12 +207,12 @@ def is_depth_output(shape: Sequence[Any]) -> bool:
     """(1, H, W) or (1, 1, H, W) with H, W unknown or > 1 (a dense map, not a vector)."""
     dims = list(shape)
     if len(dims) == 4:
-        if _static(dims[1]) not in (None, 1):
+        if static_dim(dims[1]) not in (None, 1):
             return False
         dims = [dims[0]] + dims[2:]
-    if len(dims) != 3 or _static(dims[0]) not in (None, 1):
+    if len(dims) != 3 or static_dim(dims[0]) not in (None, 1):
         return False
-    return all(_static(d) is None or d > 16 for d in dims[1:])
+    return all(static_dim(d) is None or d > 16 for d in dims[1:])
 
 
 def is_depth_signature(inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec]) -> bool:
@@ -226,8 +226,8 @@ def is_depth_signature(inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpe
         return False
     if len(shape) == 4:
         return True
-    in_hw = [_static(d) for d in inputs[0].shape[2:]]
-    out_hw = [_static(d) for d in shape[1:]]
+    in_hw = [static_dim(d) for d in inputs[0].shape[2:]]
+    out_hw = [static_dim(d) for d in shape[1:]]
     if None in in_hw or None in out_hw:
         return None in in_hw and all(d is None for d in out_hw)  # dynamic map, dynamic image
     return out_hw[0] * in_hw[1] == out_hw[1] * in_hw[0] and in_hw[0] % out_hw[0] == 0
@@ -240,7 +240,7 @@ def depth_preset(inputs: Sequence[TensorSpec], metadata: Mapping[str, str]) -> s
         return 'depth_anything_v2'
     if 'midas' in text or 'dpt' in text:
         return 'midas'
-    hw = [_static(d) for d in inputs[0].shape[2:]] if inputs else []
+    hw = [static_dim(d) for d in inputs[0].shape[2:]] if inputs else []
     if hw and None not in hw:
         if all(d % 14 == 0 for d in hw) and not all(d % 32 == 0 for d in hw):
             return 'depth_anything_v2'

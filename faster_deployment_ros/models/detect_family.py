@@ -15,18 +15,18 @@ from __future__ import annotations
 
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
-from ..backends.base import TensorSpec
+from ..core.options import parse_bool
+from ..core.types import static_dim, TensorSpec
 from .depth import is_depth_signature
 from .labels import parse_class_names
 from .yolov8 import anchor_count
-from .yolox import _parse_bool, _static
 
 
 def _input_hw(inputs: Sequence[TensorSpec], metadata: Mapping[str, str]) -> Optional[Tuple[int, int]]:
     images = [i for i in inputs if len(i.shape) == 4]
     if not images:
         return None
-    h, w = _static(images[0].shape[2]), _static(images[0].shape[3])
+    h, w = static_dim(images[0].shape[2]), static_dim(images[0].shape[3])
     if h and w:
         return int(h), int(w)
     imgsz = metadata.get('imgsz')
@@ -62,12 +62,12 @@ def detect_family(inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
     head = metadata.get('head', '')
     if head == 'RTDETRDecoder' or 'rtdetr' in metadata.get('description', '').lower().replace('-', ''):
         return 'rtdetr', 'ultralytics metadata names an RT-DETR model'
-    if len(first.shape) != 3 or _static(first.shape[0]) not in (None, 1):
+    if len(first.shape) != 3 or static_dim(first.shape[0]) not in (None, 1):
         raise ValueError(f'cannot infer the model family from {sig}; set model_family '
                          f'(yolox, yolov8, yolo11, rtdetr, depth_anything_v2, midas)')
-    d1, d2 = _static(first.shape[1]), _static(first.shape[2])
+    d1, d2 = static_dim(first.shape[1]), static_dim(first.shape[2])
     try:
-        end2end = bool(_parse_bool(metadata.get('end2end'), 'end2end'))
+        end2end = bool(parse_bool(metadata.get('end2end'), 'end2end', allow_auto=True))
     except ValueError:
         end2end = False
     if end2end:

@@ -23,13 +23,12 @@ from typing import Any, List, Mapping, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from ..backends.base import TensorSpec
 from ..core.letterbox import clip_boxes, to_chw_tensor
-from ..core.types import Detections
+from ..core.options import parse_bool
+from ..core.types import Detections, static_dim, TensorSpec
 from .base import ModelAdapter, as_bgr_u8
 from .labels import parse_class_names, resolve_class_names
 from .yolov8 import model_input_size
-from .yolox import _parse_bool, _static
 
 LAYOUTS = ('ultralytics', 'ultralytics_legacy', 'original')
 
@@ -55,7 +54,7 @@ def rtdetr_layout(inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
     if len(outputs) != 1 or len(outputs[0].shape) != 3:
         raise ValueError(f'RT-DETR expects one (1, queries, 4 + classes) output, got '
                          f'{[o.shape for o in outputs]}')
-    channels = _static(outputs[0].shape[2])
+    channels = static_dim(outputs[0].shape[2])
     names = parse_class_names(metadata.get('names')) if metadata.get('names') else None
     if names is not None and channels == 4 + len(names):
         return 'ultralytics_legacy', f'output {outputs[0].shape} = 4 box + {len(names)} class scores'
@@ -105,7 +104,7 @@ class RtdetrAdapter(ModelAdapter):
                 self.out_idx = (0, 1, 2)  # the export's order
             num_classes = None
         else:
-            channels = _static(outputs[0].shape[2])
+            channels = static_dim(outputs[0].shape[2])
             num_classes = channels - 4 if self.layout == 'ultralytics_legacy' and channels else None
         if num_classes is None and metadata.get('names'):
             num_classes = len(parse_class_names(metadata['names']) or []) or None
@@ -117,7 +116,7 @@ class RtdetrAdapter(ModelAdapter):
             raise ValueError('conf_threshold must be within [0, 1]')
         if self.max_detections < 1:
             raise ValueError('max_detections must be >= 1')
-        self.clip = bool(_parse_bool(clip_boxes, 'clip_boxes'))
+        self.clip = parse_bool(clip_boxes, 'clip_boxes', default=False)
 
     def preprocess(self, image: np.ndarray) -> Tuple[List[np.ndarray], ResizeMeta]:
         image = as_bgr_u8(image, 'RT-DETR')

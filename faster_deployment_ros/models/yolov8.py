@@ -18,12 +18,11 @@ from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..backends.base import TensorSpec
 from ..core.letterbox import LetterboxMeta, clip_boxes, letterbox, letterbox_geometry, to_chw_tensor
-from ..core.types import Detections
+from ..core.options import parse_bool, parse_size
+from ..core.types import Detections, static_dim, TensorSpec
 from .base import ModelAdapter, as_bgr_u8
 from .labels import parse_class_names, resolve_class_names
-from .yolox import _parse_bool, _parse_size, _static
 
 STRIDES = (8, 16, 32)
 
@@ -38,13 +37,13 @@ def model_input_size(inputs: List[TensorSpec], input_size: Any, metadata: Mappin
     if not inputs or len(inputs[0].shape) != 4:
         raise ValueError(f'{what} expects an NCHW image input, got {[i.shape for i in inputs]}')
     shape = inputs[0].shape
-    if _static(shape[1]) not in (None, 3):
+    if static_dim(shape[1]) not in (None, 3):
         raise ValueError(f'{what} expects 3 input channels, model input is {shape}')
-    model_hw = (_static(shape[2]), _static(shape[3]))
+    model_hw = (static_dim(shape[2]), static_dim(shape[3]))
     if input_size is None and None in model_hw and metadata.get('imgsz'):
         input_size = metadata['imgsz'].strip('[]() ')
     if input_size is not None:
-        size = _parse_size(input_size)
+        size = parse_size(input_size)
         for got, want in zip(model_hw, size):
             if got is not None and got != want:
                 raise ValueError(f'input_size {size} does not match the model input {shape}')
@@ -125,10 +124,11 @@ class Yolov8Adapter(ModelAdapter):
         out_shape = outputs[0].shape
         self.num_anchors = anchor_count(self.input_size)
         meta_names = parse_class_names(metadata.get('names')) if metadata.get('names') else None
-        self.end2end = _parse_bool(end2end, 'end2end')
+        self.end2end = parse_bool(end2end, 'end2end', allow_auto=True)
         if self.end2end is None:
-            self.end2end = bool(_parse_bool(metadata.get('end2end'), 'metadata end2end'))
-        d1, d2 = _static(out_shape[1]), _static(out_shape[2])
+            self.end2end = bool(parse_bool(metadata.get('end2end'), 'metadata end2end',
+                                           allow_auto=True))
+        d1, d2 = static_dim(out_shape[1]), static_dim(out_shape[2])
         if self.end2end:
             if d2 not in (None, 6):
                 raise ValueError(f'end-to-end output {out_shape} should be (1, K, 6)')
@@ -154,7 +154,7 @@ class Yolov8Adapter(ModelAdapter):
             raise ValueError('conf_threshold and nms_threshold must be within [0, 1]')
         if self.max_detections < 1 or self.max_nms < 1:
             raise ValueError('max_detections and max_nms must be >= 1')
-        self.class_agnostic = bool(_parse_bool(class_agnostic, 'class_agnostic'))
+        self.class_agnostic = parse_bool(class_agnostic, 'class_agnostic', default=False)
         self._local = threading.local()
 
     def preprocess(self, image: np.ndarray) -> Tuple[List[np.ndarray], LetterboxMeta]:

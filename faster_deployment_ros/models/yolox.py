@@ -16,46 +16,12 @@ from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..backends.base import TensorSpec
 from ..core.letterbox import LetterboxMeta, letterbox, to_chw_tensor, unletterbox_boxes
 from ..core.nms import batched_nms, nms
-from ..core.types import Detections
+from ..core.options import parse_bool, parse_size
+from ..core.types import Detections, static_dim, TensorSpec
 from .base import ModelAdapter, as_bgr_u8
 from .labels import resolve_class_names
-
-_TRUE = ('1', 'true', 'yes', 'on')
-_FALSE = ('0', 'false', 'no', 'off')
-
-
-def _parse_bool(value: Any, what: str) -> Optional[bool]:
-    if value is None or isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    if text in ('', 'none', 'auto'):
-        return None
-    raise ValueError(f'{what} must be true, false or auto, not {value!r}')
-
-
-def _parse_size(value: Any) -> Tuple[int, int]:
-    """(h, w) from an int, a pair, or '416' / '416,416' / '416x416'."""
-    if isinstance(value, str):
-        parts = [p for p in value.replace('x', ',').split(',') if p.strip()]
-        value = [int(p) for p in parts]
-    if isinstance(value, (int, np.integer)):
-        value = (value, value)
-    h, w = (int(v) for v in (value if len(value) == 2 else (value[0], value[0])))
-    if h <= 0 or w <= 0:
-        raise ValueError(f'input_size must be positive, not {value!r}')
-    return h, w
-
-
-def _static(dim: Any) -> Optional[int]:
-    return dim if isinstance(dim, (int, np.integer)) and dim > 0 else None
-
 
 def make_grids(size_hw: Tuple[int, int], strides: Sequence[int]) -> Tuple[np.ndarray, np.ndarray]:
     """Per-anchor (x, y) grid cell and stride in YOLOX's output order: stride by stride, row-major."""
@@ -95,11 +61,11 @@ class YoloxAdapter(ModelAdapter):
             raise ValueError(f'YOLOX expects a (1, anchors, 5 + classes) output, got '
                              f'{[o.shape for o in outputs]}')
         in_shape, out_shape = inputs[0].shape, outputs[0].shape
-        if _static(in_shape[1]) not in (None, 3):
+        if static_dim(in_shape[1]) not in (None, 3):
             raise ValueError(f'YOLOX expects 3 input channels, model input is {in_shape}')
-        model_hw = (_static(in_shape[2]), _static(in_shape[3]))
+        model_hw = (static_dim(in_shape[2]), static_dim(in_shape[3]))
         if input_size is not None:
-            size = _parse_size(input_size)
+            size = parse_size(input_size)
             for got, want in zip(model_hw, size):
                 if got is not None and got != want:
                     raise ValueError(f'input_size {size} does not match the model input {in_shape}')
@@ -110,7 +76,7 @@ class YoloxAdapter(ModelAdapter):
         self.input_size = size
         self.input_dtype = np.dtype(inputs[0].dtype)
 
-        channels = _static(out_shape[2])
+        channels = static_dim(out_shape[2])
         self.num_classes = channels - 5 if channels is not None else None
         if self.num_classes is not None and self.num_classes < 1:
             raise ValueError(f'YOLOX output {out_shape} has no class scores')
@@ -118,11 +84,11 @@ class YoloxAdapter(ModelAdapter):
         if self.num_classes is None:
             self.num_classes = len(self.class_names)
 
-        self.decoded = _parse_bool(decoded, 'decoded')
+        self.decoded = parse_bool(decoded, 'decoded', allow_auto=True)
         if self.decoded is None:
             meta_flag = metadata.get('decoded', metadata.get('decode_in_inference'))
-            self.decoded = bool(_parse_bool(meta_flag, 'metadata decoded'))
-        anchors = _static(out_shape[1])
+            self.decoded = bool(parse_bool(meta_flag, 'metadata decoded', allow_auto=True))
+        anchors = static_dim(out_shape[1])
         if strides is None:
             candidates = [(8, 16, 32), (8, 16, 32, 64)]
             strides = next((s for s in candidates if self._anchor_count(s) == anchors), candidates[0])
@@ -140,7 +106,7 @@ class YoloxAdapter(ModelAdapter):
             raise ValueError('conf_threshold and nms_threshold must be within [0, 1]')
         if self.max_detections < 1:
             raise ValueError('max_detections must be >= 1')
-        self.class_agnostic = bool(_parse_bool(class_agnostic, 'class_agnostic'))
+        self.class_agnostic = parse_bool(class_agnostic, 'class_agnostic', default=False)
         self._local = threading.local()
 
     def _anchor_count(self, strides: Sequence[int]) -> int:
