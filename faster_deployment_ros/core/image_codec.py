@@ -18,7 +18,7 @@ import numpy as np
 __all__ = [
     'ImageCodecError', 'ENCODINGS', 'encoding_info', 'image_to_numpy', 'msg_to_numpy',
     'numpy_to_image_fields', 'fill_image_msg', 'to_bgr8', 'decode_compressed',
-    'encode_compressed',
+    'encode_compressed', 'compressed_image_size', 'check_image_size',
 ]
 
 
@@ -256,3 +256,65 @@ def encode_compressed(array: np.ndarray, fmt: str = 'jpeg', quality: int = 90,
     if not ok:
         raise ImageCodecError(f'OpenCV failed to encode {encoding} {a.shape} as {fmt}')
     return f'{encoding}; {fmt} compressed {packed}', out.tobytes()
+
+
+# ---- input size limits, checked before any pixel is touched or decoded ----------------------
+
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+# JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic); not C4/C8/CC
+_JPEG_SOF = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE,
+                       0xCF))
+
+
+def compressed_image_size(data: Any) -> Tuple[str, int, int]:
+    """(kind, width, height) read from a PNG or JPEG header, without decoding.
+
+    Raises ImageCodecError when the data is neither or its header is cut short, so a decoder
+    never sees a payload whose size is unknown.
+    """
+    buf = _as_uint8_buffer(data)
+    head = bytes(buf[:8])
+    if head == _PNG_SIGNATURE:
+        if buf.size < 24 or bytes(buf[12:16]) != b'IHDR':
+            raise ImageCodecError('png image without an IHDR header (truncated or corrupt)')
+        w = int.from_bytes(bytes(buf[16:20]), 'big')
+        h = int.from_bytes(bytes(buf[20:24]), 'big')
+        return 'png', w, h
+    if head[:2] == b'\xff\xd8':
+        i, n = 2, int(buf.size)
+        while i + 3 < n:
+            if buf[i] != 0xFF:
+                raise ImageCodecError(f'corrupt jpeg: no marker at byte {i}')
+            marker = int(buf[i + 1])
+            if marker == 0xFF:  # fill byte
+                i += 1
+                continue
+            if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # no length field
+                i += 2
+                continue
+            if marker in (0xD9, 0xDA):  # end of image / start of scan before any frame header
+                break
+            length = (int(buf[i + 2]) << 8) | int(buf[i + 3])
+            if marker in _JPEG_SOF:
+                if i + 9 > n:
+                    break
+                h = (int(buf[i + 5]) << 8) | int(buf[i + 6])
+                w = (int(buf[i + 7]) << 8) | int(buf[i + 8])
+                return 'jpeg', w, h
+            if length < 2:
+                raise ImageCodecError(f'corrupt jpeg: segment length {length} at byte {i}')
+            i += 2 + length
+        raise ImageCodecError('jpeg image without a frame header (truncated or corrupt)')
+    raise ImageCodecError(f'compressed image is neither jpeg nor png ({buf.size} bytes starting '
+                          f'{head.hex()}); only those are accepted')
+
+
+def check_image_size(width: int, height: int, max_pixels: int, what: str = 'image') -> None:
+    """Raise ImageCodecError for an empty frame or one over `max_pixels` (0: no limit)."""
+    width, height = int(width), int(height)
+    if width <= 0 or height <= 0:
+        raise ImageCodecError(f'{what} is empty ({width}x{height})')
+    if max_pixels and width * height > max_pixels:
+        raise ImageCodecError(
+            f'{what} {width}x{height} has {width * height} pixels, over max_input_pixels '
+            f'{max_pixels}; refused before decoding (raise max_input_pixels if it is genuine)')

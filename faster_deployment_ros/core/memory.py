@@ -21,4 +21,19 @@ def reuse_large_buffers() -> bool:
         return False
 
 
-__all__ = ['reuse_large_buffers']
+def trim_heap() -> bool:
+    """glibc: give the free memory of every malloc arena back to the system (malloc_trim(0)).
+
+    With the trim threshold above, and with one arena per thread that ever allocated (pipeline
+    stages and runtime threads are new threads after each configure), memory freed at cleanup
+    stays in the process and the next configure's allocations land in other arenas; the
+    resident size then climbs cycle after cycle until the arenas are all in use. A node calls
+    this after releasing its models. Returns False where it does not apply.
+    """
+    try:
+        return bool(ctypes.CDLL('libc.so.6').malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
+
+
+__all__ = ['reuse_large_buffers', 'trim_heap']

@@ -50,7 +50,29 @@ def create_adapter(family: str, inputs: List[TensorSpec], outputs: List[TensorSp
     except KeyError:
         raise ValueError(f'unknown model family {family!r}; choose one of '
                          f'{", ".join(available_families())}') from None
-    return getattr(importlib.import_module(module, __name__), cls)(inputs, outputs, metadata, **params)
+    try:
+        return getattr(importlib.import_module(module, __name__), cls)(
+            inputs, outputs, metadata, **params)
+    except ValueError as exc:
+        raise ValueError(_name_the_family(family, exc, inputs, outputs, metadata)) from exc
+
+
+_FAMILY_ALIASES = {'yolo11': 'yolov8', 'yolo26': 'yolov8', 'depth_anything_v2': 'depth',
+                   'midas': 'depth'}
+
+
+def _name_the_family(family: str, exc: ValueError, inputs, outputs, metadata) -> str:
+    """When a model does not fit the family it was given, say which family it looks like."""
+    try:
+        guess, reason = resolve_family('auto', inputs, outputs, metadata)
+    except Exception:  # noqa: BLE001 - no confident guess: the adapter's own message stands
+        return str(exc)
+    if _FAMILY_ALIASES.get(guess, guess) == _FAMILY_ALIASES.get(family, family):
+        return str(exc)
+    what = {'depth': 'a depth model'}.get(guess, f'a {guess.upper().replace("YOLOV", "YOLOv")} '
+                                                 'head')
+    return (f'this looks like {what} ({reason}), not {family}: set model_family: {guess} or '
+            f'auto ({exc})')
 
 
 __all__ = ['ModelAdapter', 'create_adapter', 'available_families', 'resolve_family']

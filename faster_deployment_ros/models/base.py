@@ -34,3 +34,25 @@ class ModelAdapter:
 
     def postprocess(self, outputs: Sequence[np.ndarray], meta: Any) -> Any:
         raise NotImplementedError
+
+    #: the decoding knobs a running node may change between frames
+    THRESHOLDS = ('conf_threshold', 'nms_threshold', 'max_detections')
+
+    def set_thresholds(self, **values: Any) -> None:
+        """Change conf_threshold / nms_threshold / max_detections for the frames decoded from
+        now on (each is read once per postprocess call). Checks every value first, so a bad
+        one changes nothing; a knob this family does not have is an error, not ignored."""
+        checked = {}
+        for name, value in values.items():
+            if name not in self.THRESHOLDS or not hasattr(self, name):
+                raise ValueError(f'{type(self).__name__} has no {name} to set')
+            if name == 'max_detections':
+                if int(value) < 1:
+                    raise ValueError(f'max_detections must be >= 1, got {value}')
+                checked[name] = int(value)
+            else:
+                if not 0.0 <= float(value) <= 1.0:
+                    raise ValueError(f'{name} must lie in [0, 1], got {value}')
+                checked[name] = float(value)
+        for name, value in checked.items():
+            setattr(self, name, value)

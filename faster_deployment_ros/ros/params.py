@@ -26,6 +26,9 @@ COMMON_PARAMETERS: Dict[str, tuple] = {
     'queue_size': (2, 'input queue length before the full policy applies'),
     'full_policy': ('drop_oldest', 'when the input queue is full: drop_oldest or block'),
     'input_type': ('raw', 'raw (sensor_msgs/Image) or compressed (sensor_msgs/CompressedImage)'),
+    'inputs': ([''], 'several cameras, one model: image topics, each camera\'s results in its '
+               'namespace (/front/image_raw -> /front/detections); an entry ending in '
+               '/compressed is a CompressedImage topic; empty: the single image topic'),
     'qos_reliability': ('best_effort', 'input QoS reliability: best_effort or reliable'),
     'qos_depth': (5, 'input and output QoS history depth'),
     'input_size': ([0, 0], 'model input [height, width] for models with dynamic shapes'),
@@ -36,7 +39,20 @@ COMMON_PARAMETERS: Dict[str, tuple] = {
     'latency_budget_ms': (100.0, 'accepted latency, frame in to result out, in ms (autotune)'),
     'autotune_image': ('', 'image to time pre/post-processing on (autotune); empty: a '
                        'synthetic 1280x720 frame'),
+    'max_input_pixels': (7680 * 4320, 'frames with more pixels are refused before decoding '
+                         '(raw width x height, jpeg/png header size); 0 = no limit'),
+    'diagnostics_window': (5.0, 'seconds of recent frames the /diagnostics level and fps use'),
+    'diagnostics_stale_after': (3.0, 'seconds without input before /diagnostics says STALE'),
+    'diagnostics_max_latency_ms': (500.0, 'median input age + pipeline time above this: WARN '
+                                   'on /diagnostics; 0 = no check'),
 }
+
+# Parameters a running node applies to the next frame; every other one is read at configure
+# and a change to it while configured is rejected with "needs reconfigure: <name>".
+RUNTIME_PARAMETERS = ('max_input_pixels', 'diagnostics_window', 'diagnostics_stale_after',
+                      'diagnostics_max_latency_ms')
+# Read once when the node starts (a change needs a restart).
+STARTUP_PARAMETERS = ('autostart', 'diagnostics_period')
 
 
 class ParameterError(ValueError):
@@ -57,11 +73,13 @@ class CommonConfig:
     qos_depth: int
     input_size: Optional[List[int]]
     diagnostics_period: float
+    max_input_pixels: int = 7680 * 4320
     backend_options: Dict[str, Any] = field(default_factory=dict)
     autotune: bool = False
     camera_rate: float = 30.0
     latency_budget_ms: float = 100.0
     autotune_image: str = ''
+    inputs: List[str] = field(default_factory=list)
 
 
 def declare(node, table: Dict[str, tuple]) -> None:
@@ -120,13 +138,66 @@ def read_common(node) -> CommonConfig:
         qos_reliability=_choice('qos_reliability', value(node, 'qos_reliability'), RELIABILITIES),
         qos_depth=_at_least('qos_depth', value(node, 'qos_depth'), 1),
         input_size=input_size,
-        diagnostics_period=float(value(node, 'diagnostics_period')),
+        diagnostics_period=float(_non_negative('diagnostics_period',
+                                               value(node, 'diagnostics_period'))),
+        max_input_pixels=_non_negative_int('max_input_pixels', value(node, 'max_input_pixels')),
         backend_options=backend_options(node, backend),
         autotune=autotune,
         camera_rate=camera_rate,
         latency_budget_ms=budget,
         autotune_image=value(node, 'autotune_image'),
+        inputs=[t for t in (value(node, 'inputs') or []) if t],
     )
+
+
+def _non_negative_int(name: str, val: Any) -> Any:
+    return _at_least(name, val, 0)
+
+
+def _positive(name: str, val: Any) -> Any:
+    if isinstance(val, bool) or not isinstance(val, (int, float)) or val <= 0:
+        raise ParameterError(f'{name}={val!r}: must be > 0')
+    return val
+
+
+def _non_negative(name: str, val: Any) -> Any:
+    if isinstance(val, bool) or not isinstance(val, (int, float)) or val < 0:
+        raise ParameterError(f'{name}={val!r}: must be >= 0')
+    return val
+
+
+# name -> check(name, value) raising ParameterError: what configure and a runtime change accept.
+VALIDATORS: Dict[str, Any] = {
+    'workers': lambda n, v: _at_least(n, v, 1),
+    'threads': lambda n, v: _at_least(n, v, 0),
+    'queue_size': lambda n, v: _at_least(n, v, 1),
+    'qos_depth': lambda n, v: _at_least(n, v, 1),
+    'full_policy': lambda n, v: _choice(n, v, FULL_POLICIES),
+    'input_type': lambda n, v: _choice(n, v, INPUT_TYPES),
+    'qos_reliability': lambda n, v: _choice(n, v, RELIABILITIES),
+    'diagnostics_period': _non_negative,
+    'max_input_pixels': _non_negative_int,
+    'diagnostics_window': _positive,
+    'diagnostics_stale_after': _positive,
+    'diagnostics_max_latency_ms': _non_negative,
+    'camera_rate': _non_negative,
+    'latency_budget_ms': _non_negative,
+}
+
+
+def validate(name: str, val: Any) -> None:
+    """Raise ParameterError if `val` is not acceptable for the common parameter `name`."""
+    check = VALIDATORS.get(name)
+    if check is not None:
+        check(name, val)
+
+
+def health_limits(node):
+    """The /diagnostics thresholds from the node's parameters."""
+    from ..core.health import HealthLimits
+    return HealthLimits(window_s=float(value(node, 'diagnostics_window')),
+                        stale_s=float(value(node, 'diagnostics_stale_after')),
+                        max_latency_ms=float(value(node, 'diagnostics_max_latency_ms')))
 
 
 def unknown_parameters(node, known: Sequence[str], backends: Sequence[str]) -> List[str]:

@@ -1,0 +1,126 @@
+"""ROS side of node health: /diagnostics in every lifecycle state, middleware losses, and the
+package's Python logs on the node's logger (so they reach /rosout).
+
+The health logic itself (levels, messages, counters) is core/health.py and ROS-free; this module
+only turns it into diagnostic_msgs and wires rclpy's events to it.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+from ..core.health import HealthStatus
+
+PACKAGE_LOGGER = 'faster_deployment_ros'
+
+
+def diagnostic_status(status: HealthStatus, name: str, hardware_id: str = '',
+                      extra: Sequence[Tuple[str, Any]] = ()) -> DiagnosticStatus:
+    values = [KeyValue(key=str(k), value=str(v)) for k, v in list(status.values) + list(extra)]
+    return DiagnosticStatus(level=bytes([status.level]), name=name, message=status.message,
+                            hardware_id=hardware_id, values=values)
+
+
+class DiagnosticsPublisher:
+    """Publishes what `collect()` returns on /diagnostics every `period` s, whatever the node's
+    lifecycle state (a plain publisher and timer, not lifecycle-managed): a supervisor sees an
+    unconfigured or inactive node too, not silence."""
+
+    def __init__(self, node, period: float,
+                 collect: Callable[[], Iterable[DiagnosticStatus]]) -> None:
+        self._node, self._collect = node, collect
+        self._pub = node.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._timer = node.create_timer(period, self.publish) if period > 0 else None
+
+    def publish(self) -> None:
+        if self._pub is None:
+            return
+        try:
+            statuses: List[DiagnosticStatus] = list(self._collect())
+        except Exception as exc:  # noqa: BLE001 - diagnostics must not take the node down
+            self._node.get_logger().error(f'diagnostics: {type(exc).__name__}: {exc}')
+            return
+        msg = DiagnosticArray(status=statuses)
+        msg.header.stamp = self._node.get_clock().now().to_msg()
+        if self._node.context.ok():
+            self._pub.publish(msg)
+
+    def destroy(self) -> None:
+        if self._timer is not None:
+            self._node.destroy_timer(self._timer)
+            self._timer = None
+        if self._pub is not None:
+            self._node.destroy_publisher(self._pub)
+            self._pub = None
+
+
+def message_lost_event_callbacks(on_lost: Callable[[int], None]) -> Optional[Any]:
+    """SubscriptionEventCallbacks reporting messages the middleware lost (rclpy's message-lost
+    QoS event: Humble, Jazzy, Kilted); None where this rclpy lacks it."""
+    try:
+        from rclpy.event_handler import SubscriptionEventCallbacks
+    except ImportError:  # Humble names the module rclpy.qos_event
+        try:
+            from rclpy.qos_event import SubscriptionEventCallbacks
+        except ImportError:
+            return None
+
+    def lost(info) -> None:
+        on_lost(int(getattr(info, 'total_count_change', 0)))
+
+    try:
+        return SubscriptionEventCallbacks(message_lost=lost)
+    except TypeError:
+        return None
+
+
+class NodeLogHandler(logging.Handler):
+    """Forwards records of the package's Python loggers (pipeline, model adapters, autotune) to
+    the node's rclpy logger, so they reach /rosout with the node's name."""
+
+    def __init__(self, node, level: int = logging.INFO) -> None:
+        super().__init__(level)
+        self._node = node
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record) if record.exc_info else record.getMessage()
+            if record.exc_info and self.formatter is None:
+                text = logging.Formatter().format(record)
+            logger = self._node.get_logger()
+            if record.levelno >= logging.ERROR:
+                logger.error(text)
+            elif record.levelno >= logging.WARNING:
+                logger.warning(text)
+            elif record.levelno >= logging.INFO:
+                logger.info(text)
+            else:
+                logger.debug(text)
+        except Exception:  # noqa: BLE001 - logging must never raise (e.g. after shutdown)
+            pass
+
+
+def attach_log_handler(node) -> NodeLogHandler:
+    """Route the package's Python logs to `node`'s logger until `detach_log_handler`."""
+    handler = NodeLogHandler(node)
+    logger = logging.getLogger(PACKAGE_LOGGER)
+    if logger.level == logging.NOTSET or logger.level > logging.INFO:
+        logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    logger.propagate = False  # the node's logger prints them; no second copy on stderr
+    return handler
+
+
+def detach_log_handler(handler: Optional[NodeLogHandler]) -> None:
+    if handler is None:
+        return
+    logger = logging.getLogger(PACKAGE_LOGGER)
+    logger.removeHandler(handler)
+    if not any(isinstance(h, NodeLogHandler) for h in logger.handlers):
+        logger.propagate = True
+
+
+__all__ = ['DiagnosticsPublisher', 'NodeLogHandler', 'attach_log_handler', 'detach_log_handler',
+           'diagnostic_status', 'message_lost_event_callbacks']
