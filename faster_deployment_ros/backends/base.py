@@ -1,15 +1,25 @@
 """The one interface every inference backend implements, so model adapters never care which runs."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..core.options import parse_bool
 from ..core.types import TensorSpec
 
 
 class BackendError(RuntimeError):
     """Loading or running a model failed; the message says what to fix."""
+
+
+def flag_option(value: Any, what: str, default: Optional[bool] = None,
+                allow_auto: bool = False) -> Optional[bool]:
+    """A yes/no backend option (core.options.parse_bool); a bad value is a BackendError."""
+    try:
+        return parse_bool(value, what, default, allow_auto)
+    except ValueError as exc:
+        raise BackendError(str(exc)) from None
 
 
 class Backend:

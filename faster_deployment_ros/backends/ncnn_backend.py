@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .base import Backend, BackendError, TensorSpec
+from .base import Backend, BackendError, flag_option, TensorSpec
 
 _log = logging.getLogger(__name__)
 _OPTIONS = ('threads', 'light_mode', 'use_vulkan', 'gpu_device', 'fp16', 'input_names',
@@ -40,15 +40,7 @@ def model_files(model_path: str) -> tuple:
 
 def _flag(value: Any, name: str) -> Optional[bool]:
     """Bool option from Python or ROS parameters; None for 'auto' / unset."""
-    if value is None or (isinstance(value, str) and value.lower() in ('', 'auto', 'default')):
-        return None
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, np.integer)) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.lower() in ('true', 'false', '1', '0', 'yes', 'no'):
-        return value.lower() in ('true', '1', 'yes')
-    raise BackendError(f'ncnn option {name} must be true, false or auto, not {value!r}')
+    return flag_option(value, f'ncnn option {name}', allow_auto=True)
 
 
 def _names(value: Any, name: str) -> Optional[List[str]]:

@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .base import Backend, BackendError, TensorSpec
+from .base import Backend, BackendError, flag_option, TensorSpec
 
 _log = logging.getLogger(__name__)
 _OPTIONS = ('npu_core', 'worker_index', 'workers', 'num_npu_cores', 'data_format', 'simulator',
@@ -54,12 +54,6 @@ def resolve_core_mask(npu_core: Any = 'auto', worker_index: Optional[int] = None
 def model_files(model_path: str) -> tuple:
     p = Path(os.fspath(model_path))
     return p, p.with_name(p.name + '.json')
-
-
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ('1', 'true', 'yes', 'on')
-    return bool(value)
 
 
 class RknnLiteRuntime:
@@ -182,7 +176,7 @@ class RknnBackend(Backend):
                                            None if worker is None else int(worker),
                                            options.get('workers'), int(options.get('num_npu_cores', 3)))
         factory: Optional[Callable] = options.get('runtime_factory')
-        self.simulated = _truthy(options.get('simulator', False))
+        self.simulated = flag_option(options.get('simulator'), 'rknn option simulator', False)
         if factory is not None:
             self._rt = factory(str(path), self.core_mask)
         elif self.simulated:

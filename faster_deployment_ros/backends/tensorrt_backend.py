@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 import numpy as np
 
 from ..core.types import Detections
-from .base import Backend, BackendError, TensorSpec
+from .base import Backend, BackendError, flag_option, TensorSpec
 from . import tensorrt_engine as E
 
 _OPTIONS = ('device', 'precision', 'workspace', 'cache_dir', 'timing_cache', 'input_shape',
@@ -62,13 +62,8 @@ def parse_options(options: Dict[str, Any]) -> Dict[str, Any]:
                 int8_calibration=calib, calibration_cache=Path(calib_cache) if calib_cache else None,
                 calibration_limit=limit,
                 calibration_preprocess=str(o.get('calibration_preprocess') or 'yolox'),
-                rebuild=_flag(o.get('rebuild')), verbose=_flag(o.get('verbose')))
-
-
-def _flag(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ('1', 'true', 'yes', 'on')
-    return bool(value)
+                rebuild=flag_option(o.get('rebuild'), 'tensorrt option rebuild', False),
+                verbose=flag_option(o.get('verbose'), 'tensorrt option verbose', False))
 
 
 def onnx_signature(path: Path) -> Tuple[List[Tuple[str, Tuple[Any, ...]]], Dict[str, str]]:
