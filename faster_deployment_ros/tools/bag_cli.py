@@ -3,6 +3,8 @@
   fdr-bag from-video INPUT OUT_BAG [--topic /image] [--fps F] [--max-frames N] [--compressed]
   fdr-bag play-record IN_BAG OUT_DIR [--rate R] [--in-topic /image] [--out-topic /detections]
   fdr-bag info BAG
+  fdr-bag diff RUN_BAG GOLDEN_BAG [--topic T] [--min-recall R] [--max-box-drift-px PX] ...
+  fdr-bag bench IN_BAG --model MODEL [--params YAML] [--drop-limit 0.05] [--latency-hz 30]
 """
 from __future__ import annotations
 
@@ -74,6 +76,21 @@ def _info(a: argparse.Namespace) -> int:
     return 0
 
 
+def _diff(a: argparse.Namespace) -> int:
+    from .bag_diff import Thresholds, run_cli
+    t = Thresholds(min_recall=a.min_recall, min_precision=a.min_precision,
+                   min_mean_iou=a.min_mean_iou, max_box_drift_px=a.max_box_drift_px,
+                   max_score_drift=a.max_score_drift, max_missing_frames=a.max_missing_frames,
+                   max_abs_rel=a.max_abs_rel, min_delta1=a.min_delta1, per_class=a.per_class)
+    return run_cli(a.run_bag, a.golden_bag, a.topic, a.golden_topic, a.iou, a.json,
+                   '' if a.no_plot else a.plot, t)
+
+
+def _bench(a: argparse.Namespace) -> int:
+    from .bag_bench import main_args
+    return main_args(a)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='fdr-bag', description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -120,6 +137,43 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser('info', help='topics and counts of a bag')
     i.add_argument('bag')
     i.set_defaults(func=_info)
+
+    d = sub.add_parser('diff', help='compare a run\'s outputs with a golden bag; non-zero exit '
+                       'when a limit fails', description='Pairs outputs by header (stamp, '
+                       'frame_id), then detections by class and IoU (greedy, highest IoU first); '
+                       'depth images on pixels valid in both. Exit 0: passed, 1: a limit failed, '
+                       '2: unreadable input.')
+    d.add_argument('run_bag', help='bag (or replay OUT_DIR with outputs/) of the run under test')
+    d.add_argument('golden_bag', help='bag (or replay OUT_DIR) recorded as the reference')
+    d.add_argument('--topic', help='output topic (default: the only Detection2DArray topic, '
+                   'else the only Image topic)')
+    d.add_argument('--golden-topic', help='topic in the golden bag, when it differs')
+    d.add_argument('--iou', type=float, default=0.5, help='least IoU of a matched pair')
+    d.add_argument('--json', help='report path (default: diff.json beside RUN_BAG)')
+    d.add_argument('--plot', help='per-frame PNG (default: the report path with .png)')
+    d.add_argument('--no-plot', action='store_true')
+    g = d.add_argument_group('limits (each checked only when given)')
+    g.add_argument('--min-recall', type=float, help='matched / golden detections')
+    g.add_argument('--min-precision', type=float, help='matched / run detections')
+    g.add_argument('--min-mean-iou', type=float)
+    g.add_argument('--max-box-drift-px', type=float,
+                   help='largest corner difference of any matched box, pixels')
+    g.add_argument('--max-score-drift', type=float,
+                   help='largest |run - golden| score of any matched box')
+    g.add_argument('--max-missing-frames', type=int,
+                   help='frames present on one side only (both directions together)')
+    g.add_argument('--per-class', action='store_true',
+                   help='apply the detection limits to every class as well as overall')
+    g.add_argument('--max-abs-rel', type=float, help='depth: mean |run - golden| / golden')
+    g.add_argument('--min-delta1', type=float,
+                   help='depth: share of pixels with max(run/golden, golden/run) < 1.25')
+    d.set_defaults(func=_diff)
+
+    b = sub.add_parser('bench', help='peak fps (< drop limit) and latency at 30 Hz of a node fed '
+                       'from a bag, in the form of ros2_benchmark / Isaac ROS tables')
+    from .bag_bench import add_arguments
+    add_arguments(b)
+    b.set_defaults(func=_bench)
     return p
 
 

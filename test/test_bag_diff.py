@@ -1,0 +1,165 @@
+"""`fdr-bag diff`: matching and metrics on constructed messages, the CLI gate on bags written
+with rosbags, and (test_bag_diff_nodes.py) real node runs diffed against each other."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from bag_diff_support import depth_image, detections_bag, write_bag
+from faster_deployment_ros.tools import bag_cli
+from faster_deployment_ros.tools.bag_diff import (Dets, Thresholds, check, depth_errors,
+                                                  diff_detections, match_greedy, read_outputs)
+
+S0 = 1_700_000_000_000_000_000
+GOLDEN = {
+    S0: [('person', 0.90, 10, 10, 50, 110), ('person', 0.80, 100, 20, 140, 120),
+         ('car', 0.70, 200, 50, 300, 120)],
+    S0 + 100_000_000: [('person', 0.85, 12, 10, 52, 110)],
+    S0 + 200_000_000: [],
+}
+
+
+def dets(*rows) -> Dets:
+    return Dets([r[0] for r in rows], np.array([r[1] for r in rows], np.float64),
+                np.array([r[2:] for r in rows], np.float64).reshape(-1, 4))
+
+
+def frames(spec):
+    return {(s, 'camera'): dets(*d) for s, d in spec.items()}
+
+
+def test_greedy_matching_same_class_highest_iou_first():
+    gold = dets(('person', 0.9, 0, 0, 10, 10), ('person', 0.9, 4, 0, 14, 10),
+                ('car', 0.9, 0, 0, 10, 10))
+    # run box 0 overlaps gold 0 (IoU 0.82) and gold 1 (0.43); run box 1 sits on gold 1 exactly.
+    run = dets(('person', 0.8, 1, 0, 11, 10), ('person', 0.8, 4, 0, 14, 10),
+               ('dog', 0.8, 0, 0, 10, 10))
+    pairs = match_greedy(run, gold, iou=0.5)
+    assert [(i, j) for i, j, _ in pairs] == [(1, 1), (0, 0)]
+    assert pairs[0][2] == pytest.approx(1.0) and pairs[1][2] == pytest.approx(9 / 11)
+    # the dog lies exactly on the car: another class, never paired
+    assert match_greedy(run, gold, iou=0.95) == [(1, 1, pytest.approx(1.0))]
+    assert match_greedy(dets(), gold) == [] and match_greedy(run, dets()) == []
+
+
+def test_identical_outputs_agree_exactly():
+    r = diff_detections(frames(GOLDEN), frames(GOLDEN))
+    o = r['overall']
+    assert (o['golden'], o['run'], o['matched']) == (4, 4, 4)
+    assert o['precision'] == o['recall'] == o['mean_iou'] == 1.0
+    assert o['box_drift_px_max'] == 0.0 and o['score_drift_max_abs'] == 0.0
+    assert r['frames_compared'] == 3 and r['frames_missing_in_run'] == 0
+    assert set(r['per_class']) == {'person', 'car'}
+    assert check(r, Thresholds(min_recall=1, min_precision=1, max_box_drift_px=0,
+                               max_score_drift=0, max_missing_frames=0, per_class=True)) == []
+
+
+def test_drift_misses_extras_and_missing_frames():
+    run = {
+        # person 0 moved 2 px right and scored 0.05 lower; person 1 missed; an extra dog
+        S0: [('person', 0.85, 12, 10, 52, 110), ('car', 0.70, 200, 50, 300, 120),
+             ('dog', 0.6, 400, 400, 450, 450)],
+        # frame S0 + 100 ms missing in the run; a frame the golden bag does not have
+        S0 + 200_000_000: [],
+        S0 + 300_000_000: [('person', 0.9, 0, 0, 5, 5)],
+    }
+    r = diff_detections(frames(run), frames(GOLDEN))
+    o, person = r['overall'], r['per_class']['person']
+    assert r['frames_compared'] == 2
+    assert r['frames_missing_in_run'] == 1 and r['frames_missing_in_golden'] == 1
+    # compared frames: golden has 3 detections (person, person, car), run 3 (person, car, dog)
+    assert (o['golden'], o['run'], o['matched'], o['missed'], o['false_positives']) == \
+        (3, 3, 2, 1, 1)
+    assert o['recall'] == pytest.approx(2 / 3) and o['precision'] == pytest.approx(2 / 3)
+    assert person['recall'] == 0.5 and person['precision'] == 1.0
+    assert person['box_drift_px_max'] == pytest.approx(2.0)
+    assert person['score_drift_mean'] == pytest.approx(-0.05)
+    assert person['mean_iou'] == pytest.approx(38 / 42)
+    assert r['per_class']['dog']['precision'] == 0.0 and r['per_class']['dog']['recall'] is None
+    assert r['per_class']['car']['box_drift_px_max'] == 0.0
+    fails = check(r, Thresholds(min_recall=0.98, max_box_drift_px=1.0, max_missing_frames=0))
+    assert len(fails) == 3 and 'recall 0.6667 < 0.98' in fails[1]
+    assert check(r, Thresholds(min_recall=0.6, max_box_drift_px=2.0)) == []
+    assert check(r, Thresholds(min_recall=0.6, per_class=True)) != []  # person recall 0.5
+    rows = {f['stamp_ns']: f for f in r['per_frame']}
+    assert rows[S0]['matched'] == 2 and rows[S0 + 100_000_000]['missing_in'] == 'run'
+
+
+def test_depth_errors_on_valid_pixels_only():
+    gold = np.full((4, 5), 2.0)
+    gold[0, 0] = 0.0          # invalid in golden
+    run = gold * 1.1
+    run[1, 1] = np.nan        # invalid in the run
+    run[2, 2] = 3.0           # ratio 1.5: outside delta < 1.25
+    e = depth_errors(run, gold)
+    assert e['valid_pixels'] == 18
+    assert e['abs_rel'] == pytest.approx((17 * 0.1 + 0.5) / 18)
+    assert e['delta1'] == pytest.approx(17 / 18)
+    assert depth_errors(run[:3], gold)['shape_mismatch'] == [[3, 5], [4, 5]]
+
+
+def test_cli_gate_on_bags(tmp_path, capsys):
+    golden = detections_bag(tmp_path / 'golden', GOLDEN)
+    same = detections_bag(tmp_path / 'same', GOLDEN)
+    worse = dict(GOLDEN)
+    worse[S0] = GOLDEN[S0][:2]  # the car is lost
+    worse_bag = detections_bag(tmp_path / 'worse', worse)
+
+    args = ['--min-recall', '0.98', '--min-precision', '0.98', '--max-box-drift-px', '2',
+            '--max-missing-frames', '0']
+    assert bag_cli.main(['diff', str(same), str(golden), *args]) == 0
+    out = capsys.readouterr().out
+    assert 'gate passed' in out and 'ALL' in out
+    report = json.loads((tmp_path / 'diff.json').read_text())
+    assert report['gate']['passed'] and report['overall']['recall'] == 1.0
+    png = cv2.imread(str(tmp_path / 'diff.png'))
+    assert png is not None and png.shape[0] > 100
+
+    js = tmp_path / 'w' / 'worse.json'
+    assert bag_cli.main(['diff', str(worse_bag), str(golden), *args, '--json', str(js)]) == 1
+    out = capsys.readouterr().out
+    assert 'GATE FAILED' in out and 'car' in out
+    report = json.loads(js.read_text())
+    assert not report['gate']['passed'] and report['per_class']['car']['recall'] == 0.0
+    assert report['overall']['recall'] == pytest.approx(0.75)
+    assert (tmp_path / 'w' / 'worse.png').is_file()
+    # no limits given: report only, exit 0
+    assert bag_cli.main(['diff', str(worse_bag), str(golden), '--no-plot',
+                         '--json', str(tmp_path / 'x.json')]) == 0
+
+
+def test_replay_out_dir_and_topic_selection(tmp_path, capsys):
+    from bag_diff_support import detection_array
+    two = write_bag(tmp_path / 'run' / 'outputs', {
+        '/a/detections': ('vision_msgs/msg/Detection2DArray', [detection_array(S0, [])]),
+        '/b/detections': ('vision_msgs/msg/Detection2DArray',
+                          [detection_array(S0, [('person', 0.5, 0, 0, 9, 9)])])})
+    assert bag_cli.main(['diff', str(tmp_path / 'run'), str(two), '--no-plot']) == 2
+    assert 'several output topics' in capsys.readouterr().err
+    assert read_outputs(tmp_path / 'run', '/b/detections').frames[(S0, 'camera')].classes == \
+        ['person']
+    assert bag_cli.main(['diff', str(tmp_path / 'run'), str(two), '--no-plot',
+                         '--topic', '/b/detections', '--min-recall', '1']) == 0
+    assert bag_cli.main(['diff', str(tmp_path / 'nothing'), str(two)]) == 2
+    assert 'does not exist' in capsys.readouterr().err
+
+
+def test_depth_bags(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    gold = [rng.uniform(1, 5, (6, 8)) for _ in range(3)]
+    golden = write_bag(tmp_path / 'golden', {'/depth': (
+        'sensor_msgs/msg/Image', [depth_image(S0 + i, d) for i, d in enumerate(gold)])})
+    run = write_bag(tmp_path / 'run', {'/depth': (
+        'sensor_msgs/msg/Image', [depth_image(S0 + i, d * 1.02) for i, d in enumerate(gold)])})
+    assert bag_cli.main(['diff', str(run), str(golden), '--max-abs-rel', '0.03',
+                         '--min-delta1', '0.99', '--json', str(tmp_path / 'd.json')]) == 0
+    report = json.loads((tmp_path / 'd.json').read_text())
+    assert report['kind'] == 'depth' and report['frames_compared'] == 3
+    assert report['overall']['abs_rel'] == pytest.approx(0.02, rel=1e-4)
+    assert report['overall']['delta1'] == 1.0
+    assert bag_cli.main(['diff', str(run), str(golden), '--max-abs-rel', '0.01',
+                         '--json', str(tmp_path / 'd2.json')]) == 1
+    assert 'abs_rel 0.02 > 0.01' in capsys.readouterr().out
