@@ -80,7 +80,8 @@ def device():
 @pytest.mark.parametrize('center', [False, True])
 @pytest.mark.parametrize('size', [(416, 416), (640, 640), (384, 640)])
 def test_letterbox_u8_equals_cpu(device, frames, center, size):
-    from faster_deployment_ros.gpu.preprocess import GpuLetterbox, PreprocessSpec
+    from faster_deployment_ros.core.specs import PreprocessSpec
+    from faster_deployment_ros.gpu.preprocess import GpuLetterbox
     lb = GpuLetterbox(PreprocessSpec(size=size, center=center), device=device)
     try:
         for f in frames:
@@ -99,7 +100,8 @@ def test_letterbox_u8_equals_cpu(device, frames, center, size):
 @pytest.mark.parametrize('preset_name,dtype', [('yolox', 'float32'), ('ultralytics', 'float32'),
                                                ('ultralytics', 'float16')])
 def test_chw_tensor_equals_cpu(device, frames, preset_name, dtype):
-    from faster_deployment_ros.gpu.pipeline import preprocess_cpu, preset
+    from faster_deployment_ros.core.specs import preset
+    from faster_deployment_ros.gpu.pipeline import preprocess_cpu
     from faster_deployment_ros.gpu.preprocess import GpuLetterbox
     spec = preset(preset_name, (416, 416) if preset_name == 'yolox' else (640, 640), dtype)
     lb = GpuLetterbox(spec, device=device)
@@ -121,7 +123,8 @@ def test_chw_tensor_equals_cpu(device, frames, preset_name, dtype):
 @pytest.mark.parametrize('staging', ['direct', 'pinned'])
 def test_staging_modes_roi_and_bgra_inputs(device, frames, staging):
     """A non-contiguous ROI and a 4-channel BGRA frame give the BGR letterbox, either staging."""
-    from faster_deployment_ros.gpu.preprocess import GpuLetterbox, PreprocessSpec
+    from faster_deployment_ros.core.specs import PreprocessSpec
+    from faster_deployment_ros.gpu.preprocess import GpuLetterbox
     lb = GpuLetterbox(PreprocessSpec(size=(416, 416)), device=device, staging=staging)
     try:
         roi = frames[1][100:600, 200:1100]
@@ -140,7 +143,8 @@ def test_staging_modes_roi_and_bgra_inputs(device, frames, staging):
 @gpu
 def test_imagenet_style_normalisation(device, frames):
     from faster_deployment_ros.gpu.pipeline import preprocess_cpu
-    from faster_deployment_ros.gpu.preprocess import GpuLetterbox, PreprocessSpec
+    from faster_deployment_ros.core.specs import PreprocessSpec
+    from faster_deployment_ros.gpu.preprocess import GpuLetterbox
     mean_rgb, std_rgb = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
     spec = PreprocessSpec(size=(518, 518), center=True, pad_value=0, swap_rb=True,
                           mean=tuple(255 * mean_rgb), scale=tuple(1 / (255 * std_rgb)))
@@ -361,7 +365,8 @@ def test_top_k_radix_select_is_exact(device, top_k):
     """More candidates than top_k (all 8400 anchors pass): the kept set is exactly the top-k."""
     from faster_deployment_ros.core.letterbox import LetterboxMeta
     from faster_deployment_ros.gpu.cuda import Stream
-    from faster_deployment_ros.gpu.postprocess import DecodeSpec, GpuDetectionDecoder
+    from faster_deployment_ros.core.specs import DecodeSpec
+    from faster_deployment_ros.gpu.postprocess import GpuDetectionDecoder
     rng = np.random.default_rng(7)
     pred = _synthetic_v8(rng)
     pred[0, 4:] += 0.02  # every anchor over the threshold
@@ -388,7 +393,8 @@ def test_top_k_radix_select_is_exact(device, top_k):
 def test_no_candidates_gives_empty(device):
     from faster_deployment_ros.core.letterbox import LetterboxMeta
     from faster_deployment_ros.gpu.cuda import Stream
-    from faster_deployment_ros.gpu.postprocess import DecodeSpec, GpuDetectionDecoder
+    from faster_deployment_ros.core.specs import DecodeSpec
+    from faster_deployment_ros.gpu.postprocess import GpuDetectionDecoder
     pred = np.zeros((1, 3549, 85), np.float32)
     stream = Stream(device)
     dec = GpuDetectionDecoder(DecodeSpec(layout='yolox'), pred.shape, (416, 416), stream, device)

@@ -246,7 +246,8 @@ def _empty_dir(tmp_path):
 
 def test_calibration_batches_use_the_model_preprocessing(dog_image_path, yolox_model):
     """Calibration tensors are exactly what the YOLOX adapter feeds the model."""
-    from faster_deployment_ros.gpu.pipeline import preprocess_cpu, preset
+    from faster_deployment_ros.core.specs import preset
+    from faster_deployment_ros.gpu.pipeline import preprocess_cpu
     from faster_deployment_ros.models import create_adapter
     spec = preset('yolox', (416, 416))
     seen = []

@@ -285,7 +285,8 @@ def prepare_engine(onnx_path: Path, opts: Dict[str, Any], api: Any, device: Any,
         return path, key, metadata, False
     preprocess = None
     if calib_paths:
-        from ..gpu.pipeline import preprocess_cpu, preset
+        from ..core.specs import preset
+        from ..gpu.pipeline import preprocess_cpu
         shape = shapes[inputs[0][0]]
         spec = preset(opts['calibration_preprocess'], (shape[2], shape[3]))
         preprocess = lambda img: preprocess_cpu(img, spec)[0]  # noqa: E731

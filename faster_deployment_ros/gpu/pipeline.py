@@ -2,33 +2,22 @@
 
 `GpuFramePipeline` is runtime-agnostic: the model is any callable that runs on the stream from
 the input device buffer into the output device buffer (TensorRT's execute_async_v3; in tests
-ONNX Runtime behind a copy). `specs_for_adapter` derives the GPU settings from a CPU model
-adapter, so the two paths cannot disagree on thresholds or letterbox placement.
+ONNX Runtime behind a copy). `specs_for_adapter` takes the GPU settings from what the CPU model
+adapter declares (core.specs), so the two paths cannot disagree on thresholds or letterbox
+placement.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..core.letterbox import LetterboxMeta, letterbox, to_chw_tensor
+from ..core.specs import DecodeSpec, PreprocessSpec
 from .cuda import Device, DeviceBuffer, Stream, get_device
-from .postprocess import MAX_CANDIDATES, DecodeSpec, GpuDetectionDecoder
-from .preprocess import GpuLetterbox, PreprocessSpec
-
-# Pre-processing of the families we ship, for a model input of (h, w).
-PRESETS = {
-    'yolox': dict(center=False, pad_value=114, swap_rb=False),
-    'ultralytics': dict(center=True, pad_value=114, swap_rb=True, scale=(1 / 255,) * 3),
-}
-
-
-def preset(name: str, size: Tuple[int, int], dtype: str = 'float32') -> PreprocessSpec:
-    try:
-        kw = PRESETS[name]
-    except KeyError:
-        raise ValueError(f'unknown pre-processing preset {name!r}; one of {", ".join(PRESETS)}') from None
-    return PreprocessSpec(size=(int(size[0]), int(size[1])), dtype=dtype, **kw)
+from .postprocess import GpuDetectionDecoder, MAX_CANDIDATES
+from .preprocess import GpuLetterbox
 
 
 def preprocess_cpu(image: np.ndarray, spec: PreprocessSpec) -> Tuple[np.ndarray, LetterboxMeta]:
@@ -44,25 +33,13 @@ def preprocess_cpu(image: np.ndarray, spec: PreprocessSpec) -> Tuple[np.ndarray,
 
 
 def specs_for_adapter(adapter: Any, dtype: str = 'float32') -> Tuple[PreprocessSpec, DecodeSpec]:
-    """(PreprocessSpec, DecodeSpec) equal to what a CPU adapter does, for the families we know."""
-    family = getattr(adapter, 'family', '')
-    size = tuple(int(v) for v in adapter.input_size)
-    common = dict(conf_threshold=float(adapter.conf_threshold),
-                  nms_threshold=float(adapter.nms_threshold),
-                  max_detections=int(adapter.max_detections),
-                  class_agnostic=bool(getattr(adapter, 'class_agnostic', False)))
-    if family == 'yolox':
-        layout = 'yolox_decoded' if getattr(adapter, 'decoded', False) else 'yolox'
-        return (preset('yolox', size, dtype),
-                DecodeSpec(layout=layout, strides=tuple(adapter.strides), **common))
-    if family in ('yolov8', 'yolo11', 'ultralytics'):
-        if getattr(adapter, 'end2end', False):
-            raise ValueError('end-to-end YOLO exports decode in the model; use the CPU postprocess')
-        layout = 'yolov8_transposed' if getattr(adapter, 'transposed', False) else 'yolov8'
-        top_k = min(int(getattr(adapter, 'max_nms', MAX_CANDIDATES)), MAX_CANDIDATES)
-        return (preset('ultralytics', size, dtype),
-                DecodeSpec(layout=layout, top_k=top_k, per_axis_scale=True, center=True, **common))
-    raise ValueError(f'no GPU decode for model family {family!r}; use the CPU postprocess')
+    """(PreprocessSpec, DecodeSpec) the adapter declares, with top-k capped at what the GPU
+    decoder holds; ValueError where the adapter has no GPU-capable pre/post-processing."""
+    pre, dec = adapter.preprocess_spec(dtype), adapter.decode_spec()
+    if pre is None or dec is None:
+        raise ValueError(f'no GPU pre/post-processing for {type(adapter).__name__} '
+                         f'({getattr(adapter, "family", "?")}); use the CPU postprocess')
+    return pre, replace(dec, top_k=min(dec.top_k, MAX_CANDIDATES))
 
 
 class GpuFramePipeline:
@@ -118,4 +95,4 @@ class GpuFramePipeline:
             self.decoder.close()
 
 
-__all__ = ['PRESETS', 'preset', 'preprocess_cpu', 'specs_for_adapter', 'GpuFramePipeline']
+__all__ = ['preprocess_cpu', 'specs_for_adapter', 'GpuFramePipeline']

@@ -8,53 +8,17 @@ letterbox and writes a compact (count, rows) buffer. Only that buffer crosses to
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..core.letterbox import LetterboxMeta, letterbox_geometry
+from ..core.specs import DecodeSpec, HEAD_LAYOUTS
 from .cuda import Device, DeviceBuffer, PinnedBuffer, Stream, get_device
 from .kernels import get_module
 
-# layout -> (has objectness, grid decode needed, channels first)
-LAYOUTS = {
-    'yolox': (True, True, False),          # (1, N, 5 + C): raw head, xy grid offsets, log wh
-    'yolox_decoded': (True, False, False),  # (1, N, 5 + C): exported with decode_in_inference
-    'yolov8': (False, False, True),        # (1, 4 + C, N): ultralytics YOLOv8/YOLO11 head
-    'yolov8_transposed': (False, False, False),  # (1, N, 4 + C): some exporters transpose it
-}
 MAX_CANDIDATES = 4096  # top-k kept before NMS; more needs > 48 KB of shared memory
 _THREADS = 256
-
-
-@dataclass(frozen=True)
-class DecodeSpec:
-    """Detector head layout and thresholds; mirror the CPU adapter's settings."""
-
-    layout: str = 'yolox'
-    conf_threshold: float = 0.25
-    nms_threshold: float = 0.45
-    max_detections: int = 300
-    class_agnostic: bool = False
-    top_k: int = MAX_CANDIDATES
-    strides: Tuple[int, ...] = (8, 16, 32)  # YOLOX grid strides
-    inclusive: bool = False  # score >= threshold instead of >
-    clip: bool = True
-    # ultralytics' scale_boxes divides by the per-axis gain of the rounded resize
-    # (new_w / src_w, new_h / src_h); YOLOX by the single letterbox scale.
-    per_axis_scale: bool = False
-    center: bool = False  # letterbox placement, for the per-axis gains
-
-    def __post_init__(self) -> None:
-        if self.layout not in LAYOUTS:
-            raise ValueError(f'unknown head layout {self.layout!r}; one of {", ".join(LAYOUTS)}')
-        if not 1 <= self.top_k <= MAX_CANDIDATES:
-            raise ValueError(f'top_k must be 1..{MAX_CANDIDATES}, not {self.top_k}')
-        if self.max_detections < 1:
-            raise ValueError('max_detections must be >= 1')
-        if self.conf_threshold < 0:
-            raise ValueError('conf_threshold must be >= 0 (keys sort scores as unsigned bits)')
 
 
 def head_geometry(spec: DecodeSpec, output_shape: Sequence[int]) -> Tuple[int, int, int, int]:
@@ -64,7 +28,7 @@ def head_geometry(spec: DecodeSpec, output_shape: Sequence[int]) -> Tuple[int, i
         shape = shape[1:]
     if len(shape) != 2:
         raise ValueError(f'expected a (1, A, B) detector output, got {tuple(output_shape)}')
-    has_obj, _, channels_first = LAYOUTS[spec.layout]
+    has_obj, _, channels_first = HEAD_LAYOUTS[spec.layout]
     attrs, anchors = (shape[0], shape[1]) if channels_first else (shape[1], shape[0])
     num_classes = attrs - (5 if has_obj else 4)
     if num_classes < 1:
@@ -94,13 +58,15 @@ class GpuDetectionDecoder:
 
     def __init__(self, spec: DecodeSpec, output_shape: Sequence[int], input_hw: Tuple[int, int],
                  stream: Optional[Stream] = None, device: Optional[Device] = None) -> None:
+        if not 1 <= spec.top_k <= MAX_CANDIDATES:
+            raise ValueError(f'top_k must be 1..{MAX_CANDIDATES} on the GPU, not {spec.top_k}')
         self.spec = spec
         self.device = device or get_device()
         self.stream = stream or Stream(self.device)
         self._module = get_module(self.device)
         n, self.num_classes, self._astride, self._tstride = head_geometry(spec, output_shape)
         self.num_anchors = n
-        _, grid, _ = LAYOUTS[spec.layout]
+        _, grid, _ = HEAD_LAYOUTS[spec.layout]
         levels = grid_levels(input_hw, spec.strides, n) if grid else np.zeros((1, 3), np.int32)
         self._grid = int(grid)
         self._nlev = int(levels.shape[0]) if grid else 0
@@ -136,7 +102,7 @@ class GpuDetectionDecoder:
         self._module['decode_candidates'].launch(
             ((n + _THREADS - 1) // _THREADS,), (_THREADS,),
             (int(pred_ptr), n, self.num_classes, self._astride, self._tstride,
-             int(LAYOUTS[s.layout][0]), float(s.conf_threshold), int(s.inclusive),
+             int(HEAD_LAYOUTS[s.layout][0]), float(s.conf_threshold), int(s.inclusive),
              self._keys.ptr, self._best.ptr, self._count.ptr), self.stream)
         self._module['select_nms'].launch(
             (1,), (1024,),
@@ -167,5 +133,4 @@ class GpuDetectionDecoder:
             b.close()
 
 
-__all__ = ['LAYOUTS', 'MAX_CANDIDATES', 'DecodeSpec', 'head_geometry', 'grid_levels',
-           'GpuDetectionDecoder']
+__all__ = ['MAX_CANDIDATES', 'head_geometry', 'grid_levels', 'GpuDetectionDecoder']

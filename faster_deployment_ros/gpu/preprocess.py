@@ -6,51 +6,17 @@ engine reads. The only other work per frame is one host->device copy of the fram
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..core.letterbox import LetterboxMeta, letterbox_geometry
+from ..core.specs import PreprocessSpec
 from .cuda import Device, DeviceBuffer, PinnedBuffer, Stream, get_device
 from .kernels import get_module
 from .resize_tables import linear_table
 
 _BLOCK = (32, 8)
-
-
-@dataclass(frozen=True)
-class PreprocessSpec:
-    """What the model expects. Output = (pixel - mean[c]) * scale[c], channels after swap.
-
-    YOLOX: defaults (BGR 0-255, pad 114 top-left). Ultralytics: swap_rb=True, center=True,
-    scale=(1/255,)*3. ImageNet-normalised models: mean = 255*mean_rgb, scale = 1/(255*std_rgb).
-    """
-
-    size: Tuple[int, int]  # (h, w) of the model input
-    center: bool = False
-    rounding: Optional[str] = None  # see core.letterbox.letterbox_geometry
-    pad_value: int = 114
-    swap_rb: bool = False
-    mean: Tuple[float, float, float] = (0.0, 0.0, 0.0)
-    scale: Tuple[float, float, float] = (1.0, 1.0, 1.0)
-    dtype: str = 'float32'  # or 'float16'
-
-    def __post_init__(self) -> None:
-        if self.dtype not in ('float32', 'float16'):
-            raise ValueError(f"dtype must be 'float32' or 'float16', not {self.dtype!r}")
-        if len(self.size) != 2 or min(self.size) <= 0:
-            raise ValueError(f'size must be (h, w) > 0, not {self.size!r}')
-        if not 0 <= int(self.pad_value) <= 255:
-            raise ValueError(f'pad_value must be 0..255, not {self.pad_value}')
-
-    @property
-    def tensor_shape(self) -> Tuple[int, int, int, int]:
-        return (1, 3, int(self.size[0]), int(self.size[1]))
-
-    @property
-    def nbytes(self) -> int:
-        return int(np.prod(self.tensor_shape)) * np.dtype(self.dtype).itemsize
 
 
 class _Geometry:
@@ -209,4 +175,4 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     return image
 
 
-__all__ = ['PreprocessSpec', 'GpuLetterbox']
+__all__ = ['GpuLetterbox']

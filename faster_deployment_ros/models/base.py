@@ -1,10 +1,12 @@
 """The model adapter interface: pre-process a frame into backend inputs, decode outputs back."""
 from __future__ import annotations
 
-from typing import Any, List, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
+
+from ..core.specs import DecodeSpec, PreprocessSpec
 
 
 def as_bgr_u8(image: np.ndarray, who: str) -> np.ndarray:
@@ -34,6 +36,16 @@ class ModelAdapter:
 
     def postprocess(self, outputs: Sequence[np.ndarray], meta: Any) -> Any:
         raise NotImplementedError
+
+    def preprocess_spec(self, dtype: str = 'float32') -> Optional[PreprocessSpec]:
+        """What `preprocess` does, as data (for the GPU path); None where it is not a plain
+        letterbox + per-channel affine."""
+        return None
+
+    def decode_spec(self) -> Optional[DecodeSpec]:
+        """What `postprocess` does, as data, with the current thresholds (for the GPU path);
+        None where the head has no such decode."""
+        return None
 
     #: the decoding knobs a running node may change between frames
     THRESHOLDS = ('conf_threshold', 'nms_threshold', 'max_detections')

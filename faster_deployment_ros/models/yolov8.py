@@ -20,6 +20,7 @@ import numpy as np
 
 from ..core.letterbox import LetterboxMeta, clip_boxes, letterbox, letterbox_geometry, to_chw_tensor
 from ..core.options import parse_bool, parse_size
+from ..core.specs import DecodeSpec, preset, PreprocessSpec
 from ..core.types import Detections, static_dim, TensorSpec
 from .base import ModelAdapter, as_bgr_u8
 from .labels import parse_class_names, resolve_class_names
@@ -166,6 +167,18 @@ class Yolov8Adapter(ModelAdapter):
         canvas, meta = letterbox(image, (h, w), pad_value=114, center=True, out=canvas,
                                  rounding='round')
         return [to_chw_tensor(canvas, dtype=self.input_dtype, scale=1.0 / 255.0, swap_rb=True)], meta
+
+    def preprocess_spec(self, dtype: str = 'float32') -> PreprocessSpec:
+        return preset('ultralytics', self.input_size, dtype)
+
+    def decode_spec(self) -> Optional[DecodeSpec]:
+        """None for end-to-end exports: they decode in the model."""
+        if self.end2end:
+            return None
+        return DecodeSpec(layout='yolov8_transposed' if self.transposed else 'yolov8',
+                          top_k=self.max_nms, per_axis_scale=True, center=True,
+                          conf_threshold=self.conf_threshold, nms_threshold=self.nms_threshold,
+                          max_detections=self.max_detections, class_agnostic=self.class_agnostic)
 
     def decode(self, outputs: Sequence[np.ndarray]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Candidates before NMS, in model-input pixels: (boxes xyxy, scores, class ids)."""

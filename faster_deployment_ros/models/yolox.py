@@ -19,6 +19,7 @@ import numpy as np
 from ..core.letterbox import LetterboxMeta, letterbox, to_chw_tensor, unletterbox_boxes
 from ..core.nms import batched_nms, nms
 from ..core.options import parse_bool, parse_size
+from ..core.specs import DecodeSpec, preset, PreprocessSpec
 from ..core.types import Detections, static_dim, TensorSpec
 from .base import ModelAdapter, as_bgr_u8
 from .labels import resolve_class_names
@@ -123,6 +124,15 @@ class YoloxAdapter(ModelAdapter):
             canvas = self._local.canvas = np.empty((h, w, 3), np.uint8)
         canvas, meta = letterbox(image, (h, w), pad_value=114, center=False, out=canvas)
         return [to_chw_tensor(canvas, dtype=self.input_dtype)], meta
+
+    def preprocess_spec(self, dtype: str = 'float32') -> PreprocessSpec:
+        return preset('yolox', self.input_size, dtype)
+
+    def decode_spec(self) -> DecodeSpec:
+        return DecodeSpec(layout='yolox_decoded' if self.decoded else 'yolox',
+                          strides=self.strides, conf_threshold=self.conf_threshold,
+                          nms_threshold=self.nms_threshold, max_detections=self.max_detections,
+                          class_agnostic=self.class_agnostic)
 
     def postprocess(self, outputs: Sequence[np.ndarray], meta: LetterboxMeta) -> Detections:
         pred = np.asarray(outputs[0])
