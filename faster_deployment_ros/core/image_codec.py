@@ -17,7 +17,7 @@ import numpy as np
 
 __all__ = [
     'ImageCodecError', 'ENCODINGS', 'encoding_info', 'image_to_numpy', 'msg_to_numpy',
-    'numpy_to_image_fields', 'fill_image_msg', 'to_bgr8', 'decode_compressed',
+    'numpy_to_image_fields', 'fill_image_msg', 'to_bgr8', 'to_8bit', 'decode_compressed',
     'encode_compressed', 'compressed_image_size', 'check_image_size',
 ]
 
@@ -34,7 +34,17 @@ ENCODINGS: Dict[str, Tuple[np.dtype, int]] = {
     'rgb16': (np.dtype(np.uint16), 3), 'bgr16': (np.dtype(np.uint16), 3),
     'rgba16': (np.dtype(np.uint16), 4), 'bgra16': (np.dtype(np.uint16), 4),
     'mono16': (np.dtype(np.uint16), 1),
+    # What camera drivers send (sensor_msgs image_encodings; to_bgr8 converts them as cv_bridge
+    # does). YUV 4:2:2 packs two bytes per pixel: uyvy (alias yuv422) and yuyv (yuv422_yuy2).
+    'yuv422': (np.dtype(np.uint8), 2), 'uyvy': (np.dtype(np.uint8), 2),
+    'yuv422_yuy2': (np.dtype(np.uint8), 2), 'yuyv': (np.dtype(np.uint8), 2),
+    # YUV 4:2:0 semi-planar: a full-size Y plane, then a half-height interleaved chroma plane;
+    # height is the picture's, data holds step * height * 3 / 2 bytes (see _YUV420SP).
+    'nv21': (np.dtype(np.uint8), 1), 'nv12': (np.dtype(np.uint8), 1),
+    **{f'bayer_{p}{b}': (np.dtype(np.uint8 if b == 8 else np.uint16), 1)
+       for p in ('rggb', 'bggr', 'gbrg', 'grbg') for b in (8, 16)},
 }
+_YUV420SP = ('nv21', 'nv12')
 _CV_DEPTHS = {'8U': np.uint8, '8S': np.int8, '16U': np.uint16, '16S': np.int16,
               '32S': np.int32, '32F': np.float32, '64F': np.float64}
 _CV_RE = re.compile(r'^(8U|8S|16U|16S|32S|32F|64F)C([1-4])$')
@@ -79,11 +89,19 @@ def image_to_numpy(height: int, width: int, encoding: str, is_bigendian: int, st
         raise ImageCodecError(
             f'{encoding} image {width}x{height}: step {step} < width * pixel size {row_bytes}')
     buf = _as_uint8_buffer(data)
-    need = step * height
+    planes = height
+    if encoding in _YUV420SP:  # the chroma plane follows the Y plane: rows = height * 3 / 2
+        if height % 2 or width % 2:
+            raise ImageCodecError(f'{encoding} image {width}x{height}: width and height must '
+                                  'be even (4:2:0 chroma is subsampled 2x2)')
+        planes = height * 3 // 2
+    need = step * planes
     if buf.size != need:
         raise ImageCodecError(
             f'{encoding} image {width}x{height} step {step}: data has {buf.size} bytes, '
-            f'expected step * height = {need}' + (' (truncated)' if buf.size < need else ''))
+            f'expected step * height{" * 3 / 2" if planes != height else ""} = {need}'
+            + (' (truncated)' if buf.size < need else ''))
+    height = planes  # nv12/nv21: the array holds both planes, (height * 3 / 2, width)
     if height == 0 or width == 0:
         shape = (height, width) if channels == 1 else (height, width, channels)
         return np.zeros(shape, dtype)
@@ -113,6 +131,11 @@ def _check_array(array: np.ndarray, encoding: str) -> Tuple[np.ndarray, int, int
             raise ImageCodecError(f'{encoding} needs dtype {dtype}, got {a.dtype}')
     if a.ndim == 2 and channels == 1:
         h, w = a.shape
+        if encoding in _YUV420SP:  # (height * 3 / 2, width): both planes
+            if h % 3 or w % 2 or (h // 3) % 2:
+                raise ImageCodecError(f'{encoding} needs an array of shape (H * 3 / 2, W) with '
+                                      f'H and W even, got {a.shape}')
+            h = h // 3 * 2
     elif a.ndim == 3 and a.shape[2] == channels:
         h, w = a.shape[:2]
     else:
@@ -141,7 +164,7 @@ def fill_image_msg(msg: Any, array: np.ndarray, encoding: str) -> Any:
     a, h, w, step = _check_array(array, encoding)
     msg.height, msg.width, msg.encoding, msg.is_bigendian, msg.step = h, w, encoding, 0, step
     old = getattr(msg, 'data', None)
-    n = step * h
+    n = a.nbytes
     if isinstance(old, _array.array):
         if old.typecode == 'B' and len(old) == n:
             np.frombuffer(old, dtype=a.dtype).reshape(a.shape)[...] = a
@@ -157,28 +180,52 @@ def fill_image_msg(msg: Any, array: np.ndarray, encoding: str) -> Any:
 
 
 _TO_BGR = {'rgb': cv2.COLOR_RGB2BGR, 'rgba': cv2.COLOR_RGBA2BGR, 'bgra': cv2.COLOR_BGRA2BGR,
-           'mono': cv2.COLOR_GRAY2BGR}
+           'mono': cv2.COLOR_GRAY2BGR,
+           # cv_bridge's table (OpenCV names a pattern by its 2x2 block at row 1, column 1)
+           'bayer_rggb': cv2.COLOR_BayerBG2BGR, 'bayer_bggr': cv2.COLOR_BayerRG2BGR,
+           'bayer_gbrg': cv2.COLOR_BayerGR2BGR, 'bayer_grbg': cv2.COLOR_BayerGB2BGR}
+_YUV_CODES = {'yuv422': cv2.COLOR_YUV2BGR_UYVY, 'uyvy': cv2.COLOR_YUV2BGR_UYVY,
+              'yuv422_yuy2': cv2.COLOR_YUV2BGR_YUY2, 'yuyv': cv2.COLOR_YUV2BGR_YUY2,
+              'nv21': cv2.COLOR_YUV2BGR_NV21, 'nv12': cv2.COLOR_YUV2BGR_NV12}
+_TO_BGR.update(_YUV_CODES)
+_ALIASES = {'8UC1': 'mono8', '8UC3': 'bgr8', '8UC4': 'bgra8', '16UC1': 'mono16',
+            '16UC3': 'bgr16', '16UC4': 'bgra16'}
 
 
-def to_bgr8(array: np.ndarray, encoding: str) -> np.ndarray:
-    """Any 8/16-bit colour or mono image -> (H, W, 3) uint8 BGR, the layout the models take.
+def to_8bit(array: np.ndarray, bit_depth: int = 16) -> np.ndarray:
+    """uint16 -> uint8 the way cv_bridge does (convertTo with scale 255 / 65535, rounded and
+    saturated) when `bit_depth` is 16; a sensor that puts 10 or 12 significant bits in 16-bit
+    words gives its depth, so its full range maps to 0..255 instead of the darkest 1/64 or 1/16."""
+    if not 1 <= int(bit_depth) <= 16:
+        raise ImageCodecError(f'bit_depth {bit_depth}: must lie in 1..16')
+    return cv2.convertScaleAbs(array, alpha=255.0 / ((1 << int(bit_depth)) - 1))
 
-    bgr8 input comes back as is (no copy). 16-bit images are scaled linearly 0..65535 -> 0..255.
-    Float and signed images have no canonical 8-bit mapping and raise ImageCodecError.
+
+def to_bgr8(array: np.ndarray, encoding: str, bit_depth: int = 16) -> np.ndarray:
+    """Any image a camera driver sends -> (H, W, 3) uint8 BGR, the layout the models take,
+    with cv_bridge's conversions (same OpenCV colour codes as cv_bridge's toCvShare(.., bgr8)).
+
+    bgr8 input comes back as is (no copy). 16-bit images (mono16, 16UC1, rgb16, 16-bit bayer)
+    are scaled by `bit_depth` (see to_8bit; 16 is cv_bridge's convention); bayer images are
+    demosaiced at their own depth first, as cv_bridge does. nv12/nv21 arrays hold both planes,
+    (height * 3 / 2, width), as image_to_numpy returns them. Float and signed images have no
+    canonical 8-bit mapping and raise ImageCodecError.
     """
-    alias = {'8UC1': 'mono8', '8UC3': 'bgr8', '8UC4': 'bgra8', '16UC1': 'mono16',
-             '16UC3': 'bgr16', '16UC4': 'bgra16'}.get(encoding, encoding)
+    alias = _ALIASES.get(encoding, encoding)
     if alias not in ENCODINGS:
         raise ImageCodecError(f'cannot convert {encoding!r} to bgr8; supported: '
                               f'{", ".join(ENCODINGS)}, 8UC1/3/4, 16UC1/3/4')
     a, _, _, _ = _check_array(array, encoding)
-    if a.dtype == np.uint16:
-        a = (a >> 8).astype(np.uint8)
-    base = alias.rstrip('0123456789')
-    if base == 'bgr':
-        return a
+    base = alias if alias in _TO_BGR else alias.rstrip('0123456789')
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]
+    if base.startswith('bayer_') or base in _YUV_CODES:  # colour first, at the source depth
+        a = cv2.cvtColor(np.ascontiguousarray(a), _TO_BGR[base])
+        return to_8bit(a, bit_depth) if a.dtype == np.uint16 else a
+    if a.dtype == np.uint16:
+        a = to_8bit(a, bit_depth)
+    if base == 'bgr':
+        return a
     return cv2.cvtColor(a, _TO_BGR[base])
 
 

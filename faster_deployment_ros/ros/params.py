@@ -39,6 +39,9 @@ COMMON_PARAMETERS: Dict[str, tuple] = {
     'latency_budget_ms': (100.0, 'accepted latency, frame in to result out, in ms (autotune)'),
     'autotune_image': ('', 'image to time pre/post-processing on (autotune); empty: a '
                        'synthetic 1280x720 frame'),
+    'bit_depth': (16, 'significant bits of 16-bit input (mono16, 16UC1, rgb16, bayer_*16): '
+                  'that range maps to 0..255; 16 is cv_bridge\'s convention, 10 or 12 for '
+                  'sensors that put fewer bits in 16-bit words'),
     'max_input_pixels': (7680 * 4320, 'frames with more pixels are refused before decoding '
                          '(raw width x height, jpeg/png header size); 0 = no limit'),
     'diagnostics_window': (5.0, 'seconds of recent frames the /diagnostics level and fps use'),
@@ -49,8 +52,8 @@ COMMON_PARAMETERS: Dict[str, tuple] = {
 
 # Parameters a running node applies to the next frame; every other one is read at configure
 # and a change to it while configured is rejected with "needs reconfigure: <name>".
-RUNTIME_PARAMETERS = ('max_input_pixels', 'diagnostics_window', 'diagnostics_stale_after',
-                      'diagnostics_max_latency_ms')
+RUNTIME_PARAMETERS = ('max_input_pixels', 'bit_depth', 'diagnostics_window',
+                      'diagnostics_stale_after', 'diagnostics_max_latency_ms')
 # Read once when the node starts (a change needs a restart).
 STARTUP_PARAMETERS = ('autostart', 'diagnostics_period')
 
@@ -74,6 +77,7 @@ class CommonConfig:
     input_size: Optional[List[int]]
     diagnostics_period: float
     max_input_pixels: int = 7680 * 4320
+    bit_depth: int = 16
     backend_options: Dict[str, Any] = field(default_factory=dict)
     autotune: bool = False
     camera_rate: float = 30.0
@@ -141,6 +145,7 @@ def read_common(node) -> CommonConfig:
         diagnostics_period=float(_non_negative('diagnostics_period',
                                                value(node, 'diagnostics_period'))),
         max_input_pixels=_non_negative_int('max_input_pixels', value(node, 'max_input_pixels')),
+        bit_depth=_bit_depth('bit_depth', value(node, 'bit_depth')),
         backend_options=backend_options(node, backend),
         autotune=autotune,
         camera_rate=camera_rate,
@@ -148,6 +153,12 @@ def read_common(node) -> CommonConfig:
         autotune_image=value(node, 'autotune_image'),
         inputs=[t for t in (value(node, 'inputs') or []) if t],
     )
+
+
+def _bit_depth(name: str, val: Any) -> int:
+    if isinstance(val, bool) or not isinstance(val, int) or not 1 <= val <= 16:
+        raise ParameterError(f'{name}={val!r}: must be an integer in 1..16')
+    return val
 
 
 def _non_negative_int(name: str, val: Any) -> Any:
@@ -177,6 +188,7 @@ VALIDATORS: Dict[str, Any] = {
     'qos_reliability': lambda n, v: _choice(n, v, RELIABILITIES),
     'diagnostics_period': _non_negative,
     'max_input_pixels': _non_negative_int,
+    'bit_depth': _bit_depth,
     'diagnostics_window': _positive,
     'diagnostics_stale_after': _positive,
     'diagnostics_max_latency_ms': _non_negative,
