@@ -8,7 +8,7 @@ NaN where invalid, as REP 118 asks) or `metric` (a metric model). An optional `d
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 import cv2
 import numpy as np
@@ -56,6 +56,8 @@ class DepthNode(PerceptionNode):
         super().__init__('depth', **kwargs)
         self._depth_pub = None
         self._color_pub = None
+        self._depth_pubs: List[Any] = []
+        self._color_pubs: List[Any] = []
         self._depth_msg: Optional[Image] = None
         self._color_msg: Optional[Image] = None
 
@@ -93,32 +95,37 @@ class DepthNode(PerceptionNode):
         return adapter
 
     def create_outputs(self, qos: QoSProfile) -> None:
-        self._depth_pub = self.create_lifecycle_publisher(Image, 'depth', qos)
-        if self.colored:
-            self._color_pub = self.create_lifecycle_publisher(Image, 'depth_colored', qos)
+        # one set per camera (`inputs`): /front/image_raw -> /front/depth
+        self._depth_pubs = [self.create_lifecycle_publisher(Image, t, qos)
+                            for t in self.output_topics('depth')]
+        self._color_pubs = [self.create_lifecycle_publisher(Image, t, qos)
+                            for t in self.output_topics('depth_colored')] if self.colored else []
+        self._depth_pub = self._depth_pubs[0]
+        self._color_pub = self._color_pubs[0] if self._color_pubs else None
 
     def destroy_outputs(self) -> None:
         destroy = getattr(self, 'destroy_lifecycle_publisher', self.destroy_publisher)
-        for pub in (self._depth_pub, self._color_pub):
-            if pub is not None:
-                destroy(pub)
+        for pub in self._depth_pubs + self._color_pubs:
+            destroy(pub)
+        self._depth_pubs, self._color_pubs = [], []
         self._depth_pub = self._color_pub = None
 
-    def publish_result(self, result, header, image: Optional[np.ndarray]) -> None:
+    def publish_result(self, result, header, image: Optional[np.ndarray],
+                       camera: int = 0) -> None:
         depth = np.ascontiguousarray(result.depth, np.float32)
         if self._depth_msg is None:
             self._depth_msg = Image()
         # publish() serialises before it returns: one message whose buffer is overwritten in place.
-        msg = fill_image_msg(self._depth_msg, depth, '32FC1')
+        msg = self.timed_build(fill_image_msg, self._depth_msg, depth, '32FC1')
         msg.header = header
-        self._depth_pub.publish(msg)
-        if self._color_pub is not None:
+        self._depth_pubs[camera].publish(msg)
+        if self._color_pubs:
             if self._color_msg is None:
                 self._color_msg = Image()
             colored = colorize(depth, self.colormap, result.meaning == 'relative_inverse')
             cmsg = fill_image_msg(self._color_msg, colored, 'bgr8')
             cmsg.header = header
-            self._color_pub.publish(cmsg)
+            self._color_pubs[camera].publish(cmsg)
 
 
 def main(args=None) -> None:

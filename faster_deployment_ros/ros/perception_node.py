@@ -16,35 +16,47 @@ pre-processing just in time so the frame inferred is the newest.
 """
 from __future__ import annotations
 
+from functools import partial
 import os
+import signal
 import threading
 import time
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
+import cv2
 import numpy as np
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import (ExternalShutdownException, MultiThreadedExecutor,
                              SingleThreadedExecutor)
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image
 
 from ..backends import available_backends, backend_class, create_backend
 from ..core.autotune import autotune, Choice
-from ..core.image_codec import ImageCodecError, decode_compressed, msg_to_numpy, to_bgr8
-from ..core.memory import reuse_large_buffers
+from ..core.autotune.measurement import available_cores
+from ..core.feeder import Feeder
+from ..core.health import ERROR, Health, HealthStatus, STALE
+from ..core.image_codec import (check_image_size, compressed_image_size, decode_compressed,
+                                ImageCodecError, msg_to_numpy, to_bgr8)
+from ..core.memory import reuse_large_buffers, trim_heap
 from ..core.pipeline import FrameResult, Pipeline
 from ..core.stats import RollingStats
 from . import params as P
+from .camera_inputs import CameraInput, CameraStats, camera_statuses, resolve_inputs
+from .health import (attach_log_handler, detach_log_handler, diagnostic_status,
+                     DiagnosticsPublisher, message_lost_event_callbacks)
 
 
 #: A frame's hops, in order: stamp -> callback (transport, incl. deserialisation, when the stamp
 #: is on this machine's clock), the callback until the frame is queued, the input queue, the
 #: pipeline's pre / infer / post, the hand-over to the delivery thread, building the output
-#: message(s), publishing them; `node` is callback entry -> published.
+#: message(s), publishing them; `node` is queued -> published (pipeline total + build + publish).
 HOPS = ('transport', 'callback', 'queue', 'pre', 'infer', 'post', 'handover', 'build', 'publish',
         'node')
 
@@ -70,16 +82,31 @@ class PerceptionNode(LifecycleNode):
         self.adapter: Any = None
         self.pipeline: Optional[Pipeline] = None
         self._sub = None
-        self._diag_pub = None
-        self._diag_timer = None
+        # Several cameras (`inputs`): one subscription, source and output set per camera.
+        self.cameras: List[CameraInput] = []
+        self.camera_stats: List[CameraStats] = []
+        self._camera_subs: List[Any] = []
+        self._camera_feeders: Dict[int, Feeder] = {}
         self._active = threading.Event()
         self._errors = 0
         self._last_error_log = 0.0
         self._published = 0
+        self._build_s = 0.0
         self.autotune_choice: Optional[Choice] = None
         self._input_age = RollingStats(1000)
         # Per-hop latency of delivered frames (see HOPS): where a frame's time goes.
-        self.hops = {name: RollingStats(1000) for name in HOPS}
+        # Over the last 10 s, so /diagnostics shows the current load, not an earlier one.
+        self.hops = {name: RollingStats(1000, max_age_s=10.0) for name in HOPS}
+        # Health (see core/health.py): every frame received is published, dropped or failed;
+        # /diagnostics reports it in every lifecycle state, from a timer that lives with the node.
+        self.health = Health(node_name, P.health_limits(self))
+        self._configure_error = ''
+        self._feeder: Optional[Feeder] = None
+        self._internal_set = False  # configure writing back autotune's choice
+        self._log_handler = attach_log_handler(self)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._diagnostics = DiagnosticsPublisher(
+            self, float(P.value(self, 'diagnostics_period')), self.diagnostic_statuses)
 
     # ---- subclass hooks -------------------------------------------------------------------
     def make_adapter(self, backend) -> Any:
@@ -88,8 +115,15 @@ class PerceptionNode(LifecycleNode):
     def create_outputs(self, qos: QoSProfile) -> None:
         raise NotImplementedError
 
-    def publish_result(self, result: Any, header, image: Optional[np.ndarray]) -> None:
+    def publish_result(self, result: Any, header, image: Optional[np.ndarray],
+                       camera: int = 0) -> None:
+        """Publish one frame's result on camera `camera`'s outputs (0 without `inputs`)."""
         raise NotImplementedError
+
+    def output_topics(self, name: str) -> List[str]:
+        """Output `name`'s topic per camera, in camera order: [name] for the single `image`
+        input, else each camera's own (/front/image_raw -> /front/<name>)."""
+        return [c.output(name) for c in self.cameras] or [name]
 
     def stage_functions(self) -> Tuple[Any, List[Any], Any]:
         """(preprocess, one infer per worker, postprocess) for the pipeline. The default runs
@@ -106,6 +140,7 @@ class PerceptionNode(LifecycleNode):
         try:
             self.config = cfg = P.read_common(self)
             self.read_task_parameters()
+            self._resolve_cameras(cfg)
             if cfg.autotune:
                 self._autotune(cfg)
             self.backends = [self._create_backend(cfg, i) for i in range(cfg.workers)]
@@ -116,15 +151,16 @@ class PerceptionNode(LifecycleNode):
                 preprocess=preprocess, infer=infer, postprocess=postprocess,
                 on_result=self._deliver,
                 queue_size=cfg.queue_size, full_policy=cfg.full_policy, name=self.get_name(),
-                schedule=schedule)
+                schedule=schedule, on_drop=self._on_drop)
             self.create_outputs(QoSProfile(depth=cfg.qos_depth))
-            self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-            if cfg.diagnostics_period > 0:
-                self._diag_timer = self.create_timer(cfg.diagnostics_period, self._publish_diagnostics)
+            self._warn_oversubscribed(cfg)
         except Exception as exc:  # noqa: BLE001 - any failure must leave the node unconfigured
+            self._configure_error = f'{type(exc).__name__}: {exc}' if not isinstance(
+                exc, P.ParameterError) else str(exc)
             self.get_logger().error(f'configure failed: {exc}')
             self._release()
             return TransitionCallbackReturn.FAILURE
+        self._configure_error = ''
         self.get_logger().info(
             f'configured: {type(self.adapter).__name__} on {cfg.backend} x{cfg.workers} '
             f'({cfg.model_path}), queue {cfg.queue_size} {cfg.full_policy}')
@@ -138,10 +174,20 @@ class PerceptionNode(LifecycleNode):
                          reliability=reliability)
         msg_type = CompressedImage if cfg.input_type == 'compressed' else Image
         topic = 'image/compressed' if cfg.input_type == 'compressed' else 'image'
+        if cfg.full_policy == 'block':  # the callback hands frames over, never waits
+            pipeline = self.pipeline
+            self._feeder = Feeder(lambda msg, header: pipeline.submit(msg, context=header),
+                                  cfg.qos_depth, lambda header: self.health.dropped(),
+                                  self.get_name())
+        self.health.restart()
         self._active.set()
+        if self.cameras:
+            self._subscribe_cameras(cfg, qos)
+            return super().on_activate(state)
         self._sub = self.create_subscription(
             msg_type, topic, self._on_image, qos,
-            callback_group=MutuallyExclusiveCallbackGroup())
+            callback_group=MutuallyExclusiveCallbackGroup(),
+            event_callbacks=message_lost_event_callbacks(self.health.lost))
         self.get_logger().info(f'active: {self.resolve_topic_name(topic)} -> results')
         return super().on_activate(state)
 
@@ -150,6 +196,10 @@ class PerceptionNode(LifecycleNode):
         if self._sub is not None:
             self.destroy_subscription(self._sub)
             self._sub = None
+        self._unsubscribe_cameras()
+        if self._feeder is not None:
+            self._feeder.close()
+            self._feeder = None
         if self.pipeline is not None:
             self.pipeline.flush(timeout=2.0)
         self.get_logger().info('inactive')
@@ -165,11 +215,79 @@ class PerceptionNode(LifecycleNode):
         if self._sub is not None:
             self.destroy_subscription(self._sub)
             self._sub = None
+        self._unsubscribe_cameras()
+        if self._feeder is not None:
+            self._feeder.close()
+            self._feeder = None
         self._release()
         return super().on_shutdown(state)
 
     def read_task_parameters(self) -> None:
         """Subclasses read and validate their own parameters here (raise ParameterError)."""
+
+    #: task parameters a configured node applies to the next frame (see apply_parameter)
+    RUNTIME_TASK_PARAMETERS: Tuple[str, ...] = ()
+
+    def validate_parameter(self, name: str, value: Any) -> None:
+        """Raise ParameterError when a task parameter's value is unacceptable (the rules
+        configure applies). Subclasses extend it."""
+
+    def apply_parameter(self, name: str, value: Any) -> None:
+        """Apply a RUNTIME_TASK_PARAMETERS change of a configured node to the next frame."""
+
+    def destroy_node(self) -> None:
+        self._diagnostics.destroy()
+        detach_log_handler(self._log_handler)
+        super().destroy_node()
+
+    # ---- runtime parameter changes ------------------------------------------------------
+    def _on_set_parameters(self, params: List[Parameter]) -> SetParametersResult:
+        """Validate every value with configure's rules; apply the runtime ones to the next
+        frame; reject structural ones while configured ("needs reconfigure"), since accepting
+        a value the running pipeline ignores would make get_parameters lie."""
+        if self._internal_set:
+            return SetParametersResult(successful=True)
+        state = self._state_machine.current_state[1]
+        configured = state not in ('unconfigured', 'finalized')
+        runtime = set(P.RUNTIME_PARAMETERS) | set(self.RUNTIME_TASK_PARAMETERS)
+        try:
+            for p in params:
+                P.validate(p.name, p.value)
+                if p.name == 'backend' and p.value not in available_backends():
+                    raise P.ParameterError(f'backend={p.value!r}: choose one of '
+                                           f'{", ".join(available_backends())}')
+                self.validate_parameter(p.name, p.value)
+                if p.name in P.STARTUP_PARAMETERS and p.name != 'autostart':
+                    raise P.ParameterError(f'{p.name} is read when the node starts: restart it')
+                if configured and p.name not in runtime and (
+                        p.name in P.COMMON_PARAMETERS or p.name in self.TASK_PARAMETERS
+                        or '.' in p.name) and p.name != 'autostart':
+                    raise P.ParameterError(
+                        f'needs reconfigure: {p.name} (deactivate, cleanup, set it, configure)')
+        except P.ParameterError as exc:
+            self.get_logger().warning(f'parameter change rejected: {exc}')
+            return SetParametersResult(successful=False, reason=str(exc))
+        if configured:
+            for p in params:
+                if p.name in runtime:
+                    self._apply_runtime(p.name, p.value)
+        return SetParametersResult(successful=True)
+
+    def _apply_runtime(self, name: str, value: Any) -> None:
+        limits = self.health.limits
+        if name == 'max_input_pixels' and self.config is not None:
+            self.config.max_input_pixels = int(value)
+        elif name == 'bit_depth' and self.config is not None:
+            self.config.bit_depth = int(value)
+        elif name == 'diagnostics_window':
+            limits.window_s = float(value)
+        elif name == 'diagnostics_stale_after':
+            limits.stale_s = float(value)
+        elif name == 'diagnostics_max_latency_ms':
+            limits.max_latency_ms = float(value)
+        else:
+            self.apply_parameter(name, value)
+        self.get_logger().info(f'{name} = {value!r} (applies from the next frame)')
 
     # ---- internals -------------------------------------------------------------------------
     def _autotune(self, cfg: P.CommonConfig) -> None:
@@ -197,8 +315,12 @@ class PerceptionNode(LifecycleNode):
                           cfg.latency_budget_ms, iters=10, overhead_ms=overhead_ms,
                           time_limit_s=30.0, validate_s=2.0, validate_top=2, log=log)
         cfg.workers, cfg.threads, cfg.queue_size = choice.workers, choice.threads, choice.queue_size
-        self.set_parameters([Parameter(k, value=v)
-                             for k, v in choice.params().items()])
+        self._internal_set = True  # structural parameters: only configure itself sets them
+        try:
+            self.set_parameters([Parameter(k, value=v)
+                                 for k, v in choice.params().items()])
+        finally:
+            self._internal_set = False
         self.autotune_choice = choice
         (log if choice.feasible else self.get_logger().warning)(f'autotune: {choice.reason}')
 
@@ -213,11 +335,11 @@ class PerceptionNode(LifecycleNode):
         return create_backend(cfg.backend, cfg.model_path, **options)
 
     def _release(self) -> None:
-        if self._diag_timer is not None:
-            self.destroy_timer(self._diag_timer)
-            self._diag_timer = None
+        if self._feeder is not None:
+            self._feeder.close()
+            self._feeder = None
         if self.pipeline is not None:
-            self.pipeline.close()
+            self.pipeline.close(timeout=2.0)  # a hung model call must not hang the node
             self.pipeline = None
         for backend in self.backends:
             try:
@@ -227,41 +349,124 @@ class PerceptionNode(LifecycleNode):
         self.backends = []
         self.adapter = None
         self.destroy_outputs()
-        if self._diag_pub is not None:
-            self.destroy_publisher(self._diag_pub)
-            self._diag_pub = None
+        trim_heap()  # give the models' memory back (see core/memory.trim_heap)
+
+    def _warn_oversubscribed(self, cfg: P.CommonConfig) -> None:
+        """More inference threads than cores only adds contention: say so (autotune never
+        chooses such a configuration)."""
+        cores = available_cores()
+        per_worker = cfg.threads or cores  # 0: the runtime takes one thread per core
+        if cfg.workers * per_worker > cores:
+            self.get_logger().warning(
+                f'workers x threads = {cfg.workers} x {cfg.threads or f"auto ({cores})"} '
+                f'= {cfg.workers * per_worker} inference threads on {cores} cores: they will '
+                'contend for the CPU and raise latency; use workers x threads <= cores '
+                '(or autotune: true)')
 
     def destroy_outputs(self) -> None:
         """Subclasses destroy their publishers here."""
 
-    def _on_image(self, msg) -> None:
+    def _resolve_cameras(self, cfg: P.CommonConfig) -> None:
+        """`inputs` -> cameras; names that ROS would refuse fail configure, not activate."""
+        self.cameras = resolve_inputs(cfg.inputs, cfg.input_type) or []
+        for cam in self.cameras:
+            for topic in (cam.topic, cam.output('x')):
+                try:
+                    self.resolve_topic_name(topic)
+                except Exception as exc:  # noqa: BLE001 - rclpy raises several kinds
+                    raise P.ParameterError(f'inputs: {topic!r} is not a valid topic name '
+                                           f'({exc})') from exc
+        self.camera_stats = [CameraStats() for _ in self.cameras]
+
+    def _subscribe_cameras(self, cfg: P.CommonConfig, qos: QoSProfile) -> None:
+        """One subscription per camera; under `block` one feeder per camera, so a camera
+        whose queue is full holds back only itself."""
+        pipeline = self.pipeline
+        for cam in self.cameras:
+            if cfg.full_policy == 'block':
+                stats = self.camera_stats[cam.index]
+                self._camera_feeders[cam.index] = Feeder(
+                    partial(_submit_from, pipeline, cam.index), cfg.qos_depth,
+                    partial(_dropped_before_queue, self.health, stats),
+                    f'{self.get_name()}-{cam.index}')
+            self._camera_subs.append(self.create_subscription(
+                CompressedImage if cam.compressed else Image, cam.topic,
+                partial(self._on_image, source=cam.index), qos,
+                callback_group=MutuallyExclusiveCallbackGroup(),
+                event_callbacks=message_lost_event_callbacks(self.health.lost)))
+        self.get_logger().info('active: ' + ', '.join(
+            f'{self.resolve_topic_name(c.topic)} -> '
+            f'{self.resolve_topic_name(c.output("x"))[:-1]}*'
+            for c in self.cameras))
+
+    def _unsubscribe_cameras(self) -> None:
+        for sub in self._camera_subs:
+            self.destroy_subscription(sub)
+        self._camera_subs = []
+        for feeder in self._camera_feeders.values():
+            feeder.close()
+        self._camera_feeders = {}
+
+    def camera_diagnostics(self) -> List[DiagnosticStatus]:
+        """One status per camera (empty without `inputs`): its counters, rate and latency."""
+        if not self.cameras or self.pipeline is None:
+            return []
+        return camera_statuses(self.get_name(), self.cameras, self.camera_stats,
+                               self.pipeline.stats().get('sources', {}), self._active.is_set(),
+                               self.config.backend if self.config else '')
+
+    def _on_image(self, msg, source: Any = None) -> None:
         if self._active.is_set() and self.pipeline is not None:
+            t0 = _now()
             # How old the frame is on arrival (stamp to here: transport and executor), when the
             # stamp is on this machine's clock; a growing value means frames queue before us.
-            age = time.time() - (msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec)
+            stamp = msg.header.stamp
+            age = time.time() - (stamp.sec + 1e-9 * stamp.nanosec)
             if 0.0 <= age < 10.0:
                 self._input_age.add(age)
-            self.pipeline.submit(msg, context=msg.header)
+                self.hops['transport'].add(age)
+            self.health.received(stamp.sec + 1e-9 * stamp.nanosec)
+            feeder = self._feeder if source is None else self._camera_feeders.get(source)
+            if feeder is not None:  # block: handed to the feeder thread, never waits here
+                feeder.put(msg, msg.header)
+            elif not self.pipeline.submit(msg, context=msg.header, source=source):
+                self.health.dropped()  # closing
+            self.hops['callback'].add(_now() - t0)
 
     def _decode(self, msg) -> np.ndarray:
+        limit = self.config.max_input_pixels if self.config is not None else 0
         if isinstance(msg, CompressedImage):
+            kind, w, h = compressed_image_size(msg.data)
+            check_image_size(w, h, limit, f'{kind} image')
             array, encoding = decode_compressed(msg.format, msg.data)
         else:
+            check_image_size(msg.width, msg.height, limit, f'{msg.encoding!r} image')
             array, encoding = msg_to_numpy(msg), msg.encoding
-        return to_bgr8(array, encoding)
+        return to_bgr8(array, encoding, self.config.bit_depth if self.config else 16)
 
     def _preprocess(self, msg) -> Tuple[Any, Any]:
         image = self._decode(msg)
-        tensors, meta = self.adapter.preprocess(image)
+        try:
+            tensors, meta = self.adapter.preprocess(image)
+        except (ArithmeticError, cv2.error) as exc:  # e.g. a 1x2000 frame scales to 0 rows
+            size = getattr(self.adapter, 'input_size', None)
+            raise ImageCodecError(
+                f'{image.shape[1]}x{image.shape[0]} frame is too small or too elongated for the '
+                f'model input{f" {size[1]}x{size[0]}" if size else ""}: '
+                f'{str(exc).strip().splitlines()[-1]}') from exc
         return tensors, (meta, image if self.wants_image() else None)
 
     def _postprocess(self, outputs, meta) -> Tuple[Any, Optional[np.ndarray]]:
         adapter_meta, image = meta
         return self.adapter.postprocess(outputs, adapter_meta), image
 
+    def _on_drop(self, seq: int, header) -> None:
+        self.health.dropped()
+
     def _deliver(self, fr: FrameResult) -> None:
         if fr.error is not None:
             self._errors += 1
+            self.health.failed(f'{type(fr.error).__name__}: {fr.error}')
             now = time.monotonic()
             if now - self._last_error_log > 1.0:  # throttled: one bad stream must not flood logs
                 self._last_error_log = now
@@ -270,19 +475,81 @@ class PerceptionNode(LifecycleNode):
                     f'{kind} (stamp {fr.context.stamp.sec}.{fr.context.stamp.nanosec:09d}), '
                     f'dropped: {type(fr.error).__name__}: {fr.error} [{self._errors} so far]')
             return
-        if not self._active.is_set():
+        if not self._active.is_set() or not self.context.ok():
+            self.health.dropped()  # finished after deactivate / shutdown: not published
             return
         result, image = fr.result
-        self.publish_result(result, fr.context, image)
-        self._published += 1
-
-    def _publish_diagnostics(self) -> None:
-        if self.pipeline is None or self._diag_pub is None:
+        t0 = _now()
+        self._build_s = 0.0
+        try:
+            self.publish_result(result, fr.context, image, fr.source or 0)
+        except Exception as exc:  # noqa: BLE001 - e.g. the context shut down under us
+            if self.context.ok():
+                self.health.failed(f'publishing: {type(exc).__name__}: {exc}')
+                raise
+            self.health.dropped()
             return
+        self._published += 1
+        self.health.published(fr.timings.get('total', 0.0))
+        if fr.source is not None:
+            self.camera_stats[fr.source].add(fr.timings['total'], t0)
+        t = fr.timings
+        out_s = _now() - t0
+        hops = self.hops
+        for k in ('queue', 'pre', 'infer', 'post'):
+            hops[k].add(t.get(k, 0.0))
+        hops['handover'].add(max(0.0, t['total'] - t['queue'] - t['pre'] - t['infer']
+                                 - t['post']))
+        hops['build'].add(self._build_s)
+        hops['publish'].add(out_s - self._build_s)
+        hops['node'].add(t['total'] + out_s)
+
+    def timed_build(self, build, *args):
+        """Call `build(*args)` (output message construction) and count it in the `build` hop;
+        what publish_result spends outside such calls counts as `publish`."""
+        t0 = _now()
+        msg = build(*args)
+        self._build_s += _now() - t0
+        return msg
+
+    def latency_budget(self) -> dict:
+        """hop -> {'p50', 'p99', 'mean'} in ms over the last delivered frames (HOPS order)."""
+        out = {}
+        for name in HOPS:
+            s = self.hops[name].summary()
+            if s['count']:
+                out[name] = {q: s[q] for q in ('p50', 'p99', 'mean')}
+        return out
+
+    def diagnostic_statuses(self) -> List[DiagnosticStatus]:
+        """What /diagnostics says about this node, in every lifecycle state: in `active` the
+        level and message come from what happened to the recent frames (core/health.py);
+        otherwise the state itself, and after a failed configure its reason (ERROR)."""
+        state = self._state_machine.current_state[1]
+        name = f'{self.get_name()}: pipeline'
+        hardware = self.config.backend if self.config else str(P.value(self, 'backend'))
+        age_s = self._input_age.summary()['p50'] / 1000.0 if len(self._input_age) else 0.0
+        health = self.health.status(extra_latency_s=age_s)
+        if not self._active.is_set():
+            if state == 'unconfigured' and self._configure_error:
+                level, message = ERROR, f'unconfigured: {self._configure_error}'
+            elif state == 'unconfigured':
+                level, message = STALE, 'unconfigured (no model loaded)'
+            elif state == 'inactive':
+                level, message = STALE, 'inactive (configured, not subscribed)'
+            else:
+                level, message = STALE, state
+            health = HealthStatus(level, message, health.values)
+        extra = [(v.key, v.value) for v in self._pipeline_values()]
+        return [diagnostic_status(health, name, hardware, extra)] + self.camera_diagnostics()
+
+    def _pipeline_values(self) -> List[KeyValue]:
+        if self.pipeline is None:
+            return []
         stats = self.pipeline.stats()
-        values = [KeyValue(key=k, value=str(stats[k]))
-                  for k in ('frames_in', 'frames_out', 'dropped', 'failed', 'in_flight', 'queued',
-                            'fps') if k in stats]
+        values = [KeyValue(key=f'pipeline_{k}', value=str(stats[k]))
+                  for k in ('frames_in', 'frames_out', 'dropped', 'failed', 'in_flight', 'queued')
+                  if k in stats]
         if self.autotune_choice is not None:
             values.append(KeyValue(key='autotune', value=self.autotune_choice.reason))
         if len(self._input_age):
@@ -293,14 +560,19 @@ class PerceptionNode(LifecycleNode):
             for q in ('p50', 'p99'):
                 if q in s:
                     values.append(KeyValue(key=f'{stage}_{q}_ms', value=f'{s[q]:.2f}'))
-        level = DiagnosticStatus.OK if self._active.is_set() else DiagnosticStatus.STALE
-        status = DiagnosticStatus(level=level, name=f'{self.get_name()}: pipeline',
-                                  message='active' if self._active.is_set() else 'inactive',
-                                  hardware_id=self.config.backend if self.config else '',
-                                  values=values)
-        msg = DiagnosticArray(status=[status])
-        msg.header.stamp = self.get_clock().now().to_msg()
-        self._diag_pub.publish(msg)
+        for hop, s in self.latency_budget().items():
+            values += [KeyValue(key=f'hop_{hop}_{q}_ms', value=f'{s[q]:.3f}')
+                       for q in ('p50', 'p99', 'mean')]
+        return values
+
+
+def _submit_from(pipeline: Pipeline, source: int, msg, header) -> bool:
+    return pipeline.submit(msg, context=header, source=source)
+
+
+def _dropped_before_queue(health, stats: CameraStats, header) -> None:
+    health.dropped()
+    stats.dropped_before_queue += 1
 
 
 def make_executor(kind: str = ''):
@@ -318,23 +590,42 @@ def make_executor(kind: str = ''):
 
 
 def run_node(node_cls, args=None) -> None:
-    """Console-script entry: one efficient executor (see make_executor); honour `autostart`."""
+    """Console-script entry: one efficient executor (see make_executor); honour `autostart`.
+
+    SIGINT and SIGTERM stop the node in order while the context is still valid: unsubscribe,
+    drop the frames in flight, join the pipeline (bounded), destroy the node, shut rclpy down,
+    exit 0. rclpy's own handlers would invalidate the context first, so results still in the
+    pipeline would be published into a dead context. A second signal exits at once.
+    """
     reuse_large_buffers()
-    rclpy.init(args=args)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
     node = node_cls()
     executor = make_executor()
     executor.add_node(node)
+
+    def on_signal(signum, frame) -> None:
+        if stop.is_set():
+            os._exit(0)  # asked twice: the operator wants it gone now
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         if node.get_parameter('autostart').value:
             if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
                 node.trigger_activate()
-        executor.spin()
+        # Python runs signal handlers between calls: a short wait bounds the reaction time.
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.2)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
         node._active.clear()
-        node._release()
-        executor.shutdown()
-        node.destroy_node()
-        if rclpy.ok():
+        try:
+            node._release()
+            executor.shutdown(timeout_sec=1.0)
+            node.destroy_node()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             rclpy.try_shutdown()

@@ -1,0 +1,136 @@
+"""Several cameras into one node: which topic each camera is read from, where its results go,
+and what each camera got (counters, latency, a diagnostic status per camera).
+
+The `inputs` parameter lists image topics; each is one camera and one pipeline source (its own
+input queue, served in turn with the others, see core/pipeline.py). A camera's results go to
+its input's namespace, the way image_transport users expect: `/front/image_raw` ->
+`/front/detections` (`/front/depth`, `/front/debug_image`, ...). An entry ending in
+`/compressed` is read as sensor_msgs/CompressedImage (the image_transport topic of that name);
+`input_type: compressed` reads every entry's `/compressed` topic. Without `inputs` the node reads
+the single `image` topic (or `image/compressed`) and publishes next to it, as it always did.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence
+
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+
+from ..core.stats import RateMeter, RollingStats
+from .params import ParameterError
+
+COMPRESSED_SUFFIX = '/compressed'
+
+
+@dataclass(frozen=True)
+class CameraInput:
+    index: int          # the pipeline source key
+    name: str           # for logs and diagnostics: the namespace (or topic) without '/'
+    topic: str          # the subscribed topic, as given (relative names resolve in the node's)
+    compressed: bool    # sensor_msgs/CompressedImage instead of sensor_msgs/Image
+    namespace: str      # where this camera's outputs go; '' = the node's own namespace
+
+    def output(self, name: str) -> str:
+        """The topic of output `name` (e.g. 'detections') for this camera."""
+        return f'{self.namespace}/{name}' if self.namespace else name
+
+
+def default_input(input_type: str) -> CameraInput:
+    """The single-camera node: `image` (or `image/compressed`), outputs beside it."""
+    compressed = input_type == 'compressed'
+    return CameraInput(0, '', 'image/compressed' if compressed else 'image', compressed, '')
+
+
+def resolve_inputs(inputs: Sequence[str], input_type: str = 'raw') -> Optional[List[CameraInput]]:
+    """The cameras of an `inputs` parameter, or None when it lists none (single `image`).
+
+    Raises ParameterError for entries that would publish on the same output topics or name
+    the same input twice.
+    """
+    entries = [str(t).strip() for t in (inputs or []) if str(t).strip()]
+    if not entries:
+        return None
+    cameras: List[CameraInput] = []
+    seen_topics: Dict[str, str] = {}
+    seen_ns: Dict[str, str] = {}
+    for i, entry in enumerate(entries):
+        topic = entry.rstrip('/')
+        compressed = topic.endswith(COMPRESSED_SUFFIX)
+        base = topic[:-len(COMPRESSED_SUFFIX)] if compressed else topic
+        if not base or base == '/':
+            raise ParameterError(f'inputs[{i}]={entry!r} is not an image topic')
+        if input_type == 'compressed' and not compressed:
+            compressed, topic = True, base + COMPRESSED_SUFFIX
+        namespace = base.rsplit('/', 1)[0] if '/' in base else ''
+        if topic in seen_topics:
+            raise ParameterError(f'inputs lists {topic!r} twice')
+        seen_topics[topic] = entry
+        if namespace in seen_ns:
+            where = namespace or "the node's namespace"
+            raise ParameterError(
+                f'inputs {seen_ns[namespace]!r} and {entry!r} would publish their results on '
+                f'the same topics (in {where}): give each camera its own namespace, e.g. '
+                '/front/image_raw and /rear/image_raw')
+        seen_ns[namespace] = entry
+        name = namespace.strip('/') or base.strip('/')
+        cameras.append(CameraInput(i, name, topic, compressed, namespace))
+    return cameras
+
+
+class CameraStats:
+    """What one camera's results did: output rate and latency (submit -> delivered), written
+    from the delivery thread, read by diagnostics."""
+
+    def __init__(self, window: int = 1000) -> None:
+        self.published = 0
+        self.dropped_before_queue = 0  # `block`: the feeder's backlog was full
+        self.latency = RollingStats(window)
+        self.rate = RateMeter(max(2, window))
+        self._lock = threading.Lock()
+
+    def add(self, total_s: float, t: float) -> None:
+        with self._lock:
+            self.published += 1
+            self.latency.add(total_s)
+            self.rate.tick(t)
+
+    def summary(self) -> Dict[str, Any]:
+        with self._lock:
+            lat = self.latency.summary() if len(self.latency) else {}
+            return {'published': self.published, 'fps': self.rate.rate(), 'latency_ms': lat}
+
+
+def camera_statuses(node_name: str, cameras: Sequence[CameraInput],
+                    stats: Sequence[CameraStats], sources: Dict[Any, Dict[str, int]],
+                    active: bool, hardware_id: str = '') -> List[DiagnosticStatus]:
+    """One DiagnosticStatus per camera: its topics, the pipeline's counters for its source
+    (in, out, dropped, failed, queued) and its output rate and latency. WARN while it drops
+    more than half of its frames (input faster than its share of the model)."""
+    out = []
+    for cam, st in zip(cameras, stats):
+        c = sources.get(cam.index, {})
+        s = st.summary()
+        values = [('input', cam.topic), ('outputs_in', cam.namespace or '(node namespace)'),
+                  ('frames_in', c.get('frames_in', 0)), ('frames_out', c.get('frames_out', 0)),
+                  ('dropped', c.get('dropped', 0)), ('failed', c.get('failed', 0)),
+                  ('queued', c.get('queued', 0)), ('fps', f"{s['fps']:.2f}")]
+        if st.dropped_before_queue:
+            values.append(('dropped_before_queue', st.dropped_before_queue))
+        for q in ('p50', 'p99'):
+            if q in s['latency_ms']:
+                values.append((f'latency_{q}_ms', f"{s['latency_ms'][q]:.2f}"))
+        level, message = DiagnosticStatus.OK, 'active'
+        if not active:
+            level, message = DiagnosticStatus.STALE, 'inactive'
+        elif c.get('frames_in', 0) == 0:
+            level, message = DiagnosticStatus.STALE, 'no input yet'
+        elif c.get('dropped', 0) * 2 > c.get('frames_in', 0):
+            level, message = DiagnosticStatus.WARN, (
+                f"dropping {c['dropped']} of {c['frames_in']} frames (input faster than this "
+                "camera's share of the model)")
+        out.append(DiagnosticStatus(
+            level=level, name=f'{node_name}: camera {cam.name}', message=message,
+            hardware_id=hardware_id,
+            values=[KeyValue(key=k, value=str(v)) for k, v in values]))
+    return out

@@ -1,0 +1,266 @@
+"""Multi-camera benchmark: one detector_node serving N cameras against N single-camera nodes.
+
+  python -m faster_deployment_ros.tools.multicam_bench --model yolox_nano_coco_416.onnx \
+      [--cameras 2 4] [--rate 10] [--duration 15] [--warmup 3] \
+      [--fair-model .cache/models/yolov8n.onnx --fair-rates 30 5] [--json out.json]
+
+Every scenario starts real node processes (the console-script entry, the YAML given with
+--params), plays real frames (the shared videos, camera i alternating plaza / campus) on one
+topic per camera from this process, and records each camera's outputs. Per camera: frames in /
+out / dropped, latency (publish -> receipt) p50 / p99; per scenario: delivered fps, CPU cores of
+the node processes, their total RSS (peak), and the CPU other processes used meanwhile (the
+machine may be shared: compare rows of one run). Scenarios:
+
+  single   one node, the plain `image` topic: the single-camera reference
+  N x 1    N single-camera nodes (one model copy each), topics remapped
+  1 x N    one node, `inputs: [...]`: N cameras, one model, shared workers
+  fair     one node, two cameras at --fair-rates over capacity (--fair-model): each camera's
+           share and latency
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+ROOT = Path(__file__).resolve().parents[2]
+NODE_ENV = {'MALLOC_MMAP_THRESHOLD_': '33554432', 'MALLOC_TRIM_THRESHOLD_': '268435456',
+            'FASTDDS_BUILTIN_TRANSPORTS': 'LARGE_DATA'}
+CLK = os.sysconf('SC_CLK_TCK')
+
+
+def log(msg: str) -> None:
+    print(f'[multicam-bench] {msg}', file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------- processes
+def node_command(params: Path, model: Path, name: str, extra: Sequence[str]) -> List[str]:
+    exe = Path(sys.executable).parent / 'detector_node'
+    prefix = [str(exe)] if exe.is_file() else [
+        sys.executable, '-c', 'from faster_deployment_ros.ros.detector_node import main; main()']
+    return prefix + ['--ros-args', '--params-file', str(params), '-p', f'model_path:={model}',
+                     '-p', 'autostart:=true', '-p', 'diagnostics_period:=0.0',
+                     '-r', f'__node:={name}', *extra]
+
+
+def proc_cpu_rss(pid: int) -> Optional[tuple]:
+    """(CPU seconds, RSS bytes) of a process, None once it is gone."""
+    try:
+        fields = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / CLK
+        rss = int(fields[21]) * os.sysconf('SC_PAGE_SIZE')
+        return cpu, rss
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def machine_busy() -> tuple:
+    """(busy CPU seconds, total CPU seconds) of the whole machine so far."""
+    vals = [int(v) for v in Path('/proc/stat').read_text().split('\n', 1)[0].split()[1:]]
+    idle = vals[3] + vals[4]
+    return (sum(vals) - idle) / CLK, sum(vals) / CLK
+
+
+class Sampler(threading.Thread):
+    """Peak RSS of the node processes while they run; CPU marks taken with mark()."""
+
+    def __init__(self, pids: Sequence[int]) -> None:
+        super().__init__(daemon=True, name='sampler')
+        self.pids = list(pids)
+        self.peak_rss = 0
+        self.stop = threading.Event()
+
+    def cpu(self) -> float:
+        return sum((proc_cpu_rss(p) or (0.0, 0))[0] for p in self.pids)
+
+    def run(self) -> None:
+        while not self.stop.wait(0.25):
+            self.peak_rss = max(self.peak_rss,
+                                sum((proc_cpu_rss(p) or (0.0, 0))[1] for p in self.pids))
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    import signal
+    for sig, wait in ((signal.SIGINT, 10.0), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        if proc.poll() is not None:
+            return
+        proc.send_signal(sig)
+        try:
+            proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            continue
+
+
+# ---------------------------------------------------------------------------- scenarios
+def camera_frames(shared: Path, n: int = 20) -> List[tuple]:
+    """[(name, frames)] of the two shared videos: plaza (1280x720) and campus (480x360)."""
+    from .frames import read_frames
+    plaza = read_frames(shared / 'data' / 'pedestrians_plaza_1280x720_50fps.avi', n, 3)
+    campus = read_frames(shared / 'data' / 'campus_walkway_480x360_10fps.avi', n, 2)
+    return [('plaza', plaza), ('campus', campus)]
+
+
+def run_scenario(label: str, nodes: List[List[str]], cams: List[Dict[str, Any]],
+                 args: argparse.Namespace, params: Path, model: Path) -> Dict[str, Any]:
+    """nodes: extra ROS args per node process; cams: dicts with topic/out/frames/rate."""
+    from sensor_msgs.msg import Image
+
+    from .multicam import Stream, play_streams, serialise_images, stream_report
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **{k: os.environ.get(k, v) for k, v in NODE_ENV.items()}}
+    procs = []
+    for i, extra in enumerate(nodes):
+        logf = open(out_dir / f'{label.replace(" ", "_")}_node{i}.log', 'w')
+        procs.append(subprocess.Popen(node_command(params, model, f'bench_det{i}', extra),
+                                      env=env, stdout=logf, stderr=subprocess.STDOUT,
+                                      start_new_session=True))
+        logf.close()
+    streams = [Stream(name=c['name'], in_topic=c['topic'], out_topic=c['out'],
+                      payloads=serialise_images(c['frames'], c['name']), msg_type=Image,
+                      rate=c['rate']) for c in cams]
+    sampler = Sampler([p.pid for p in procs])
+    sampler.start()
+    marks: Dict[str, Any] = {}
+
+    def mark_after_warmup() -> None:
+        # waits for the first publish (play_streams sets inputs), then the warm-up
+        while not any(s.inputs for s in streams):
+            if sampler.stop.wait(0.01):
+                return
+        time.sleep(args.warmup)
+        marks['t_ns'] = time.monotonic_ns()
+        marks['t'] = time.monotonic()
+        marks['cpu'] = sampler.cpu()
+        marks['busy'] = machine_busy()
+        marks['self'] = time.process_time()
+    marker = threading.Thread(target=mark_after_warmup, daemon=True)
+    marker.start()
+    end: Dict[str, Any] = {}
+
+    def published() -> None:
+        end.update(t=time.monotonic(), cpu=sampler.cpu(), busy=machine_busy(),
+                   self=time.process_time())
+    try:
+        play_streams(streams, args.warmup + args.duration, node_name='fdr_multicam_bench',
+                     wait_timeout=90.0, settle_timeout=5.0, log=log, on_published=published)
+    finally:
+        sampler.stop.set()
+        for p in procs:
+            stop_process(p)
+    marker.join(1)
+    wall = end['t'] - marks['t']
+    node_cores = (end['cpu'] - marks['cpu']) / wall
+    busy_cores = (end['busy'][0] - marks['busy'][0]) / wall
+    self_cores = (end['self'] - marks['self']) / wall
+    reports = [stream_report(s, marks['t_ns']) for s in streams]
+    res = {
+        'scenario': label, 'nodes': len(nodes), 'cameras': len(cams),
+        'rates_hz': [c['rate'] for c in cams],
+        'frames_in': sum(r['frames_in'] for r in reports),
+        'frames_out': sum(r['frames_out'] for r in reports),
+        'fps_out': round(sum(r.get('throughput_fps') or 0.0 for r in reports), 2),
+        'node_cores': round(node_cores, 2), 'harness_cores': round(self_cores, 2),
+        'other_cores': round(max(0.0, busy_cores - node_cores - self_cores), 2),
+        'peak_rss_mb': round(sampler.peak_rss / 2**20, 1),
+        'per_camera': [{k: r.get(k) for k in ('camera', 'in_topic', 'frames_in', 'frames_out',
+                                              'dropped', 'order_violations',
+                                              'header_mismatches', 'latency_ms')}
+                       for r in reports],
+    }
+    log(format_row(res))
+    return res
+
+
+def format_row(r: Dict[str, Any]) -> str:
+    lat = [c['latency_ms'] or {} for c in r['per_camera']]
+    p50 = '/'.join(f"{x.get('p50', float('nan')):.0f}" for x in lat)
+    p99 = '/'.join(f"{x.get('p99', float('nan')):.0f}" for x in lat)
+    io = '/'.join(f"{c['frames_out']}:{c['frames_in']}" for c in r['per_camera'])
+    return (f"| {r['scenario']} | {r['nodes']} | {r['cameras']} x "
+            f"{'/'.join(f'{x:g}' for x in r['rates_hz'])} Hz | {io} | {r['fps_out']:.1f} | "
+            f"{p50} | {p99} | {r['node_cores']:.2f} | {r['peak_rss_mb']:.0f} | "
+            f"{r['other_cores']:.2f} |")
+
+
+HEADER = ('| scenario | node processes | cameras x rate | out:in per camera (after warm-up) | '
+          'fps out | latency p50 per camera (ms) | p99 (ms) | node CPU cores | node RSS peak '
+          '(MB) | other users (cores) |\n|---|---|---|---|---|---|---|---|---|---|')
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog='python -m faster_deployment_ros.tools.multicam_bench',
+                                description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--model', default=str(ROOT.parent / 'shared' / 'models' /
+                                          'yolox_nano_coco_416.onnx'))
+    p.add_argument('--params', default=str(ROOT / 'config' / 'yolox_nano_onnxruntime.yaml'))
+    p.add_argument('--shared', default=str(ROOT.parent / 'shared'))
+    p.add_argument('--cameras', type=int, nargs='+', default=[2, 4])
+    p.add_argument('--rate', type=float, default=10.0, help='Hz per camera')
+    p.add_argument('--duration', type=float, default=15.0, help='measured seconds')
+    p.add_argument('--warmup', type=float, default=3.0, help='seconds not measured')
+    p.add_argument('--fair-model', default=str(ROOT / '.cache' / 'models' / 'yolov8n.onnx'),
+                   help='model of the fairness run (slow enough to be over capacity)')
+    p.add_argument('--fair-params', default=str(ROOT / 'config' / 'yolov8n_onnxruntime.yaml'))
+    p.add_argument('--fair-rates', type=float, nargs=2, default=[30.0, 5.0])
+    p.add_argument('--only', nargs='*', default=[],
+                   help='run only these scenarios: single, separate, shared, fair')
+    p.add_argument('--out', default=str(ROOT / 'out' / 'multicam_bench'))
+    p.add_argument('--json', help='write all results here')
+    args = p.parse_args(argv)
+    os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 200)))
+    for k, v in NODE_ENV.items():
+        os.environ.setdefault(k, v)
+    model, params = Path(args.model), Path(args.params)
+    frames = camera_frames(Path(args.shared))
+    want = set(args.only) or {'single', 'separate', 'shared', 'fair'}
+
+    def cams(n: int, rates: Sequence[float], prefix: str) -> List[Dict[str, Any]]:
+        return [{'name': f'{prefix}{i}', 'topic': f'/{prefix}{i}/image_raw',
+                 'out': f'/{prefix}{i}/detections', 'frames': frames[i % 2][1],
+                 'rate': rates[i]} for i in range(n)]
+
+    import rclpy
+    rclpy.init()
+    results = []
+    try:
+        if 'single' in want:
+            c = cams(1, [args.rate], 'cam')
+            results.append(run_scenario('single (image topic)', [[
+                '-r', f'image:={c[0]["topic"]}', '-r', f'detections:={c[0]["out"]}']],
+                c, args, params, model))
+        for n in args.cameras:
+            c = cams(n, [args.rate] * n, 'cam')
+            if 'separate' in want:
+                results.append(run_scenario(f'{n} x 1 camera', [[
+                    '-r', f'image:={x["topic"]}', '-r', f'detections:={x["out"]}'] for x in c],
+                    c, args, params, model))
+            if 'shared' in want:
+                inputs = '[' + ','.join(x['topic'] for x in c) + ']'
+                results.append(run_scenario(f'1 x {n} cameras', [['-p', f'inputs:={inputs}']],
+                                            c, args, params, model))
+        if 'fair' in want:
+            c = cams(2, args.fair_rates, 'fair')
+            inputs = '[' + ','.join(x['topic'] for x in c) + ']'
+            results.append(run_scenario('fair: 1 x 2 cameras', [['-p', f'inputs:={inputs}']],
+                                        c, args, Path(args.fair_params), Path(args.fair_model)))
+    finally:
+        rclpy.try_shutdown()
+    print(HEADER)
+    for r in results:
+        print(format_row(r))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + '\n')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
