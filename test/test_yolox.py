@@ -16,7 +16,7 @@ import pytest
 from faster_deployment_ros.backends import TensorSpec, create_backend
 from faster_deployment_ros.core.letterbox import (LetterboxMeta, letterbox, to_chw_tensor,
                                                   unletterbox_boxes)
-from faster_deployment_ros.core.nms import batched_nms, nms, nms_numpy
+from faster_deployment_ros.core.nms import batched_nms, greedy_nms, nms
 from faster_deployment_ros.core.types import Detections
 from faster_deployment_ros.models import create_adapter
 from faster_deployment_ros.models.labels import COCO_CLASSES, parse_class_names
@@ -101,7 +101,7 @@ def test_nms_matches_reference(seed):
     thr = [0.3, 0.45, 0.65][seed % 3]
     expected = ref.greedy_nms(boxes.astype(np.float64), scores, thr)
     assert nms(boxes, scores, thr).tolist() == expected
-    assert nms_numpy(boxes, scores, thr).tolist() == expected
+    assert greedy_nms(boxes, scores, thr).tolist() == expected
 
     classes = rng.integers(0, 4, n)
     want = []

@@ -7,6 +7,8 @@ several times faster for the tens-to-hundreds of candidates a frame typically ha
 """
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 
@@ -27,12 +29,23 @@ def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         return np.where(union > 0, inter / union, 0.0)
 
 
-def nms_numpy(boxes_xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Indices kept by greedy NMS, by descending score (ties: lower index first); int64."""
-    boxes = np.asarray(boxes_xyxy, np.float64).reshape(-1, 4)
+def greedy_nms(boxes_xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float,
+               dtype: Any = np.float64, nan_suppresses: bool = False) -> np.ndarray:
+    """Indices kept by greedy NMS, by descending score (ties: lower index first); int64.
+
+    The one greedy loop: keep the best box, drop the rest whose IoU with it is over the
+    threshold, repeat. IoU is inter / union computed in `dtype`: float64 for torchvision's
+    decisions (YOLOX), float32 to reproduce ultralytics' TorchNMS at the threshold (with the
+    class offset its coordinates are rounded to 1/16 px, so float64 would decide some pairs
+    the other way). A 0/0 IoU (two empty boxes) never suppresses, as in torchvision; with
+    `nan_suppresses` it does unless the kept box overlaps nothing at all, as in TorchNMS.
+    """
+    dt = np.dtype(dtype).type
+    boxes = np.asarray(boxes_xyxy, dt).reshape(-1, 4)
     x1, y1, x2, y2 = boxes.T
     areas = (x2 - x1) * (y2 - y1)
-    order = np.argsort(-np.asarray(scores, np.float64), kind='stable')
+    order = np.argsort(-np.asarray(scores, dt).reshape(-1), kind='stable')
+    thr, zero = dt(iou_threshold), dt(0)
     keep = []
     while order.size:
         i = order[0]
@@ -40,12 +53,15 @@ def nms_numpy(boxes_xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float) 
         rest = order[1:]
         if not rest.size:
             break
-        w = np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest])
-        h = np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest])
-        inter = np.maximum(w, 0.0) * np.maximum(h, 0.0)
-        union = areas[i] + areas[rest] - inter
-        # IoU > t  <=>  inter > t * union (union > 0); an empty union never suppresses.
-        order = rest[~((inter > iou_threshold * union) & (union > 0))]
+        w = np.maximum(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), zero)
+        h = np.maximum(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), zero)
+        inter = w * h
+        if nan_suppresses and not inter.any():
+            order = rest
+            continue
+        with np.errstate(divide='ignore', invalid='ignore'):
+            iou = inter / (areas[i] + areas[rest] - inter)
+        order = rest[iou <= thr] if nan_suppresses else rest[~(iou > thr)]
     return np.asarray(keep, np.int64)
 
 
@@ -70,7 +86,7 @@ def nms(boxes_xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.
     scores32 = np.asarray(scores, np.float32).reshape(-1)
     if _HAS_CV2_NMS and bool(np.all(scores32 > 0)) and bool(np.all(boxes[:, 2:] >= boxes[:, :2])):
         return _nms_cv2(boxes, scores32, iou_threshold)
-    return nms_numpy(boxes, scores, iou_threshold)
+    return greedy_nms(boxes, scores, iou_threshold)
 
 
 def batched_nms(boxes_xyxy: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,
@@ -89,4 +105,4 @@ def batched_nms(boxes_xyxy: np.ndarray, scores: np.ndarray, class_ids: np.ndarra
     return nms(boxes + offsets, scores, iou_threshold)
 
 
-__all__ = ['nms', 'nms_numpy', 'batched_nms', 'box_iou']
+__all__ = ['nms', 'greedy_nms', 'batched_nms', 'box_iou']

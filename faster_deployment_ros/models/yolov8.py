@@ -19,6 +19,7 @@ from typing import Any, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ..core.letterbox import LetterboxMeta, clip_boxes, letterbox, letterbox_geometry, to_chw_tensor
+from ..core.nms import greedy_nms
 from ..core.options import parse_bool, parse_size
 from ..core.specs import DecodeSpec, preset, PreprocessSpec
 from ..core.types import Detections, static_dim, TensorSpec
@@ -72,32 +73,12 @@ def ultralytics_nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray
                     iou_threshold: float, agnostic: bool = False, max_wh: float = 7680.0) -> np.ndarray:
     """Kept indices by descending score, exactly as ultralytics' `non_max_suppression` decides:
     classes separated by a `cls * 7680` offset and IoU computed in float32 (TorchNMS, which
-    matches torchvision). At that offset float32 rounds coordinates to 1/16 px, so IoUs within
-    ~1e-4 of the threshold go the other way than in float64; core.nms would differ there."""
+    matches torchvision). At that offset float32 rounds coordinates to 1/16 px, so IoUs near the
+    threshold go the other way than in float64: hence greedy_nms in float32, TorchNMS' rules."""
     b = np.asarray(boxes, np.float32)
     if not agnostic:
         b = b + (np.asarray(class_ids, np.float32) * np.float32(max_wh))[:, None]
-    x1, y1, x2, y2 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
-    areas = (x2 - x1) * (y2 - y1)
-    order = np.argsort(-np.asarray(scores, np.float32), kind='stable')
-    thr = np.float32(iou_threshold)
-    keep = []
-    while order.size:
-        i = order[0]
-        keep.append(i)
-        rest = order[1:]
-        if not rest.size:
-            break
-        w = np.maximum(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), np.float32(0))
-        h = np.maximum(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), np.float32(0))
-        inter = w * h
-        if not inter.any():  # TorchNMS' early exit: keeps degenerate (0/0) boxes too
-            order = rest
-            continue
-        with np.errstate(divide='ignore', invalid='ignore'):
-            iou = inter / (areas[i] + areas[rest] - inter)
-        order = rest[iou <= thr]
-    return np.asarray(keep, np.int64)
+    return greedy_nms(b, scores, iou_threshold, dtype=np.float32, nan_suppresses=True)
 
 
 class Yolov8Adapter(ModelAdapter):
