@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from conftest import CACHE, ROOT, shared_file
+from faster_deployment_ros.core.hashing import file_sha256
 
 MODELS = CACHE / 'models'
 GOLDEN_DIRS = (ROOT / 'test' / 'fixtures', CACHE / 'golden')
@@ -28,15 +29,6 @@ def model_path(name: str) -> Path:
     if not path.exists():
         pytest.skip(f'{path} not built: {BUILD_HINT}')
     return path
-
-
-@lru_cache(maxsize=None)
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_golden(name: str) -> Tuple[Dict[str, np.ndarray], dict]:

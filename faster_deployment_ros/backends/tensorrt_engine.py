@@ -1,17 +1,19 @@
-"""TensorRT engines: build from ONNX, cache on disk, and one shim over the 8.5/8.6 and 10.x APIs.
+"""TensorRT engines: build from ONNX, cache on disk, and one shim over the 8.6, 10.x and 11.x APIs.
 
 An engine is only valid for the exact TensorRT version, GPU model and build settings that made
 it, so the cache key holds all of them (model bytes, TensorRT version, GPU name and compute
 capability, precision, workspace, input shapes, INT8 calibration set); a change of any one
-builds a new engine instead of loading a stale one. TensorRT is imported lazily: everything
-here except `TrtApi`, `build_engine` and the calibrator is plain Python and unit-tested on
-machines without it.
+builds a new engine instead of loading a stale one. TensorRT is imported lazily.
 
-API used (present in 8.5+, 8.6 and 10.x): OnnxParser, build_serialized_network,
-set_memory_pool_limit(WORKSPACE), timing caches, num_io_tensors / get_tensor_name /
-get_tensor_mode / get_tensor_shape / get_tensor_dtype, set_input_shape, set_tensor_address,
-execute_async_v3. The differences: 8.x needs the EXPLICIT_BATCH network flag (10 removed
-implicit batch and deprecates the flag), and IProgressMonitor exists from 10.0.
+Supported: 8.6 (JetPack 6.0), 10.x (JetPack 6.1/6.2 ship 10.3; pip) and 11.x (pip). API used by
+all three: OnnxParser, build_serialized_network, set_memory_pool_limit(WORKSPACE), timing caches,
+num_io_tensors / get_tensor_name / get_tensor_mode / get_tensor_shape / get_tensor_dtype,
+get_tensor_profile_shape, set_input_shape, set_tensor_address, execute_async_v3. The
+differences: 8.6 needs the EXPLICIT_BATCH network flag (10 made it implicit); IProgressMonitor
+exists from 10.0; precision. Up to 10.x reduced precision is asked for with weak-typing builder
+flags (BuilderFlag.FP16 / INT8 with an IInt8EntropyCalibrator2). 11.x removed those: networks
+are strongly typed, so fp16 and int8 come from the ONNX itself, converted first with NVIDIA
+ModelOpt (AutoCast fp16, Q/DQ int8; see tensorrt_modelopt.py) and cached beside the engines.
 """
 from __future__ import annotations
 
@@ -28,9 +30,11 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..core.hashing import file_sha256
 from .base import BackendError
 
-MIN_VERSION = (8, 5)
+MIN_VERSION = (8, 6)
+SUPPORTED = '8.6 (JetPack 6.0), 10.x (JetPack 6.1/6.2: 10.3) and 11.x'
 PRECISIONS = ('fp32', 'fp16', 'int8')
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 KEY_VERSION = 1  # bump when the engine layout/build recipe changes
@@ -56,10 +60,15 @@ def parse_version(text: str) -> Tuple[int, ...]:
 
 
 def check_version(version: Sequence[int]) -> None:
-    if tuple(version[:2]) < MIN_VERSION:
-        raise BackendError(
-            f'TensorRT {".".join(map(str, version))} is too old: the tensorrt backend needs '
-            f'{MIN_VERSION[0]}.{MIN_VERSION[1]} or newer (named I/O tensors and execute_async_v3)')
+    """8.6.x, 10.x and 11.x are what the backend is written and tested (stand-ins) against."""
+    v = tuple(version[:2])
+    if v[:1] == (8,) and v >= (8, 6) or v[:1] in ((10,), (11,)):
+        return
+    text = '.'.join(map(str, version))
+    why = ('too old' if v < MIN_VERSION else 'newer than this backend knows' if v[0] > 11
+           else 'not supported (9.x was a short-lived release)')
+    raise BackendError(f'TensorRT {text} is {why}: the tensorrt backend supports TensorRT '
+                       f'{SUPPORTED}')
 
 
 def needs_explicit_batch_flag(version: Sequence[int]) -> bool:
@@ -69,6 +78,11 @@ def needs_explicit_batch_flag(version: Sequence[int]) -> bool:
 
 def has_progress_monitor(version: Sequence[int]) -> bool:
     return tuple(version[:1]) >= (10,)
+
+
+def has_weak_typing(version: Sequence[int]) -> bool:
+    """BuilderFlag.FP16/INT8 and INT8 calibrators exist (up to 10.x); 11.x removed them."""
+    return tuple(version[:1]) < (11,)
 
 
 def import_tensorrt() -> Any:
@@ -173,28 +187,6 @@ def resolve_input_shapes(model_inputs: Sequence[Tuple[str, Sequence[Any]]],
 
 
 # --------------------------------------------------------------------------- cache -----------
-
-_hash_lock = threading.Lock()
-_hash_cache: Dict[Tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: os.PathLike) -> str:
-    """sha256 of a file, memoised on (path, size, mtime) so a node start hashes a model once."""
-    p = Path(path).resolve()
-    st = p.stat()
-    key = (str(p), st.st_size, st.st_mtime_ns)
-    with _hash_lock:
-        if key in _hash_cache:
-            return _hash_cache[key]
-    h = hashlib.sha256()
-    with open(p, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            h.update(chunk)
-    digest = h.hexdigest()
-    with _hash_lock:
-        _hash_cache[key] = digest
-    return digest
-
 
 @dataclass(frozen=True)
 class EngineKey:
@@ -304,10 +296,12 @@ def calibration_fingerprint(paths: Sequence[Path], preprocess_id: str = '') -> s
 class CalibrationBatches:
     """Calibration tensors, one batch at a time, from images through the model's pre-processing.
 
-    `preprocess(image_bgr) -> (1, C, H, W) array`; batches stack `batch_size` of them.
+    `preprocess(image_bgr) -> [one array per model input]` (a model adapter's preprocess, in
+    the model's input order); a batch stacks `batch_size` images per input along axis 0.
     """
 
-    def __init__(self, paths: Sequence[Path], preprocess: Callable[[np.ndarray], np.ndarray],
+    def __init__(self, paths: Sequence[Path],
+                 preprocess: Callable[[np.ndarray], Sequence[np.ndarray]],
                  batch_size: int = 1, on_batch: Optional[Callable[[int, int], None]] = None) -> None:
         self.paths = list(paths)
         self.preprocess = preprocess
@@ -318,34 +312,52 @@ class CalibrationBatches:
     def __len__(self) -> int:
         return len(self.paths) // self.batch_size
 
-    def next_batch(self) -> Optional[np.ndarray]:
+    def reset(self) -> None:
+        self._next = 0
+
+    def next_batch(self) -> Optional[List[np.ndarray]]:
+        """The next batch, one contiguous array per input; None when all are used."""
         import cv2
         if self._next >= len(self):
             return None
         chunk = self.paths[self._next * self.batch_size:(self._next + 1) * self.batch_size]
-        tensors = []
+        per_image = []
         for p in chunk:
             img = cv2.imread(str(p), cv2.IMREAD_COLOR)
             if img is None:
                 raise ValueError(f'cannot read calibration image {p}')
-            tensors.append(np.asarray(self.preprocess(img)))
+            tensors = self.preprocess(img)
+            if isinstance(tensors, np.ndarray):
+                tensors = [tensors]
+            per_image.append([np.asarray(t) for t in tensors])
         self._next += 1
         if self.on_batch is not None:
             self.on_batch(self._next, len(self))
-        return np.ascontiguousarray(np.concatenate(tensors, 0), np.float32)
+        return [np.ascontiguousarray(np.concatenate([t[i] for t in per_image], 0))
+                for i in range(len(per_image[0]))]
+
+    def all_batches(self) -> List[List[np.ndarray]]:
+        self.reset()
+        out = []
+        while True:
+            batch = self.next_batch()
+            if batch is None:
+                return out
+            out.append(batch)
 
 
 def make_calibrator(trt: Any, batches: CalibrationBatches, cache_file: Optional[Path],
                     device: Any = None) -> Any:
-    """An IInt8EntropyCalibrator2 feeding `batches` from one device buffer (needs TensorRT)."""
-    from ..gpu.cuda import DeviceBuffer, PinnedBuffer, Stream
+    """An IInt8EntropyCalibrator2 (TensorRT 8.6/10.x) feeding `batches`, one device buffer per
+    input. The stream and buffers are made at the first batch: with a calibration cache
+    TensorRT asks for none, and nothing touches the GPU."""
+    from ..gpu.cuda import DeviceBuffer, Stream
 
     class _Calibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self) -> None:
             trt.IInt8EntropyCalibrator2.__init__(self)
-            self._stream = Stream(device)
-            self._dev: Optional[DeviceBuffer] = None
-            self._pinned: Optional[PinnedBuffer] = None
+            self._stream: Optional[Any] = None
+            self._dev: List[DeviceBuffer] = []
 
         def get_batch_size(self) -> int:
             return batches.batch_size
@@ -354,13 +366,18 @@ def make_calibrator(trt: Any, batches: CalibrationBatches, cache_file: Optional[
             batch = batches.next_batch()
             if batch is None:
                 return None
-            if self._dev is None or self._dev.nbytes < batch.nbytes:
-                self._dev = DeviceBuffer(batch.nbytes, device)
-                self._pinned = PinnedBuffer(batch.shape, np.float32, device)
-            np.copyto(self._pinned.array, batch)
-            self._dev.upload(self._pinned.array, self._stream)
+            if len(batch) != len(names):
+                raise BackendError(f'calibration pre-processing gives {len(batch)} input(s), '
+                                   f'the engine has {len(names)} ({", ".join(names)})')
+            if self._stream is None:
+                self._stream = Stream(device)
+            if len(self._dev) != len(batch) or any(
+                    d.nbytes < x.nbytes for d, x in zip(self._dev, batch)):
+                self._dev = [DeviceBuffer(x.nbytes, device) for x in batch]
+            for d, x in zip(self._dev, batch):
+                d.upload(x, self._stream)
             self._stream.synchronize()
-            return [self._dev.ptr]
+            return [d.ptr for d in self._dev]
 
         def read_calibration_cache(self) -> Optional[bytes]:
             if cache_file is not None and Path(cache_file).is_file():
