@@ -10,14 +10,9 @@ from typing import Any, Dict, List, Sequence
 
 import numpy as np
 
+from ..core.types import ONNX_DTYPES
 from .base import Backend, BackendError, TensorSpec
 
-_DTYPES = {
-    'tensor(float)': np.float32, 'tensor(float16)': np.float16, 'tensor(double)': np.float64,
-    'tensor(uint8)': np.uint8, 'tensor(int8)': np.int8, 'tensor(uint16)': np.uint16,
-    'tensor(int16)': np.int16, 'tensor(int32)': np.int32, 'tensor(int64)': np.int64,
-    'tensor(uint32)': np.uint32, 'tensor(uint64)': np.uint64, 'tensor(bool)': np.bool_,
-}
 _OPT_LEVELS = ('disable', 'basic', 'extended', 'all')
 _OPTIONS = ('providers', 'intra_op_threads', 'inter_op_threads', 'threads', 'graph_optimization',
             'log_severity', 'allow_spinning')
@@ -127,7 +122,7 @@ class OnnxRuntimeBackend(Backend):
     @staticmethod
     def _spec(arg: Any) -> TensorSpec:
         shape = tuple(d if isinstance(d, int) else None if d is None else str(d) for d in arg.shape)
-        return TensorSpec(arg.name, shape, np.dtype(_DTYPES.get(arg.type, np.float32)))
+        return TensorSpec(arg.name, shape, ONNX_DTYPES.get(arg.type, np.dtype(np.float32)))
 
     def infer(self, inputs: Sequence[np.ndarray]) -> List[np.ndarray]:
         session = self._session

@@ -22,6 +22,14 @@ class TensorSpec:
         return cls(d['name'], tuple(d['shape']), np.dtype(d.get('dtype', 'float32')))
 
 
+#: ONNX (Runtime) tensor type names -> numpy dtypes
+ONNX_DTYPES: Dict[str, np.dtype] = {
+    f'tensor({onnx})': np.dtype(np_name) for onnx, np_name in (
+        ('float', 'float32'), ('float16', 'float16'), ('double', 'float64'), ('uint8', 'uint8'),
+        ('int8', 'int8'), ('uint16', 'uint16'), ('int16', 'int16'), ('int32', 'int32'),
+        ('int64', 'int64'), ('uint32', 'uint32'), ('uint64', 'uint64'), ('bool', 'bool'))}
+
+
 def static_dim(dim: Any) -> Optional[int]:
     """A dimension's size when the model fixes it, None when it is dynamic."""
     return dim if isinstance(dim, (int, np.integer)) and dim > 0 else None
