@@ -123,7 +123,7 @@ def to_chw_tensor(img: np.ndarray, dtype=np.float32, scale: Optional[float] = No
         raise ValueError(f'out buffer is {out.shape}, need contiguous {(1, ch, h, w)}')
     swap = swap_rb and ch >= 3  # R/B swap: channels 0 and 2, alpha stays last
     if img.dtype == np.uint8 and 1 < ch <= 4:
-        # cv2.split de-interleaves ~3x faster than a strided numpy transpose; the per-plane
+        # cv2.split de-interleaves faster than a strided numpy transpose; the per-plane
         # copies are then contiguous casts.
         planes = list(cv2.split(img))
         if swap:

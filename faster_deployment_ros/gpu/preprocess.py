@@ -89,9 +89,9 @@ class GpuLetterbox:
 
         'direct' (default) hands the frame itself to the driver, which stages pageable memory
         through its own pinned buffers while the DMA runs; 'pinned' copies it into our pinned
-        buffer first, then transfers asynchronously. On an H100 host each won one run (1280x720:
-        0.25 vs 0.33 ms, 0.46 vs 0.43 ms; docs/tensorrt_gpu.md): both are the cost of one host
-        memcpy, and 'direct' needs no extra buffer. The frame may be reused once this returns.
+        buffer first, then transfers asynchronously. Neither wins consistently (measured in
+        docs/tensorrt_gpu.md): both are the cost of one host memcpy, and 'direct' needs no extra
+        buffer. The frame may be reused once this returns.
         """
         image = np.ascontiguousarray(_check_image(image))
         self.device.activate()  # workers call from their own threads

@@ -578,11 +578,9 @@ def _dropped_before_queue(health, stats: CameraStats, header) -> None:
 def make_executor(kind: str = ''):
     """The executor that spins a perception node. Every callback of ours is short (the image
     callback only queues the frame; results are published from the pipeline's thread), so one
-    thread suffices, and it spends less per message than rclpy's MultiThreadedExecutor:
-    measured here on 720p bgr8 at 50 Hz, p50 receive latency 4.3 ms and 0.08 cores against
-    5.4 ms and 0.13 cores. (rclpy.experimental's EventsExecutor was faster still in that test,
-    but busy-looped at 100% CPU and ignored SIGTERM in another, so it is not used.)
-    `kind` (or FDR_EXECUTOR): single (default) or multi."""
+    thread suffices, and it spends less per message than rclpy's MultiThreadedExecutor (lower
+    receive latency and CPU; rclpy.experimental's EventsExecutor busy-looped and ignored SIGTERM:
+    figures in docs/performance.md). `kind` (or FDR_EXECUTOR): single (default) or multi."""
     kind = (kind or os.environ.get('FDR_EXECUTOR', '') or 'single').lower()
     if kind == 'multi':
         return MultiThreadedExecutor(num_threads=2)

@@ -74,12 +74,12 @@ def large_data_env(env: Dict[str, str], own_graph: bool = False) -> Optional[str
     """Transport settings for camera-sized frames, applied to ``env`` (e.g. os.environ) before
     the process creates its first ROS context; returns a warning for the user, or None.
 
-    Measured on Kilted (Fast DDS 3), best-effort 1280x720 bgr8 across processes:
-    FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA delivers 50/50 frames, but with
-    ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST 0-2/50; config/fastdds_large_data.xml (64 MB
-    shared memory + UDP) delivers 50/50 in both cases -- but a process with the profile and one
-    with LARGE_DATA do not even match. So the profile is only chosen when ``own_graph`` (the
-    caller starts every process of the graph with this env, as the demo does).
+    Best-effort camera frames across processes need FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA
+    (which fails under ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST) or config/fastdds_large_data.xml
+    (shared memory + UDP, works in both cases; README, "Middleware"; test/test_middleware.py),
+    but a process with the profile and one with LARGE_DATA do not even match. So the profile is
+    only chosen when ``own_graph`` (the caller starts every process of the graph with this env,
+    as the demo does).
     """
     env.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
     profiled = (env.get('FASTDDS_DEFAULT_PROFILES_FILE')
