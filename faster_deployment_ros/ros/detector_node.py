@@ -38,6 +38,8 @@ class DetectorNode(PerceptionNode):
         super().__init__('detector', **kwargs)
         self._det_pub = None
         self._debug_pub = None
+        self._det_pubs: List[Any] = []
+        self._debug_pubs: List[Any] = []
         self._debug_msg: Optional[Image] = None
 
     def read_task_parameters(self) -> None:
@@ -104,25 +106,30 @@ class DetectorNode(PerceptionNode):
             postprocess
 
     def create_outputs(self, qos: QoSProfile) -> None:
-        self._det_pub = self.create_lifecycle_publisher(Detection2DArray, 'detections', qos)
-        if self.debug:
-            self._debug_pub = self.create_lifecycle_publisher(Image, 'debug_image', qos)
+        # one set per camera (`inputs`): /front/image_raw -> /front/detections
+        self._det_pubs = [self.create_lifecycle_publisher(Detection2DArray, t, qos)
+                          for t in self.output_topics('detections')]
+        self._debug_pubs = [self.create_lifecycle_publisher(Image, t, qos)
+                            for t in self.output_topics('debug_image')] if self.debug else []
+        self._det_pub = self._det_pubs[0]
+        self._debug_pub = self._debug_pubs[0] if self._debug_pubs else None
 
     def destroy_outputs(self) -> None:
         destroy = getattr(self, 'destroy_lifecycle_publisher', self.destroy_publisher)
-        for pub in (self._det_pub, self._debug_pub):
-            if pub is not None:
-                destroy(pub)
+        for pub in self._det_pubs + self._debug_pubs:
+            destroy(pub)
+        self._det_pubs, self._debug_pubs = [], []
         self._det_pub = self._debug_pub = None
 
-    def publish_result(self, det, header, image: Optional[np.ndarray]) -> None:
-        self._det_pub.publish(to_detection_array(det, header, self.class_id_mode))
-        if self._debug_pub is not None and image is not None:
+    def publish_result(self, det, header, image: Optional[np.ndarray],
+                       camera: int = 0) -> None:
+        self._det_pubs[camera].publish(to_detection_array(det, header, self.class_id_mode))
+        if self._debug_pubs and image is not None:
             if self._debug_msg is None:
                 self._debug_msg = Image()
             msg = fill_image_msg(self._debug_msg, draw_detections(image, det), 'bgr8')
             msg.header = header
-            self._debug_pub.publish(msg)
+            self._debug_pubs[camera].publish(msg)
 
 
 def main(args=None) -> None:
