@@ -17,7 +17,7 @@ export MALLOC_MMAP_THRESHOLD_ ?= 33554432
 export MALLOC_TRIM_THRESHOLD_ ?= 268435456
 export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
 
-.PHONY: setup test-assets demo test clean
+.PHONY: setup test-assets demo demo-multicam test clean
 
 setup:
 	@bash scripts/setup_env.sh
@@ -27,6 +27,10 @@ test-assets: setup
 
 demo: setup
 	@$(PY) -m faster_deployment_ros.tools.demo --input "$(INPUT)" --model "$(MODEL)" --out "$(OUT)" --rate "$(RATE)"
+
+# Two cameras (the two shared videos) into one detector_node (`inputs`), a report per camera.
+demo-multicam: setup
+	@$(PY) -m faster_deployment_ros.tools.demo_multicam --model "$(MODEL)" --out "$(ROOT)/out/demo-multicam" --rate "$(RATE)"
 
 test: setup test-assets
 	@$(PY) -m pytest -ra $(PYTEST_ARGS) test

@@ -30,12 +30,21 @@ def _env_defaults():
     return [SetEnvironmentVariable(k, os.environ.get(k, v)) for k, v in defaults.items()]
 
 
+def parse_inputs(text: str) -> list:
+    """'[/front/image_raw, /rear/image_raw]' or '/front/image_raw,/rear/image_raw' -> list."""
+    return [t.strip().strip('\'"') for t in text.strip().strip('[]').replace(' ', ',').split(',')
+            if t.strip().strip('\'"')]
+
+
 def _node(context, executable, default_name):
     params = [LaunchConfiguration('params_file').perform(context)]
     overrides = {}
     model_path = LaunchConfiguration('model_path').perform(context)
     if model_path:
         overrides['model_path'] = model_path
+    inputs = parse_inputs(LaunchConfiguration('inputs').perform(context))
+    if inputs:  # several cameras, one model: each camera's results in its own namespace
+        overrides['inputs'] = inputs
     if overrides:
         params.append(overrides)
     return [LifecycleNode(
@@ -58,6 +67,10 @@ def launch_for(executable, default_name, default_params):
         DeclareLaunchArgument('model_path', default_value='',
                               description='model file; overrides model_path in the YAML'),
         DeclareLaunchArgument('image', default_value='image', description='input image topic'),
+        DeclareLaunchArgument('inputs', default_value='',
+                              description='several cameras into one model, e.g. '
+                              '"[/front/image_raw, /rear/image_raw]" (results in /front/..., '
+                              '/rear/...); overrides image'),
         DeclareLaunchArgument('namespace', default_value=''),
         DeclareLaunchArgument('node_name', default_value=default_name),
         *_env_defaults(),
