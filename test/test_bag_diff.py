@@ -163,3 +163,82 @@ def test_depth_bags(tmp_path, capsys):
     assert bag_cli.main(['diff', str(run), str(golden), '--max-abs-rel', '0.01',
                          '--json', str(tmp_path / 'd2.json')]) == 1
     assert 'abs_rel 0.02 > 0.01' in capsys.readouterr().out
+
+
+# --- real node runs ------------------------------------------------------------------------------
+# The YOLOX-nano runs of test_edge_backends_node (detector_node on 12 campus frames, reliable
+# QoS, blocking queue: no frame dropped), shared with it within a session, diffed with the CLI.
+# The figures printed here are the ones in docs/edge_backends.md.
+
+@pytest.fixture(scope='module')
+def edge(campus_video, yolox_model, tmp_path_factory):
+    pytest.importorskip('rclpy')
+    import test_edge_backends_node as e
+    from edge_assets import converted
+    bag = e.campus_bag(campus_video, tmp_path_factory)
+
+    def run(backend: str, precision: str, *extra: str):
+        if backend == 'onnxruntime':
+            model = yolox_model
+        else:
+            model = converted(backend, yolox_model, precision, tmp_path_factory.mktemp('m'))
+        return e.run_outputs(bag, tmp_path_factory.mktemp('node') / backend,
+                             f'yolox_nano_{backend}.yaml', model, *extra)
+    return run
+
+
+def diff(run_bag, golden_bag, tmp_path, name, *limits) -> tuple:
+    js = tmp_path / f'{name}.json'
+    code = bag_cli.main(['diff', str(run_bag), str(golden_bag), '--json', str(js), *limits])
+    r = json.loads(js.read_text())
+    o = r['overall']
+    print(f'{name}: exit {code}, golden {o["golden"]}, run {o["run"]}, precision '
+          f'{o["precision"]}, recall {o["recall"]}, mean IoU {o["mean_iou"]}, score drift '
+          f'{o["score_drift_max_abs"]}, box drift {o["box_drift_px_max"]} px '
+          f'(p95 {o["box_drift_px_p95"]})')
+    return code, r
+
+
+GATE = ['--min-recall', '0.98', '--min-precision', '0.98', '--max-box-drift-px', '2',
+        '--max-score-drift', '0.05', '--max-missing-frames', '0']
+# (backend, precision, extra, largest box drift px, largest score drift) measured here + margin
+EDGE_CASES = [
+    ('ncnn', 'fp32', (), 0.01, 1e-4),
+    ('ncnn', 'fp16', (), 0.5, 0.02),
+    ('rknn', 'fp16', ('rknn.simulator:=true',), 0.5, 0.02),
+]
+
+
+@pytest.mark.parametrize('backend,precision,extra,max_px,max_score', EDGE_CASES,
+                         ids=[f'{b}-{p}' for b, p, *_ in EDGE_CASES])
+def test_edge_backend_runs_pass_the_gate_against_onnxruntime(edge, tmp_path, backend, precision,
+                                                             extra, max_px, max_score):
+    golden = edge('onnxruntime', 'fp32')
+    code, r = diff(edge(backend, precision, *extra), golden, tmp_path,
+                   f'{backend}-{precision} vs onnxruntime', *GATE)
+    o = r['overall']
+    assert code == 0, r['gate']
+    assert r['frames_compared'] == 12 and o['golden'] >= 24
+    assert o['recall'] == 1.0 and o['precision'] == 1.0
+    assert o['box_drift_px_max'] <= max_px and o['score_drift_max_abs'] <= max_score
+    assert (tmp_path / f'{backend}-{precision} vs onnxruntime.png').is_file()
+
+
+def test_ncnn_fp16_against_rknn_fp16(edge, tmp_path):
+    code, r = diff(edge('ncnn', 'fp16'), edge('rknn', 'fp16', 'rknn.simulator:=true'), tmp_path,
+                   'ncnn-fp16 vs rknn-fp16', *GATE)
+    assert code == 0, r['gate']
+    assert r['overall']['recall'] == 1.0 and r['overall']['box_drift_px_max'] <= 0.5
+
+
+def test_raised_conf_threshold_fails_the_gate(edge, tmp_path):
+    """A configuration that loses detections: conf_threshold 0.3 -> 0.6 on the same model."""
+    golden = edge('onnxruntime', 'fp32')
+    code, r = diff(edge('onnxruntime', 'fp32', 'conf_threshold:=0.6'), golden, tmp_path,
+                   'onnxruntime conf 0.6 vs 0.3', *GATE)
+    o = r['overall']
+    assert code == 1 and not r['gate']['passed']
+    assert any('recall' in f for f in r['gate']['failures'])
+    assert o['recall'] < 0.98
+    # what it still finds is what the golden run found, unmoved
+    assert o['precision'] == 1.0 and o['box_drift_px_max'] == 0.0

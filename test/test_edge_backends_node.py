@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Dict
 
 import numpy as np
 import pytest
@@ -26,16 +27,37 @@ FRAMES = 12
 NODE = Path(sys.executable).with_name('detector_node')
 
 
+_BAGS: Dict[str, Path] = {}
+# (bag, config, model, extra) -> (outputs bag, result): test_bag_diff diffs the same runs
+_RUNS: Dict[tuple, tuple] = {}
+
+
+def campus_bag(campus_video: Path, tmp_path_factory) -> Path:
+    """One bag per test session, so that node runs are shared between test modules."""
+    if str(campus_video) not in _BAGS:
+        path = tmp_path_factory.mktemp('edge_bag') / 'campus'
+        video_to_bag(campus_video, path, max_frames=FRAMES, start_ns=1_700_000_000_000_000_000)
+        _BAGS[str(campus_video)] = path
+    return _BAGS[str(campus_video)]
+
+
 @pytest.fixture(scope='module')
 def bag(campus_video, tmp_path_factory):
-    path = tmp_path_factory.mktemp('edge_bag') / 'campus'
-    video_to_bag(campus_video, path, max_frames=FRAMES, start_ns=1_700_000_000_000_000_000)
-    return path
+    return campus_bag(campus_video, tmp_path_factory)
+
+
+def run_outputs(bag: Path, out_dir: Path, config: str, model: Path, *extra: str) -> Path:
+    """The recorded outputs bag of `run_node` (run once per session and arguments)."""
+    run_node(bag, out_dir, config, model, *extra)
+    return _RUNS[(str(bag), config, str(model), extra)][0]
 
 
 def run_node(bag: Path, out_dir: Path, config: str, model: Path, *extra: str):
     """Start the node with the shipped `config` YAML, replay `bag` into it, return
-    {stamp_ns: (boxes xyxy, class ids)}."""
+    {stamp_ns: (boxes xyxy, class ids)}. Runs once per session and arguments."""
+    key = (str(bag), config, str(model), extra)
+    if key in _RUNS:
+        return _RUNS[key][1]
     assert NODE.exists(), 'the detector_node console script is not installed in the venv'
     params = [f'model_path:={model}', 'autostart:=true', 'qos_reliability:=reliable',
               'qos_depth:=50', 'full_policy:=block', 'queue_size:=16', 'workers:=1',
@@ -70,6 +92,7 @@ def run_node(bag: Path, out_dir: Path, config: str, model: Path, *extra: str):
             classes.append(d.results[0].hypothesis.class_id)
         stamp = m.header.stamp.sec * 10**9 + m.header.stamp.nanosec
         result[stamp] = (np.array(boxes, np.float64).reshape(-1, 4), np.array(classes))
+    _RUNS[key] = (out_dir / 'outputs', result)
     return result
 
 

@@ -443,7 +443,8 @@ def plot_diff(report: Dict[str, Any], path: Path) -> Path:
     x = np.arange(len(missing))
     for ax, title, s in zip(axes, titles, series):
         for k, row in enumerate(np.atleast_2d(s)):
-            ax.plot(x, row, lw=1, label=('golden', 'run', 'matched')[k] if s.ndim == 2 else None)
+            ax.plot(x, row, lw=1, ls=('-', '--', ':')[k % 3],
+                    label=('golden', 'run', 'matched')[k] if s.ndim == 2 else None)
         for i in np.flatnonzero(missing):
             ax.axvline(i, color='red', alpha=0.3, lw=1)
         ax.set_title(title, fontsize=9)
