@@ -1,6 +1,7 @@
 """ultralytics' own predict loop on an ONNX model and real video frames, for fdr-benchmark.
 
-Runs in an environment that has ultralytics (not the project's .venv); prints one JSON line:
+Runs in an environment that has ultralytics (not the project's .venv, e.g. .venv-export);
+prints one JSON line:
 throughput and per-call latency of `YOLO(model).predict(frame)` (its pre, ONNX Runtime
 inference and NMS included), plus ultralytics' own per-stage speed numbers.
 """
@@ -24,6 +25,12 @@ def main() -> None:
     args = ap.parse_args()
     import ultralytics
     from ultralytics import YOLO
+    from ultralytics.nn.autobackend import AutoBackend
+
+    # AutoBackend.warmup imports torchvision, whose compiled ops do not load beside the CPU
+    # torch wheel; without that import ultralytics uses its own torch NMS. The untimed predict
+    # calls below warm the session up instead.
+    AutoBackend.warmup = lambda self, *a, **k: None
 
     cap = cv2.VideoCapture(args.video)
     frames = []

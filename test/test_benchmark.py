@@ -1,7 +1,8 @@
 """fdr-benchmark smoke run: every section on a few real frames, through a real ROS 2 graph.
 
 Checks the report is produced and consistent (no timing asserts): frames in = out + dropped,
-no order violations, a readable plot, the autotune YAML matching the JSON.
+no order violations, a readable plot, the autotune YAML matching the JSON, the latency budget
+per hop from the node's /diagnostics next to the transport floor and the bare model.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 import cv2
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,7 +25,8 @@ def test_benchmark_smoke(tmp_path, yolox_model, plaza_video):
     params = tmp_path / 'tuned.yaml'
     cmd = [str(exe), '--model', str(yolox_model), '--video', str(plaza_video), '--frames', '4',
            '--iters', '4', '--duration', '1.0', '--threads', '1,2', '--workers', '1,2',
-           '--ros-duration', '2.0', '--ros-rates', '1x', '--autotune', '--camera-rate', '10',
+           '--ros-duration', '2.5', '--ros-rates', '1x', '--budget-rounds', '1',
+           '--overload-rate', '2x', '--autotune', '--camera-rate', '10',
            '--latency-budget-ms', '2000', '--write-params', str(params), '--out', str(out),
            '--no-progress']
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=ROOT)
@@ -41,7 +44,10 @@ def test_benchmark_smoke(tmp_path, yolox_model, plaza_video):
     pipes = report['pipeline']
     assert {(p['workers'], p['threads']) for p in pipes if not p['input_rate']} == {(1, 2), (2, 1)}
     assert {p['schedule'] for p in pipes if p['input_rate']} == {'eager', 'just_in_time'}
-    runs = pipes + [report['autotune_run']] + report['ros']
+    budget, overload, sat = report['budget'], report['overload'], report['saturation']
+    runs = (pipes + [report['autotune_run']] + report['ros'] + [budget['rounds'][0]['floor'],
+            budget['rounds'][0]['node'], overload['floor'], overload['node'], sat['node'],
+            sat['pipeline_alone']])
     for r in runs:
         assert r['frames_in'] == r['frames_out'] + r['dropped'], r['config']
         assert r['order_violations'] == 0, r['config']
@@ -54,9 +60,20 @@ def test_benchmark_smoke(tmp_path, yolox_model, plaza_video):
     assert ros['duplicates'] == 0 and ros['unknown'] == 0
     assert ros['latency_ms']['p50'] > 0 and ros['node_cpu_cores'] > 0
     diag = ros['node_diagnostics']
-    assert int(diag['frames_in']) == (int(diag['frames_out']) + int(diag['dropped'])
-                                      + int(diag['in_flight']))
+    assert int(diag['pipeline_frames_in']) == (
+        int(diag['pipeline_frames_out']) + int(diag['pipeline_dropped'])
+        + int(diag['pipeline_in_flight']))
     assert report['ros_node']['env']['FASTDDS_BUILTIN_TRANSPORTS'] == 'LARGE_DATA'
+    # the node runs with the family's shipped YAML; its per-hop budget comes from /diagnostics
+    assert report['ros_node']['params_file'].endswith('config/yolox_nano_onnxruntime.yaml')
+    hops = budget['node_hops_ms']
+    assert {'transport', 'callback', 'queue', 'pre', 'infer', 'post', 'build', 'publish',
+            'node'} <= set(hops)
+    assert all(h['p50'] >= 0 for h in hops.values()) and hops['infer']['p50'] > 0
+    assert budget['floor_ms']['p50'] > 0 and budget['bare_frame_ms']['p50'] > 0
+    assert budget['rounds'][0]['floor']['fps'] > 0
+    assert overload['ideal_p50_ms'] > overload['half_period_ms'] > 0
+    assert sat['infer_cpu_ms_per_frame'] > 0 and sat['node']['node_cpu_ms_per_frame_out'] > 0
 
     tuned = yaml.safe_load(params.read_text())['/**']['ros__parameters']
     auto = report['autotune']
@@ -66,7 +83,10 @@ def test_benchmark_smoke(tmp_path, yolox_model, plaza_video):
     assert report['autotune_run']['workers'] == auto['workers']
 
     targets = report['targets']
-    assert {'bare_best', 'node_vs_bare', 'multi_worker', 'autotune'} <= set(targets)
+    assert {'bare_best', 'overhead', 'overload', 'saturation', 'multi_worker',
+            'autotune'} <= set(targets)
+    assert targets['overhead']['floor_plus_bare_ms'] == pytest.approx(
+        budget['floor_ms']['p50'] + budget['bare_frame_ms']['p50'], abs=1e-2)
     assert targets['multi_worker']['order_violations'] == 0
 
     img = cv2.imread(str(out / 'benchmark.png'))

@@ -31,20 +31,25 @@ def summarize(values_s: Iterable[float], scale: float = 1000.0) -> Dict[str, flo
 class RollingStats:
     """Percentiles over the last `window` samples; `add` is O(1), the sorting happens in `summary`.
 
-    Thread-safe: one thread adds while another reads.
+    Thread-safe: one thread adds while another reads. With `max_age_s`, `values` and `summary`
+    keep only samples added within that many seconds (recent behaviour, not an old phase's).
     """
 
-    def __init__(self, window: int = 1000) -> None:
+    def __init__(self, window: int = 1000, max_age_s: Optional[float] = None) -> None:
         if int(window) < 1:
             raise ValueError(f'window must be >= 1, got {window}')
         self.window = int(window)
+        self.max_age_s = max_age_s
         self._buf = np.zeros(self.window, np.float64)
+        self._when = np.zeros(self.window, np.float64) if max_age_s is not None else None
         self._total = 0
         self._lock = threading.Lock()
 
     def add(self, value_s: float) -> None:
         with self._lock:
             self._buf[self._total % self.window] = value_s
+            if self._when is not None:
+                self._when[self._total % self.window] = time.monotonic()
             self._total += 1
 
     def __len__(self) -> int:
@@ -59,6 +64,12 @@ class RollingStats:
         """The window's samples (seconds), oldest first."""
         with self._lock:
             n, w = self._total, self.window
+            if self._when is not None:
+                fresh = self._when[:min(n, w)] >= time.monotonic() - self.max_age_s
+                if n <= w:
+                    return self._buf[:n][fresh]
+                k = n % w
+                return np.concatenate((self._buf[k:][fresh[k:]], self._buf[:k][fresh[:k]]))
             if n <= w:
                 return self._buf[:n].copy()
             k = n % w

@@ -1,0 +1,225 @@
+"""The issue's targets from what was measured, printed and charted.
+
+Charts: throughput against latency per configuration (dot at p50, bar to p99), and the latency
+budget per hop of the node next to the transport floor and the bare model (matplotlib, Agg).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+HOP_ORDER = ('transport', 'callback', 'queue', 'pre', 'infer', 'post', 'handover', 'build',
+             'publish')
+_COLORS = {'bare': '#1f77b4', 'serial': '#2ca02c', 'pipeline': '#ff7f0e', 'ros': '#d62728',
+           'autotune': '#9467bd', 'ultralytics': '#8c564b', 'soak': '#7f7f7f',
+           'floor': '#17becf'}
+
+
+def plot_points(res: Dict[str, Any]) -> List[Dict[str, Any]]:
+    pts = []
+    for b in res.get('bare', []):
+        pts.append({'kind': 'bare', 'label': f'bare 1x{b["threads"]} (infer only fps)',
+                    'fps': b['infer_fps'], 'p50': b['frame_ms']['p50'],
+                    'p99': b['frame_ms']['p99']})
+    runs: List[Any] = []
+    for key in ('serial', 'pipeline', 'autotune_run', 'ros', 'soak', 'at_ultralytics_rate'):
+        items = res.get(key) or []
+        runs += [(key, r) for r in (items if isinstance(items, list) else [items])]
+    b = res.get('budget') or {}
+    for rnd in b.get('rounds', [])[-1:]:
+        runs += [('floor', rnd['floor']), ('ros', rnd['node'])]
+    for key in ('overload', 'saturation'):
+        sec = res.get(key) or {}
+        runs += [('ros', sec['node'])] if 'node' in sec else []
+        runs += [('pipeline', sec['pipeline_alone'])] if 'pipeline_alone' in sec else []
+    for key, r in runs:
+        if r and 'latency_ms' in r:
+            kind = {'autotune_run': 'autotune', 'at_ultralytics_rate': 'ros'}.get(key, key)
+            pts.append({'kind': kind, 'label': r['config'], 'fps': r['fps'],
+                        'p50': r['latency_ms']['p50'], 'p99': r['latency_ms']['p99']})
+    u = res.get('ultralytics') or {}
+    if 'fps' in u:
+        pts.append({'kind': 'ultralytics', 'label': 'ultralytics predict',
+                    'fps': u['fps'], 'p50': u['latency_ms']['p50'],
+                    'p99': u['latency_ms']['p99']})
+    return pts
+
+
+def plot(res: Dict[str, Any], path: Path, title: str) -> None:
+    """benchmark.png: throughput vs latency; and, when measured, the per-hop budget."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    pts = [p for p in plot_points(res) if p.get('fps') and p.get('p50')]
+    budget = res.get('budget') or {}
+    hops = budget.get('node_hops_ms') or {}
+    ncols = 2 if hops else 1
+    fig, axes = plt.subplots(1, ncols, figsize=(11, 7), dpi=100, squeeze=False,
+                             gridspec_kw={'width_ratios': [3, 2]} if hops else None)
+    ax = axes[0][0]
+    for k, p in enumerate(pts):
+        c = _COLORS.get(p['kind'], 'black')
+        ax.plot([p['p50'], p.get('p99') or p['p50']], [p['fps']] * 2, color=c, lw=1)
+        ax.plot(p['p50'], p['fps'], 'o', color=c, label=f'{k + 1}. {p["label"]}'[:48])
+        ax.annotate(str(k + 1), (p['p50'], p['fps']), textcoords='offset points',
+                    xytext=(4, 4), fontsize=7, color=c)
+    ax.set_xlabel('latency ms (dot p50, bar to p99)')
+    ax.set_ylabel('fps')
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    if pts:
+        ax.legend(fontsize=6, loc='upper right', framealpha=0.8)
+    ax.set_title(title[:90], fontsize=9)
+    if hops:
+        ax2 = axes[0][1]
+        bars = [('bare model (paced)', [('pre+infer+post', budget['bare_frame_ms']['p50'])]),
+                ('transport floor', [('round trip', budget['floor_ms']['p50'])]),
+                ('node', [(h, hops[h]['p50']) for h in HOP_ORDER if h in hops])]
+        cmap = plt.get_cmap('tab10')
+        for y, (name, parts) in enumerate(bars):
+            left = 0.0
+            for j, (part, v) in enumerate(parts):
+                ax2.barh(y, v, left=left, color=cmap(j % 10), edgecolor='white')
+                if v >= 1.0:
+                    ax2.text(left + v / 2, y, part, ha='center', va='center', fontsize=6,
+                             rotation=90 if v < 6 else 0)
+                left += v
+        ax2.barh(len(bars), budget['node_ms']['p50'], color='#444444')
+        ax2.set_yticks(range(len(bars) + 1))
+        ax2.set_yticklabels([b[0] for b in bars] + ['node end to end'], fontsize=8)
+        ax2.set_xlabel('ms (p50 per hop)')
+        ax2.set_title(f'latency budget @{budget["rate_hz"]:.3g} Hz', fontsize=9)
+        ax2.grid(alpha=0.3, axis='x')
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------ targets
+def _ratio(a: float, b: float) -> Optional[float]:
+    return round(a / b, 3) if b else None
+
+
+def targets(res: Dict[str, Any]) -> Dict[str, Any]:
+    """The issue's targets from what was measured (absent where a section was skipped)."""
+    out: Dict[str, Any] = {}
+    bare = res.get('bare') or []
+    if bare:
+        best = max(bare, key=lambda b: b['infer_fps'])
+        out['bare_best'] = {'threads': best['threads'], 'infer_fps': best['infer_fps'],
+                            'frame_p50_ms': best['frame_ms']['p50']}
+    b = res.get('budget')
+    if b:
+        floor, bare_p50, node = b['floor_ms']['p50'], b['bare_frame_ms']['p50'], b['node_ms']
+        limit = floor + bare_p50
+        out['overhead'] = {
+            'rate_hz': b['rate_hz'], 'floor_p50_ms': floor, 'bare_p50_ms': bare_p50,
+            'node_p50_ms': node['p50'], 'node_p99_ms': node['p99'],
+            'floor_plus_bare_ms': round(limit, 3),
+            'node_over_floor_plus_bare_ms': round(node['p50'] - limit, 3),
+            'ratio': _ratio(node['p50'], limit),
+            'p50_ok': bool(node['p50'] <= limit + 3.0),
+            'p99_ok': bool(node['p99'] <= limit + 13.0)}
+    o = res.get('overload')
+    if o:
+        lat = o['node']['latency_ms']
+        out['overload'] = {
+            'rate_hz': o['rate_hz'], 'ideal_p50_ms': o['ideal_p50_ms'], 'p50_ms': lat['p50'],
+            'p99_ms': lat['p99'], 'p50_over_ideal': _ratio(lat['p50'], o['ideal_p50_ms']),
+            'p99_over_p50': _ratio(lat['p99'], lat['p50']), 'fps': o['node']['fps'],
+            'p50_ok': bool(lat['p50'] <= 1.1 * o['ideal_p50_ms']),
+            'p99_ok': bool(lat['p99'] <= 1.5 * lat['p50'])}
+    s = res.get('saturation')
+    if s:
+        out['saturation'] = {
+            'rate_hz': s['rate_hz'], 'node_fps': s['node']['fps'],
+            'pipeline_alone_fps': s['pipeline_alone']['fps'], 'fps_ratio': s['fps_ratio'],
+            'fps_ok': bool(s['fps_ratio'] is not None and s['fps_ratio'] >= 0.9),
+            'cpu_outside_inference_ms': s['node_cpu_ms_outside_inference_per_frame'],
+            'cpu_ok': bool(s['node_cpu_ms_outside_inference_per_frame'] <= 3.0)}
+    u = res.get('ultralytics') or {}
+    at = res.get('at_ultralytics_rate')
+    if 'fps' in u and s:
+        node_fps = s['node']['fps']
+        out['ultralytics'] = {
+            'ultralytics_fps': u['fps'], 'ultralytics_p50_ms': u['latency_ms']['p50'],
+            'node_fps': node_fps, 'fps_ratio': _ratio(node_fps, u['fps']),
+            'fps_ok': bool(node_fps >= 1.2 * u['fps']),
+            'node_p50_at_same_rate_ms': at['latency_ms']['p50'] if at else None,
+            'p50_ok': bool(at and at['latency_ms']['p50'] < u['latency_ms']['p50'])}
+    pipe = [p for p in res.get('pipeline') or [] if not p.get('input_rate')]
+    if pipe and bare:
+        single = max([p['fps'] for p in pipe if p['workers'] == 1]
+                     + [x['infer_fps'] for x in bare])
+        multi = max(pipe, key=lambda p: p['fps'])
+        out['multi_worker'] = {
+            'best': multi['config'], 'fps': multi['fps'], 'best_single_session_fps': single,
+            'ratio': _ratio(multi['fps'], single),
+            'ratio_ok': bool(single and multi['fps'] >= 3 * single),
+            'order_violations': sum(p['order_violations'] for p in res['pipeline'])}
+    run = res.get('autotune_run')
+    if run:
+        budget = res['autotune']['latency_budget_ms']
+        out['autotune'] = {'config': run['config'], 'p99_ms': run['latency_ms']['p99'],
+                           'budget_ms': budget, 'p99_ok': bool(run['latency_ms']['p99'] <= budget),
+                           'dropped': run['dropped'], 'frames_in': run['frames_in']}
+    soak = res.get('soak')
+    if soak and soak.get('flatness'):
+        out['soak'] = soak['flatness']
+    return out
+
+
+def print_targets(t: Dict[str, Any], res: Dict[str, Any]) -> None:
+    def ok(flag: Any) -> str:
+        return 'n/a' if flag is None else ('MET' if flag else 'NOT MET')
+    print(f'\n== targets == (load average {res.get("meta", {}).get("load_end", "?")})')
+    if 'overhead' in t:
+        o = t['overhead']
+        print(f'overhead @{o["rate_hz"]:.3g} Hz: node p50 {o["node_p50_ms"]:.1f} ms vs transport '
+              f'floor {o["floor_p50_ms"]:.1f} + bare paced {o["bare_p50_ms"]:.1f} = '
+              f'{o["floor_plus_bare_ms"]:.1f} ms: {o["node_over_floor_plus_bare_ms"]:+.1f} ms, '
+              f'ratio {o["ratio"]} (<= +3 ms: {ok(o["p50_ok"])}); p99 {o["node_p99_ms"]:.1f} '
+              f'(<= +13 ms: {ok(o["p99_ok"])})')
+        hops = (res.get('budget') or {}).get('node_hops_ms') or {}
+        if hops:
+            print('  node per hop p50 ms: ' + ', '.join(
+                f'{h} {hops[h]["p50"]:.2f}' for h in HOP_ORDER if h in hops))
+        for name, v in ((res.get('budget') or {}).get('variants') or {}).items():
+            print(f'  variant {name}: p50 {v["node_ms"]["p50"]:.1f} p99 {v["node_ms"]["p99"]:.1f}'
+                  f' ms (node {o["node_p50_ms"]:.1f} / {o["node_p99_ms"]:.1f})')
+    if 'overload' in t:
+        o = t['overload']
+        print(f'overload @{o["rate_hz"]:.3g} Hz: p50 {o["p50_ms"]:.1f} ms vs ideal '
+              f'{o["ideal_p50_ms"]:.1f} (x{o["p50_over_ideal"]}, <= 1.1: {ok(o["p50_ok"])}), p99 '
+              f'{o["p99_ms"]:.1f} = {o["p99_over_p50"]} x p50 (<= 1.5: {ok(o["p99_ok"])}), '
+              f'{o["fps"]:.1f} fps')
+    if 'saturation' in t:
+        s = t['saturation']
+        print(f'saturated @{s["rate_hz"]:.3g} Hz: node {s["node_fps"]:.1f} fps vs pipeline alone '
+              f'{s["pipeline_alone_fps"]:.1f} = {s["fps_ratio"]} (>= 0.9: {ok(s["fps_ok"])}); '
+              f'node CPU outside inference {s["cpu_outside_inference_ms"]:.2f} ms/frame '
+              f'(<= 3: {ok(s["cpu_ok"])})')
+    if 'ultralytics' in t:
+        u = t['ultralytics']
+        p50 = u['node_p50_at_same_rate_ms']
+        print(f'ultralytics predict: {u["ultralytics_fps"]:.1f} fps, p50 '
+              f'{u["ultralytics_p50_ms"]:.1f} ms; node {u["node_fps"]:.1f} fps = '
+              f'{u["fps_ratio"]} x (>= 1.2: {ok(u["fps_ok"])}), node p50 at that rate '
+              f'{"n/a" if p50 is None else f"{p50:.1f}"} ms (below: {ok(u["p50_ok"])})')
+    if 'multi_worker' in t:
+        m = t['multi_worker']
+        print(f'multi-worker {m["best"]}: {m["fps"]:.1f} fps = {m["ratio"]} x best single '
+              f'session ({m["best_single_session_fps"]:.1f}) (>= 3x: {ok(m["ratio_ok"])}), '
+              f'order violations {m["order_violations"]}')
+    if 'autotune' in t:
+        a = t['autotune']
+        print(f'autotune {a["config"]}: p99 {a["p99_ms"]:.1f} ms vs budget {a["budget_ms"]:g} ms '
+              f'({ok(a["p99_ok"])}), dropped {a["dropped"]}/{a["frames_in"]}')
+    if 'soak' in t:
+        s = t['soak']
+        print(f'soak: p50 first {s.get("first_p50")} -> last {s.get("last_p50")} ms at '
+              f'{s.get("first_fps")} -> {s.get("last_fps")} fps; waiting (p50 - workers/rate) '
+              f'{s.get("first_excess")} -> {s.get("last_excess")} ms, trend '
+              f'{s.get("excess_slope_ms_per_min")} ms/min: no queue growth {ok(s.get("flat"))}')
