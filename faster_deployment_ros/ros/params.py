@@ -42,6 +42,8 @@ COMMON_PARAMETERS: Dict[str, tuple] = {
     'bit_depth': (16, 'significant bits of 16-bit input (mono16, 16UC1, rgb16, bayer_*16): '
                   'that range maps to 0..255; 16 is cv_bridge\'s convention, 10 or 12 for '
                   'sensors that put fewer bits in 16-bit words'),
+    'bond_heartbeat_period': (0.1, 'seconds between bond heartbeats to Nav2\'s lifecycle_manager '
+                              '(bond opened on activate, broken on deactivate); 0 disables it'),
     'max_input_pixels': (7680 * 4320, 'frames with more pixels are refused before decoding '
                          '(raw width x height, jpeg/png header size); 0 = no limit'),
     'diagnostics_window': (5.0, 'seconds of recent frames the /diagnostics level and fps use'),
@@ -189,6 +191,7 @@ VALIDATORS: Dict[str, Any] = {
     'diagnostics_period': _non_negative,
     'max_input_pixels': _non_negative_int,
     'bit_depth': _bit_depth,
+    'bond_heartbeat_period': _non_negative,
     'diagnostics_window': _positive,
     'diagnostics_stale_after': _positive,
     'diagnostics_max_latency_ms': _non_negative,

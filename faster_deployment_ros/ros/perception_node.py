@@ -48,6 +48,7 @@ from ..core.memory import reuse_large_buffers, trim_heap
 from ..core.pipeline import FrameResult, Pipeline
 from ..core.stats import RollingStats
 from . import params as P
+from .bond import Bond, close_bond, open_bond
 from .camera_inputs import CameraInput, CameraStats, camera_statuses, resolve_inputs
 from .health import (attach_log_handler, detach_log_handler, diagnostic_status,
                      DiagnosticsPublisher, message_lost_event_callbacks)
@@ -103,6 +104,7 @@ class PerceptionNode(LifecycleNode):
         self._configure_error = ''
         self._feeder: Optional[Feeder] = None
         self._internal_set = False  # configure writing back autotune's choice
+        self._bond: Optional[Bond] = None
         self._log_handler = attach_log_handler(self)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._diagnostics = DiagnosticsPublisher(
@@ -181,6 +183,8 @@ class PerceptionNode(LifecycleNode):
                                   self.get_name())
         self.health.restart()
         self._active.set()
+        # Nav2's lifecycle_manager watches active nodes through a bond (ros/bond.py)
+        self._bond = open_bond(self, float(P.value(self, 'bond_heartbeat_period')), self._bond)
         if self.cameras:
             self._subscribe_cameras(cfg, qos)
             return super().on_activate(state)
@@ -193,6 +197,8 @@ class PerceptionNode(LifecycleNode):
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._active.clear()
+        if self._bond is not None:
+            self._bond.break_bond()
         if self._sub is not None:
             self.destroy_subscription(self._sub)
             self._sub = None
@@ -236,6 +242,8 @@ class PerceptionNode(LifecycleNode):
         """Apply a RUNTIME_TASK_PARAMETERS change of a configured node to the next frame."""
 
     def destroy_node(self) -> None:
+        close_bond(self._bond)
+        self._bond = None
         self._diagnostics.destroy()
         detach_log_handler(self._log_handler)
         super().destroy_node()
@@ -335,6 +343,8 @@ class PerceptionNode(LifecycleNode):
         return create_backend(cfg.backend, cfg.model_path, **options)
 
     def _release(self) -> None:
+        close_bond(self._bond)
+        self._bond = None
         if self._feeder is not None:
             self._feeder.close()
             self._feeder = None
