@@ -131,3 +131,23 @@ def test_thread_and_optimisation_options(yolox_model, sub_path):
             ref = y
         np.testing.assert_allclose(y, ref, rtol=1e-3, atol=1e-3)
         backend.close()
+
+
+def test_spinning_policy_follows_the_core_count(sub_path):
+    """'auto' (the default) keeps idle intra-op threads from spinning on a small CPU, where they
+    would take the cores the executor and the pipeline threads need (docs/performance.md)."""
+    from faster_deployment_ros.backends.onnxruntime_backend import SPIN_MIN_CORES, spin_policy
+    assert spin_policy('auto', cores=2) is False
+    assert spin_policy('auto', cores=SPIN_MIN_CORES) is False
+    assert spin_policy('auto', cores=16) is True
+    assert spin_policy('false', cores=16) is False and spin_policy(True, cores=2) is True
+    with pytest.raises(BackendError, match='allow_spinning'):
+        spin_policy('sometimes')
+    import os
+    cores = len(os.sched_getaffinity(0))
+    b = create_backend('onnxruntime', str(sub_path))
+    assert b.allow_spinning is (cores > SPIN_MIN_CORES)
+    assert f'allow_spinning={b.allow_spinning}' in b.describe()
+    assert create_backend('onnxruntime', str(sub_path), allow_spinning='on').allow_spinning
+    with pytest.raises(BackendError, match='allow_spinning'):
+        create_backend('onnxruntime', str(sub_path), allow_spinning='maybe')

@@ -6,10 +6,11 @@ the list of what is accepted, not as a silent fallback to a slower provider.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..core.options import parse_bool
 from ..core.types import ONNX_DTYPES
 from .base import Backend, BackendError, TensorSpec
 
@@ -55,14 +56,36 @@ def _thread_count(options: Dict[str, Any], key: str) -> int:
     return count
 
 
+#: allow_spinning 'auto' lets idle intra-op threads spin only on more cores than this
+SPIN_MIN_CORES = 4
+
+
+def spin_policy(value: Any, cores: Optional[int] = None) -> bool:
+    """Whether idle intra-op threads may spin: true / false, or 'auto' by the core count."""
+    try:
+        spin = parse_bool(value, 'allow_spinning', default=None, allow_auto=True)
+    except ValueError as exc:
+        raise BackendError(str(exc)) from None
+    if spin is not None:
+        return spin
+    if cores is None:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):  # pragma: no cover - non-Linux
+            cores = os.cpu_count() or 1
+    return cores > SPIN_MIN_CORES
+
+
 class OnnxRuntimeBackend(Backend):
     """Runs an .onnx model with ONNX Runtime.
 
     Options: providers (list or comma-separated string, default CPU), intra_op_threads
     (alias `threads`, which intra_op_threads overrides; 0 = ORT default), inter_op_threads,
-    graph_optimization ('all' | 'extended' | 'basic' | 'disable'), allow_spinning (default
-    true: idle intra-op threads spin, lowest latency alone but burning cores that other
-    workers and the pipeline threads need), log_severity (0-4,
+    graph_optimization ('all' | 'extended' | 'basic' | 'disable'), allow_spinning (true,
+    false or 'auto', the default: idle intra-op threads spin between inferences only on more
+    than SPIN_MIN_CORES cores; on a small CPU the spinning threads take the cores the executor,
+    the pipeline threads and the camera driver need, which costs far more latency than the
+    spin saves; see docs/performance.md), log_severity (0-4,
     default 3 = errors only). Unknown options are errors: a typo must not pass silently.
     """
 
@@ -99,9 +122,7 @@ class OnnxRuntimeBackend(Backend):
             'all': ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
         }[level]
         so.log_severity_level = int(options.get('log_severity', 3))
-        spin = options.get('allow_spinning', True)
-        if isinstance(spin, str):
-            spin = spin.strip().lower() not in ('0', 'false', 'no', 'off')
+        spin = spin_policy(options.get('allow_spinning', 'auto'))
         if not spin:
             so.add_session_config_entry('session.intra_op.allow_spinning', '0')
             so.add_session_config_entry('session.inter_op.allow_spinning', '0')
@@ -118,6 +139,7 @@ class OnnxRuntimeBackend(Backend):
         self._metadata = dict(self._session.get_modelmeta().custom_metadata_map or {})
         self.providers = list(self._session.get_providers())
         self.intra_op_threads, self.inter_op_threads, self.graph_optimization = intra, inter, level
+        self.allow_spinning = spin
 
     @staticmethod
     def _spec(arg: Any) -> TensorSpec:
@@ -145,7 +167,8 @@ class OnnxRuntimeBackend(Backend):
         """One line for logs: what actually runs (ORT may drop providers it cannot use)."""
         return (f'onnxruntime providers={",".join(self.providers)} '
                 f'intra_op_threads={self.intra_op_threads} inter_op_threads={self.inter_op_threads} '
-                f'graph_optimization={self.graph_optimization}')
+                f'graph_optimization={self.graph_optimization} '
+                f'allow_spinning={self.allow_spinning}')
 
     def close(self) -> None:
         self._session = None
