@@ -23,14 +23,16 @@ COMMON_PARAMETERS: Dict[str, tuple] = {
     'backend': ('onnxruntime', 'inference backend: onnxruntime, ncnn, rknn, tensorrt'),
     'workers': (1, 'inference workers (sessions / contexts / NPU cores); results stay in order'),
     'threads': (0, 'threads per inference worker; 0 lets the runtime decide'),
-    'queue_size': (2, 'input queue length before the full policy applies'),
+    'queue_size': (1, 'input queue length before the full policy applies (1: with '
+                   'drop_oldest only the newest frame waits, the low-latency choice)'),
     'full_policy': ('drop_oldest', 'when the input queue is full: drop_oldest or block'),
     'input_type': ('raw', 'raw (sensor_msgs/Image) or compressed (sensor_msgs/CompressedImage)'),
     'inputs': ([''], 'several cameras, one model: image topics, each camera\'s results in its '
                'namespace (/front/image_raw -> /front/detections); an entry ending in '
                '/compressed is a CompressedImage topic; empty: the single image topic'),
     'qos_reliability': ('best_effort', 'input QoS reliability: best_effort or reliable'),
-    'qos_depth': (5, 'input and output QoS history depth'),
+    'qos_depth': (1, 'input QoS history depth (1: DDS keeps only the newest frame, so no '
+                  'stale frame waits there); outputs keep at least 10'),
     'input_size': ([0, 0], 'model input [height, width] for models with dynamic shapes'),
     'diagnostics_period': (1.0, 'seconds between /diagnostics updates; 0 disables them'),
     'autotune': (False, 'at configure, measure the model and choose workers, threads and '

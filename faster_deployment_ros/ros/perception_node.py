@@ -44,14 +44,15 @@ from ..core.feeder import Feeder
 from ..core.health import ERROR, Health, HealthStatus, STALE
 from ..core.image_codec import (check_image_size, compressed_image_size, decode_compressed,
                                 ImageCodecError, msg_to_numpy, to_bgr8)
-from ..core.memory import reuse_large_buffers, trim_heap
+from ..core.memory import limit_malloc_arenas, reuse_large_buffers, trim_heap
 from ..core.pipeline import FrameResult, Pipeline
 from ..core.stats import RollingStats
 from . import params as P
 from .bond import Bond, close_bond, open_bond
 from .camera_inputs import CameraInput, CameraStats, camera_statuses, resolve_inputs
 from .health import (attach_log_handler, detach_log_handler, diagnostic_status,
-                     DiagnosticsPublisher, message_lost_event_callbacks)
+                     DiagnosticsPublisher, guard_event_handlers,
+                     message_lost_event_callbacks)
 
 
 #: A frame's hops, in order: stamp -> callback (transport, incl. deserialisation, when the stamp
@@ -154,7 +155,7 @@ class PerceptionNode(LifecycleNode):
                 on_result=self._deliver,
                 queue_size=cfg.queue_size, full_policy=cfg.full_policy, name=self.get_name(),
                 schedule=schedule, on_drop=self._on_drop)
-            self.create_outputs(QoSProfile(depth=cfg.qos_depth))
+            self.create_outputs(QoSProfile(depth=max(cfg.qos_depth, 10)))
             self._warn_oversubscribed(cfg)
         except Exception as exc:  # noqa: BLE001 - any failure must leave the node unconfigured
             self._configure_error = f'{type(exc).__name__}: {exc}' if not isinstance(
@@ -188,10 +189,10 @@ class PerceptionNode(LifecycleNode):
         if self.cameras:
             self._subscribe_cameras(cfg, qos)
             return super().on_activate(state)
-        self._sub = self.create_subscription(
+        self._sub = guard_event_handlers(self.create_subscription(
             msg_type, topic, self._on_image, qos,
             callback_group=MutuallyExclusiveCallbackGroup(),
-            event_callbacks=message_lost_event_callbacks(self.health.lost))
+            event_callbacks=message_lost_event_callbacks(self.health.lost)))
         self.get_logger().info(f'active: {self.resolve_topic_name(topic)} -> results')
         return super().on_activate(state)
 
@@ -399,11 +400,11 @@ class PerceptionNode(LifecycleNode):
                     partial(_submit_from, pipeline, cam.index), cfg.qos_depth,
                     partial(_dropped_before_queue, self.health, stats),
                     f'{self.get_name()}-{cam.index}')
-            self._camera_subs.append(self.create_subscription(
+            self._camera_subs.append(guard_event_handlers(self.create_subscription(
                 CompressedImage if cam.compressed else Image, cam.topic,
                 partial(self._on_image, source=cam.index), qos,
                 callback_group=MutuallyExclusiveCallbackGroup(),
-                event_callbacks=message_lost_event_callbacks(self.health.lost)))
+                event_callbacks=message_lost_event_callbacks(self.health.lost))))
         self.get_logger().info('active: ' + ', '.join(
             f'{self.resolve_topic_name(c.topic)} -> '
             f'{self.resolve_topic_name(c.output("x"))[:-1]}*'
@@ -606,6 +607,7 @@ def run_node(node_cls, args=None) -> None:
     pipeline would be published into a dead context. A second signal exits at once.
     """
     reuse_large_buffers()
+    limit_malloc_arenas()  # memory comes back after cleanup (see core/memory.py)
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
     node = node_cls()

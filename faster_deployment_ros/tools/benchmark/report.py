@@ -195,6 +195,10 @@ def print_targets(t: Dict[str, Any], res: Dict[str, Any]) -> None:
               f'{o["ideal_p50_ms"]:.1f} (x{o["p50_over_ideal"]}, <= 1.1: {ok(o["p50_ok"])}), p99 '
               f'{o["p99_ms"]:.1f} = {o["p99_over_p50"]} x p50 (<= 1.5: {ok(o["p99_ok"])}), '
               f'{o["fps"]:.1f} fps')
+        for name, v in ((res.get('overload') or {}).get('variants') or {}).items():
+            print(f'  variant {name}: p50 {v["latency_ms"]["p50"]:.1f} p99 '
+                  f'{v["latency_ms"]["p99"]:.1f} ms vs ideal {v["ideal_p50_ms"]:.1f}, '
+                  f'{v["fps"]:.1f} fps')
     if 'saturation' in t:
         s = t['saturation']
         print(f'saturated @{s["rate_hz"]:.3g} Hz: node {s["node_fps"]:.1f} fps vs pipeline alone '
