@@ -8,6 +8,9 @@ INPUT ?= $(SHARED)/data/pedestrians_plaza_1280x720_50fps.avi
 MODEL ?= $(SHARED)/models/yolox_nano_coco_416.onnx
 OUT ?= $(ROOT)/out/demo
 RATE ?= 1.0
+PARAMS ?= config/yolox_nano_onnxruntime.yaml
+GOLDEN ?= $(ROOT)/out/golden
+GATE ?= --min-recall 0.98 --min-precision 0.98 --max-box-drift-px 2 --box-drift-stat p99 --max-score-drift 0.05
 PYTEST_ARGS ?=
 
 # Large camera frames over Fast DDS (see config/fastdds_large_data.xml and the README), and
@@ -17,7 +20,7 @@ export MALLOC_MMAP_THRESHOLD_ ?= 33554432
 export MALLOC_TRIM_THRESHOLD_ ?= 268435456
 export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
 
-.PHONY: setup test-assets demo demo-multicam test clean
+.PHONY: setup test-assets demo demo-multicam golden demo-check test clean
 
 setup:
 	@bash scripts/setup_env.sh
@@ -31,6 +34,14 @@ demo: setup
 # Two cameras (the two shared videos) into one detector_node (`inputs`), a report per camera.
 demo-multicam: setup
 	@$(PY) -m faster_deployment_ros.tools.demo_multicam --model "$(MODEL)" --out "$(ROOT)/out/demo-multicam" --rate "$(RATE)"
+
+# Regression gate against a golden bag: `make golden` once, `make demo-check` after a change
+# (a new model, backend, precision or PARAMS); exits 1 when a GATE limit fails (fdr-bag diff).
+golden: setup
+	@$(PY) -m faster_deployment_ros.tools.demo --input "$(INPUT)" --model "$(MODEL)" --out "$(OUT)" --rate "$(RATE)" --params "$(PARAMS)" --record-golden "$(GOLDEN)"
+
+demo-check: setup
+	@$(PY) -m faster_deployment_ros.tools.demo --input "$(INPUT)" --model "$(MODEL)" --out "$(OUT)" --rate "$(RATE)" --params "$(PARAMS)" --check-golden "$(GOLDEN)" --gate "$(GATE)"
 
 test: setup test-assets
 	@$(PY) -m pytest -ra $(PYTEST_ARGS) test

@@ -88,6 +88,18 @@ def test_drift_misses_extras_and_missing_frames():
     assert rows[S0]['matched'] == 2 and rows[S0 + 100_000_000]['missing_in'] == 'run'
 
 
+def test_box_drift_percentile_gate_lets_one_outlier_pass():
+    gold = {S0 + i: [('person', 0.9, 10, 10, 50, 110)] for i in range(200)}
+    run = dict(gold)
+    run[S0] = [('person', 0.9, 10, 10, 50, 90)]  # one box 20 px shorter (IoU 0.8)
+    r = diff_detections(frames(run), frames(gold))
+    o = r['overall']
+    assert o['box_drift_px_max'] == 20.0 and o['box_drift_px_p99'] == 0.0
+    assert check(r, Thresholds(max_box_drift_px=2)) == \
+        ['overall: box drift (max) 20.000 px > 2 px']
+    assert check(r, Thresholds(max_box_drift_px=2, box_drift_stat='p99')) == []
+
+
 def test_depth_errors_on_valid_pixels_only():
     gold = np.full((4, 5), 2.0)
     gold[0, 0] = 0.0          # invalid in golden

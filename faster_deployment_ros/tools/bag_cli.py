@@ -54,7 +54,7 @@ def _play_record(a: argparse.Namespace) -> int:
                        rate=a.rate, reliable=a.reliable, depth=a.depth,
                        wait_timeout=a.wait_timeout, settle_timeout=a.timeout,
                        idle_timeout=a.idle_timeout, publish_mode=a.publish_mode,
-                       max_frames=a.max_frames)
+                       max_frames=a.max_frames, lockstep=a.lockstep)
     try:
         report = play_record(cfg, log=lambda s: print(s, file=sys.stderr))
     except ReplayError as exc:
@@ -80,6 +80,7 @@ def _diff(a: argparse.Namespace) -> int:
     from .bag_diff import Thresholds, run_cli
     t = Thresholds(min_recall=a.min_recall, min_precision=a.min_precision,
                    min_mean_iou=a.min_mean_iou, max_box_drift_px=a.max_box_drift_px,
+                   box_drift_stat=a.box_drift_stat,
                    max_score_drift=a.max_score_drift, max_missing_frames=a.max_missing_frames,
                    max_abs_rel=a.max_abs_rel, min_delta1=a.min_delta1, per_class=a.per_class)
     return run_cli(a.run_bag, a.golden_bag, a.topic, a.golden_topic, a.iou, a.json,
@@ -132,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help='raw: the bag\'s CDR bytes (cheapest); msg: rclpy messages built from '
                    'the frames with one reused buffer')
     r.add_argument('--max-frames', type=int)
+    r.add_argument('--lockstep', action='store_true',
+                   help='publish each frame only after the previous one\'s output arrived (or '
+                   '--idle-timeout passed): every frame is processed, for golden-bag runs')
     r.set_defaults(func=_play_record)
 
     i = sub.add_parser('info', help='topics and counts of a bag')
@@ -157,7 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--min-precision', type=float, help='matched / run detections')
     g.add_argument('--min-mean-iou', type=float)
     g.add_argument('--max-box-drift-px', type=float,
-                   help='largest corner difference of any matched box, pixels')
+                   help='largest corner difference of matched boxes, pixels (see '
+                   '--box-drift-stat)')
+    g.add_argument('--box-drift-stat', choices=['max', 'p99', 'p95', 'mean'], default='max',
+                   help='which statistic of the per-box drifts --max-box-drift-px limits: max '
+                   '(every box) or a percentile, which lets a rare NMS flip between two '
+                   'overlapping boxes pass')
     g.add_argument('--max-score-drift', type=float,
                    help='largest |run - golden| score of any matched box')
     g.add_argument('--max-missing-frames', type=int,

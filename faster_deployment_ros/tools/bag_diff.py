@@ -196,6 +196,7 @@ class _ClassStats:
             'score_drift_max_abs': stat(absd, np.max),
             'box_drift_px_mean': stat(self.box_d, np.mean),
             'box_drift_px_p95': stat(self.box_d, lambda v: np.percentile(v, 95)),
+            'box_drift_px_p99': stat(self.box_d, lambda v: np.percentile(v, 99)),
             'box_drift_px_max': stat(self.box_d, np.max),
         }
 
@@ -313,6 +314,7 @@ class Thresholds:
     min_precision: Optional[float] = None
     min_mean_iou: Optional[float] = None
     max_box_drift_px: Optional[float] = None
+    box_drift_stat: str = 'max'          # which box drift max_box_drift_px limits: max|p99|p95|mean
     max_score_drift: Optional[float] = None
     max_missing_frames: Optional[int] = None
     max_abs_rel: Optional[float] = None
@@ -355,9 +357,9 @@ def check(report: Dict[str, Any], t: Thresholds) -> List[str]:
         if t.min_mean_iou is not None and s['mean_iou'] is not None and \
                 s['mean_iou'] < t.min_mean_iou:
             fails.append(f'{name}: mean IoU {s["mean_iou"]:.4f} < {t.min_mean_iou}')
-        if t.max_box_drift_px is not None and s['box_drift_px_max'] is not None and \
-                s['box_drift_px_max'] > t.max_box_drift_px:
-            fails.append(f'{name}: box drift {s["box_drift_px_max"]:.3f} px > '
+        drift = s[f'box_drift_px_{t.box_drift_stat}']
+        if t.max_box_drift_px is not None and drift is not None and drift > t.max_box_drift_px:
+            fails.append(f'{name}: box drift ({t.box_drift_stat}) {drift:.3f} px > '
                          f'{t.max_box_drift_px} px')
         if t.max_score_drift is not None and s['score_drift_max_abs'] is not None and \
                 s['score_drift_max_abs'] > t.max_score_drift:
@@ -496,7 +498,10 @@ def run_cli(run_bag: str, golden_bag: str, topic: Optional[str], golden_topic: O
         print(f'fdr-bag diff: {exc}', file=sys.stderr)
         return 2
     fails = check(report, t)
-    report['gate'] = {'thresholds': {k: v for k, v in vars(t).items() if v not in (None, False)},
+    limits = {k: v for k, v in vars(t).items() if v not in (None, False)}
+    if t.max_box_drift_px is None:
+        limits.pop('box_drift_stat')
+    report['gate'] = {'thresholds': limits,
                       'passed': not fails, 'failures': fails}
     base = resolve_bag(Path(run_bag)).parent
     json_out = Path(json_path) if json_path else base / 'diff.json'
@@ -510,6 +515,6 @@ def run_cli(run_bag: str, golden_bag: str, topic: Optional[str], golden_topic: O
     if fails:
         out('GATE FAILED:\n  ' + '\n  '.join(fails))
         return 1
-    if report['gate']['thresholds']:
+    if limits:
         out('gate passed')
     return 0

@@ -6,6 +6,13 @@
 Writes OUT/report.json, OUT/outputs (MCAP bag of vision_msgs/Detection2DArray), OUT/frame_*.png
 (annotated) and OUT/detector_node.log; exits 1 when outputs were reordered or mis-stamped,
 2 when the input or model is missing. A ROS tool: rclpy is imported only in ``run``.
+
+Golden-bag regression gate (`make golden`, then `make demo-check`): ``--record-golden DIR``
+keeps the run's outputs as DIR/outputs; ``--check-golden DIR`` diffs a later run against them
+with `fdr-bag diff` and the limits in ``--gate`` and exits 1 when one fails. Both modes stamp
+the frames from a fixed start time, run the node with a blocking queue and reliable QoS, and
+replay in lockstep (each frame after the previous one's output), so every frame is processed in
+both runs whatever the machine's load.
 """
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ import argparse
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -30,6 +38,13 @@ MODEL_DIRS = (SHARED / 'models', Path.home() / '.cache' / 'faster_deployment_ros
 DEFAULT_PARAMS = 'config/yolox_nano_onnxruntime.yaml'
 USAGE = 'make demo INPUT=/path/video.avi MODEL=/path/model.onnx'
 NODE_ENV = {'MALLOC_MMAP_THRESHOLD_': '33554432', 'MALLOC_TRIM_THRESHOLD_': '268435456'}
+# Golden runs: the same stamps every time, and no frame dropped between player and node.
+GOLDEN_START_NS = 1_700_000_000_000_000_000
+GOLDEN_QOS_DEPTH = 50
+GOLDEN_NODE_PARAMS = ('full_policy:=block', 'qos_reliability:=reliable',
+                      f'qos_depth:={GOLDEN_QOS_DEPTH}')
+DEFAULT_GATE = ('--min-recall 0.98 --min-precision 0.98 --max-box-drift-px 2 '
+                '--box-drift-stat p99 --max-score-drift 0.05')
 
 
 def log(msg: str) -> None:
@@ -61,12 +76,14 @@ def find_params(params: str) -> Optional[Path]:
         return None
 
 
-def cached_bag(video: Path, out: Path, max_frames: Optional[int]) -> Path:
-    """out/input_bag, rebuilt only when the input file (path, size, mtime) or options change."""
+def cached_bag(video: Path, out: Path, max_frames: Optional[int],
+               start_ns: Optional[int] = None) -> Path:
+    """out/input_bag, rebuilt only when the input file (path, size, mtime) or options change.
+    ``start_ns``: stamp of the first frame (default: now)."""
     from .video_to_bag import print_progress, video_to_bag
     st = video.stat()
-    key = hashlib.sha256(json.dumps([str(video), st.st_size, st.st_mtime_ns, max_frames])
-                         .encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([str(video), st.st_size, st.st_mtime_ns, max_frames,
+                                     start_ns]).encode()).hexdigest()[:16]
     bag, stamp = out / 'input_bag', out / 'input_bag.key'
     if bag.is_dir() and stamp.is_file() and stamp.read_text().strip() == key:
         log(f'reusing {bag} (same input)')
@@ -74,7 +91,7 @@ def cached_bag(video: Path, out: Path, max_frames: Optional[int]) -> Path:
     shutil.rmtree(bag, ignore_errors=True)
     log(f'converting {video} -> {bag}')
     s = video_to_bag(video, bag, topic='/image', frame_id='camera', max_frames=max_frames,
-                     progress=print_progress(max_frames))
+                     start_ns=start_ns, progress=print_progress(max_frames))
     print(file=sys.stderr)
     log(f'{s.frames} frames {s.width}x{s.height} @ {s.fps:g} fps')
     if s.warning:
@@ -83,12 +100,15 @@ def cached_bag(video: Path, out: Path, max_frames: Optional[int]) -> Path:
     return bag
 
 
-def node_command(model: Path, params: Path) -> List[str]:
+def node_command(model: Path, params: Path, extra: Sequence[str] = ()) -> List[str]:
     exe = Path(sys.executable).parent / 'detector_node'
     prefix = [str(exe)] if exe.is_file() else [
         sys.executable, '-c', 'from faster_deployment_ros.ros.detector_node import main; main()']
-    return prefix + ['--ros-args', '--params-file', str(params), '-p', f'model_path:={model}',
-                     '-p', 'autostart:=true']
+    cmd = prefix + ['--ros-args', '--params-file', str(params), '-p', f'model_path:={model}',
+                    '-p', 'autostart:=true']
+    for p in extra:
+        cmd += ['-p', p]
+    return cmd
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> int:
@@ -200,14 +220,21 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    in_bag = cached_bag(video.resolve(), out, args.max_frames)
-    for stale in [out / 'outputs', out / 'report.json', *out.glob('frame_*.png')]:
+    golden = args.record_golden or args.check_golden
+    if args.check_golden and not (Path(args.check_golden) / 'outputs').is_dir():
+        print(f'demo: no golden bag in {args.check_golden}; record one first (make golden)',
+              file=sys.stderr)
+        return 2
+    in_bag = cached_bag(video.resolve(), out, args.max_frames,
+                        GOLDEN_START_NS if golden else None)
+    for stale in [out / 'outputs', out / 'report.json', out / 'diff.json', out / 'diff.png',
+                  *out.glob('frame_*.png')]:
         shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
 
     # Before this process's first ROS context: the child and we use the same transports.
     large_data_env(os.environ, own_graph=True)
     env = {**os.environ, **{k: os.environ.get(k, v) for k, v in NODE_ENV.items()}}
-    cmd = node_command(model, params)
+    cmd = node_command(model, params, GOLDEN_NODE_PARAMS if golden else ())
     log('starting: ' + ' '.join(cmd))
     node_log = open(out / 'detector_node.log', 'w')
     proc = subprocess.Popen(cmd, env=env, stdout=node_log, stderr=subprocess.STDOUT,
@@ -221,6 +248,8 @@ def run(args: argparse.Namespace) -> int:
         log(f'detector_node active after {time.monotonic() - t0:.1f} s')
         cfg = ReplayConfig(in_bag=in_bag, out_dir=out, rate=args.rate,
                            settle_timeout=args.settle_timeout, wait_timeout=args.node_timeout,
+                           reliable=bool(golden), depth=GOLDEN_QOS_DEPTH if golden else 5,
+                           lockstep=bool(golden),
                            extra_report={'demo': {'input': str(video), 'model': str(model),
                                                   'params': str(params)}})
         report = play_record(cfg, log=log)
@@ -238,7 +267,10 @@ def run(args: argparse.Namespace) -> int:
 
     pngs = annotate(in_bag, out / 'outputs', out, args.frames)
     print(format_report(report))
-    if report['dropped'] > 0:
+    if report['dropped'] > 0 and golden:
+        print(f"({report['dropped']} frames got no output although the replay waited up to "
+              '2 s for each: see detector_node.log)')
+    elif report['dropped'] > 0:
         print(f"({report['dropped']} frames dropped: under full_policy drop_oldest the node skips "
               'to the newest frame when inference is slower than the camera; try --rate 0.5)')
     print(f'outputs: {out / "outputs"}, report: {out / "report.json"}, '
@@ -250,6 +282,29 @@ def run(args: argparse.Namespace) -> int:
     if bad:
         print('demo: FAILED: outputs out of order or with foreign headers', file=sys.stderr)
         return 1
+    if args.record_golden:
+        return record_golden(out, Path(args.record_golden), report)
+    if args.check_golden:
+        from .bag_cli import main as bag_main
+        log(f'fdr-bag diff {out / "outputs"} {args.check_golden} {args.gate}')
+        return bag_main(['diff', str(out / 'outputs'), str(args.check_golden),
+                         '--json', str(out / 'diff.json'), *shlex.split(args.gate)])
+    return 0
+
+
+def record_golden(out: Path, golden: Path, report: Dict[str, Any]) -> int:
+    """Keep this run's outputs as the golden bag (replacing an older one)."""
+    golden.mkdir(parents=True, exist_ok=True)
+    if (golden / 'outputs').exists():
+        log(f'replacing the golden bag in {golden}')
+        shutil.rmtree(golden / 'outputs')
+    shutil.copytree(out / 'outputs', golden / 'outputs')
+    (golden / 'golden.json').write_text(json.dumps(
+        {'recorded_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+         'frames_in': report['frames_in'], 'frames_out': report['frames_out'],
+         **report.get('demo', {})}, indent=2) + '\n')
+    print(f'golden bag: {golden / "outputs"} ({report["frames_out"]} frames); check later runs '
+          'with: make demo-check')
     return 0
 
 
@@ -269,6 +324,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help='seconds for detector_node to load the model and subscribe')
     p.add_argument('--settle-timeout', type=float, default=15.0,
                    help='seconds to wait for outputs after the last frame')
+    g = p.add_mutually_exclusive_group()
+    g.add_argument('--record-golden', metavar='DIR',
+                   help='keep this run\'s outputs as the golden bag DIR/outputs')
+    g.add_argument('--check-golden', metavar='DIR',
+                   help='diff this run against the golden bag in DIR; exit 1 when a limit fails')
+    p.add_argument('--gate', default=DEFAULT_GATE,
+                   help=f'fdr-bag diff limits for --check-golden (default: {DEFAULT_GATE})')
     return p
 
 

@@ -47,6 +47,8 @@ class ReplayConfig:
     start_delay: float = 0.5             # after matching, so the far side matches us too
     publish_mode: str = 'raw'            # raw: the bag's CDR bytes | msg: rclpy msgs, one buffer
     max_frames: Optional[int] = None
+    lockstep: bool = False               # publish a frame only once the previous one's output
+    #                                      came (or idle_timeout passed): no frame is dropped
     node_name: str = 'fdr_replay'
     extra_report: Dict[str, Any] = field(default_factory=dict)
 
@@ -182,6 +184,7 @@ class _Recorder:
         self.records: List[Record] = []
         self.last_t = 0
         self.lock = threading.Lock()
+        self.arrived = threading.Condition(self.lock)
 
     def __call__(self, data: bytes) -> None:
         t = time.monotonic_ns()
@@ -191,6 +194,7 @@ class _Recorder:
             self.records.append(Record(stamp, frame_id, t))
             self.last_t = t
             self.writer.write(self.conn, wall, data)
+            self.arrived.notify_all()
 
 
 def _wait(cond: Callable[[], bool], timeout: float, what: str) -> None:
@@ -336,6 +340,10 @@ def play_record(cfg: ReplayConfig, log: Callable[[str], None] = print) -> Dict[s
             costs.append(cost + time.monotonic_ns() - t_pub)
             inputs.append(Record(stamp, frame_id, t_pub))
             lateness.append(max(0, int(t_pub - due)))
+            if cfg.lockstep:
+                with recorder.arrived:
+                    recorder.arrived.wait_for(lambda: len(recorder.records) >= len(inputs),
+                                              timeout=cfg.idle_timeout)
             if len(inputs) % 50 == 0:
                 log(f'[replay] {len(inputs)} frames published, {len(recorder.records)} outputs')
         if prefetch.error is not None:
