@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,9 @@ CACHE = ROOT / '.cache'
 CONVERTED = CACHE / 'models' / 'converted'
 YOLOV8_ONNX = CACHE / 'models' / 'yolov8n.onnx'
 VENVS = {'ncnn': ROOT / '.venv-convert', 'rknn': ROOT / '.venv-rknn'}
+# The rknn backend's simulator runs in rknn-toolkit2's Python, which the backend is told about
+# (it never looks beside the repository); nodes the tests start inherit this too.
+os.environ.setdefault('FDR_RKNN_PYTHON', str(VENVS['rknn'] / 'bin' / 'python'))
 _session_cache: Dict[tuple, Path] = {}
 
 

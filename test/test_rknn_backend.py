@@ -191,3 +191,17 @@ def test_errors(yolox_case, tmp_path):
                        simulator_onnx=str(tmp_path / 'missing.onnx'))
     with pytest.raises(BackendError, match='data_format'):
         create_backend('rknn', str(model), simulator=True, data_format='nc')
+
+
+def test_simulator_python_is_an_explicit_setting(yolox_case, tmp_path, monkeypatch):
+    """Run-time code never looks for the toolkit beside the repository: without
+    simulator_python or FDR_RKNN_PYTHON the simulator says what to set."""
+    model = yolox_case[0]
+    monkeypatch.delenv('FDR_RKNN_PYTHON', raising=False)
+    with pytest.raises(BackendError, match='simulator_python or set FDR_RKNN_PYTHON'):
+        create_backend('rknn', str(model), simulator=True)
+    with pytest.raises(BackendError, match='does not exist'):
+        create_backend('rknn', str(model), simulator=True,
+                       simulator_python=str(tmp_path / 'no-python'))
+    with pytest.raises(BackendError, match='simulator must be true or false'):
+        create_backend('rknn', str(model), simulator='maybe')

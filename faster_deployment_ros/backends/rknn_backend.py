@@ -3,7 +3,9 @@
 On a board (aarch64, rknn-toolkit-lite2) this loads the .rknn file and calls
 `RKNNLite.inference`. On a PC, `simulator: true` runs the same inference call in
 rknn-toolkit2's simulator, which cannot load .rknn files: it rebuilds the model from the ONNX
-source recorded in the sidecar, in the toolkit's own venv (`.venv-rknn`) behind a pipe.
+source recorded in the sidecar, in the toolkit's own Python (`simulator_python`, or
+FDR_RKNN_PYTHON; `make test-assets` builds one in .venv-rknn) behind a pipe, where it runs
+`python -m faster_deployment_ros.tools.rknn_toolkit serve`.
 
 The sidecar (`model.rknn.json`, written by `fdr-convert rknn`) carries the ONNX tensor names,
 shapes and metadata, and the mean/std baked into the .rknn: adapters hand over the same
@@ -22,12 +24,16 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..core import array_pipe
 from .base import Backend, BackendError, flag_option, TensorSpec
 
 _log = logging.getLogger(__name__)
 _OPTIONS = ('npu_core', 'worker_index', 'workers', 'num_npu_cores', 'data_format', 'simulator',
             'simulator_onnx', 'simulator_python', 'runtime_factory', 'threads')
-REPO_ROOT = Path(__file__).resolve().parents[2]
+#: the folder that holds this package (a source tree or site-packages): the simulator's
+#: Python imports the server module from there
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]
+SIMULATOR_SERVER = 'faster_deployment_ros.tools.rknn_toolkit'
 
 # npu_core parameter -> RKNNLite constant name
 NPU_CORES = {'auto': 'NPU_CORE_AUTO', '0': 'NPU_CORE_0', '1': 'NPU_CORE_1', '2': 'NPU_CORE_2',
@@ -83,34 +89,47 @@ class RknnLiteRuntime:
         self._rt.release()
 
 
+def _log_tail(path: str, limit: int = 12) -> str:
+    """The last lines of the simulator's log (the toolkit's own error lines come last)."""
+    try:
+        with open(path, errors='replace') as f:
+            lines = [ln.rstrip() for ln in f.read().replace('\r', '\n').splitlines() if ln.strip()]
+    except OSError:
+        return ''
+    return '\n'.join(lines[-limit:])
+
+
 class SimulatorRuntime:
     """rknn-toolkit2's PC simulator in its own venv, behind a pipe (same `inference` call)."""
 
     def __init__(self, config: Dict[str, Any], python: Optional[str] = None) -> None:
-        from ..tools import rknn_toolkit as tk
-        self._tk = tk
-        python = python or os.environ.get('FDR_RKNN_PYTHON') or str(REPO_ROOT / '.venv-rknn/bin/python')
+        python = python or os.environ.get('FDR_RKNN_PYTHON')
+        if not python:
+            raise BackendError('the RKNN simulator runs in a Python with rknn-toolkit2: give '
+                               'rknn.simulator_python or set FDR_RKNN_PYTHON (make test-assets '
+                               'builds .venv-rknn/bin/python)')
         if not Path(python).exists():
-            raise BackendError(f'the RKNN simulator needs rknn-toolkit2 in {python} '
-                               '(bash scripts/test_assets.d/30_converters.sh builds .venv-rknn)')
+            raise BackendError(f'the RKNN simulator needs rknn-toolkit2 in {python}, which does '
+                               'not exist (make test-assets builds .venv-rknn)')
         fd, self._log_path = tempfile.mkstemp(prefix='fdr-rknn-sim-', suffix='.log')
         os.close(fd)
-        path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get('PYTHONPATH', '')) if p)
+        path = os.pathsep.join(p for p in (str(PACKAGE_PARENT), os.environ.get('PYTHONPATH', ''))
+                               if p)
         env = dict(os.environ, FDR_RKNN_LOG=self._log_path, PYTHONPATH=path)
         with open(self._log_path, 'ab') as log:
             self._proc = subprocess.Popen(
-                [python, '-m', 'faster_deployment_ros.tools.rknn_toolkit', 'serve'],
+                [python, '-m', SIMULATOR_SERVER, 'serve'],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env)
         self.build_seconds = self._call({'cmd': 'build', 'config': config})[0].get('seconds', 0.0)
 
     def _call(self, header: Dict[str, Any], arrays: Sequence[np.ndarray] = ()):
         try:
-            self._tk.send(self._proc.stdin, header, arrays)
-            reply, outs = self._tk.recv(self._proc.stdout)
+            array_pipe.send(self._proc.stdin, header, arrays)
+            reply, outs = array_pipe.recv(self._proc.stdout)
         except (BrokenPipeError, OSError):
             reply, outs = None, []
         if reply is None:
-            raise BackendError('the RKNN simulator process died:\n' + self._tk.log_errors(self._log_path))
+            raise BackendError('the RKNN simulator process died:\n' + _log_tail(self._log_path))
         if not reply.get('ok'):
             raise BackendError(f'RKNN simulator: {reply.get("error")}')
         return reply, outs
@@ -123,7 +142,7 @@ class SimulatorRuntime:
         if proc is None:
             return
         try:
-            self._tk.send(proc.stdin, {'cmd': 'close'})
+            array_pipe.send(proc.stdin, {'cmd': 'close'})
             proc.stdin.close()
             proc.wait(timeout=10)
         except Exception:
