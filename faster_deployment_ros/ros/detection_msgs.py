@@ -1,8 +1,15 @@
 """Detections -> vision_msgs/Detection2DArray, and a debug overlay, without per-field copies
-beyond what the message API needs."""
+beyond what the message API needs.
+
+The node publishes `detection_array_cdr`: the message's serialised bytes (CDR, as rmw sends
+them), written straight from the arrays. Building the Python message and letting rclpy convert
+and serialise it costs per detection (every field setter checks its type); the bytes are the
+same (test_detection_msgs compares them with rclpy's own serialisation).
+"""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+import struct
+from typing import List, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -37,6 +44,70 @@ def to_detection_array(det: Detections, header, class_id_mode: str = 'name') -> 
         detections.append(d)
     out.detections = detections
     return out
+
+
+_CDR_LE = b'\x00\x01\x00\x00'  # encapsulation: plain CDR, little endian
+# ObjectHypothesisWithPose.pose after the score: position (0, 0, 0), orientation (0, 0, 0, 1),
+# a zero covariance; then bbox theta follows the centre. All float64, 8-aligned by construction.
+_POSE = struct.pack('<7d', 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0) + bytes(36 * 8)
+_BBOX = struct.Struct('<2dd2d')  # center.position x, y; center.theta; size_x, size_y
+_ZERO = bytes(8)
+
+
+def _cdr_string(out: bytearray, text: bytes) -> None:
+    """uint32 length (with the NUL) at a 4-aligned offset, the bytes, NUL."""
+    out += bytes(-(len(out) - 4) % 4)
+    out += struct.pack('<I', len(text) + 1)
+    out += text
+    out += b'\x00'
+
+
+def _align(out: bytearray, n: int) -> None:
+    out += bytes(-(len(out) - 4) % n)  # CDR aligns relative to after the encapsulation
+
+
+def detection_array_cdr(det: Detections, header, class_id_mode: str = 'name') -> bytes:
+    """The serialised Detection2DArray of `to_detection_array`, built from the arrays."""
+    stamp = struct.pack('<iI', header.stamp.sec, header.stamp.nanosec)
+    frame_id = header.frame_id.encode('utf-8')
+    out = bytearray(_CDR_LE)
+    out += stamp
+    _cdr_string(out, frame_id)
+    n = len(det)
+    _align(out, 4)
+    out += struct.pack('<I', n)
+    if n == 0:
+        return bytes(out)
+    boxes = det.boxes.astype(np.float64)
+    bbox = np.empty((n, 5), np.float64)
+    bbox[:, 0] = (boxes[:, 0] + boxes[:, 2]) * 0.5
+    bbox[:, 1] = (boxes[:, 1] + boxes[:, 3]) * 0.5
+    bbox[:, 2] = 0.0
+    bbox[:, 3] = boxes[:, 2] - boxes[:, 0]
+    bbox[:, 4] = boxes[:, 3] - boxes[:, 1]
+    bbox_bytes = bbox.astype('<f8', copy=False).tobytes()
+    scores = det.scores.astype('<f8').tobytes()
+    labels: List[str] = (det.names() if class_id_mode == 'name'
+                         else [str(i) for i in det.class_ids.tolist()])
+    encoded = {}
+    one = struct.pack('<I', 1)
+    for i in range(n):
+        _align(out, 4)
+        out += stamp
+        _cdr_string(out, frame_id)
+        _align(out, 4)
+        out += one  # results: one hypothesis
+        label = labels[i]
+        text = encoded.get(label)
+        if text is None:
+            text = encoded[label] = label.encode('utf-8')
+        _cdr_string(out, text)
+        _align(out, 8)
+        out += scores[8 * i:8 * i + 8]
+        out += _POSE
+        out += bbox_bytes[40 * i:40 * i + 40]
+        _cdr_string(out, b'')  # id
+    return bytes(out)
 
 
 def _colour(class_id: int) -> tuple:

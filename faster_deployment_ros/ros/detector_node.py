@@ -5,6 +5,7 @@ boxes. Model family, backend and pipeline shape come from parameters (see config
 """
 from __future__ import annotations
 
+import inspect
 from functools import partial
 from pathlib import Path
 from typing import Any, List, Optional
@@ -18,7 +19,7 @@ from ..core.image_codec import fill_image_msg
 from ..core.types import Detections
 from ..models import create_adapter
 from . import params as P
-from .detection_msgs import draw_detections, to_detection_array
+from .detection_msgs import detection_array_cdr, draw_detections
 from .label_info import LabelInfoPublisher
 from .perception_node import PerceptionNode, run_node
 
@@ -56,8 +57,9 @@ class DetectorNode(PerceptionNode):
                                'publish_debug_image', 'class_id_mode')
 
     def validate_parameter(self, name: str, value: Any) -> None:
-        if name in ('conf_threshold', 'nms_threshold') and not 0.0 <= float(value) <= 1.0:
-            raise P.ParameterError(f'{name}={value}: must lie in [0, 1]')
+        if name in ('conf_threshold', 'nms_threshold') and float(value) > 1.0:
+            raise P.ParameterError(f'{name}={value}: must lie in [0, 1] (or be negative for '
+                                   'the model family\'s reference default)')
         if name == 'max_detections' and int(value) < 1:
             raise P.ParameterError(f'max_detections={value}: must be >= 1')
         if name == 'class_id_mode' and value not in ('name', 'index'):
@@ -75,6 +77,8 @@ class DetectorNode(PerceptionNode):
 
     def apply_parameter(self, name: str, value: Any) -> None:
         if name in ('conf_threshold', 'nms_threshold', 'max_detections'):
+            if name != 'max_detections' and float(value) < 0.0:  # back to the family's own
+                value = inspect.signature(type(self.adapter)).parameters[name].default
             self.adapter.set_thresholds(**{name: value})
             if name == 'conf_threshold':
                 self._publish_label_info()
@@ -218,7 +222,8 @@ class DetectorNode(PerceptionNode):
             mask = np.isin(det.class_ids, list(keep))
             det = Detections(det.boxes[mask], det.scores[mask], det.class_ids[mask],
                              det.class_names)
-        self._det_pubs[camera].publish(self.timed_build(to_detection_array, det, header,
+        # serialised bytes straight from the arrays (ros/detection_msgs.py says why)
+        self._det_pubs[camera].publish(self.timed_build(detection_array_cdr, det, header,
                                                         self.class_id_mode))
         if self.debug and self._debug_pubs and image is not None:
             if self._debug_msg is None:

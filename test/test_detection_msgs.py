@@ -1,0 +1,82 @@
+"""The node's Detection2DArray bytes (detection_array_cdr) are the message to_detection_array
+builds: rclpy deserialises them to an equal message, for empty and full frames, every string
+length (CDR alignment) and both class id modes; and they are what a subscriber receives."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message, serialize_message
+from std_msgs.msg import Header
+from vision_msgs.msg import Detection2DArray
+
+from faster_deployment_ros.core.types import Detections
+from faster_deployment_ros.ros.detection_msgs import detection_array_cdr, to_detection_array
+
+
+def _detections(n: int, rng, names) -> Detections:
+    xy = rng.uniform(0, 1200, (n, 2))
+    wh = rng.uniform(1, 300, (n, 2))
+    boxes = np.concatenate((xy, xy + wh), 1).astype(np.float32)
+    return Detections(boxes, rng.uniform(0, 1, n).astype(np.float32),
+                      rng.integers(0, len(names), n), names)
+
+
+@pytest.mark.parametrize('frame_id', ['', 'c', 'cam', 'camera_optical_frame', 'kamera_ü'])
+@pytest.mark.parametrize('n', [0, 1, 2, 7, 40])
+@pytest.mark.parametrize('mode', ['name', 'index'])
+def test_cdr_bytes_are_the_message(frame_id, n, mode):
+    rng = np.random.default_rng(n)
+    names = ['person', 'x', 'ab', 'abc', 'traffic light', 'p' * 9, 'zebra'] + ['c'] * 73
+    det = _detections(n, rng, names)
+    header = Header(frame_id=frame_id)
+    header.stamp.sec, header.stamp.nanosec = 1_700_000_123, 987_654_321
+    want = to_detection_array(det, header, mode)
+    got = detection_array_cdr(det, header, mode)
+    assert isinstance(got, bytes)
+    assert len(got) == len(serialize_message(want))  # same layout (padding bytes may differ)
+    msg = deserialize_message(got, Detection2DArray)
+    assert msg == want
+    if n:
+        d = msg.detections[0]
+        x1, y1, x2, y2 = det.boxes[0].astype(np.float64)
+        assert d.bbox.center.position.x == pytest.approx((x1 + x2) / 2)
+        assert d.bbox.size_y == pytest.approx(y2 - y1)
+        assert d.results[0].pose.pose.orientation.w == 1.0
+        assert d.header == header
+
+
+def test_subscriber_receives_the_bytes_as_a_message():
+    """Published as bytes (rclpy's raw publish), received as an ordinary message."""
+    if not rclpy.ok():
+        rclpy.init()
+    node = rclpy.create_node('cdr_roundtrip')
+    got, done = [], threading.Event()
+    qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    sub = node.create_subscription(Detection2DArray, 'cdr_dets',
+                                   lambda m: (got.append(m), done.set()), qos)
+    pub = node.create_publisher(Detection2DArray, 'cdr_dets', qos)
+    det = _detections(5, np.random.default_rng(3), ['person', 'car'])
+    header = Header(frame_id='cam')
+    header.stamp.sec = 42
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        for _ in range(200):  # until discovery matched the two ends
+            if pub.get_subscription_count():
+                break
+            executor.spin_once(timeout_sec=0.05)
+        pub.publish(detection_array_cdr(det, header))
+        for _ in range(100):  # bounded: a lost message fails the assertion below
+            if done.is_set():
+                break
+            executor.spin_once(timeout_sec=0.1)
+        assert got and got[0] == to_detection_array(det, header)
+    finally:
+        executor.shutdown()
+        node.destroy_subscription(sub)
+        node.destroy_node()
