@@ -1,7 +1,7 @@
 """TensorRT backend logic that needs neither TensorRT nor a GPU: engine cache keys and paths,
 shape resolution against the real YOLOX model, option validation, calibration inputs, and the
-errors a user sees when TensorRT or the GPU is missing. (The engine path itself cannot run
-here: TensorRT is on no package index this project reaches; see docs/tensorrt_gpu.md.)
+errors a user sees when TensorRT or the GPU is missing. The build paths under stand-ins of each
+TensorRT version are in test_tensorrt_standins.py, the GPU paths in test_tensorrt_gpu.py.
 """
 from __future__ import annotations
 
@@ -39,10 +39,15 @@ def test_version_shim_decisions():
     assert not E.needs_explicit_batch_flag((10, 0, 1))
     assert not E.has_progress_monitor((8, 6, 1))
     assert E.has_progress_monitor((10, 3))
-    E.check_version((8, 5, 0))
-    E.check_version((10, 7, 0))
-    with pytest.raises(BackendError, match='too old'):
-        E.check_version((8, 4, 3))
+    assert E.has_weak_typing((8, 6)) and E.has_weak_typing((10, 3))
+    assert not E.has_weak_typing((11, 4))
+    for ok in ((8, 6, 1), (10, 3, 0), (10, 13, 2), (11, 0, 0), (11, 4, 0)):
+        E.check_version(ok)
+    for bad, why in (((8, 5, 2), 'too old'), ((8, 4, 3), 'too old'), ((9, 3, 0), 'not supported'),
+                     ((12, 0, 0), 'newer')):
+        with pytest.raises(BackendError, match=why) as info:
+            E.check_version(bad)
+        assert '8.6 (JetPack 6.0), 10.x' in str(info.value) and '11.x' in str(info.value)
 
 
 # ---------------------------------------------------------------- sizes and shapes ----------
@@ -110,7 +115,7 @@ def test_engine_key_is_stable_and_sensitive_to_every_field():
     changes = [dict(model_sha256='cd' * 32), dict(tensorrt_version='8.6.1'),
                dict(gpu_name='Orin'), dict(compute_capability=(8, 7)), dict(precision='fp32'),
                dict(workspace_bytes=2 << 30), dict(input_shapes={'images': (1, 3, 640, 640)}),
-               dict(precision='int8', calibration='1234')]
+               dict(precision='int8', calibration='1234'), dict(conversion='modelopt-r1')]
     digests = {k.digest()} | {_key(**c).digest() for c in changes}
     assert len(digests) == len(changes) + 1
     # calibration only matters for int8 engines
@@ -169,7 +174,7 @@ def _opts(tmp_path, **over):
 
 def test_prepare_engine_finds_cached_engine(tmp_path, yolox_model):
     """A cache hit needs no TensorRT build: the key from the real model finds the engine file."""
-    api = SimpleNamespace(version_text='10.3.0')
+    api = SimpleNamespace(version_text='10.3.0', version=(10, 3, 0))
     device = SimpleNamespace(info=SimpleNamespace(name='NVIDIA H100 80GB HBM3',
                                                   compute_capability=(9, 0)))
     opts = _opts(tmp_path)
@@ -183,7 +188,7 @@ def test_prepare_engine_finds_cached_engine(tmp_path, yolox_model):
     assert 'cached' in logs[0]
     # another GPU, TensorRT version or precision must not reuse it
     for other_api, other_dev, o in [
-            (SimpleNamespace(version_text='8.6.1'), device, opts),
+            (SimpleNamespace(version_text='8.6.1', version=(8, 6, 1)), device, opts),
             (api, SimpleNamespace(info=SimpleNamespace(name='Orin', compute_capability=(8, 7))), opts),
             (api, device, _opts(tmp_path, precision='fp32'))]:
         k2 = E.EngineKey.create(E.file_sha256(yolox_model), other_api.version_text,
@@ -202,6 +207,22 @@ def test_parse_options_defaults(tmp_path):
                        'rebuild': 'true', 'worker_index': 1})
     assert o['precision'] == 'fp32' and o['workspace'] == 256 << 20 and o['rebuild'] is True
     assert o['input_shapes'] == {'images': (1, 3, 320, 320)}
+    assert o['calibration_preprocess'] == 'auto' and o['strongly_typed'] is False
+    assert parse_options({'calibration_preprocess': 'ultralytics'})['calibration_preprocess'] == \
+        'yolov8'
+
+
+def test_common_node_options_are_accepted(caplog):
+    """The node passes threads (autotune always does) and may pass workers/worker_index:
+    accepted, and threads ignored with one info log."""
+    import logging
+    from faster_deployment_ros.backends import tensorrt_backend as TB
+    TB._told.discard('threads')
+    with caplog.at_level(logging.INFO, logger='faster_deployment_ros.tensorrt'):
+        for _ in range(3):
+            parse_options({'threads': 4, 'workers': 2, 'worker_index': 1})
+    told = [r for r in caplog.records if 'threads=4 ignored' in r.getMessage()]
+    assert len(told) == 1
 
 
 @pytest.mark.parametrize('options,match', [
@@ -246,19 +267,16 @@ def _empty_dir(tmp_path):
 
 def test_calibration_batches_use_the_model_preprocessing(dog_image_path, yolox_model):
     """Calibration tensors are exactly what the YOLOX adapter feeds the model."""
-    from faster_deployment_ros.core.specs import preset
-    from faster_deployment_ros.gpu.pipeline import preprocess_cpu
     from faster_deployment_ros.models import create_adapter
-    spec = preset('yolox', (416, 416))
-    seen = []
-    batches = E.CalibrationBatches([dog_image_path] * 3, lambda img: preprocess_cpu(img, spec)[0],
-                                   batch_size=2, on_batch=lambda i, n: seen.append((i, n)))
-    assert len(batches) == 1
-    b = batches.next_batch()
-    assert b.shape == (2, 3, 416, 416) and b.dtype == np.float32 and b.flags.c_contiguous
-    assert batches.next_batch() is None and seen == [(1, 1)]
     with create_backend('onnxruntime', str(yolox_model)) as be:
         adapter = create_adapter('yolox', be.inputs, be.outputs, be.metadata)
+    seen = []
+    batches = E.CalibrationBatches([dog_image_path] * 3, lambda img: adapter.preprocess(img)[0],
+                                   batch_size=2, on_batch=lambda i, n: seen.append((i, n)))
+    assert len(batches) == 1
+    (b,) = batches.next_batch()
+    assert b.shape == (2, 3, 416, 416) and b.dtype == np.float32 and b.flags.c_contiguous
+    assert batches.next_batch() is None and seen == [(1, 1)]
     (ref,), _ = adapter.preprocess(cv2.imread(str(dog_image_path)))
     np.testing.assert_array_equal(b[0], ref[0])
 

@@ -37,7 +37,7 @@ MIN_VERSION = (8, 6)
 SUPPORTED = '8.6 (JetPack 6.0), 10.x (JetPack 6.1/6.2: 10.3) and 11.x'
 PRECISIONS = ('fp32', 'fp16', 'int8')
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
-KEY_VERSION = 1  # bump when the engine layout/build recipe changes
+KEY_VERSION = 2  # bump when the engine layout/build recipe changes
 
 _INSTALL_HINT = ('install TensorRT for your platform: on Jetson it comes with JetPack '
                  '(python3-libnvinfer); on x86-64 `pip install tensorrt` (10.x, CUDA 12) or the '
@@ -200,6 +200,7 @@ class EngineKey:
     workspace_bytes: int
     input_shapes: Tuple[Tuple[str, Tuple[int, ...]], ...]
     calibration: str = ''  # fingerprint of the INT8 calibration data ('' unless int8)
+    conversion: str = ''  # how the ONNX was converted before the build ('' = as given)
     key_version: int = KEY_VERSION
 
     def __post_init__(self) -> None:
@@ -210,11 +211,13 @@ class EngineKey:
     @classmethod
     def create(cls, model_sha256: str, tensorrt_version: str, gpu_name: str,
                compute_capability: Sequence[int], precision: str, workspace_bytes: int,
-               input_shapes: Mapping[str, Sequence[int]], calibration: str = '') -> 'EngineKey':
+               input_shapes: Mapping[str, Sequence[int]], calibration: str = '',
+               conversion: str = '') -> 'EngineKey':
         shapes = tuple(sorted((str(n), tuple(int(d) for d in s)) for n, s in input_shapes.items()))
         return cls(model_sha256, str(tensorrt_version), str(gpu_name),
                    (int(compute_capability[0]), int(compute_capability[1])), precision,
-                   int(workspace_bytes), shapes, calibration if precision == 'int8' else '')
+                   int(workspace_bytes), shapes, calibration if precision == 'int8' else '',
+                   conversion)
 
     def as_dict(self) -> Dict[str, Any]:
         d = asdict(self)
@@ -402,7 +405,7 @@ class IoTensor:
 
 
 class TrtApi:
-    """The few calls whose spelling differs between TensorRT 8.5/8.6 and 10.x."""
+    """The few calls whose spelling differs between TensorRT 8.6, 10.x and 11.x."""
 
     def __init__(self, trt: Any) -> None:
         self.trt = trt
@@ -410,10 +413,17 @@ class TrtApi:
         check_version(self.version)
         self.version_text = trt.__version__
 
-    def network_flags(self) -> int:
+    @property
+    def weak_typing(self) -> bool:
+        return has_weak_typing(self.version)
+
+    def network_flags(self, strongly_typed: bool = False) -> int:
+        flags = 0
         if needs_explicit_batch_flag(self.version):
-            return 1 << int(self.trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-        return 0
+            flags |= 1 << int(self.trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+        if strongly_typed and self.version[0] == 10:  # 11.x: always strongly typed
+            flags |= 1 << int(self.trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+        return flags
 
     def set_workspace(self, config: Any, nbytes: int) -> None:
         config.set_memory_pool_limit(self.trt.MemoryPoolType.WORKSPACE, int(nbytes))
@@ -478,20 +488,24 @@ class BuildOptions:
     workspace_bytes: int = 1 << 30
     input_shapes: Dict[str, Tuple[int, ...]] = field(default_factory=dict)  # resolved
     timing_cache: Optional[Path] = None
-    calibration_images: Sequence[Path] = ()
+    # Strongly typed: no precision flags; the ONNX's own types decide (11.x always; 10.x when
+    # asked). The ONNX handed to build_engine is then the ModelOpt-converted one.
+    strongly_typed: bool = False
+    calibration: Optional[CalibrationBatches] = None  # int8 with builder flags (8.6/10.x)
     calibration_cache: Optional[Path] = None
-    calibration_preprocess: Optional[Callable[[np.ndarray], np.ndarray]] = None
-    calibration_id: str = ''  # describes calibration_preprocess for the cache key
     verbose: bool = False
 
 
 def build_engine(api: TrtApi, onnx_path: Path, opts: BuildOptions, device: Any = None,
-                 log: Callable[[str], None] = lambda s: None) -> bytes:
-    """Parse ONNX, build a serialized engine with the options; raises BackendError on failure."""
+                 log: Callable[[str], None] = lambda s: None, logger: Any = None) -> bytes:
+    """Parse ONNX, build a serialized engine with the options; raises BackendError on failure.
+
+    logger: a trt.ILogger; its `errors` (if it keeps them) go into the failure message."""
     trt = api.trt
-    logger = trt.Logger(trt.Logger.VERBOSE if opts.verbose else trt.Logger.WARNING)
+    if logger is None:
+        logger = trt.Logger(trt.Logger.VERBOSE if opts.verbose else trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(api.network_flags())
+    network = builder.create_network(api.network_flags(opts.strongly_typed))
     parser = trt.OnnxParser(network, logger)
     log(f'parsing {onnx_path}')
     if not parser.parse_from_file(str(onnx_path)):  # from the file: finds external weights
@@ -500,7 +514,11 @@ def build_engine(api: TrtApi, onnx_path: Path, opts: BuildOptions, device: Any =
 
     config = builder.create_builder_config()
     api.set_workspace(config, opts.workspace_bytes)
-    if opts.precision in ('fp16', 'int8'):
+    weak = opts.precision in ('fp16', 'int8') and not opts.strongly_typed
+    if weak and not api.weak_typing:
+        raise BackendError(f'TensorRT {api.version_text} has no {opts.precision} builder flag '
+                           '(strongly typed only): the ONNX must be converted first')
+    if weak:
         config.set_flag(trt.BuilderFlag.FP16)  # int8 layers fall back to fp16, not fp32
     profile = builder.create_optimization_profile()
     dynamic = False
@@ -516,18 +534,13 @@ def build_engine(api: TrtApi, onnx_path: Path, opts: BuildOptions, device: Any =
         config.add_optimization_profile(profile)
 
     calibrator = None
-    if opts.precision == 'int8':
+    if weak and opts.precision == 'int8':
         config.set_flag(trt.BuilderFlag.INT8)
-        if not opts.calibration_images and not (opts.calibration_cache
-                                                and Path(opts.calibration_cache).is_file()):
+        have_cache = opts.calibration_cache is not None and Path(opts.calibration_cache).is_file()
+        if opts.calibration is None and not have_cache:
             raise BackendError('int8 needs calibration images (a folder or list file) '
                                'or an existing calibration cache')
-        if opts.calibration_preprocess is None and opts.calibration_images:
-            raise BackendError('int8 calibration needs the model pre-processing')
-        batch = next(iter(opts.input_shapes.values()))[0]
-        batches = CalibrationBatches(
-            opts.calibration_images, opts.calibration_preprocess or (lambda img: img), batch,
-            on_batch=lambda i, n: log(f'  calibration batch {i}/{n}') if i == n or i % 10 == 0 else None)
+        batches = opts.calibration or CalibrationBatches([], lambda img: [img])
         calibrator = make_calibrator(trt, batches, opts.calibration_cache, device)
         config.int8_calibrator = calibrator
         if dynamic:
@@ -537,23 +550,30 @@ def build_engine(api: TrtApi, onnx_path: Path, opts: BuildOptions, device: Any =
     if opts.timing_cache is not None:
         data = Path(opts.timing_cache).read_bytes() if Path(opts.timing_cache).is_file() else b''
         cache = config.create_timing_cache(data)
-        config.set_timing_cache(cache, ignore_mismatch=False)
+        if not config.set_timing_cache(cache, ignore_mismatch=False):
+            log(f'timing cache {opts.timing_cache} is from another TensorRT/GPU: starting anew')
+            cache = config.create_timing_cache(b'')
+            config.set_timing_cache(cache, ignore_mismatch=False)
         log(f'timing cache {opts.timing_cache} ({"loaded" if data else "new"})')
 
     monitor = api.attach_progress(config, log)
-    log(f'building {opts.precision} engine (TensorRT {api.version_text}); this takes minutes')
+    how = ('strongly typed, from the converted ONNX' if opts.strongly_typed
+           else 'builder flags' if weak else 'fp32')
+    log(f'building {opts.precision} engine ({how}; TensorRT {api.version_text}); '
+        'this takes minutes')
     serialized = builder.build_serialized_network(network, config)
     del monitor, calibrator
     if serialized is None:
-        raise BackendError(f'TensorRT failed to build an engine for {onnx_path} '
-                           '(run with verbose to see the builder log)')
+        why = '; '.join(getattr(logger, 'errors', [])) or 'run with verbose for the builder log'
+        raise BackendError(f'TensorRT failed to build an engine for {onnx_path}: {why}')
     if cache is not None:
         atomic_write(Path(opts.timing_cache), bytes(config.get_timing_cache().serialize()))
     return bytes(serialized)
 
 
-__all__ = ['MIN_VERSION', 'PRECISIONS', 'parse_version', 'check_version', 'import_tensorrt',
-           'needs_explicit_batch_flag', 'has_progress_monitor', 'parse_bytes',
+__all__ = ['MIN_VERSION', 'SUPPORTED', 'PRECISIONS', 'parse_version', 'check_version',
+           'import_tensorrt', 'needs_explicit_batch_flag', 'has_progress_monitor',
+           'has_weak_typing', 'parse_bytes',
            'parse_input_shapes', 'resolve_input_shapes', 'file_sha256', 'EngineKey',
            'default_cache_dir', 'engine_path', 'atomic_write', 'list_calibration_images',
            'calibration_fingerprint', 'CalibrationBatches', 'make_calibrator', 'IoTensor',

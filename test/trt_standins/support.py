@@ -1,0 +1,52 @@
+"""Test support for the TensorRT stand-ins: the device identity used where no GPU is, the
+ModelOpt interpreter, and calibration images cut from the shared video."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MODELOPT_PYTHON = ROOT / '.venv-modelopt' / 'bin' / 'python'
+
+
+def in_ci() -> bool:
+    return os.environ.get('CI', '').lower() in ('true', '1', 'yes')
+
+
+def device_identity(name: str = 'NVIDIA H200', cc=(9, 0)) -> SimpleNamespace:
+    """What prepare_engine reads of a device (name and compute capability, for the cache key),
+    for the build paths that run without a GPU."""
+    from faster_deployment_ros.gpu.cuda import DeviceInfo
+    return SimpleNamespace(info=DeviceInfo(0, name, tuple(cc), 132, 1 << 37, 13000))
+
+
+def modelopt_python() -> Path:
+    """The ModelOpt venv that scripts/test_assets.d/40_modelopt.sh builds; CI must have it."""
+    if not MODELOPT_PYTHON.is_file():
+        reason = f'{MODELOPT_PYTHON} not found (make test-assets builds it)'
+        if in_ci():
+            pytest.fail(f'{reason}; CI must have it', pytrace=False)
+        pytest.skip(reason)
+    return MODELOPT_PYTHON
+
+
+def calibration_frames(video: Path, out: Path, count: int = 6, every: int = 40) -> Path:
+    """`count` frames of a real video as JPEGs in `out` (a calibration folder)."""
+    import cv2
+    out.mkdir(parents=True, exist_ok=True)
+    cap = cv2.VideoCapture(str(video))
+    i = n = 0
+    while n < count:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if i % every == 0:
+            cv2.imwrite(str(out / f'frame_{i:05d}.jpg'), frame)
+            n += 1
+        i += 1
+    cap.release()
+    assert n == count, f'{video} gave {n} of {count} frames'
+    return out
