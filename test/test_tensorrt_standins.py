@@ -340,3 +340,20 @@ def test_convert_command_without_a_gpu(trt, yolox_model, tmp_path, capsys):
     err = capsys.readouterr().err
     assert f'TensorRT {trt.__version__}' not in err or 'GPU' in err
     assert 'needs the target GPU' in err
+
+
+# ---------------------------------------------------------------- common options ------------
+
+@pytest.mark.parametrize('backend', ['onnxruntime', 'ncnn'])
+def test_every_backend_accepts_the_common_node_options(backend, yolox_model):
+    """threads / workers / worker_index, which the node may pass to any backend (tensorrt:
+    test_common_node_options_are_accepted; rknn uses all three)."""
+    if backend == 'onnxruntime':
+        model = yolox_model
+    else:
+        pytest.importorskip('ncnn')
+        model = CACHE / 'models' / 'converted' / 'yolov8n.fp32.ncnn.param'
+        if not model.is_file():
+            pytest.skip(f'{model} missing (make test-assets)')
+    with create_backend(backend, str(model), threads=1, workers=2, worker_index=1) as b:
+        assert b.inputs

@@ -33,6 +33,11 @@ class Backend:
     #: True where each worker is pinned to its own unit (an NPU core, a GPU stream): the
     #: node then passes `worker_index` and `workers` so the backend can choose the unit.
     pins_workers = False
+    #: False where inference does not run on CPU threads (a GPU): the node's `threads` is then
+    #: accepted and ignored, and autotune tunes workers and the queue only.
+    uses_threads = True
+    #: What the node may pass to every backend; a backend ignores the ones it has no use for.
+    COMMON_OPTIONS = ('threads', 'workers', 'worker_index')
 
     def __init__(self, model_path: str, **options: Any) -> None:
         self.model_path = model_path

@@ -320,8 +320,12 @@ class PerceptionNode(LifecycleNode):
             return self._create_backend(cfg, 0, threads)
 
         log = self.get_logger().info
+        # A GPU backend (uses_threads False) has no thread knob: tune workers (its execution
+        # contexts) and the queue only; threads 0 costs no CPU core in the cost model.
+        uses_threads = getattr(backend_class(cfg.backend), 'uses_threads', True)
         choice = autotune(make, self.make_adapter, [frame], cfg.camera_rate,
-                          cfg.latency_budget_ms, iters=10, overhead_ms=overhead_ms,
+                          cfg.latency_budget_ms, threads=None if uses_threads else [0],
+                          iters=10, overhead_ms=overhead_ms,
                           time_limit_s=30.0, validate_s=2.0, validate_top=2, log=log)
         cfg.workers, cfg.threads, cfg.queue_size = choice.workers, choice.threads, choice.queue_size
         self._internal_set = True  # structural parameters: only configure itself sets them
@@ -365,6 +369,8 @@ class PerceptionNode(LifecycleNode):
     def _warn_oversubscribed(self, cfg: P.CommonConfig) -> None:
         """More inference threads than cores only adds contention: say so (autotune never
         chooses such a configuration)."""
+        if not getattr(backend_class(cfg.backend), 'uses_threads', True):
+            return  # inference on a GPU: workers are contexts, not CPU threads
         cores = available_cores()
         per_worker = cfg.threads or cores  # 0: the runtime takes one thread per core
         if cfg.workers * per_worker > cores:
