@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument('--variant', action='append', metavar='NAME:KEY=VALUE[,KEY=VALUE]',
                     help='A/B: also run the node with these parameters in the budget rounds, '
                     'interleaved (e.g. spin:onnxruntime.allow_spinning=true); repeatable')
+    ap.add_argument('--py-spy', action='store_true',
+                    help='flame graph (py-spy, SVG in --out) of the node during each of its runs')
     ap.add_argument('--overload-rate', default='',
                     help='camera faster than the model: node and floor at this rate (Hz or Nx)')
     ap.add_argument('--saturate-rate', default='1.5x',

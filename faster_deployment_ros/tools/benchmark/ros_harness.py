@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -58,6 +59,7 @@ class RosBench:
         from ..replay import cdr_header
 
         self.rclpy, self.progress, self.out_dir = rclpy, progress, out_dir
+        self.py_spy: Optional[str] = None  # set to py-spy's path: flame graph per node phase
         self._cdr_header = cdr_header
         self.own_context = not rclpy.ok()
         if self.own_context:
@@ -155,6 +157,15 @@ class RosBench:
             t.received.clear()
             t.diag.clear()
         sent: List[int] = []
+        spy, svg = None, None
+        if self.py_spy and t.node_name.startswith('detector'):
+            # sampled without pausing the node (--nonblocking), so latency is not disturbed
+            svg = self.out_dir / ('flame_' + ''.join(c if c.isalnum() or c in '.-' else '_'
+                                                     for c in label) + '.svg')
+            spy = subprocess.Popen(
+                [self.py_spy, 'record', '--pid', str(t.proc.pid), '--duration',
+                 str(max(1, int(duration_s))), '--rate', '200', '--nonblocking', '--threads',
+                 '--output', str(svg)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         watch = CpuWatch([t.proc.pid])
         win_watch, cpu_windows = CpuWatch([t.proc.pid]), []
         t0 = _now()
@@ -215,6 +226,13 @@ class RosBench:
              'foreign_cpu_cores': round(cw['foreign'], 2),
              'node_diagnostics': diag, 'hops_ms': hops_from_diag(diag),
              'load_avg_1m': load_avg(), '_lat': lat}
+        if spy is not None:
+            try:
+                _, err = spy.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+                _, err = spy.communicate()
+            r['flame_graph'] = str(svg) if svg.exists() else f'py-spy failed: {err[-300:]!r}'
         if window_s > 0 and steady:
             ts = (np.array([s for s, _ in steady]) - sent[0]) / 1e9
             r['windows'] = windows(ts, np.array(lat), window_s, t.workers)
@@ -357,6 +375,11 @@ def run_ros(args, res: Dict[str, Any], model: Model, frames: List[np.ndarray],
     extra = backend_extra(eff, args.backend)
     duration = args.ros_duration or args.duration
     bench = RosBench(frames, out_dir, progress)
+    if args.py_spy:
+        exe = Path(sys.executable).with_name('py-spy')
+        bench.py_spy = str(exe) if exe.exists() else (shutil.which('py-spy') or None)
+        if bench.py_spy is None:
+            raise SystemExit('--py-spy: py-spy not found (pip install py-spy)')
     node = bench.add('detector_node', node_command(pf, over), workers=workers)
     floor = bench.add('transport_floor', floor_command(int(eff['qos_depth'])), 'floor',
                       node_name='transport_floor')
