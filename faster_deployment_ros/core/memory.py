@@ -36,4 +36,20 @@ def trim_heap() -> bool:
         return False
 
 
-__all__ = ['reuse_large_buffers', 'trim_heap']
+def limit_malloc_arenas(arenas: int = 4) -> bool:
+    """glibc: at most `arenas` malloc arenas (default 8 per core), set before threads start.
+
+    Each configure starts new threads (pipeline stages, runtime thread pools); a new thread that
+    finds the arenas busy gets a fresh one, so a node that is cleaned up and configured again
+    spreads its memory over ever more arenas until the limit, and freed memory that sits in
+    them is not reused by the next configuration. A few arenas keep it in one place
+    (benchmarks/cleanup_cycles.py measures it). Returns False where it does not apply.
+    """
+    try:
+        m_arena_max = -8
+        return bool(ctypes.CDLL('libc.so.6').mallopt(m_arena_max, int(arenas)))
+    except (OSError, AttributeError):
+        return False
+
+
+__all__ = ['limit_malloc_arenas', 'reuse_large_buffers', 'trim_heap']

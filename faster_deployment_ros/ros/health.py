@@ -76,6 +76,37 @@ def message_lost_event_callbacks(on_lost: Callable[[int], None]) -> Optional[Any
         return None
 
 
+def _invalid_handle_type() -> type:
+    for module, name in (('rclpy.exceptions', 'InvalidHandle'), ('rclpy.handle', 'InvalidHandle'),
+                         ('rclpy._rclpy_pybind11', 'InvalidHandle')):
+        try:
+            return getattr(__import__(module, fromlist=[name]), name)
+        except (ImportError, AttributeError):
+            continue
+    return RuntimeError
+
+
+def guard_event_handlers(entity):
+    """Let `entity`'s QoS event handlers be destroyed while another thread builds a wait set.
+
+    rclpy marks an event handler in use, then enters it a second time to add it to the wait
+    set; a subscription destroyed between the two (deactivate from another executor thread)
+    makes that second entry raise InvalidHandle out of `spin`, which kills the executor. The
+    guarded handler just sits out that one wait. Returns `entity`.
+    """
+    invalid = _invalid_handle_type()
+    for handler in getattr(entity, 'event_handlers', None) or []:
+        add = handler.add_to_wait_set
+
+        def guarded(wait_set, _add=add, _handler=handler) -> None:
+            try:
+                _add(wait_set)
+            except invalid:
+                _handler._event_index = None  # not in this wait set: never reported ready
+        handler.add_to_wait_set = guarded
+    return entity
+
+
 class NodeLogHandler(logging.Handler):
     """Forwards records of the package's Python loggers (pipeline, model adapters, autotune) to
     the node's rclpy logger, so they reach /rosout with the node's name."""
@@ -123,4 +154,4 @@ def detach_log_handler(handler: Optional[NodeLogHandler]) -> None:
 
 
 __all__ = ['DiagnosticsPublisher', 'NodeLogHandler', 'attach_log_handler', 'detach_log_handler',
-           'diagnostic_status', 'message_lost_event_callbacks']
+           'diagnostic_status', 'guard_event_handlers', 'message_lost_event_callbacks']

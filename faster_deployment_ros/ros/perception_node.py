@@ -614,21 +614,23 @@ def run_node(node_cls, args=None) -> None:
     """
     reuse_large_buffers()
     limit_malloc_arenas()  # memory comes back after cleanup (see core/memory.py)
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
-    node = node_cls()
-    executor = make_executor()
-    executor.add_node(node)
 
     def on_signal(signum, frame) -> None:
         if stop.is_set():
             os._exit(0)  # asked twice: the operator wants it gone now
         stop.set()
 
+    # From the start: a signal while the model loads stops the node right after, cleanly.
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    node = node_cls()
+    executor = make_executor()
+    executor.add_node(node)
     try:
-        if node.get_parameter('autostart').value:
-            if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+        if node.get_parameter('autostart').value and not stop.is_set():
+            if node.trigger_configure() == TransitionCallbackReturn.SUCCESS \
+                    and not stop.is_set():
                 node.trigger_activate()
         # Python runs signal handlers between calls: a short wait bounds the reaction time.
         while not stop.is_set() and rclpy.ok():
