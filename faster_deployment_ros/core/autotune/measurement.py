@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..pipeline import Pipeline
+from ..stage_timing import time_stages
 from .cost_model import StageTimes, thread_candidates
 
 LOG = logging.getLogger('faster_deployment_ros.autotune')
@@ -62,25 +63,12 @@ def measure_stages(make_backend: Callable[[int], Any], make_adapter: Callable[[A
             if adapter is None:
                 adapter = make_adapter(backend)
                 tensors = [adapter.preprocess(f) for f in frames[:max(1, min(len(frames), 8))]]
-            for i in range(warmup):
-                backend.infer(tensors[i % len(tensors)][0])
-            samples: List[float] = []
-            for i in range(iters):
-                if k == 0:  # pre and post once, next to the first session
-                    frame = frames[i % len(frames)]
-                    t0 = _now()
-                    x, meta = adapter.preprocess(frame)
-                    pre_s.append(_now() - t0)
-                else:
-                    x, meta = tensors[i % len(tensors)]
-                t0 = _now()
-                out = backend.infer(x)
-                samples.append(_now() - t0)
-                if k == 0:
-                    t0 = _now()
-                    adapter.postprocess(out, meta)
-                    post_s.append(_now() - t0)
-            infer_ms[t], infer_p90[t] = _median_p90(samples)
+            # the benchmark's timing loop; pre and post once, next to the first session
+            s = time_stages(backend.infer, adapter, frames, iters=iters, warmup=warmup,
+                            prepared=None if k == 0 else tensors)
+            pre_s += s.pre
+            post_s += s.post
+            infer_ms[t], infer_p90[t] = _median_p90(s.infer)
             log(f'autotune: {t} thread(s): inference {infer_ms[t]:.2f} ms (p90 {infer_p90[t]:.2f})')
         finally:
             close = getattr(backend, 'close', None)
