@@ -234,6 +234,9 @@ def run(args: argparse.Namespace) -> int:
     # Before this process's first ROS context: the child and we use the same transports.
     large_data_env(os.environ, own_graph=True)
     env = {**os.environ, **{k: os.environ.get(k, v) for k, v in NODE_ENV.items()}}
+    rknn_python = ROOT / '.venv-rknn' / 'bin' / 'python'  # the dev tree's RKNN simulator, if any
+    if rknn_python.exists():
+        env.setdefault('FDR_RKNN_PYTHON', str(rknn_python))
     cmd = node_command(model, params, GOLDEN_NODE_PARAMS if golden else ())
     log('starting: ' + ' '.join(cmd))
     node_log = open(out / 'detector_node.log', 'w')
