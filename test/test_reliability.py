@@ -475,6 +475,15 @@ def test_depth_node_answers_degenerate_frames_with_a_reason(ros, dog):
         r.close()
 
 
+def test_more_inference_threads_than_cores_warns(rig):
+    from faster_deployment_ros.core.autotune.measurement import available_cores
+    cores = available_cores()
+    r = rig(workers=2, threads=cores)
+    r.start()
+    assert r.wait(lambda: [m for m in r.logs if m.name == 'detector'
+                           and f'= {2 * cores} inference threads on {cores} cores' in m.msg])
+
+
 def test_wrong_family_names_the_right_one(rig):
     model = ROOT / '.cache' / 'models' / 'yolov8n.onnx'
     if not model.exists():

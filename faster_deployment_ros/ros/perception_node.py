@@ -146,6 +146,7 @@ class PerceptionNode(LifecycleNode):
             self._resolve_cameras(cfg)
             if cfg.autotune:
                 self._autotune(cfg)
+            self._warn_oversubscribed(cfg)  # before loading workers x models
             self.backends = [self._create_backend(cfg, i) for i in range(cfg.workers)]
             self.adapter = self.make_adapter(self.backends[0])
             schedule = 'just_in_time' if cfg.full_policy == 'drop_oldest' else 'eager'
@@ -156,7 +157,6 @@ class PerceptionNode(LifecycleNode):
                 queue_size=cfg.queue_size, full_policy=cfg.full_policy, name=self.get_name(),
                 schedule=schedule, on_drop=self._on_drop)
             self.create_outputs(QoSProfile(depth=max(cfg.qos_depth, 10)))
-            self._warn_oversubscribed(cfg)
         except Exception as exc:  # noqa: BLE001 - any failure must leave the node unconfigured
             self._configure_error = f'{type(exc).__name__}: {exc}' if not isinstance(
                 exc, P.ParameterError) else str(exc)
