@@ -132,6 +132,7 @@ class Health:
     def received(self, stamp_s: Optional[float] = None) -> None:
         now = self._clock()
         with self._lock:
+            self._trim(now)  # bounded without anyone reading the status
             self.frames_in += 1
             self._last_input = now
             self._arrivals.append(now)
@@ -143,6 +144,7 @@ class Health:
     def published(self, latency_s: Optional[float] = None) -> None:
         now = self._clock()
         with self._lock:
+            self._trim(now)
             self.published_total += 1
             self._events.append((now, _PUBLISHED))
             if latency_s is not None and latency_s >= 0:
