@@ -1,7 +1,11 @@
 # Two commands from a fresh clone: `make demo` and `make test`. Everything else is a helper.
 SHELL := /bin/bash
 ROOT := $(abspath .)
-VENV := $(ROOT)/.venv
+# ROS 2 from the package index when none is sourced: kilted (.venv) or jazzy, the LTS (.venv-jazzy).
+ROS_DISTRO_WHEELS ?= kilted
+VENV := $(ROOT)/$(if $(filter kilted,$(ROS_DISTRO_WHEELS)),.venv,.venv-$(ROS_DISTRO_WHEELS))
+export FDR_ROS_WHEELS := $(ROS_DISTRO_WHEELS)
+export FDR_VENV := $(VENV)
 PY := $(VENV)/bin/python
 SHARED := $(abspath $(ROOT)/../shared)
 INPUT ?= $(SHARED)/data/pedestrians_plaza_1280x720_50fps.avi
@@ -10,12 +14,17 @@ OUT ?= $(ROOT)/out/demo
 RATE ?= 1.0
 PARAMS ?= config/yolox_nano_onnxruntime.yaml
 GOLDEN ?= $(ROOT)/out/golden
-GATE ?= --min-recall 0.98 --min-precision 0.98 --max-box-drift-px 2 --box-drift-stat p99 --max-score-drift 0.05
+GATE ?= --min-recall 0.98 --min-precision 0.98 --max-box-drift-px 2 --box-drift-stat p99 --max-score-drift 0.1
 PYTEST_ARGS ?=
+TESTS ?= test
 
 # Large camera frames over Fast DDS (see config/fastdds_large_data.xml and the README), and
 # reused frame buffers instead of fresh mmaps per frame.
 export FASTDDS_BUILTIN_TRANSPORTS ?= LARGE_DATA
+ifneq ($(filter jazzy humble,$(ROS_DISTRO_WHEELS)),)
+# Fast DDS 2.x reads the shipped profile from this variable (LARGE_DATA alone is not enough there)
+export FASTRTPS_DEFAULT_PROFILES_FILE ?= $(ROOT)/config/fastdds_large_data.xml
+endif
 export MALLOC_MMAP_THRESHOLD_ ?= 33554432
 export MALLOC_TRIM_THRESHOLD_ ?= 268435456
 export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
@@ -44,7 +53,7 @@ demo-check: setup
 	@$(PY) -m faster_deployment_ros.tools.demo --input "$(INPUT)" --model "$(MODEL)" --out "$(OUT)" --rate "$(RATE)" --params "$(PARAMS)" --check-golden "$(GOLDEN)" --gate "$(GATE)"
 
 test: setup test-assets
-	@$(PY) -m pytest -ra $(PYTEST_ARGS) test
+	@$(PY) -m pytest -ra $(PYTEST_ARGS) $(TESTS)
 
 clean:
 	rm -rf build out .venv .venv-* .cache

@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
 # Creates .venv with everything the node, the demo and the tests need.
 #
-# Without a sourced ROS 2 it installs ROS 2 Kilted from the package index wheels and builds the
-# vision_msgs interfaces (on no index) from interfaces/vision_msgs. With a sourced ROS 2 the venv
+# Without a sourced ROS 2 it installs ROS 2 from the package index wheels (Kilted by default;
+# FDR_ROS_WHEELS=jazzy for the LTS, into .venv-jazzy unless FDR_VENV says otherwise) and builds
+# the interfaces no index has (vision_msgs, bond) from interfaces/. With a sourced ROS 2 the venv
 # sees the system packages and only what is missing gets installed or built.
 # Idempotent: a stamp keyed on the inputs makes later runs return at once.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-venv="${FDR_VENV:-$root/.venv}"
+wheels="${FDR_ROS_WHEELS:-kilted}"
+case "$wheels" in
+  kilted) wheel_reqs="$root/requirements/ros-wheels.txt"; default_venv="$root/.venv" ;;
+  jazzy) wheel_reqs="$root/requirements/ros-wheels-jazzy.txt"; default_venv="$root/.venv-jazzy" ;;
+  *) printf '[setup] ERROR: FDR_ROS_WHEELS=%s: choose kilted or jazzy\n' "$wheels" >&2; exit 1 ;;
+esac
+venv="${FDR_VENV:-$default_venv}"
 python="${PYTHON:-python3}"
 stamp="$venv/.fdr-setup-stamp"
 
@@ -19,9 +26,9 @@ command -v "$python" >/dev/null || die "no '$python' on PATH; install Python 3.1
 "$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
   || die "Python 3.10 or newer is needed ($("$python" --version 2>&1))"
 
-key=$(cat "$0" "$root"/requirements/*.txt "$root"/interfaces/vision_msgs/msg/*.msg \
-        "$root"/interfaces/vision_msgs/CMakeLists.txt "$root/setup.py" | sha256sum | cut -c1-16)
-key="$key-${ROS_DISTRO:-wheels}"
+key=$(cat "$0" "$root"/requirements/*.txt "$root"/interfaces/*/msg/*.msg \
+        "$root"/interfaces/*/CMakeLists.txt "$root/setup.py" | sha256sum | cut -c1-16)
+key="$key-${ROS_DISTRO:-wheels-$wheels}"
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$key" ]]; then
   say "environment up to date ($venv)"
   exit 0
@@ -46,37 +53,61 @@ pip() { "$vpy" -m pip install --disable-pip-version-check -q "$@"; }
 
 say "installing Python packages (first run takes a minute)"
 if [[ $system_ros == 0 ]]; then
-  pip -r "$root/requirements/ros-wheels.txt"
+  say "ROS 2 $wheels from the package index ($(basename "$wheel_reqs"))"
+  pip -r "$wheel_reqs"
 fi
 pip -r "$root/requirements/runtime.txt" -r "$root/requirements/dev.txt"
 
-if ! "$vpy" -c 'import vision_msgs.msg' 2>/dev/null; then
-  say "vision_msgs not importable: building it from interfaces/vision_msgs"
-  command -v cmake >/dev/null || die "cmake is needed to build vision_msgs (apt-get install cmake g++)"
-  command -v c++ >/dev/null || die "a C/C++ compiler is needed to build vision_msgs (apt-get install g++)"
-  if [[ $system_ros == 1 ]]; then
-    die "vision_msgs is missing from ROS 2 $ROS_DISTRO: apt-get install ros-$ROS_DISTRO-vision-msgs"
-  fi
-  # The index's ament/rosidl wheels hard-code the include paths of the machine that built them.
+# The index's ament/rosidl wheels hard-code the include paths of the machine that built them.
+patched=0
+patch_wheel_paths() {
+  [[ $patched == 1 ]] && return 0
+  local inc npinc
   inc=$("$vpy" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
   npinc=$("$vpy" -c 'import numpy; print(numpy.get_include())')
   grep -rlE '/opt/python/cp3[0-9]+-cp3[0-9]+' "$venv/share" "$venv"/lib/python3*/site-packages \
       --include='*.cmake' 2>/dev/null \
     | xargs -r sed -i -E \
         -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/include/python3\.[0-9]+#$inc#g" \
-        -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/lib/python3\.[0-9]+/site-packages/numpy/_core/include#$npinc#g"
-  bdir="$root/build/vision_msgs"
+        -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/lib/python3\.[0-9]+/site-packages/numpy/_core/include#$npinc#g" \
+    || true  # nothing left to patch (an earlier run did it)
+  patched=1
+}
+
+# build_interfaces NAME: interfaces/NAME (an interface-only ament package) into the venv.
+build_interfaces() {
+  local name="$1"
+  command -v cmake >/dev/null || die "cmake is needed to build $name (apt-get install cmake g++)"
+  command -v c++ >/dev/null || die "a C/C++ compiler is needed to build $name (apt-get install g++)"
+  patch_wheel_paths
+  local bdir="$root/build/$name-$wheels" log="$root/build/$name-$wheels.log"
   rm -rf "$bdir"
-  log="$root/build/vision_msgs.log"
   mkdir -p "$root/build"
-  if ! { cmake -S "$root/interfaces/vision_msgs" -B "$bdir" -DBUILD_TESTING=OFF \
+  if ! { cmake -S "$root/interfaces/$name" -B "$bdir" -DBUILD_TESTING=OFF \
            -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$venv" \
            -DCMAKE_PREFIX_PATH="$venv" -DPython3_EXECUTABLE="$vpy" \
          && cmake --build "$bdir" -j"$(nproc)" && cmake --install "$bdir"; } >"$log" 2>&1; then
     tail -n 30 "$log" >&2
-    die "building vision_msgs failed; full log: $log"
+    die "building $name failed; full log: $log"
   fi
-  "$vpy" -c 'import vision_msgs.msg' || die "vision_msgs built but does not import"
+  "$vpy" -c "import $name.msg" || die "$name built but does not import"
+}
+
+if ! "$vpy" -c 'import vision_msgs.msg' 2>/dev/null; then
+  say "vision_msgs not importable: building it from interfaces/vision_msgs"
+  if [[ $system_ros == 1 ]]; then
+    die "vision_msgs is missing from ROS 2 $ROS_DISTRO: apt-get install ros-$ROS_DISTRO-vision-msgs"
+  fi
+  build_interfaces vision_msgs
+fi
+# bond: the heartbeat nav2's lifecycle_manager expects (ros/bond.py); Nav2 installs it.
+if ! "$vpy" -c 'import bond.msg' 2>/dev/null; then
+  if [[ $system_ros == 1 ]]; then
+    say "bond not importable: no bond heartbeat (apt-get install ros-$ROS_DISTRO-bond for Nav2)"
+  else
+    say "bond not importable: building it from interfaces/bond"
+    build_interfaces bond
+  fi
 fi
 
 say "installing faster_deployment_ros (editable)"

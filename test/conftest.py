@@ -14,6 +14,26 @@ CACHE = ROOT / '.cache'
 # ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST: with it, large frames never reach another process.)
 os.environ.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 200))
 os.environ.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
+
+
+def ros_distro() -> str:
+    """The ROS 2 distribution under test: the sourced one, else the index wheels' (Jazzy's are
+    named ros-jazzy-*; Kilted's are the unprefixed ones)."""
+    if os.environ.get('ROS_DISTRO'):
+        return os.environ['ROS_DISTRO']
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        version('ros-jazzy-rclpy')
+        return 'jazzy'
+    except PackageNotFoundError:
+        return 'kilted'
+
+
+if ros_distro() in ('humble', 'jazzy'):
+    # Fast DDS 2.x: LARGE_DATA alone lost most best-effort 720p frames across processes on
+    # Jazzy here; the shipped profile (read from FASTRTPS_DEFAULT_PROFILES_FILE) carries them.
+    os.environ.setdefault('FASTRTPS_DEFAULT_PROFILES_FILE',
+                          str(ROOT / 'config' / 'fastdds_large_data.xml'))
 os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
 
 

@@ -65,9 +65,10 @@ def test_environment_per_distro():
     assert env['FASTDDS_BUILTIN_TRANSPORTS'] == 'LARGE_DATA'
     assert env_defaults({'FASTDDS_BUILTIN_TRANSPORTS': 'UDPv4'}, str(ROOT))[
         'FASTDDS_BUILTIN_TRANSPORTS'] == 'UDPv4'  # the user's choice stays
-    humble = env_defaults({'ROS_DISTRO': 'humble'}, str(ROOT))
-    assert 'FASTDDS_BUILTIN_TRANSPORTS' not in humble  # Fast DDS 2.6 has no LARGE_DATA
-    assert Path(humble['FASTRTPS_DEFAULT_PROFILES_FILE']).is_file()
+    for distro in ('humble', 'jazzy'):  # Fast DDS 2.x: the shipped profile instead
+        env = env_defaults({'ROS_DISTRO': distro}, str(ROOT))
+        assert 'FASTDDS_BUILTIN_TRANSPORTS' not in env
+        assert Path(env['FASTRTPS_DEFAULT_PROFILES_FILE']).is_file()
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import ros_distro
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,9 +56,18 @@ def run_pair(env_changes: dict) -> int:
     return int(out.split('GOT')[1])
 
 
+# Fast DDS 2.x (Humble, Jazzy) reads the profile from FASTRTPS_DEFAULT_PROFILES_FILE, 3.x
+# (Kilted) from FASTDDS_DEFAULT_PROFILES_FILE; the README says which setting each distro needs.
+PROFILE_VAR = ('FASTRTPS_DEFAULT_PROFILES_FILE' if ros_distro() in ('humble', 'jazzy')
+               else 'FASTDDS_DEFAULT_PROFILES_FILE')
+
+
 @pytest.mark.parametrize('settings', [
     {'FASTDDS_BUILTIN_TRANSPORTS': 'LARGE_DATA'},
-    {'FASTDDS_DEFAULT_PROFILES_FILE': str(ROOT / 'config/fastdds_large_data.xml')},
+    {PROFILE_VAR: str(ROOT / 'config/fastdds_large_data.xml')},
 ], ids=['LARGE_DATA', 'xml_profile'])
 def test_best_effort_720p_crosses_processes(settings):
+    if 'FASTDDS_BUILTIN_TRANSPORTS' in settings and ros_distro() in ('humble', 'jazzy'):
+        pytest.skip(f'{ros_distro()}: the README prescribes the XML profile, not LARGE_DATA '
+                    '(on Jazzy LARGE_DATA alone lost most frames here)')
     assert run_pair(settings) >= 9

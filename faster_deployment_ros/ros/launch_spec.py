@@ -25,15 +25,17 @@ ARGUMENTS: List[Tuple[str, Optional[str], str]] = [
 
 
 def env_defaults(environ: Mapping[str, str], share: str) -> Dict[str, str]:
-    """Large-data transports (Jazzy/Kilted) and buffer reuse for multi-MB frames; a variable
-    already set in `environ` keeps its value."""
+    """Large-data transports (Kilted) or the shipped large shared-memory profile (Humble,
+    Jazzy), and buffer reuse for multi-MB frames; a variable already set in `environ` keeps its
+    value."""
     defaults = {
         'FASTDDS_BUILTIN_TRANSPORTS': 'LARGE_DATA',
         'MALLOC_MMAP_THRESHOLD_': '33554432',
         'MALLOC_TRIM_THRESHOLD_': '268435456',
     }
-    if environ.get('ROS_DISTRO') == 'humble':
-        # Fast DDS 2.6 has no LARGE_DATA builtin: use the shipped large shared-memory profile.
+    if environ.get('ROS_DISTRO') in ('humble', 'jazzy'):
+        # Fast DDS 2.x: Humble's 2.6 has no LARGE_DATA builtin, and with Jazzy's 2.14 it lost
+        # most best-effort 720p frames across processes (test_middleware); the profile does not.
         defaults = {k: v for k, v in defaults.items() if not k.startswith('FASTDDS')}
         defaults['FASTRTPS_DEFAULT_PROFILES_FILE'] = os.path.join(
             share, 'config', 'fastdds_large_data.xml')
