@@ -109,9 +109,10 @@ def bag_rate(bag: Path, topic: Optional[str] = None) -> tuple:
 
 def trial(a: argparse.Namespace, hz: float, bag_hz: float, frames: int, out: Path,
           pid: Optional[int], name: str) -> Dict[str, Any]:
-    """One replay at ``hz`` for ``a.duration`` s (fewer frames when the bag is shorter)."""
+    """One replay at ``hz`` for ``a.duration`` s, at least ``a.min_frames`` frames (so one
+    drop is a small share), at most the bag's frames."""
     from .replay import ReplayConfig, play_record
-    n = max(2, min(frames, int(math.ceil(a.duration * hz))))
+    n = max(2, min(frames, max(a.min_frames, int(math.ceil(a.duration * hz)))))
     d = out / name
     shutil.rmtree(d, ignore_errors=True)
     cfg = ReplayConfig(in_bag=Path(a.in_bag), out_dir=d, in_topic=a.in_topic,
@@ -345,6 +346,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help='a rate is sustained when fewer than this share of frames is dropped')
     p.add_argument('--latency-hz', type=float, default=30.0, help='input rate of the latency run')
     p.add_argument('--duration', type=float, default=5.0, help='seconds of input per trial')
+    p.add_argument('--min-frames', type=int, default=100,
+                   help='frames per trial at least (low rates run longer than --duration)')
     p.add_argument('--start-hz', type=float, help='first rate of the peak search '
                    '(default: --latency-hz)')
     p.add_argument('--max-hz', type=float, default=1000.0)
