@@ -1,6 +1,7 @@
-"""What per-source input queues cost the single-camera path: the pipeline of a base commit
-against the working tree's, on trivial stages (so only the pipeline's own bookkeeping is timed),
-in one process, alternating runs.
+"""What per-source input queues cost the single-camera path.
+
+The pipeline of a base commit against the working tree's, on trivial stages (so only the
+pipeline's own bookkeeping is timed), in one process, alternating runs.
 
   python benchmarks/pipeline_sources_overhead.py [--base 841b44d] [--frames 20000] [--runs 5]
 
@@ -11,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+from pathlib import Path
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))

@@ -1,6 +1,9 @@
-"""One model, several cameras (`inputs`): a real rclpy graph, real ONNX Runtime, the real
-YOLOX-nano model and real frames from two videos, one per camera. Each camera's output topic
-must carry exactly that camera's frames, in its order, with its headers."""
+"""One model, several cameras (`inputs`) in a real rclpy graph.
+
+Real ONNX Runtime, the real YOLOX-nano model and real frames from two videos, one per camera.
+Each camera's output topic must carry exactly that camera's frames, in its order, with its
+headers.
+"""
 from __future__ import annotations
 
 import gc
@@ -12,14 +15,7 @@ import numpy as np
 import pytest
 
 rclpy = pytest.importorskip('rclpy')
-from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
-from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
-from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
-from vision_msgs.msg import Detection2DArray  # noqa: E402
-
+from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402, I100 - after the skip
 from faster_deployment_ros.core.image_codec import (encode_compressed,  # noqa: E402
                                                     fill_image_msg, msg_to_numpy)
 from faster_deployment_ros.ros.camera_inputs import resolve_inputs  # noqa: E402
@@ -28,6 +24,12 @@ from faster_deployment_ros.ros.detector_node import DetectorNode  # noqa: E402
 from faster_deployment_ros.ros.params import ParameterError  # noqa: E402
 from faster_deployment_ros.tools.frames import read_frames  # noqa: E402
 from golden_support import model_path  # noqa: E402
+from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+from vision_msgs.msg import Detection2DArray  # noqa: E402
 
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -118,8 +120,8 @@ def graph(ros):
     made: List[Graph] = []
 
     def make(node_cls, params: dict, cameras, outputs, out_type=Detection2DArray) -> Graph:
-        overrides = dict(qos_reliability='reliable', full_policy='block', queue_size=4,
-                         qos_depth=100, diagnostics_period=0.0)
+        overrides = {'qos_reliability': 'reliable', 'full_policy': 'block', 'queue_size': 4,
+                     'qos_depth': 100, 'diagnostics_period': 0.0}
         overrides.update(params)
         node = node_cls(parameter_overrides=[Parameter(k, value=v)
                                              for k, v in overrides.items()])
@@ -158,8 +160,8 @@ def test_two_cameras_one_detector_each_output_gets_its_own_frames_in_order(
     campus = read_frames(campus_video, n, 3)
     assert len(plaza) == len(campus) == n
     g = graph(DetectorNode,
-              dict(model_path=str(yolox_model), model_family='yolox', conf_threshold=0.3,
-                   workers=2, inputs=['/mc_front/image_raw', '/mc_rear/image_raw/compressed']),
+              {'model_path': str(yolox_model), 'model_family': 'yolox', 'conf_threshold': 0.3,
+               'workers': 2, 'inputs': ['/mc_front/image_raw', '/mc_rear/image_raw/compressed']},
               cameras={'front': ('/mc_front/image_raw', Image),
                        'rear': ('/mc_rear/image_raw/compressed', CompressedImage)},
               outputs={'front': '/mc_front/detections', 'rear': '/mc_rear/detections'})
@@ -208,8 +210,8 @@ def test_two_cameras_one_depth_node(graph, plaza_video, campus_video):
     model = model_path('midas_small_style')
     plaza = read_frames(plaza_video, 3, 7)
     campus = read_frames(campus_video, 3, 7)
-    g = graph(DepthNode, dict(model_path=str(model), model_family='auto',
-                              inputs=['/dc_left/image', '/dc_right/image']),
+    g = graph(DepthNode, {'model_path': str(model), 'model_family': 'auto',
+                          'inputs': ['/dc_left/image', '/dc_right/image']},
               cameras={'left': ('/dc_left/image', Image), 'right': ('/dc_right/image', Image)},
               outputs={'left': '/dc_left/depth', 'right': '/dc_right/depth'}, out_type=Image)
     g.start()
@@ -240,7 +242,7 @@ def test_clashing_inputs_fail_configure_with_the_reason(ros, yolox_model):
 
 def test_single_camera_default_is_unchanged(graph, yolox_model, plaza_video):
     """Without `inputs`: the `image` topic in, `detections` beside it, no per-camera status."""
-    g = graph(DetectorNode, dict(model_path=str(yolox_model), model_family='yolox'),
+    g = graph(DetectorNode, {'model_path': str(yolox_model), 'model_family': 'yolox'},
               cameras={'one': ('image', Image)}, outputs={'one': 'detections'})
     g.start()
     frames = read_frames(plaza_video, 2, 5)
@@ -266,4 +268,3 @@ def test_model_loaded_once_for_all_cameras(ros, yolox_model):
     finally:
         node._release()
         node.destroy_node()
-

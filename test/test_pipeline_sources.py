@@ -1,17 +1,19 @@
-"""Several sources (cameras) into one pipeline: per-source queues, round-robin service, per-source
-order and counters. Real threads; synchronised on events and on the pipeline's own deliveries."""
+"""Several sources (cameras) into one pipeline: queues, service, order and counters per source.
+
+Real threads; synchronised on events and on the pipeline's own deliveries.
+"""
 from __future__ import annotations
 
-import threading
 from collections import defaultdict
+import threading
 from typing import Dict, List
 
-import pytest
-
 from faster_deployment_ros.core.pipeline import FrameResult, Pipeline
+import pytest
 
 
 class Sink:
+
     def __init__(self) -> None:
         self.results: List[FrameResult] = []
         self.cv = threading.Condition()
@@ -46,7 +48,7 @@ def make():
 
 
 def gate_on_first():
-    """A preprocess that holds the first frame until released: nothing behind it moves."""
+    """Make a preprocess that holds the first frame until released: nothing behind it moves."""
     started, release = threading.Event(), threading.Event()
     first = []
 
@@ -126,10 +128,13 @@ def test_block_policy_waits_per_source(make):
 
 
 def test_fast_source_over_capacity_cannot_starve_a_slow_one(make):
-    """Input at 3.5x what the pipeline serves: per delivered frame the fast camera sends 3
-    frames and the slow one a frame every 6th delivery. Arrivals are driven by deliveries, so
-    the ratio holds on any machine. Round-robin serves every slow frame; the fast camera gets
-    the rest of the capacity and its own drops."""
+    """Serve every slow frame while a fast camera floods the pipeline.
+
+    Input at 3.5x what the pipeline serves: per delivered frame the fast camera sends 3 frames
+    and the slow one a frame every 6th delivery. Arrivals are driven by deliveries, so the
+    ratio holds on any machine. Round-robin serves every slow frame; the fast camera gets the
+    rest of the capacity and its own drops.
+    """
     n_slow = 20
     sent = {'fast': 0, 'slow': 0}
     done = threading.Event()

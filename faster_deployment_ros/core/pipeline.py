@@ -211,8 +211,10 @@ class Pipeline:
 
     def submit(self, item: Any, context: Any = None, timeout: Optional[float] = None,
                source: Any = None) -> bool:
-        """Queue `item` in `source`'s input queue (any hashable, e.g. a camera index; None is
-        the default source); True if accepted. False: closed, or 'block' and `timeout` expired.
+        """Queue `item` in `source`'s input queue; True if accepted.
+
+        `source` is any hashable (e.g. a camera index); None is the default source. False:
+        closed, or 'block' and `timeout` expired.
         """
         t_submit = _now()
         evicted: Optional[_Frame] = None

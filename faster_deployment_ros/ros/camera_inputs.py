@@ -1,5 +1,7 @@
-"""Several cameras into one node: which topic each camera is read from, where its results go,
-and what each camera got (counters, latency, a diagnostic status per camera).
+"""Several cameras into one node: topics in and out per camera, and what each camera got.
+
+Per camera: which topic it is read from, where its results go, its counters, latency and
+diagnostic status.
 
 The `inputs` parameter lists image topics; each is one camera and one pipeline source (its own
 input queue, served in turn with the others, see core/pipeline.py). A camera's results go to
@@ -11,14 +13,14 @@ the single `image` topic (or `image/compressed`) and publishes next to it, as it
 """
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
+import threading
 from typing import Any, Dict, List, Optional, Sequence
 
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
-from ..core.stats import RateMeter, RollingStats
 from .params import ParameterError
+from ..core.stats import RateMeter, RollingStats
 
 COMPRESSED_SUFFIX = '/compressed'
 
@@ -32,21 +34,21 @@ class CameraInput:
     namespace: str      # where this camera's outputs go; '' = the node's own namespace
 
     def output(self, name: str) -> str:
-        """The topic of output `name` (e.g. 'detections') for this camera."""
+        """Return the topic of output `name` (e.g. 'detections') for this camera."""
         return f'{self.namespace}/{name}' if self.namespace else name
 
 
 def default_input(input_type: str) -> CameraInput:
-    """The single-camera node: `image` (or `image/compressed`), outputs beside it."""
+    """Return the single-camera input: `image` (or `image/compressed`), outputs beside it."""
     compressed = input_type == 'compressed'
     return CameraInput(0, '', 'image/compressed' if compressed else 'image', compressed, '')
 
 
 def resolve_inputs(inputs: Sequence[str], input_type: str = 'raw') -> Optional[List[CameraInput]]:
-    """The cameras of an `inputs` parameter, or None when it lists none (single `image`).
+    """Return the cameras of an `inputs` parameter, or None when it lists none.
 
-    Raises ParameterError for entries that would publish on the same output topics or name
-    the same input twice.
+    None means the single `image` topic. Raises ParameterError for entries that would publish
+    on the same output topics or name the same input twice.
     """
     entries = [str(t).strip() for t in (inputs or []) if str(t).strip()]
     if not entries:
@@ -79,8 +81,10 @@ def resolve_inputs(inputs: Sequence[str], input_type: str = 'raw') -> Optional[L
 
 
 class CameraStats:
-    """What one camera's results did: output rate and latency (submit -> delivered), written
-    from the delivery thread, read by diagnostics."""
+    """What one camera's results did: output rate and latency (submit -> delivered).
+
+    Written from the delivery thread, read by diagnostics.
+    """
 
     def __init__(self, window: int = 1000) -> None:
         self.published = 0
@@ -104,9 +108,12 @@ class CameraStats:
 def camera_statuses(node_name: str, cameras: Sequence[CameraInput],
                     stats: Sequence[CameraStats], sources: Dict[Any, Dict[str, int]],
                     active: bool, hardware_id: str = '') -> List[DiagnosticStatus]:
-    """One DiagnosticStatus per camera: its topics, the pipeline's counters for its source
-    (in, out, dropped, failed, queued) and its output rate and latency. WARN while it drops
-    more than half of its frames (input faster than its share of the model)."""
+    """Build one DiagnosticStatus per camera.
+
+    Each holds the camera's topics, the pipeline's counters for its source (in, out, dropped,
+    failed, queued) and its output rate and latency; WARN while it drops more than half of its
+    frames (input faster than its share of the model).
+    """
     out = []
     for cam, st in zip(cameras, stats):
         c = sources.get(cam.index, {})

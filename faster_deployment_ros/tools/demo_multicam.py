@@ -17,14 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 import random
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from .demo import DEFAULT_PARAMS, NODE_ENV, SHARED, find_model, find_params, stop_process
+from .demo import DEFAULT_PARAMS, find_model, find_params, NODE_ENV, SHARED, stop_process
 
 CAMERAS = (('front', 'pedestrians_plaza_1280x720_50fps.avi', 50.0),
            ('rear', 'campus_walkway_480x360_10fps.avi', 10.0))

@@ -9,16 +9,16 @@ the functions.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 import struct
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .replay import cdr_header
-from .report import Record, build_report, detection_classes
+from .report import build_report, detection_classes, Record
 
 
 @dataclass
@@ -78,9 +78,12 @@ def play_streams(streams: Sequence[Stream], duration_s: float = 10.0, *,
                  settle_timeout: float = 10.0, idle_timeout: float = 2.0,
                  start_delay: float = 0.5, log: Callable[[str], None] = print,
                  on_published: Optional[Callable[[], None]] = None) -> None:
-    """Play every stream (best effort, as camera drivers publish) and record its outputs into
-    stream.inputs / stream.outputs. The nodes under test must subscribe within wait_timeout;
-    `on_published` is called once the last frame is out (before waiting for results)."""
+    """Play every stream and record its outputs into stream.inputs / stream.outputs.
+
+    Frames go out best effort, as camera drivers publish them. The nodes under test must
+    subscribe within wait_timeout; `on_published` is called once the last frame is out (before
+    waiting for results).
+    """
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -178,8 +181,10 @@ def play_streams(streams: Sequence[Stream], duration_s: float = 10.0, *,
 
 
 def stream_report(s: Stream, since_ns: Optional[int] = None) -> Dict[str, Any]:
-    """tools/report.py's report for one camera; `since_ns` keeps only frames published from
-    then on (a warm-up cut) and their outputs."""
+    """Build tools/report.py's report for one camera.
+
+    `since_ns` keeps only frames published from then on (a warm-up cut) and their outputs.
+    """
     inputs = [r for r in s.inputs if since_ns is None or r.t_ns >= since_ns]
     kept = {r.stamp_ns for r in inputs}
     outputs = [r for r in s.outputs if r.stamp_ns in kept]

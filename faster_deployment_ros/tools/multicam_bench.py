@@ -16,18 +16,21 @@ machine may be shared: compare rows of one run). Scenarios:
   1 x N    one node, `inputs: [...]`: N cameras, one model, shared workers
   fair     one node, two cameras at --fair-rates over capacity (--fair-model): each camera's
            share and latency
+  fair-pipeline  the same two cameras straight into the pipeline (no ROS), once through one
+           shared input queue (what a node without per-camera sources does) and once with a
+           source per camera: what the per-camera queues change
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+from pathlib import Path
 import random
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -179,6 +182,67 @@ def run_scenario(label: str, nodes: List[List[str]], cams: List[Dict[str, Any]],
     return res
 
 
+def pipeline_fairness(model: Path, frames: List[tuple], rates: Sequence[float],
+                      duration: float, per_source: bool) -> Dict[str, Any]:
+    """Feed two producer threads at `rates` into one Pipeline; frames and latency per camera.
+
+    ONNX Runtime with the model's adapter, drop_oldest, queue 2, just-in-time.
+    """
+    import numpy as np
+
+    from ..backends import create_backend
+    from ..core.pipeline import Pipeline
+    from ..models import create_adapter
+    backend = create_backend('onnxruntime', str(model))
+    adapter = create_adapter('auto', backend.inputs, backend.outputs, backend.metadata)
+    got: Dict[int, list] = {0: [], 1: []}
+    sent = [0, 0]
+
+    def on_result(r) -> None:
+        cam = r.context
+        got[cam].append(r.timings['total'])
+
+    pipe = Pipeline(adapter.preprocess, [backend.infer], adapter.postprocess, on_result,
+                    queue_size=2, full_policy='drop_oldest', name='fairness',
+                    schedule='just_in_time')
+    stop = threading.Event()
+
+    def produce(cam: int) -> None:
+        imgs = frames[cam % 2][1]
+        period, t0, k = 1.0 / rates[cam], time.monotonic(), 0
+        while not stop.is_set():
+            due = t0 + k * period
+            if stop.wait(max(0.0, due - time.monotonic())):
+                break
+            pipe.submit(imgs[k % len(imgs)], context=cam,
+                        source=cam if per_source else None)
+            sent[cam] += 1
+            k += 1
+    threads = [threading.Thread(target=produce, args=(c,), daemon=True) for c in (0, 1)]
+    for t in threads:
+        t.start()
+    time.sleep(duration)
+    stop.set()
+    for t in threads:
+        t.join()
+    pipe.close(drain=True, timeout=10)
+    backend.close()
+    queues = 'a queue per camera' if per_source else 'one shared queue'
+    out = {'scenario': f'fair-pipeline, {queues}', 'rates_hz': list(rates), 'per_camera': []}
+    for cam in (0, 1):
+        lat = np.asarray(got[cam]) * 1000.0
+        out['per_camera'].append({
+            'camera': f'fair{cam}', 'frames_in': sent[cam], 'frames_out': len(lat),
+            'fps_out': round(len(lat) / duration, 2),
+            'latency_ms': {'p50': round(float(np.percentile(lat, 50)), 1),
+                           'p99': round(float(np.percentile(lat, 99)), 1)} if len(lat) else None})
+    line = '; '.join(f"{c['camera']} @ {r:g} Hz: {c['frames_out']}/{c['frames_in']} out, "
+                     f"{c['fps_out']:.1f} fps, p50 {(c['latency_ms'] or {}).get('p50')} ms"
+                     for c, r in zip(out['per_camera'], rates))
+    log(f"{out['scenario']}: {line}")
+    return out
+
+
 def format_row(r: Dict[str, Any]) -> str:
     lat = [c['latency_ms'] or {} for c in r['per_camera']]
     p50 = '/'.join(f"{x.get('p50', float('nan')):.0f}" for x in lat)
@@ -212,7 +276,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument('--fair-params', default=str(ROOT / 'config' / 'yolov8n_onnxruntime.yaml'))
     p.add_argument('--fair-rates', type=float, nargs=2, default=[30.0, 5.0])
     p.add_argument('--only', nargs='*', default=[],
-                   help='run only these scenarios: single, separate, shared, fair')
+                   help='run only these scenarios: single, separate, shared, fair, '
+                   'fair-pipeline')
     p.add_argument('--out', default=str(ROOT / 'out' / 'multicam_bench'))
     p.add_argument('--json', help='write all results here')
     args = p.parse_args(argv)
@@ -221,7 +286,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         os.environ.setdefault(k, v)
     model, params = Path(args.model), Path(args.params)
     frames = camera_frames(Path(args.shared))
-    want = set(args.only) or {'single', 'separate', 'shared', 'fair'}
+    want = set(args.only) or {'single', 'separate', 'shared', 'fair', 'fair-pipeline'}
 
     def cams(n: int, rates: Sequence[float], prefix: str) -> List[Dict[str, Any]]:
         return [{'name': f'{prefix}{i}', 'topic': f'/{prefix}{i}/image_raw',
@@ -254,9 +319,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                         c, args, Path(args.fair_params), Path(args.fair_model)))
     finally:
         rclpy.try_shutdown()
+    if 'fair-pipeline' in want:
+        for per_source in (False, True):
+            results.append(pipeline_fairness(Path(args.fair_model), frames, args.fair_rates,
+                                             args.duration, per_source))
     print(HEADER)
     for r in results:
-        print(format_row(r))
+        if 'nodes' in r:
+            print(format_row(r))
+    for r in results:
+        if 'nodes' not in r:
+            print(f"{r['scenario']}: " + '; '.join(
+                f"{c['camera']} @ {rate:g} Hz: {c['frames_out']}/{c['frames_in']} out "
+                f"({c['fps_out']:.1f} fps), latency p50 / p99 "
+                f"{(c['latency_ms'] or {}).get('p50')} / {(c['latency_ms'] or {}).get('p99')} ms"
+                for c, rate in zip(r['per_camera'], r['rates_hz'])))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + '\n')
     return 0
