@@ -404,3 +404,29 @@ def test_lifecycle_services_drive_the_console_script(ros, yolox_model):
             transition=Transition(id=Transition.TRANSITION_DEACTIVATE))).success
         assert call(get, GetState.Request()).current_state.id == State.PRIMARY_STATE_INACTIVE
     node.destroy_node()
+
+
+def test_latency_budget_per_hop_on_diagnostics(harness, plaza_video):
+    """Every hop of a frame's time is on /diagnostics (`hop_<name>_<q>_ms`), and the hops add
+    up: queued -> published is queue + pre + infer + post + handover + build + publish."""
+    from faster_deployment_ros.ros.perception_node import HOPS
+    h = harness()
+    assert h.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert h.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    h.wait_matched(h.image_pub)
+    frames = video_frames(plaza_video, 6, step=5)
+    for frame in frames:  # stamped now, so the transport hop (stamp -> callback) is measured
+        h.image_pub.publish(h.image_msg(frame, time.time_ns()))
+    assert len(h.wait_for(len(frames))) == len(frames)
+    budget = h.node.latency_budget()
+    assert set(budget) == set(HOPS)
+    assert all(0.0 <= s['p50'] <= s['p99'] for s in budget.values())
+    assert budget['infer']['p50'] > 0 and budget['build']['p50'] > 0
+    parts = ('queue', 'pre', 'infer', 'post', 'handover', 'build', 'publish')
+    assert budget['node']['mean'] == pytest.approx(sum(budget[p]['mean'] for p in parts),
+                                                   abs=1e-3)
+    [status] = [s for s in h.node.diagnostic_statuses() if s.name.endswith(': pipeline')]
+    values = {kv.key: kv.value for kv in status.values}
+    for hop in HOPS:
+        for q in ('p50', 'p99', 'mean'):
+            assert float(values[f'hop_{hop}_{q}_ms']) >= 0.0
