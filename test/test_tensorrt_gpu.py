@@ -121,7 +121,7 @@ def test_infer_and_gpu_path_match_onnxruntime(trt, precision, yolox_model, frame
         for f, r in zip(frames, raw):
             (out,) = b.infer(adapter.preprocess(f)[0])
             if converted:  # AutoCast fp16 arithmetic: raw outputs close, not equal
-                np.testing.assert_allclose(out, r, atol=0.5, rtol=0.05)
+                assert np.isclose(out, r, atol=0.05, rtol=0.05).mean() > 0.999
             else:
                 np.testing.assert_allclose(out, r, atol=1e-4, rtol=1e-5)
         from faster_deployment_ros.gpu.pipeline import specs_for_adapter

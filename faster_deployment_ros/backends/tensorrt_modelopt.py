@@ -57,6 +57,7 @@ def convert(onnx_path: Path, out_path: Path, precision: str, python: str,
         log(f'using converted {precision} ONNX {out_path}')
         return out_path
     import numpy as np
+    onnx_path, out_path = Path(onnx_path).resolve(), Path(out_path).resolve()  # child: cwd=tmp
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix='.modelopt-') as tmp:
         tmp_out = Path(tmp) / 'model.onnx'
@@ -124,7 +125,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def calibration_feeds(batches: List[List['object']], names: Sequence[str]) -> dict:
-    """name -> all calibration batches of that input, stacked (what quantize takes)."""
+    """Name -> all calibration batches of that input, stacked (what quantize takes)."""
     import numpy as np
     return {n: np.concatenate([b[i] for b in batches], 0) for i, n in enumerate(names)}
 

@@ -4,6 +4,8 @@ The engine lands in the same cache (same key) the tensorrt backend looks in, so 
 afterwards with the same settings loads it instead of building for minutes; `-o` also copies it
 to a path of your choice (with its sidecar JSON) for deployment elsewhere on an identical
 device. Must run on the target device: engines are specific to the GPU and TensorRT version.
+On TensorRT 11.x, fp16 and int8 first convert the ONNX with NVIDIA ModelOpt (cached beside the
+engine; see backends/tensorrt_modelopt.py).
 """
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ from pathlib import Path
 
 from .convert import ConvertError, Progress
 
-HELP = 'ONNX -> TensorRT engine (fp16 / fp32 / int8 with calibration), cached per GPU and version'
+HELP = ('ONNX -> TensorRT engine (fp16 / fp32 / int8 with calibration; TensorRT 8.6, 10.x, '
+        '11.x), cached per GPU and version')
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,8 +34,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--calib-limit', type=int, default=0, help='use at most N calibration images')
     p.add_argument('--calib-cache', type=Path, default=None,
                    help='calibration cache file (read if present, written after calibration)')
-    p.add_argument('--calib-preprocess', choices=('yolox', 'ultralytics'), default='yolox',
-                   help="the model's pre-processing, applied to calibration images")
+    p.add_argument('--calib-preprocess', default='auto', metavar='FAMILY',
+                   help="whose pre-processing the calibration images go through: auto (the "
+                        "model's family, inferred as the node does) or a family: yolox, yolov8, "
+                        "yolo11, rtdetr, depth_anything_v2, midas")
+    p.add_argument('--strongly-typed', action='store_true',
+                   help='TensorRT 10.x: take fp16/int8 from a ModelOpt-converted ONNX, as 11.x '
+                        'always does, instead of builder flags')
+    p.add_argument('--modelopt-python', default=None, metavar='PYTHON',
+                   help='the Python with nvidia-modelopt for 11.x fp16/int8 (default '
+                        '$FDR_MODELOPT_PYTHON, else this one)')
     p.add_argument('--timing-cache', type=Path, default=None,
                    help='TensorRT timing cache file: reused and updated, makes rebuilds faster')
     p.add_argument('--cache-dir', type=Path, default=None,
@@ -44,10 +55,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def backend_options(args: argparse.Namespace) -> dict:
-    """The tensorrt backend options these arguments mean (same cache key as the node)."""
+    """Return the tensorrt backend options these arguments mean (same cache key as the node)."""
     opts = {'precision': args.precision, 'workspace': args.workspace, 'device': args.device,
             'rebuild': args.rebuild, 'verbose': args.verbose,
-            'calibration_limit': args.calib_limit, 'calibration_preprocess': args.calib_preprocess}
+            'calibration_limit': args.calib_limit, 'calibration_preprocess': args.calib_preprocess,
+            'strongly_typed': args.strongly_typed}
+    if args.modelopt_python:
+        opts['modelopt_python'] = args.modelopt_python
     if args.input_shape:
         opts['input_shape'] = list(args.input_shape)
     for key, value in (('int8_calibration', args.calib_images), ('calibration_cache', args.calib_cache),

@@ -466,7 +466,20 @@ def make_module(spec: Spec) -> Dict[str, Any]:
             return True
 
         def get_tensor_shape(self, name: str) -> Dims:
-            return Dims(self._shapes.get(name, ()))
+            shape = self._shapes.get(name, ())
+            io = self.engine._io.get(name)
+            if io is not None and io[0] == TensorIOMode.OUTPUT and min(shape or (0,)) < 0 \
+                    and self.all_input_dimensions_specified:
+                self._infer_output_shapes()  # TensorRT infers them from the input shapes
+                shape = self._shapes[name]
+            return Dims(shape)
+
+        def _infer_output_shapes(self) -> None:
+            feed = {n: np.zeros(self._shapes[n], nptype(io[2]))
+                    for n, io in self.engine._io.items() if io[0] == TensorIOMode.INPUT}
+            outs = self.engine._session().run(self.engine._outputs, feed)
+            for n, o in zip(self.engine._outputs, outs):
+                self._shapes[n] = tuple(o.shape)
 
         def set_tensor_address(self, name: str, memory: int) -> bool:
             if name not in self.engine._io:
@@ -496,19 +509,24 @@ def make_module(spec: Spec) -> Dict[str, Any]:
         def _run(self, addresses: Dict[str, int], stream_handle: int) -> bool:
             driver = _cuda_driver()
             try:
-                _check(driver.cuStreamSynchronize(stream_handle))
+                # inputs: what the stream wrote before this call; outputs: copied on the stream,
+                # so work enqueued after execute sees them (as with a real enqueue)
                 feed = {}
                 for name, (mode, _, dtype) in self.engine._io.items():
                     if mode == TensorIOMode.INPUT:
                         host = np.empty(self._shapes[name], nptype(dtype))
-                        _check(driver.cuMemcpyDtoH(host.ctypes.data, addresses[name], host.nbytes))
+                        _check(driver.cuMemcpyDtoHAsync(host.ctypes.data, addresses[name],
+                                                        host.nbytes, stream_handle))
                         feed[name] = host
+                _check(driver.cuStreamSynchronize(stream_handle))
                 outs = self.engine._session().run(self.engine._outputs, feed)
                 for name, out in zip(self.engine._outputs, outs):
                     _, _, dtype = self.engine._io[name]
                     out = np.ascontiguousarray(out, nptype(dtype))
                     self._shapes[name] = out.shape
-                    _check(driver.cuMemcpyHtoD(addresses[name], out.ctypes.data, out.nbytes))
+                    _check(driver.cuMemcpyHtoDAsync(addresses[name], out.ctypes.data, out.nbytes,
+                                                    stream_handle))
+                _check(driver.cuStreamSynchronize(stream_handle))  # `out` is freed on return
             except Exception as exc:  # noqa: BLE001 - TensorRT reports through the logger
                 self._error(f'enqueue failed: {exc}')
                 return False
