@@ -1,6 +1,8 @@
-"""Memory across lifecycle cycles: configure -> activate -> a few frames -> deactivate -> cleanup,
-N times in one process (as a supervisor restarting the node's model would), with the resident
-size (RSS) and the thread count after each cleanup.
+"""Memory across lifecycle cycles.
+
+Configure -> activate -> a few frames -> deactivate -> cleanup, N times in one process (as a
+supervisor restarting the node's model would), with the resident size (RSS) and the thread count
+after each cleanup.
 
 The glibc settings are the console node's (run_node: core.memory.reuse_large_buffers and
 limit_malloc_arenas). `--no-trim` skips the heap trim the node does at cleanup

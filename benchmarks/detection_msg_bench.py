@@ -1,7 +1,8 @@
-"""Cost of turning detections into a published Detection2DArray: rclpy message objects
-(to_detection_array + publish) against the CDR bytes the node publishes (detection_array_cdr +
-raw publish), for 0-50 detections. Publisher without subscribers (the message is built and
-serialised either way).
+"""Cost of turning detections into a published Detection2DArray.
+
+Rclpy message objects (to_detection_array + publish) against the CDR bytes the node publishes
+(detection_array_cdr + raw publish), for 0-50 detections. Publisher without subscribers (the
+message is built and serialised either way).
 
   .venv/bin/python benchmarks/detection_msg_bench.py
 """

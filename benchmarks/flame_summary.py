@@ -1,5 +1,6 @@
-"""Summarise a py-spy flame graph (SVG from `fdr-benchmark --py-spy`): the share of samples per
-thread and for the frames that matter on the node's hot path.
+"""Summarise a py-spy flame graph (SVG from `fdr-benchmark --py-spy`).
+
+The share of samples per thread and for the frames that matter on the node's hot path.
 
   .venv/bin/python benchmarks/flame_summary.py out/profile/yolox/flame_*.svg
 """

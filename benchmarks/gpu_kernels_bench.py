@@ -1,5 +1,7 @@
-"""Per-frame cost of pre-processing and decode+NMS: GPU kernels (cuda-python/NVRTC) vs the CPU
-reference (OpenCV/NumPy), on real 1280x720 frames and real YOLOX-nano outputs.
+"""Per-frame cost of pre-processing and decode+NMS.
+
+GPU kernels (cuda-python/NVRTC) vs the CPU reference (OpenCV/NumPy), on real 1280x720 frames and
+real YOLOX-nano outputs.
 
 GPU times are CUDA-event intervals on the stream (device time of the work), plus the host
 wall time of the whole call (what a caller waits, Python launch overhead included). CPU times

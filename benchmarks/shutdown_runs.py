@@ -1,5 +1,7 @@
-"""Clean shutdown under load, measured: the console-script detector under a 60 Hz camera,
-stopped by SIGINT or SIGTERM while frames are in flight, N times per signal and queue policy.
+"""Clean shutdown under load, measured.
+
+The console-script detector under a 60 Hz camera, stopped by SIGINT or SIGTERM while frames are in
+flight, N times per signal and queue policy.
 
 Counts exit codes, the time from the signal to the exit, tracebacks and "Failed to publish"
 lines in the node's output. docs/reliability.md quotes its summary.

@@ -98,7 +98,7 @@ def session(path: Path) -> ort.InferenceSession:
 
 
 def ultralytics_predictor(kind: str, sess, conf: float):
-    """A real ultralytics predictor whose model is the ONNX session's stand-in."""
+    """Return a real ultralytics predictor whose model is the ONNX session's stand-in."""
     from ultralytics.models.rtdetr.predict import RTDETRPredictor
     from ultralytics.models.yolo.detect.predict import DetectionPredictor
     from ultralytics.nn.autobackend import default_class_names
@@ -130,7 +130,7 @@ def run_ultralytics(kind: str, sess, img: np.ndarray, conf: float):
 
 
 def legacy_rtdetr_postprocess(pred: torch.Tensor, orig: np.ndarray, conf: float):
-    """ultralytics 8.3.x RTDETRPredictor.postprocess, for the (bs, 300, 4 + nc) export."""
+    """Ultralytics 8.3.x RTDETRPredictor.postprocess, for the (bs, 300, 4 + nc) export."""
     from ultralytics.utils import ops
 
     nd = pred.shape[-1]

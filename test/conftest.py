@@ -17,8 +17,11 @@ os.environ.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
 
 
 def ros_distro() -> str:
-    """The ROS 2 distribution under test: the sourced one, else the index wheels' (Jazzy's are
-    named ros-jazzy-*; Kilted's are the unprefixed ones)."""
+    """Return the ROS 2 distribution under test.
+
+    The sourced one, else the index wheels' (Jazzy's are named ros-jazzy-*; Kilted's are the
+    unprefixed ones).
+    """
     if os.environ.get('ROS_DISTRO'):
         return os.environ['ROS_DISTRO']
     from importlib.metadata import PackageNotFoundError, version
@@ -38,8 +41,11 @@ os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
 
 
 def shared_file(rel: str) -> Path:
-    """A file of the shared test data; skipped where it is absent, except in CI (CI=true), where
-    the data is laid beside the clone and a missing file is a failure."""
+    """Return a file of the shared test data.
+
+    Skipped where it is absent, except in CI (CI=true), where the data is laid beside the clone and
+    a missing file is a failure.
+    """
     path = SHARED / rel
     if not path.exists():
         reason = f'{path} not found (the shared test data lives in ../shared)'
@@ -71,8 +77,11 @@ def campus_video() -> Path:
 
 @pytest.fixture(scope='session')
 def ros():
-    """One rclpy context for the whole test run. Initialising and shutting rclpy down per
-    module left later in-process teardown (Node.destroy_node) hanging in a full run."""
+    """One rclpy context for the whole test run.
+
+    Initialising and shutting rclpy down per module left later in-process teardown
+    (Node.destroy_node) hanging in a full run.
+    """
     rclpy = pytest.importorskip('rclpy')
     if not rclpy.ok():
         rclpy.init()

@@ -85,7 +85,7 @@ def sidecar(model: Path) -> dict:
 # --- real inputs ----------------------------------------------------------------------------------
 
 def real_frames() -> List[Tuple[str, np.ndarray]]:
-    """The photo and frames from both videos (BGR uint8)."""
+    """Return the photo and frames from both videos (BGR uint8)."""
     frames = []
     photo = shared_file('data/dog_bicycle_truck.jpg')
     frames.append(('dog_bicycle_truck', cv2.imread(str(photo))))
@@ -117,8 +117,11 @@ def yolov8_input(frame: np.ndarray, size=(640, 640)) -> np.ndarray:
 # --- comparisons ----------------------------------------------------------------------------------
 
 def compare_yolox(ref: np.ndarray, got: np.ndarray, size=(416, 416), min_obj: float = 0.1) -> dict:
-    """Largest differences on decoded YOLOX outputs: box corners (px) of anchors the reference
-    finds objects at (objectness > min_obj), objectness and obj*class scores over all anchors."""
+    """Largest differences on decoded YOLOX outputs.
+
+    Box corners (px) of anchors the reference finds objects at (objectness > min_obj), objectness
+    and obj*class scores over all anchors.
+    """
     from faster_deployment_ros.models.yolox import make_grids
     assert got.shape == ref.shape, (got.shape, ref.shape)
     grid, stride = make_grids(size, (8, 16, 32))
@@ -136,8 +139,10 @@ def compare_yolox(ref: np.ndarray, got: np.ndarray, size=(416, 416), min_obj: fl
 
 
 def compare_yolov8(ref: np.ndarray, got: np.ndarray) -> dict:
-    """Largest differences on a (1, 4 + classes, anchors) ultralytics head: box values (px, all
-    anchors) and class scores."""
+    """Largest differences on a (1, 4 + classes, anchors) ultralytics head.
+
+    Box values (px, all anchors) and class scores.
+    """
     assert got.shape == ref.shape, (got.shape, ref.shape)
     r, g = ref[0].astype(np.float64), got[0].astype(np.float64)
     return {'box_px': float(np.abs(r[:4] - g[:4]).max()), 'score': float(np.abs(r[4:] - g[4:]).max()),
@@ -185,8 +190,11 @@ np.savez(sys.argv[3], *outs)
 
 
 def fp16_weight_reference(onnx: Path, inputs: List[np.ndarray], tmp_dir: Path) -> List[np.ndarray]:
-    """ONNX Runtime outputs of `onnx` with its weights rounded to fp16: how far fp16 weights
-    alone move the outputs, the yardstick for fp16 conversions (run in .venv-convert)."""
+    """ONNX Runtime outputs of `onnx` with its weights rounded to fp16.
+
+    How far fp16 weights alone move the outputs, the yardstick for fp16 conversions (run in
+    .venv-convert).
+    """
     need_venv('ncnn')
     src, dst = tmp_dir / 'fp16_in.npz', tmp_dir / 'fp16_out.npz'
     np.savez(src, **{str(i): x for i, x in enumerate(inputs)})

@@ -70,7 +70,7 @@ def _frames() -> Dict[str, np.ndarray]:
 
 
 def golden_frames(info: dict) -> Dict[str, np.ndarray]:
-    """The frames the golden results were made from, checked byte for byte."""
+    """Return the frames the golden results were made from, checked byte for byte."""
     frames = _frames()
     for key, digest in info['frames'].items():
         got = hashlib.sha256(np.ascontiguousarray(frames[key]).tobytes()).hexdigest()

@@ -192,8 +192,11 @@ def test_real_measurement_on_yolox_nano(yolox_model, plaza_video):
 
 
 def test_pipeline_just_in_time_schedule_keeps_overload_latency_at_one_pass():
-    """Input twice as fast as inference, drop_oldest: eager pre-processing makes each frame
-    wait a whole inference for the worker; just in time it does not. Same throughput."""
+    """Input twice as fast as inference, drop_oldest.
+
+    Eager pre-processing makes each frame wait a whole inference for the worker; just in time it
+    does not. Same throughput.
+    """
     def run(schedule):
         lat = []
         p = Pipeline(lambda x: (time.sleep(0.004), (x, None))[1], [lambda t: time.sleep(0.04) or t],

@@ -12,7 +12,7 @@ from faster_deployment_ros.tools.bag_bench import format_table, peak_search, sus
 
 
 def capacity(limit_hz: float, tried: list):
-    """A node that answers every frame up to limit_hz and a third fewer above it."""
+    """Return a node that answers every frame up to limit_hz and a third fewer above it."""
     def run(hz):
         tried.append(hz)
         n = 100

@@ -153,8 +153,10 @@ def test_bayer16(frames, pattern, bits):
 @pytest.mark.parametrize('encoding', ['mono16', '16UC1'])
 @pytest.mark.parametrize('bits', [10, 12, 16])
 def test_mono16_scaled_by_bit_depth(frames, encoding, bits):
-    """A 10/12-bit sensor's full range maps to 0..255 with its bit_depth; bit_depth 16 is
-    cv_bridge's convertTo(CV_8U, 255 / 65535), rounded."""
+    """A 10/12-bit sensor's full range maps to 0..255 with its bit_depth.
+
+    Bit_depth 16 is cv_bridge's convertTo(CV_8U, 255 / 65535), rounded.
+    """
     grey = cv2.cvtColor(frames[0], cv2.COLOR_BGR2GRAY)
     top = (1 << bits) - 1
     m16 = (grey.astype(np.uint32) * top // 255).astype(np.uint16)
@@ -183,8 +185,10 @@ def test_rgba_bgra_rgb16(frames):
 
 def test_same_detections_from_every_encoding(frames, yolox_model):
     """The issue's scene: YOLOX-nano on one frame sent as bgr8 and as each driver encoding.
-    mono16 at 10 and 12 bits with their bit_depth finds what mono8 finds (with the old `>> 8`
-    it found fewer at 12 bits and none at 10); colour encodings find what bgr8 finds."""
+
+    mono16 at 10 and 12 bits with their bit_depth finds what mono8 finds (with the old `>> 8` it
+    found fewer at 12 bits and none at 10); colour encodings find what bgr8 finds.
+    """
     from faster_deployment_ros.backends import create_backend
     from faster_deployment_ros.models import create_adapter
 

@@ -1,5 +1,7 @@
-"""Depth adapter against the references: Depth Anything V2 (official code, ViT-S/14 + DPT) and
-a MiDaS-convention model, on real frames; maps compared at source resolution.
+"""Depth adapter against the references.
+
+Depth Anything V2 (official code, ViT-S/14 + DPT) and a MiDaS-convention model, on real frames;
+maps compared at source resolution.
 
 Golden results: the official transforms (float bicubic resize, ImageNet normalisation) and the
 references' interpolation back (bilinear align_corners=True for Depth Anything V2, bicubic for

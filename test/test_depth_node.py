@@ -1,5 +1,8 @@
-"""The depth node in a real ROS 2 graph: real rclpy, Fast DDS, ONNX Runtime, real frames, and
-the Depth Anything V2 / MiDaS-style test models (scripts/test_assets.d/20_test_models.sh)."""
+"""The depth node in a real ROS 2 graph.
+
+Real rclpy, Fast DDS, ONNX Runtime, real frames, and the Depth Anything V2 / MiDaS-style test
+models (scripts/test_assets.d/20_test_models.sh).
+"""
 from __future__ import annotations
 
 import gc

@@ -1,5 +1,7 @@
-"""The detector node in a real ROS 2 graph: real rclpy, real Fast DDS, real ONNX Runtime, the
-real YOLOX-nano model, real camera frames."""
+"""The detector node in a real ROS 2 graph.
+
+Real rclpy, real Fast DDS, real ONNX Runtime, the real YOLOX-nano model, real camera frames.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -251,8 +253,11 @@ def test_class_id_mode_index(harness, dog_image_path):
 
 @contextlib.contextmanager
 def console_node(*ros_args: str):
-    """The installed detector_node console script as a child process; when the test fails,
-    the node's own output is added to the failure, then the node is stopped (SIGINT)."""
+    """Return the installed detector_node console script as a child process.
+
+    When the test fails, the node's own output is added to the failure, then the node is stopped
+    (SIGINT).
+    """
     exe = Path(sys.executable).with_name('detector_node')
     assert exe.exists(), 'the detector_node console script is not installed in the venv'
     log = tempfile.TemporaryFile(mode='w+')
@@ -407,8 +412,10 @@ def test_lifecycle_services_drive_the_console_script(ros, yolox_model):
 
 
 def test_latency_budget_per_hop_on_diagnostics(harness, plaza_video):
-    """Every hop of a frame's time is on /diagnostics (`hop_<name>_<q>_ms`), and the hops add
-    up: queued -> published is queue + pre + infer + post + handover + build + publish."""
+    """Every hop of a frame's time is on /diagnostics (`hop_<name>_<q>_ms`), and the hops add up.
+
+    Queued -> published is queue + pre + infer + post + handover + build + publish.
+    """
     from faster_deployment_ros.ros.perception_node import HOPS
     h = harness()
     assert h.node.trigger_configure() == TransitionCallbackReturn.SUCCESS

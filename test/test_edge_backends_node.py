@@ -1,5 +1,6 @@
-"""The detector node with `backend: ncnn` and `backend: rknn` (PC simulator) on a replayed bag:
-its detections must match the ONNX Runtime node's on the same bag, frame by frame.
+"""The detector node with `backend: ncnn` and `backend: rknn` (PC simulator) on a replayed bag.
+
+Its detections must match the ONNX Runtime node's on the same bag, frame by frame.
 
 Each node runs as on a robot: the installed `detector_node` console script in its own process
 with the shipped config/*.yaml, fed by the project's replay tool (reliable QoS, blocking queue,
@@ -47,7 +48,7 @@ def bag(campus_video, tmp_path_factory):
 
 
 def run_outputs(bag: Path, out_dir: Path, config: str, model: Path, *extra: str) -> Path:
-    """The recorded outputs bag of `run_node` (run once per session and arguments)."""
+    """Return the recorded outputs bag of `run_node` (run once per session and arguments)."""
     run_node(bag, out_dir, config, model, *extra)
     return _RUNS[(str(bag), config, str(model), extra)][0]
 
@@ -149,9 +150,12 @@ def test_yolox_node_matches_onnxruntime(backend, precision, extra, min_match, ma
                          ids=['ncnn-fp32', 'rknn-fp16'])
 def test_yolov8_node_matches_onnxruntime(backend, precision, extra, bag, yolov8_ref,
                                          tmp_path_factory):
-    """yolov8n has random weights: its scores sit near the threshold and its boxes are wide, so
-    fp16 moves them far more than on a trained model (see test_rknn_backend); fp32 must match
-    closely, fp16 must still find most of the same objects."""
+    """yolov8n has random weights.
+
+    Its scores sit near the threshold and its boxes are wide, so fp16 moves them far more than on a
+    trained model (see test_rknn_backend); fp32 must match closely, fp16 must still find most of
+    the same objects.
+    """
     onnx, ref = yolov8_ref
     model = converted(backend, onnx, precision, tmp_path_factory.mktemp('m'))
     got = run_node(bag, tmp_path_factory.mktemp('node') / (backend + '8'), f'yolov8n_{backend}.yaml',

@@ -1,4 +1,5 @@
-"""Every non-YOLOX family through its node in a real ROS 2 graph, configured by its shipped YAML:
+"""Every non-YOLOX family through its node in a real ROS 2 graph, configured by its shipped YAML.
+
 YOLOv8 / YOLO11 / RT-DETR (both export layouts) -> Detection2DArray, Depth Anything V2 -> 32FC1.
 
 Each result must carry the source header and equal what the family's adapter gives directly
@@ -114,7 +115,7 @@ def test_family_node_with_its_yaml(ros, model):
 
 
 def check_result(msg, frame, node, path):
-    """The node's message equals the adapter's own result on the same frame."""
+    """Return the node's message equals the adapter's own result on the same frame."""
     with create_backend('onnxruntime', str(path)) as backend:
         adapter = node.make_adapter(backend)
         assert type(adapter) is type(node.adapter)

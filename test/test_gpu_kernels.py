@@ -289,8 +289,11 @@ def _tuple(dets):
 
 
 def _synthetic_v8(rng, num_classes=80, size=(640, 640), hot=60):
-    """A (1, 4 + C, N) YOLOv8 head output: boxes spread over the image, sigmoid-like scores
-    mostly near zero with `hot` confident anchors clustered into overlapping groups."""
+    """Return a (1, 4 + C, N) YOLOv8 head output.
+
+    Boxes spread over the image, sigmoid-like scores mostly near zero with `hot` confident anchors
+    clustered into overlapping groups.
+    """
     n = sum((size[0] // s) * (size[1] // s) for s in (8, 16, 32))
     pred = np.empty((4 + num_classes, n), np.float32)
     pred[0] = rng.uniform(0, size[1], n)
@@ -417,8 +420,11 @@ def test_kernel_argument_count_is_checked(device):
 
 @gpu
 def test_workers_on_their_own_threads_and_streams(device, yolox_runs):
-    """As the pipeline uses them: built on the main thread, each called from its own worker
-    thread (where no CUDA context is current yet), two streams concurrently; same results."""
+    """As the pipeline uses them.
+
+    Built on the main thread, each called from its own worker thread (where no CUDA context is
+    current yet), two streams concurrently; same results.
+    """
     import threading
     from faster_deployment_ros.gpu.cuda import Stream
     from faster_deployment_ros.gpu.pipeline import preprocess_cpu, specs_for_adapter

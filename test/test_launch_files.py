@@ -37,7 +37,7 @@ MODELS = ROOT / '.cache' / 'models'
 
 
 def launch_for_args(name: str) -> tuple:
-    """(executable, default node name, default YAML) as the launch file passes them."""
+    """Return (executable, default node name, default YAML) as the launch file passes them."""
     tree = ast.parse((ROOT / 'launch' / name).read_text())
     call, = [n for n in ast.walk(tree) if isinstance(n, ast.Call)
              and getattr(n.func, 'id', '') == 'launch_for']
@@ -73,7 +73,7 @@ def test_environment_per_distro():
 
 @contextlib.contextmanager
 def launched(launch_file: str, **launch_line: str):
-    """The node of `launch_file` started as launch_ros would start it for `launch_line`."""
+    """Return the node of `launch_file` started as launch_ros would start it for `launch_line`."""
     executable, name, yaml_name = launch_for_args(launch_file)
     args = {**launch_arguments(name, yaml_name, str(ROOT)), **launch_line}
     spec = node_spec(executable, name, args)

@@ -35,8 +35,10 @@ NODE = 'nav_detector'
 
 
 class ManagerPeer:
-    """The parts of nav2's LifecycleManager that touch a managed node: service clients
-    (LifecycleServiceClient) and one bond per node (bond::Bond, manager side)."""
+    """The parts of nav2's LifecycleManager that touch a managed node.
+
+    Service clients (LifecycleServiceClient) and one bond per node (bond::Bond, manager side).
+    """
 
     def __init__(self, node_name: str) -> None:
         self.node = rclpy.create_node(f'lifecycle_manager_{uuid.uuid4().hex[:8]}')
@@ -106,7 +108,7 @@ class ManagerPeer:
         self._publish(False)
 
     def wait_status(self, pred, timeout: float, since: int = 0):
-        """The first status after index `since` that satisfies pred, within timeout."""
+        """Return the first status after index `since` that satisfies pred, within timeout."""
         deadline = time.monotonic() + timeout
         with self._cv:
             while True:
@@ -206,8 +208,10 @@ def test_lifecycle_manager_startup_bond_reset_shutdown(ros, yolox_model):
 
 
 def test_bond_heartbeat_period_zero_means_no_bond(ros, yolox_model):
-    """`bond_heartbeat_period: 0.0` (Nav2's own switch): no bond, for a manager run with
-    bond_timeout: 0.0; the lifecycle services work the same."""
+    """`bond_heartbeat_period: 0.0` (Nav2's own switch).
+
+    No bond, for a manager run with bond_timeout: 0.0; the lifecycle services work the same.
+    """
     manager = ManagerPeer(NODE)
     try:
         with managed_node(yolox_model, '-p', 'bond_heartbeat_period:=0.0'):

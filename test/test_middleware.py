@@ -1,5 +1,8 @@
-"""What the README promises about the middleware: best-effort 1280x720 bgr8 frames cross
-processes with the shipped settings (LARGE_DATA builtin transports, or the XML profile)."""
+"""What the README promises about the middleware.
+
+Best-effort 1280x720 bgr8 frames cross processes with the shipped settings (LARGE_DATA builtin
+transports, or the XML profile).
+"""
 from __future__ import annotations
 
 import os

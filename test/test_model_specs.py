@@ -1,5 +1,8 @@
-"""Model adapters declare their pre-processing and decode as data (core.specs); what they declare
-must be what their CPU code does, since the GPU path and TensorRT calibration trust it."""
+"""Model adapters declare their pre-processing and decode as data (core.specs).
+
+What they declare must be what their CPU code does, since the GPU path and TensorRT calibration
+trust it.
+"""
 from __future__ import annotations
 
 import cv2

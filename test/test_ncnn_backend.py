@@ -107,8 +107,11 @@ def test_without_sidecar_discovers_blobs(yolox_model, yolox_ref, tmp_path, tmp_p
 
 
 def test_custom_focus_layer_matches_graph_rewrite(yolox_model, yolox_ref, tmp_path, tmp_path_factory):
-    """ncnn's own YOLOX files use a `YoloV5Focus` layer; ours (Python, ncnn_layers) must give
-    what the converter's native Reshape/Permute/Reshape rewrite gives."""
+    """Ncnn's own YOLOX files use a `YoloV5Focus` layer.
+
+    Ours (Python, ncnn_layers) must give what the converter's native Reshape/Permute/Reshape
+    rewrite gives.
+    """
     model = converted('ncnn', yolox_model, 'fp32', tmp_path_factory.mktemp('ncnn'))
     lines = model.read_text().splitlines()
     types = [ln.split()[0] for ln in lines[2:6]]

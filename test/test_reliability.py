@@ -118,8 +118,11 @@ class Rig:
         return msg
 
     def probe(self, frame: np.ndarray) -> Detection2DArray:
-        """Publish a good frame and return its detections: proof the node still works and,
-        under block + reliable, that every earlier frame was accounted for."""
+        """Publish a good frame and return its detections.
+
+        Proof the node still works and, under block + reliable, that every earlier frame was
+        accounted for.
+        """
         msg = self.image(frame)
         key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
         self.image_pub.publish(msg)
@@ -130,7 +133,7 @@ class Rig:
         return got
 
     def status(self, level=None, contains: str = '', timeout: float = 20.0):
-        """The first /diagnostics status of the node (after now) with that level / text."""
+        """Return the first /diagnostics status of the node (after now) with that level / text."""
         start = len(self.diags)
 
         def find():
@@ -496,8 +499,10 @@ def test_wrong_family_names_the_right_one(rig):
 
 # ---- signals ----------------------------------------------------------------------------
 def run_and_signal(model: Path, frame: np.ndarray, policy: str, sig: int) -> tuple:
-    """The console-script node under a 60 Hz camera, stopped by `sig` with frames in flight:
-    (exit code, seconds from signal to exit, output)."""
+    """Return the console-script node under a 60 Hz camera, stopped by `sig` with frames in flight.
+
+    (exit code, seconds from signal to exit, output).
+    """
     env = dict(os.environ, PYTHONUNBUFFERED='1')
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(

@@ -91,10 +91,12 @@ def test_cdr_header_matches_rclpy_serialization():
 # ---------------------------------------------------------------- end to end (real rclpy graph)
 
 class EchoNode:
-    """An in-test stand-in for a detector, in its own rclpy context: for every image it
-    publishes a Detection2DArray with the input header and one detection whose class_id is the
-    frame's mean grey level (so pixel data is checked end to end). ``misbehave`` drops every
-    7th frame, swaps the outputs of frames 10 and 11 and stamps frame 22 with a wrong frame_id.
+    """An in-test stand-in for a detector, in its own rclpy context.
+
+    For every image it publishes a Detection2DArray with the input header and one detection whose
+    class_id is the frame's mean grey level (so pixel data is checked end to end). ``misbehave``
+    drops every 7th frame, swaps the outputs of frames 10 and 11 and stamps frame 22 with a wrong
+    frame_id.
     """
 
     def __init__(self, misbehave: bool = False, image_out: bool = False) -> None:

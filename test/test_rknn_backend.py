@@ -113,9 +113,11 @@ def test_yolox_fp16_simulator_matches_onnxruntime(yolox_case):
 
 
 def test_yolov8_fp16_simulator_matches_onnxruntime(frames, tmp_path_factory):
-    """yolov8n has random weights: fp16 is held to how far ONNX Runtime itself moves with the
-    weights rounded to fp16 (tens of px on its wide random boxes), with room for fp16
-    activations on the NPU."""
+    """yolov8n has random weights.
+
+    Fp16 is held to how far ONNX Runtime itself moves with the weights rounded to fp16 (tens of px
+    on its wide random boxes), with room for fp16 activations on the NPU.
+    """
     onnx = yolov8_onnx()
     model = converted('rknn', onnx, 'fp16', tmp_path_factory.mktemp('rknn'))
     side = sidecar(model)
@@ -142,8 +144,11 @@ def test_yolov8_fp16_simulator_matches_onnxruntime(frames, tmp_path_factory):
 
 
 def test_yolox_int8_simulator_keeps_most_detections(yolox_model, frames, tmp_path):
-    """int8 with a 9-image calibration set: lossy by nature, so detections (not raw outputs) are
-    compared: most ONNX Runtime detections must be found again, same class, IoU > 0.5."""
+    """int8 with a 9-image calibration set.
+
+    Lossy by nature, so detections (not raw outputs) are compared: most ONNX Runtime detections
+    must be found again, same class, IoU > 0.5.
+    """
     need_venv('rknn')
     import subprocess
     import sys
@@ -194,8 +199,10 @@ def test_errors(yolox_case, tmp_path):
 
 
 def test_simulator_python_is_an_explicit_setting(yolox_case, tmp_path, monkeypatch):
-    """Run-time code never looks for the toolkit beside the repository: without
-    simulator_python or FDR_RKNN_PYTHON the simulator says what to set."""
+    """Run-time code never looks for the toolkit beside the repository.
+
+    Without simulator_python or FDR_RKNN_PYTHON the simulator says what to set.
+    """
     model = yolox_case[0]
     monkeypatch.delenv('FDR_RKNN_PYTHON', raising=False)
     with pytest.raises(BackendError, match='simulator_python or set FDR_RKNN_PYTHON'):

@@ -1,7 +1,9 @@
-"""TensorRT backend logic that needs neither TensorRT nor a GPU: engine cache keys and paths,
-shape resolution against the real YOLOX model, option validation, calibration inputs, and the
-errors a user sees when TensorRT or the GPU is missing. The build paths under stand-ins of each
-TensorRT version are in test_tensorrt_standins.py, the GPU paths in test_tensorrt_gpu.py.
+"""TensorRT backend logic that needs neither TensorRT nor a GPU.
+
+Engine cache keys and paths, shape resolution against the real YOLOX model, option validation,
+calibration inputs, and the errors a user sees when TensorRT or the GPU is missing. The build paths
+under stand-ins of each TensorRT version are in test_tensorrt_standins.py, the GPU paths in
+test_tensorrt_gpu.py.
 """
 from __future__ import annotations
 
@@ -213,8 +215,10 @@ def test_parse_options_defaults(tmp_path):
 
 
 def test_common_node_options_are_accepted(caplog):
-    """The node passes threads (autotune always does) and may pass workers/worker_index:
-    accepted, and threads ignored with one info log."""
+    """The node passes threads (autotune always does) and may pass workers/worker_index.
+
+    Accepted, and threads ignored with one info log.
+    """
     import logging
     from faster_deployment_ros.backends import tensorrt_backend as TB
     TB._told.discard('threads')

@@ -29,7 +29,7 @@ VERSIONS = ['8.6', '10', '11']
 
 @pytest.fixture(params=VERSIONS)
 def trt(request, monkeypatch):
-    """The stand-in of one TensorRT version as `tensorrt`."""
+    """Return the stand-in of one TensorRT version as `tensorrt`."""
     module = load(request.param)
     monkeypatch.setitem(sys.modules, 'tensorrt', module)
     return module
@@ -204,8 +204,10 @@ def test_11_int8_from_a_calibration_cache_alone_is_refused(monkeypatch, tmp_path
 
 
 def test_int8_flags_route_with_a_calibration_cache(monkeypatch, tmp_path, yolox_model):
-    """8.6/10.x int8: INT8 + FP16 flags and the entropy calibrator; with a cache TensorRT asks
-    the calibrator for no batch (so this runs without a GPU)."""
+    """8.6/10.x int8: INT8 + FP16 flags and the entropy calibrator.
+
+    With a cache TensorRT asks the calibrator for no batch (so this runs without a GPU).
+    """
     cache = tmp_path / 'calib.cache'
     cache.write_bytes(b'TRT-8601-EntropyCalibration2\nimages: 3c010204\n')
     for version in ('8.6', '10'):
@@ -220,8 +222,10 @@ def test_int8_flags_route_with_a_calibration_cache(monkeypatch, tmp_path, yolox_
 
 
 def test_modelopt_fp16_and_int8_on_11(monkeypatch, tmp_path, yolox_model, plaza_video):
-    """11.x: fp16 = AutoCast, int8 = Q/DQ with calibration tensors from the YOLOX adapter; both
-    cached by hash beside the engines and reused; the engine embeds the converted ONNX."""
+    """11.x: fp16 = AutoCast, int8 = Q/DQ with calibration tensors from the YOLOX adapter.
+
+    Both cached by hash beside the engines and reused; the engine embeds the converted ONNX.
+    """
     python = modelopt_python()
     _install(monkeypatch, '11')
     monkeypatch.setenv('FDR_MODELOPT_PYTHON', str(python))
@@ -274,8 +278,10 @@ def _model(name):
 ])
 def test_calibration_uses_the_adapter_of_each_family(tmp_path, dog_image_path, model, family,
                                                      expect):
-    """auto picks the model's family; the tensors equal the adapter's preprocess, for every
-    input of a multi-input model."""
+    """Auto picks the model's family.
+
+    The tensors equal the adapter's preprocess, for every input of a multi-input model.
+    """
     from faster_deployment_ros.models import create_adapter
     path = _model(model)
     ins, outs, meta = onnx_tensors(path)

@@ -1,7 +1,9 @@
-"""vision_msgs conventions and family defaults of the detector, in a real ROS 2 graph: LabelInfo
-on `label_info` (transient local, so a subscriber that comes late still gets it), index class ids
-decoded through it, Detection2D.id empty, frame_id passed through; each model family's reference
-thresholds unless the user sets them; a 12-bit mono16 camera decoded with `bit_depth`."""
+"""vision_msgs conventions and family defaults of the detector, in a real ROS 2 graph.
+
+LabelInfo on `label_info` (transient local, so a subscriber that comes late still gets it), index
+class ids decoded through it, Detection2D.id empty, frame_id passed through; each model family's
+reference thresholds unless the user sets them; a 12-bit mono16 camera decoded with `bit_depth`.
+"""
 from __future__ import annotations
 
 import gc
@@ -183,8 +185,11 @@ def test_family_reference_defaults_unless_set(graph, yolox_model, model, family,
 
 
 def test_twelve_bit_mono16_camera_with_bit_depth(graph, yolox_model, plaza_frame):
-    """A 12-bit sensor in mono16 words: with bit_depth 12 the node finds what it finds in the
-    same frame as mono8 (cv_bridge's 16-bit scaling would make it 16x darker)."""
+    """A 12-bit sensor in mono16 words.
+
+    With bit_depth 12 the node finds what it finds in the same frame as mono8 (cv_bridge's 16-bit
+    scaling would make it 16x darker).
+    """
     grey = cv2.cvtColor(plaza_frame, cv2.COLOR_BGR2GRAY)
     m12 = (grey.astype(np.uint32) * 4095 // 255).astype(np.uint16)
     g = graph(yolox_model, bit_depth=12)

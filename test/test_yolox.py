@@ -157,7 +157,7 @@ def backend(yolox_model):
 
 @pytest.fixture(scope='module')
 def raw_outputs(yolox_model, images):
-    """Reference side: its own preprocessing and its own plain ONNX Runtime session."""
+    """Return reference side: its own preprocessing and its own plain ONNX Runtime session."""
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     session = ort.InferenceSession(str(yolox_model), so, providers=['CPUExecutionProvider'])

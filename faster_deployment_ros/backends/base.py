@@ -15,7 +15,7 @@ class BackendError(RuntimeError):
 
 def flag_option(value: Any, what: str, default: Optional[bool] = None,
                 allow_auto: bool = False) -> Optional[bool]:
-    """A yes/no backend option (core.options.parse_bool); a bad value is a BackendError."""
+    """Return a yes/no backend option (core.options.parse_bool); a bad value is a BackendError."""
     try:
         return parse_bool(value, what, default, allow_auto)
     except ValueError as exc:

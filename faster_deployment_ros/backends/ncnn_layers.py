@@ -14,8 +14,10 @@ import numpy as np
 
 def _focus_layer_class(ncnn):
     class YoloV5Focus(ncnn.Layer):
-        """Space-to-depth by 2 in YOLOX/YOLOv5's channel order:
-        [x[::2, ::2], x[1::2, ::2], x[::2, 1::2], x[1::2, 1::2]] concatenated on channels."""
+        """Space-to-depth by 2 in YOLOX/YOLOv5's channel order.
+
+        [x[::2, ::2], x[1::2, ::2], x[::2, 1::2], x[1::2, 1::2]] concatenated on channels.
+        """
 
         def __init__(self):
             ncnn.Layer.__init__(self)

@@ -89,7 +89,7 @@ def _value_info(buf: bytes) -> TensorSpec:
 
 
 def read_signature(path: 'Path | str') -> Tuple[List[TensorSpec], List[TensorSpec], Dict[str, str]]:
-    """(inputs, outputs, metadata) of an ONNX file; dynamic dims are None or their name."""
+    """Return (inputs, outputs, metadata) of an ONNX file; dynamic dims are None or their name."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:

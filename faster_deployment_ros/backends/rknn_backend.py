@@ -42,7 +42,7 @@ NPU_CORES = {'auto': 'NPU_CORE_AUTO', '0': 'NPU_CORE_0', '1': 'NPU_CORE_1', '2':
 
 def resolve_core_mask(npu_core: Any = 'auto', worker_index: Optional[int] = None,
                       workers: Optional[int] = None, num_npu_cores: int = 3) -> str:
-    """The RKNNLite core-mask name for one worker.
+    """Return the RKNNLite core-mask name for one worker.
 
     'auto' pins worker i to core i % num_npu_cores when the pipeline runs pinned workers
     (worker_index given and not a single-worker run), so RK3588's three cores serve three
@@ -90,7 +90,7 @@ class RknnLiteRuntime:
 
 
 def _log_tail(path: str, limit: int = 12) -> str:
-    """The last lines of the simulator's log (the toolkit's own error lines come last)."""
+    """Return the last lines of the simulator's log (the toolkit's own error lines come last)."""
     try:
         with open(path, errors='replace') as f:
             lines = [ln.rstrip() for ln in f.read().replace('\r', '\n').splitlines() if ln.strip()]

@@ -97,7 +97,7 @@ def parse_options(options: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def onnx_tensors(path: Path) -> Tuple[List[TensorSpec], List[TensorSpec], Dict[str, str]]:
-    """(inputs, outputs, metadata) of an ONNX model, read without onnx or onnxruntime."""
+    """Return (inputs, outputs, metadata) of an ONNX model, read without onnx or onnxruntime."""
     try:
         return read_signature(path)
     except OnnxReadError as exc:
@@ -105,7 +105,7 @@ def onnx_tensors(path: Path) -> Tuple[List[TensorSpec], List[TensorSpec], Dict[s
 
 
 def onnx_signature(path: Path) -> Tuple[List[Tuple[str, Tuple[Any, ...]]], Dict[str, str]]:
-    """(inputs as (name, shape with None for dynamic dims), metadata)."""
+    """Return (inputs as (name, shape with None for dynamic dims), metadata)."""
     inputs, _, metadata = onnx_tensors(path)
     return [(t.name, tuple(d if isinstance(d, int) and d > 0 else None for d in t.shape))
             for t in inputs], metadata
@@ -249,7 +249,7 @@ class TensorRTBackend(Backend):
         return path, {str(k): str(v) for k, v in meta.items()}
 
     def _check_engine_file(self, path: Path, gpu_name: Optional[str] = None) -> Dict[str, Any]:
-        """The sidecar of a prebuilt engine: refuse one built by another TensorRT or GPU."""
+        """Return the sidecar of a prebuilt engine: refuse one built by another TensorRT or GPU."""
         side = _sidecar(path)
         info = json.loads(side.read_text()) if side.is_file() else {}
         key = info.get('key', {})
@@ -263,8 +263,11 @@ class TensorRTBackend(Backend):
         return info
 
     def _rebuilt_already(self, onnx_path: Path, opts: Dict[str, Any]) -> bool:
-        """`rebuild` builds once per process: the other workers, autotune's trial sessions and
-        later configures reuse the engine this process just built."""
+        """`rebuild` builds once per process.
+
+        The other workers, autotune's trial sessions and later configures reuse the engine this
+        process just built.
+        """
         try:
             engine, _, _ = engine_key_path(onnx_path, opts, self._api, self._device)
         except BackendError:
@@ -389,7 +392,7 @@ class TensorRTBackend(Backend):
         return [out], meta
 
     def detect_image(self, image_bgr: np.ndarray, class_names: Sequence[str] = ()) -> Detections:
-        """Final detections in source pixels: GPU letterbox, engine, GPU decode + NMS."""
+        """Return final detections in source pixels: GPU letterbox, engine, GPU decode + NMS."""
         boxes, scores, classes, _ = self._require_pipeline().detect(image_bgr)
         return Detections(boxes, scores, classes, list(class_names))
 
@@ -461,7 +464,7 @@ def engine_key_path(onnx_path: Path, opts: Dict[str, Any], api: Any, device: Any
 
 
 def calibration_adapter(onnx_path: Path, family: str, shapes: Dict[str, Tuple[int, ...]]) -> Any:
-    """The model adapter whose preprocess makes the calibration tensors (sized as built)."""
+    """Return the model adapter whose preprocess makes the calibration tensors (sized as built)."""
     from ..models import create_adapter
     inputs, outputs, metadata = onnx_tensors(onnx_path)
     inputs = [TensorSpec(t.name, shapes.get(t.name, t.shape), t.dtype) for t in inputs]
@@ -502,8 +505,11 @@ def calibration_batches(onnx_path: Path, opts: Dict[str, Any], paths: Sequence[P
 
 def prepare_engine(onnx_path: Path, opts: Dict[str, Any], api: Any, device: Any,
                    log=print) -> Tuple[Path, 'E.EngineKey', Dict[str, str], bool]:
-    """(engine path, key, metadata, built): the cached engine for this model and settings,
-    building (and caching) it first when there is none or `rebuild` is set."""
+    """(engine path, key, metadata, built).
+
+    The cached engine for this model and settings, building (and caching) it first when there is
+    none or `rebuild` is set.
+    """
     path, key, metadata = engine_key_path(onnx_path, opts, api, device)
     if path.is_file() and not opts['rebuild']:
         log(f'using cached engine {path}')

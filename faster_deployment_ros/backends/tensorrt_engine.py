@@ -86,7 +86,7 @@ def has_weak_typing(version: Sequence[int]) -> bool:
 
 
 def import_tensorrt() -> Any:
-    """The `tensorrt` module, or a BackendError that says how to get it."""
+    """Return the `tensorrt` module, or a BackendError that says how to get it."""
     try:
         import tensorrt as trt
     except ImportError as exc:
@@ -152,7 +152,7 @@ def parse_input_shapes(values: Any) -> Dict[str, Tuple[int, ...]]:
 
 def resolve_input_shapes(model_inputs: Sequence[Tuple[str, Sequence[Any]]],
                          given: Mapping[str, Sequence[int]]) -> Dict[str, Tuple[int, ...]]:
-    """The concrete shape to build each input for.
+    """Return the concrete shape to build each input for.
 
     model_inputs: (name, shape) with None/str/<=0 for dynamic dims, as ONNX Runtime reports
     them. A dynamic batch defaults to 1; any other dynamic dim must be given; a given shape
@@ -262,8 +262,11 @@ def atomic_write(path: Path, data: bytes) -> None:
 # --------------------------------------------------------------------------- calibration -----
 
 def list_calibration_images(source: os.PathLike, limit: Optional[int] = None) -> List[Path]:
-    """Images for INT8 calibration: a folder (sorted) or a text file of paths, one per line
-    (relative paths are relative to the list file; '#' starts a comment)."""
+    """Images for INT8 calibration.
+
+    A folder (sorted) or a text file of paths, one per line (relative paths are relative to the
+    list file; '#' starts a comment).
+    """
     src = Path(source)
     if src.is_dir():
         paths = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -319,7 +322,7 @@ class CalibrationBatches:
         self._next = 0
 
     def next_batch(self) -> Optional[List[np.ndarray]]:
-        """The next batch, one contiguous array per input; None when all are used."""
+        """Return the next batch, one contiguous array per input; None when all are used."""
         import cv2
         if self._next >= len(self):
             return None
@@ -500,7 +503,8 @@ def build_engine(api: TrtApi, onnx_path: Path, opts: BuildOptions, device: Any =
                  log: Callable[[str], None] = lambda s: None, logger: Any = None) -> bytes:
     """Parse ONNX, build a serialized engine with the options; raises BackendError on failure.
 
-    logger: a trt.ILogger; its `errors` (if it keeps them) go into the failure message."""
+    logger: a trt.ILogger; its `errors` (if it keeps them) go into the failure message.
+    """
     trt = api.trt
     if logger is None:
         logger = trt.Logger(trt.Logger.VERBOSE if opts.verbose else trt.Logger.WARNING)

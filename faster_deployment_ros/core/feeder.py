@@ -47,8 +47,10 @@ class Feeder:
             return len(self._q) + (1 if self._busy else 0)
 
     def close(self, timeout: float = 2.0) -> None:
-        """Stop feeding; frames still in the backlog are dropped (reported). The submit call in
-        progress returns once the consumer has room or is closed."""
+        """Stop feeding; frames still in the backlog are dropped (reported).
+
+        The submit call in progress returns once the consumer has room or is closed.
+        """
         with self._cv:
             self._stop = True
             left = [ctx for _, ctx in self._q]

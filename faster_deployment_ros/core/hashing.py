@@ -16,8 +16,10 @@ _cache: Dict[Tuple[str, int, int], str] = {}
 
 
 def file_sha256(path: 'os.PathLike[str] | str') -> str:
-    """Hex sha256 of a file's bytes, memoised on (path, size, mtime): a model is hashed once
-    per process however often it is loaded, and again when it changes."""
+    """Hex sha256 of a file's bytes, memoised on (path, size, mtime).
+
+    A model is hashed once per process however often it is loaded, and again when it changes.
+    """
     p = Path(path).resolve()
     st = p.stat()
     key = (str(p), st.st_size, st.st_mtime_ns)

@@ -118,7 +118,7 @@ class Health:
         self._last_error_t: Optional[float] = None
 
     def restart(self) -> None:
-        """A new activation: the idle time counts from now (counters are kept)."""
+        """Return a new activation: the idle time counts from now (counters are kept)."""
         with self._lock:
             self._since = self._clock()
             self._last_input = None
@@ -190,7 +190,8 @@ class Health:
     def status(self, extra_latency_s: float = 0.0) -> HealthStatus:
         """Level, message and values of an active stream, from the last window.
 
-        `extra_latency_s` is added to the pipeline latency (e.g. the median input age)."""
+        `extra_latency_s` is added to the pipeline latency (e.g. the median input age).
+        """
         lim = self.limits
         now = self._clock()
         with self._lock:

@@ -145,8 +145,11 @@ def _check_array(array: np.ndarray, encoding: str) -> Tuple[np.ndarray, int, int
 
 
 def numpy_to_image_fields(array: np.ndarray, encoding: str) -> Dict[str, Any]:
-    """Array -> dict of Image fields. ``data`` is a flat uint8 ndarray (a view when the input
-    is C-contiguous), which rosbags messages take as is; ``fill_image_msg`` handles rclpy."""
+    """Array -> dict of Image fields.
+
+    ``data`` is a flat uint8 ndarray (a view when the input is C-contiguous), which rosbags
+    messages take as is; ``fill_image_msg`` handles rclpy.
+    """
     a, h, w, step = _check_array(array, encoding)
     flat = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
     return {'height': h, 'width': w, 'encoding': encoding, 'is_bigendian': 0, 'step': step,

@@ -31,7 +31,7 @@ def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 def greedy_nms(boxes_xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float,
                dtype: Any = np.float64, nan_suppresses: bool = False) -> np.ndarray:
-    """Indices kept by greedy NMS, by descending score (ties: lower index first); int64.
+    """Return indices kept by greedy NMS, by descending score (ties: lower index first); int64.
 
     The one greedy loop: keep the best box, drop the rest whose IoU with it is over the
     threshold, repeat. IoU is inter / union computed in `dtype`: float64 for torchvision's

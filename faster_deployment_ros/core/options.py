@@ -16,7 +16,7 @@ AUTO = ('auto', 'none', 'default')
 
 def parse_bool(value: Any, what: str, default: Optional[bool] = None,
                allow_auto: bool = False) -> Optional[bool]:
-    """True or False from `value`; `default` when unset (None or '').
+    """Return True or False from `value`; `default` when unset (None or '').
 
     With `allow_auto`, 'auto' / 'none' / 'default' give None (let the code decide). Raises
     ValueError for anything else.

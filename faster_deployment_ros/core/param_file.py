@@ -5,7 +5,7 @@ from typing import Any, Dict
 
 
 def params_yaml(params: Dict[str, Any], comment: str = '', node: str = '/**') -> str:
-    """A ROS 2 parameter file for `params` (scalars and flat lists), `comment` on top.
+    """Return a ROS 2 parameter file for `params` (scalars and flat lists), `comment` on top.
 
     A dotted key (`onnxruntime.providers`) becomes a nested namespace, as ROS 2 expects.
     """

@@ -56,7 +56,7 @@ PRESETS: Dict[str, Dict] = {
 
 
 def preset(name: str, size: Tuple[int, int], dtype: str = 'float32') -> PreprocessSpec:
-    """The PreprocessSpec of convention `name` for an input of `size` (h, w)."""
+    """Return the PreprocessSpec of convention `name` for an input of `size` (h, w)."""
     try:
         kw = PRESETS[name]
     except KeyError:

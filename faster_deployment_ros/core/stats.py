@@ -61,7 +61,7 @@ class RollingStats:
         return self._total
 
     def values(self) -> np.ndarray:
-        """The window's samples (seconds), oldest first."""
+        """Return the window's samples (seconds), oldest first."""
         with self._lock:
             n, w = self._total, self.window
             if self._when is not None:

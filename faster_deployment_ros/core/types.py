@@ -1,5 +1,8 @@
-"""Value types shared across layers: tensor descriptions (backends <-> model adapters) and
-results (model adapters -> pipeline -> ROS layer)."""
+"""Value types shared across layers.
+
+Tensor descriptions (backends <-> model adapters) and results (model adapters -> pipeline -> ROS
+layer).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -31,7 +34,7 @@ ONNX_DTYPES: Dict[str, np.dtype] = {
 
 
 def static_dim(dim: Any) -> Optional[int]:
-    """A dimension's size when the model fixes it, None when it is dynamic."""
+    """Return a dimension's size when the model fixes it, None when it is dynamic."""
     return dim if isinstance(dim, (int, np.integer)) and dim > 0 else None
 
 

@@ -146,7 +146,7 @@ class KernelModule:
 
 
 def get_module(device: Optional[Device] = None) -> KernelModule:
-    """The process-wide kernel module for `device` (compiled once)."""
+    """Return the process-wide kernel module for `device` (compiled once)."""
     device = device or get_device()
     key = (device.ordinal, SOURCE)
     with _cache_lock:

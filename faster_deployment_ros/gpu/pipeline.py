@@ -21,7 +21,7 @@ from .preprocess import GpuLetterbox
 
 
 def preprocess_cpu(image: np.ndarray, spec: PreprocessSpec) -> Tuple[np.ndarray, LetterboxMeta]:
-    """The CPU reference of GpuLetterbox: core.letterbox + (v - mean) * scale, CHW."""
+    """Return the CPU reference of GpuLetterbox: core.letterbox + (v - mean) * scale, CHW."""
     canvas, meta = letterbox(image[:, :, :3], spec.size, pad_value=spec.pad_value,
                              center=spec.center, rounding=spec.rounding)
     src = canvas[:, :, ::-1] if spec.swap_rb else canvas

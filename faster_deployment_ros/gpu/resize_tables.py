@@ -59,8 +59,11 @@ def resize_linear_u8(src: np.ndarray, dst_w: int, dst_h: int) -> np.ndarray:
 
 
 def vertical_combine(r0: np.ndarray, r1: np.ndarray, b0: np.ndarray, b1: np.ndarray) -> np.ndarray:
-    """OpenCV's SIMD vertical pass: 16-bit multiply-high of (row >> 4) by each weight, then
-    a rounding shift by 2 (VResizeLinearVec_32s8u); the kernel uses the same formula."""
+    """OpenCV's SIMD vertical pass.
+
+    16-bit multiply-high of (row >> 4) by each weight, then a rounding shift by 2
+    (VResizeLinearVec_32s8u); the kernel uses the same formula.
+    """
     v = ((b0 * (r0 >> 4)) >> 16) + ((b1 * (r1 >> 4)) >> 16)
     return np.clip((v + 2) >> 2, 0, 255).astype(np.uint8)
 

@@ -38,13 +38,17 @@ class ModelAdapter:
         raise NotImplementedError
 
     def preprocess_spec(self, dtype: str = 'float32') -> Optional[PreprocessSpec]:
-        """What `preprocess` does, as data (for the GPU path); None where it is not a plain
-        letterbox + per-channel affine."""
+        """Return what `preprocess` does, as data (for the GPU path).
+
+        None where it is not a plain letterbox + per-channel affine.
+        """
         return None
 
     def decode_spec(self) -> Optional[DecodeSpec]:
-        """What `postprocess` does, as data, with the current thresholds (for the GPU path);
-        None where the head has no such decode."""
+        """Return what `postprocess` does, as data, with the current thresholds (for the GPU path).
+
+        None where the head has no such decode.
+        """
         return None
 
     #: the decoding knobs a running node may change between frames

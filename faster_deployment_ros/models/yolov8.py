@@ -57,8 +57,11 @@ def model_input_size(inputs: List[TensorSpec], input_size: Any, metadata: Mappin
 
 def ultralytics_unletterbox(boxes: np.ndarray, meta: LetterboxMeta, size_hw: Tuple[int, int],
                             clip: bool = True) -> np.ndarray:
-    """ultralytics' `scale_boxes`: undo the pad, then divide by the *per-axis* gain of the rounded
-    resize (new_w / src_w, new_h / src_h), which differs from the single scale by < 1 px."""
+    """Ultralytics' `scale_boxes`.
+
+    Undo the pad, then divide by the *per-axis* gain of the rounded resize (new_w / src_w, new_h /
+    src_h), which differs from the single scale by < 1 px.
+    """
     _, new_w, new_h, _, _ = letterbox_geometry((meta.src_h, meta.src_w), size_hw, center=True,
                                                rounding='round')
     out = np.asarray(boxes, np.float32).reshape(-1, 4).copy()
@@ -71,10 +74,12 @@ def ultralytics_unletterbox(boxes: np.ndarray, meta: LetterboxMeta, size_hw: Tup
 
 def ultralytics_nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,
                     iou_threshold: float, agnostic: bool = False, max_wh: float = 7680.0) -> np.ndarray:
-    """Kept indices by descending score, exactly as ultralytics' `non_max_suppression` decides:
-    classes separated by a `cls * 7680` offset and IoU computed in float32 (TorchNMS, which
-    matches torchvision). At that offset float32 rounds coordinates to 1/16 px, so IoUs near the
-    threshold go the other way than in float64: hence greedy_nms in float32, TorchNMS' rules."""
+    """Kept indices by descending score, exactly as ultralytics' `non_max_suppression` decides.
+
+    Classes separated by a `cls * 7680` offset and IoU computed in float32 (TorchNMS, which matches
+    torchvision). At that offset float32 rounds coordinates to 1/16 px, so IoUs near the threshold
+    go the other way than in float64: hence greedy_nms in float32, TorchNMS' rules.
+    """
     b = np.asarray(boxes, np.float32)
     if not agnostic:
         b = b + (np.asarray(class_ids, np.float32) * np.float32(max_wh))[:, None]

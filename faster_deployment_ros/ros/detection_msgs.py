@@ -67,7 +67,7 @@ def _align(out: bytearray, n: int) -> None:
 
 
 def detection_array_cdr(det: Detections, header, class_id_mode: str = 'name') -> bytes:
-    """The serialised Detection2DArray of `to_detection_array`, built from the arrays."""
+    """Return the serialised Detection2DArray of `to_detection_array`, built from the arrays."""
     stamp = struct.pack('<iI', header.stamp.sec, header.stamp.nanosec)
     frame_id = header.frame_id.encode('utf-8')
     out = bytearray(_CDR_LE)

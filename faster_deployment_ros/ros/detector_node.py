@@ -94,7 +94,7 @@ class DetectorNode(PerceptionNode):
 
     @staticmethod
     def _class_filter(value, class_names, mode: str) -> Optional[frozenset]:
-        """The class indices `classes` keeps (None: all); unknown entries are an error."""
+        """Return the class indices `classes` keeps (None: all); unknown entries are an error."""
         wanted = [str(c).strip() for c in (value or []) if str(c).strip()]
         if not wanted:
             return None
@@ -158,8 +158,11 @@ class DetectorNode(PerceptionNode):
         return self.debug
 
     def stage_functions(self):
-        """The GPU path where every worker's backend offers one: the frame goes to the GPU as
-        raw bytes and comes back as detections (one small copy); otherwise the CPU path."""
+        """Return the GPU path where every worker's backend offers one.
+
+        The frame goes to the GPU as raw bytes and comes back as detections (one small copy);
+        otherwise the CPU path.
+        """
         if not (P.value(self, 'gpu_pipeline')
                 and all(getattr(b, 'supports_gpu_pipeline', False) for b in self.backends)):
             return super().stage_functions()

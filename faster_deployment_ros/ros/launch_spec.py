@@ -57,7 +57,7 @@ def launch_arguments(default_name: str, default_params: str, share: str) -> Dict
 
 
 def node_spec(executable: str, default_name: str, args: Mapping[str, str]) -> dict:
-    """The LifecycleNode a launch file starts, from its (resolved) launch arguments."""
+    """Return the LifecycleNode a launch file starts, from its (resolved) launch arguments."""
     overrides: Dict[str, object] = {}
     if args.get('model_path'):
         overrides['model_path'] = args['model_path']

@@ -210,7 +210,7 @@ def validate(name: str, val: Any) -> None:
 
 
 def health_limits(node):
-    """The /diagnostics thresholds from the node's parameters."""
+    """Return the /diagnostics thresholds from the node's parameters."""
     from ..core.health import HealthLimits
     return HealthLimits(window_s=float(value(node, 'diagnostics_window')),
                         stale_s=float(value(node, 'diagnostics_stale_after')),

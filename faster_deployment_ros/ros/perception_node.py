@@ -124,13 +124,19 @@ class PerceptionNode(LifecycleNode):
         raise NotImplementedError
 
     def output_topics(self, name: str) -> List[str]:
-        """Output `name`'s topic per camera, in camera order: [name] for the single `image`
-        input, else each camera's own (/front/image_raw -> /front/<name>)."""
+        """Output `name`'s topic per camera, in camera order.
+
+        [name] for the single `image` input, else each camera's own (/front/image_raw ->
+        /front/<name>).
+        """
         return [c.output(name) for c in self.cameras] or [name]
 
     def stage_functions(self) -> Tuple[Any, List[Any], Any]:
-        """(preprocess, one infer per worker, postprocess) for the pipeline. The default runs
-        the adapter's pre/post-processing on the CPU around each backend's `infer`."""
+        """(preprocess, one infer per worker, postprocess) for the pipeline.
+
+        The default runs the adapter's pre/post-processing on the CPU around each backend's
+        `infer`.
+        """
         return self._preprocess, [b.infer for b in self.backends], self._postprocess
 
     def wants_image(self) -> bool:
@@ -230,7 +236,7 @@ class PerceptionNode(LifecycleNode):
         return super().on_shutdown(state)
 
     def read_task_parameters(self) -> None:
-        """Subclasses read and validate their own parameters here (raise ParameterError)."""
+        """Return subclasses read and validate their own parameters here (raise ParameterError)."""
 
     #: task parameters a configured node applies to the next frame (see apply_parameter)
     RUNTIME_TASK_PARAMETERS: Tuple[str, ...] = ()
@@ -251,9 +257,11 @@ class PerceptionNode(LifecycleNode):
 
     # ---- runtime parameter changes ------------------------------------------------------
     def _on_set_parameters(self, params: List[Parameter]) -> SetParametersResult:
-        """Validate every value with configure's rules; apply the runtime ones to the next
-        frame; reject structural ones while configured ("needs reconfigure"), since accepting
-        a value the running pipeline ignores would make get_parameters lie."""
+        """Validate every value with configure's rules; apply the runtime ones to the next frame.
+
+        Reject structural ones while configured ("needs reconfigure"), since accepting a value the
+        running pipeline ignores would make get_parameters lie.
+        """
         if self._internal_set:
             return SetParametersResult(successful=True)
         state = self._state_machine.current_state[1]
@@ -367,8 +375,10 @@ class PerceptionNode(LifecycleNode):
         trim_heap()  # give the models' memory back (see core/memory.trim_heap)
 
     def _warn_oversubscribed(self, cfg: P.CommonConfig) -> None:
-        """More inference threads than cores only adds contention: say so (autotune never
-        chooses such a configuration)."""
+        """More inference threads than cores only adds contention.
+
+        Say so (autotune never chooses such a configuration).
+        """
         if not getattr(backend_class(cfg.backend), 'uses_threads', True):
             return  # inference on a GPU: workers are contexts, not CPU threads
         cores = available_cores()
@@ -381,10 +391,10 @@ class PerceptionNode(LifecycleNode):
                 '(or autotune: true)')
 
     def destroy_outputs(self) -> None:
-        """Subclasses destroy their publishers here."""
+        """Return subclasses destroy their publishers here."""
 
     def _resolve_cameras(self, cfg: P.CommonConfig) -> None:
-        """`inputs` -> cameras; names that ROS would refuse fail configure, not activate."""
+        """Return `inputs` -> cameras; names that ROS would refuse fail configure, not activate."""
         self.cameras = resolve_inputs(cfg.inputs, cfg.input_type) or []
         for cam in self.cameras:
             for topic in (cam.topic, cam.output('x')):
@@ -396,8 +406,11 @@ class PerceptionNode(LifecycleNode):
         self.camera_stats = [CameraStats() for _ in self.cameras]
 
     def _subscribe_cameras(self, cfg: P.CommonConfig, qos: QoSProfile) -> None:
-        """One subscription per camera; under `block` one feeder per camera, so a camera
-        whose queue is full holds back only itself."""
+        """One subscription per camera.
+
+        Under `block` one feeder per camera, so a camera whose queue is full holds back only
+        itself.
+        """
         pipeline = self.pipeline
         for cam in self.cameras:
             if cfg.full_policy == 'block':
@@ -522,15 +535,17 @@ class PerceptionNode(LifecycleNode):
         hops['node'].add(t['total'] + out_s)
 
     def timed_build(self, build, *args):
-        """Call `build(*args)` (output message construction) and count it in the `build` hop;
-        what publish_result spends outside such calls counts as `publish`."""
+        """Call `build(*args)` (output message construction) and count it in the `build` hop.
+
+        What publish_result spends outside such calls counts as `publish`.
+        """
         t0 = _now()
         msg = build(*args)
         self._build_s += _now() - t0
         return msg
 
     def latency_budget(self) -> dict:
-        """hop -> {'p50', 'p99', 'mean'} in ms over the last delivered frames (HOPS order)."""
+        """Hop -> {'p50', 'p99', 'mean'} in ms over the last delivered frames (HOPS order)."""
         out = {}
         for name in HOPS:
             s = self.hops[name].summary()
@@ -539,9 +554,12 @@ class PerceptionNode(LifecycleNode):
         return out
 
     def diagnostic_statuses(self) -> List[DiagnosticStatus]:
-        """What /diagnostics says about this node, in every lifecycle state: in `active` the
-        level and message come from what happened to the recent frames (core/health.py);
-        otherwise the state itself, and after a failed configure its reason (ERROR)."""
+        """Return what /diagnostics says about this node, in every lifecycle state.
+
+        In `active` the level and message come from what happened to the recent frames
+        (core/health.py); otherwise the state itself, and after a failed configure its reason
+        (ERROR).
+        """
         state = self._state_machine.current_state[1]
         name = f'{self.get_name()}: pipeline'
         hardware = self.config.backend if self.config else str(P.value(self, 'backend'))
@@ -593,11 +611,14 @@ def _dropped_before_queue(health, stats: CameraStats, header) -> None:
 
 
 def make_executor(kind: str = ''):
-    """The executor that spins a perception node. Every callback of ours is short (the image
-    callback only queues the frame; results are published from the pipeline's thread), so one
-    thread suffices, and it spends less per message than rclpy's MultiThreadedExecutor (lower
-    receive latency and CPU; rclpy.experimental's EventsExecutor busy-looped and ignored SIGTERM:
-    figures in docs/performance.md). `kind` (or FDR_EXECUTOR): single (default) or multi."""
+    """Return the executor that spins a perception node.
+
+    Every callback of ours is short (the image callback only queues the frame; results are
+    published from the pipeline's thread), so one thread suffices, and it spends less per message
+    than rclpy's MultiThreadedExecutor (lower receive latency and CPU; rclpy.experimental's
+    EventsExecutor busy-looped and ignored SIGTERM: figures in docs/performance.md). `kind` (or
+    FDR_EXECUTOR): single (default) or multi.
+    """
     kind = (kind or os.environ.get('FDR_EXECUTOR', '') or 'single').lower()
     if kind == 'multi':
         return MultiThreadedExecutor(num_threads=2)

@@ -83,7 +83,7 @@ class CpuWindow:
 
 
 def baseline_cpu(seconds: float = 2.0) -> float:
-    """The machine's busy share (%) with no benchmark running: other users' load."""
+    """Return the machine's busy share (%) with no benchmark running: other users' load."""
     w = CpuWindow(None)
     time.sleep(seconds)
     return w.read()['machine_pct']
@@ -153,9 +153,11 @@ def sustained(row: Dict[str, Any], limit: float) -> bool:
 
 def peak_search(run: Callable[[float], Dict[str, Any]], start_hz: float, max_hz: float,
                 limit: float, resolution: float, max_trials: int) -> tuple:
-    """(best sustained row or None, all rows): double from ``start_hz`` while sustained, then
-    bisect between the last sustained and the first failed rate until they are within
-    ``resolution`` (relative)."""
+    """(best sustained row or None, all rows).
+
+    Double from ``start_hz`` while sustained, then bisect between the last sustained and the first
+    failed rate until they are within ``resolution`` (relative).
+    """
     rows: List[Dict[str, Any]] = []
     lo, hi, best = None, None, None
     hz = start_hz

@@ -56,8 +56,10 @@ class Outputs:
 
 
 def dets_from_msg(msg: Any) -> Dets:
-    """A (rosbags or rclpy) Detection2DArray -> Dets; each detection's class is its best
-    hypothesis."""
+    """Return a (rosbags or rclpy) Detection2DArray -> Dets.
+
+    Each detection's class is its best hypothesis.
+    """
     classes, scores, boxes = [], [], []
     for det in msg.detections:
         results = list(det.results)
@@ -87,7 +89,7 @@ def depth_from_msg(msg: Any) -> np.ndarray:
 
 
 def resolve_bag(path: Path) -> Path:
-    """A bag directory, or a replay OUT_DIR holding one in outputs/."""
+    """Return a bag directory, or a replay OUT_DIR holding one in outputs/."""
     path = Path(path)
     if (path / 'metadata.yaml').is_file() or path.suffix in ('.mcap', '.db3'):
         return path
@@ -323,9 +325,11 @@ class Thresholds:
 
 
 def check(report: Dict[str, Any], t: Thresholds) -> List[str]:
-    """The failed limits, as sentences (empty: the gate passes). A precision without
-    denominator (no run detections) counts as 1, a recall without one (no golden detections)
-    as 1: nothing was wrongly found or missed."""
+    """Return the failed limits, as sentences (empty: the gate passes).
+
+    A precision without denominator (no run detections) counts as 1, a recall without one (no
+    golden detections) as 1: nothing was wrongly found or missed.
+    """
     fails = []
     missing = report['frames_missing_in_run'] + report['frames_missing_in_golden']
     if t.max_missing_frames is not None and missing > t.max_missing_frames:
@@ -394,7 +398,7 @@ def _f(v: Optional[float], spec: str = '.4f') -> str:
 
 
 def format_diff(report: Dict[str, Any]) -> str:
-    """A short table for a person."""
+    """Return a short table for a person."""
     lines = [f'frames: golden {report["frames_golden"]}, run {report["frames_run"]}, compared '
              f'{report["frames_compared"]}, missing in run {report["frames_missing_in_run"]}, '
              f'missing in golden {report["frames_missing_in_golden"]}']

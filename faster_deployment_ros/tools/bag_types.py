@@ -54,8 +54,10 @@ def _referenced(fielddefs) -> Iterable[str]:
 
 
 def register_types(store: Typestore, typenames: Iterable[str]) -> Typestore:
-    """Register typenames (and whatever they reference) that the store lacks; raises KeyError
-    naming the type whose .msg file cannot be found."""
+    """Register typenames (and whatever they reference) that the store lacks.
+
+    Raises KeyError naming the type whose .msg file cannot be found.
+    """
     todo = [normalize_type(t) for t in typenames]
     found = {}
     while todo:

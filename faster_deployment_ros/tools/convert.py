@@ -96,7 +96,7 @@ class Progress:
 
 
 def targets() -> Dict[str, str]:
-    """target name -> module name, from the `convert_<target>` modules beside this one."""
+    """Target name -> module name, from the `convert_<target>` modules beside this one."""
     found = {}
     for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
         if info.name.startswith('convert_'):

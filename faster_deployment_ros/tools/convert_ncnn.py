@@ -59,7 +59,7 @@ def _const_values(graph) -> Dict[str, 'object']:
 
 
 def _slice_params(node, consts, rank: int) -> Optional[Dict[int, Tuple[int, int, int]]]:
-    """axis -> (start, end, step) of a Slice, or None when not constant."""
+    """Axis -> (start, end, step) of a Slice, or None when not constant."""
     from onnx import helper
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     if 'starts' in attrs:  # opset < 10

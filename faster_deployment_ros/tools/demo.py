@@ -79,7 +79,9 @@ def find_params(params: str) -> Optional[Path]:
 def cached_bag(video: Path, out: Path, max_frames: Optional[int],
                start_ns: Optional[int] = None) -> Path:
     """out/input_bag, rebuilt only when the input file (path, size, mtime) or options change.
-    ``start_ns``: stamp of the first frame (default: now)."""
+
+    ``start_ns``: stamp of the first frame (default: now).
+    """
     from .video_to_bag import print_progress, video_to_bag
     st = video.stat()
     key = hashlib.sha256(json.dumps([str(video), st.st_size, st.st_mtime_ns, max_frames,

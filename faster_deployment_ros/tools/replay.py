@@ -206,7 +206,7 @@ def _wait(cond: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def _build_publisher_msg(rb_msg, msgtype: str, reuse):
-    """rosbags message -> rclpy message, reusing the previous rclpy message and its buffer."""
+    """Rosbags message -> rclpy message, reusing the previous rclpy message and its buffer."""
     msg = reuse
     msg.header.stamp.sec = int(rb_msg.header.stamp.sec)
     msg.header.stamp.nanosec = int(rb_msg.header.stamp.nanosec)
@@ -241,8 +241,11 @@ def _destroy_node(node, log: Callable[[str], None], timeout_s: float = 10.0) -> 
 
 
 def play_record(cfg: ReplayConfig, log: Callable[[str], None] = print) -> Dict[str, Any]:
-    """Run the replay; writes OUT_DIR/outputs (MCAP bag) and OUT_DIR/report.json; returns the
-    report dict. The node under test must already be running (or start within wait_timeout)."""
+    """Run the replay; writes OUT_DIR/outputs (MCAP bag) and OUT_DIR/report.json.
+
+    Returns the report dict. The node under test must already be running (or start within
+    wait_timeout).
+    """
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)

@@ -42,7 +42,7 @@ def order_violations(outputs: Sequence[Record]) -> int:
 
 
 def header_mismatches(inputs: Iterable[Record], outputs: Iterable[Record]) -> int:
-    """Outputs whose (stamp, frame_id) equals no input header."""
+    """Return outputs whose (stamp, frame_id) equals no input header."""
     known = {(r.stamp_ns, r.frame_id) for r in inputs}
     return sum((r.stamp_ns, r.frame_id) not in known for r in outputs)
 
@@ -62,8 +62,10 @@ def latencies_ns(inputs: Sequence[Record], outputs: Sequence[Record]) -> List[in
 
 
 def detection_classes(msg: Any) -> List[str]:
-    """Class of each detection of a duck-typed vision_msgs/Detection2DArray (rclpy or rosbags):
-    the class_id of its highest-scoring hypothesis."""
+    """Class of each detection of a duck-typed vision_msgs/Detection2DArray (rclpy or rosbags).
+
+    The class_id of its highest-scoring hypothesis.
+    """
     names = []
     for det in msg.detections:
         results = list(det.results)
@@ -99,7 +101,9 @@ def build_report(inputs: Sequence[Record], outputs: Sequence[Record],
                  detections: Optional[Sequence[Sequence[str]]] = None,
                  lateness_ns: Optional[Sequence[int]] = None,
                  extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """The report.json dict. ``inputs`` in publish order, ``outputs`` in receipt order.
+    """Return the report.json dict.
+
+    ``inputs`` in publish order, ``outputs`` in receipt order.
 
     dropped = input frames whose stamp no output carries (= in - out unless there are
     duplicates or mis-stamped outputs, which are counted separately).
@@ -137,7 +141,7 @@ def build_report(inputs: Sequence[Record], outputs: Sequence[Record],
 
 
 def format_report(report: Dict[str, Any], focus_class: str = 'person') -> str:
-    """A short human summary of a report dict."""
+    """Return a short human summary of a report dict."""
     nan = float('nan')
     lat = report.get('latency_ms') or {}
     lines = [

@@ -87,7 +87,7 @@ def captured_output(log_path: str) -> Iterator[None]:
 
 
 def log_errors(log_path: Optional[str], limit: int = 12) -> str:
-    """The toolkit's error lines (E ...) from its log, else its last lines."""
+    """Return the toolkit's error lines (E ...) from its log, else its last lines."""
     if not log_path or not os.path.exists(log_path):
         return ''
     with open(log_path, errors='replace') as f:

@@ -91,7 +91,7 @@ def video_to_bag(source: Path, out_bag: Path, topic: str = '/image', frame_id: s
 
 
 def print_progress(total: Optional[int] = None, every: int = 25) -> Callable[[int], None]:
-    """A progress callback printing 'frames N[/total]' to stderr every ``every`` frames."""
+    """Return a progress callback printing 'frames N[/total]' to stderr every ``every`` frames."""
     t0 = time.perf_counter()
 
     def cb(n: int) -> None:

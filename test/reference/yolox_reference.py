@@ -75,7 +75,7 @@ def greedy_nms(boxes, scores, threshold, plus_one=False):
 
 def postprocess(raw, input_hw, ratio, src_hw, conf=0.3, nms_thr=0.45, class_agnostic=False,
                 max_det=300, plus_one=False, decoded=False):
-    """Returns (boxes xyxy source pixels, scores, class ids), sorted by descending score."""
+    """Return (boxes xyxy source pixels, scores, class ids), sorted by descending score."""
     pred = raw if decoded else decode(raw, input_hw)
     dets = []  # (score, class, x1, y1, x2, y2)
     for row in pred:
@@ -114,7 +114,7 @@ def postprocess(raw, input_hw, ratio, src_hw, conf=0.3, nms_thr=0.45, class_agno
 
 
 def letterbox_centered(img, new_hw, pad=114):
-    """ultralytics' LetterBox(center=True, auto=False) written out, for checking our letterbox."""
+    """Ultralytics' LetterBox(center=True, auto=False) written out, for checking our letterbox."""
     h, w = img.shape[:2]
     r = min(new_hw[0] / h, new_hw[1] / w)
     new_w, new_h = int(round(w * r)), int(round(h * r))

@@ -11,7 +11,7 @@ VERSIONS = {'8.6': 'trt86', '10': 'trt10', '11': 'trt11'}
 
 
 def load(version: str) -> ModuleType:
-    """A fresh stand-in module for '8.6', '10' or '11' (its own classes, nothing shared)."""
+    """Return a fresh stand-in module for '8.6', '10' or '11' (its own classes, nothing shared)."""
     name = f'{__name__}.{VERSIONS[version]}'
     sys.modules.pop(name, None)
     module = importlib.import_module(name)

@@ -74,7 +74,7 @@ def _check(result: Any) -> Any:
 
 
 def make_module(spec: Spec) -> Dict[str, Any]:
-    """The names of one `tensorrt` version, as a dict for a module's namespace."""
+    """Return the names of one `tensorrt` version, as a dict for a module's namespace."""
     ns: Dict[str, Any] = {'__version__': spec.version}
 
     class _Severity(enum.IntEnum):

@@ -1,5 +1,8 @@
-"""Test support for the TensorRT stand-ins: the device identity used where no GPU is, the
-ModelOpt interpreter, and calibration images cut from the shared video."""
+"""Test support for the TensorRT stand-ins.
+
+The device identity used where no GPU is, the ModelOpt interpreter, and calibration images cut from
+the shared video.
+"""
 from __future__ import annotations
 
 import os

@@ -1,7 +1,9 @@
-"""Stand-in for the `tensorrt` module of TensorRT 10.x (10.3 is JetPack 6.1/6.2's): weak typing
-still there (FP16/INT8 flags, calibrators deprecated), STRONGLY_TYPED networks optional,
-explicit batch only (the flag is deprecated and ignored), IProgressMonitor; the binding-index
-API and execute_async_v2 are gone (execute_v2 stays)."""
+"""Stand-in for the `tensorrt` module of TensorRT 10.x (10.3 is JetPack 6.1/6.2's).
+
+Weak typing still there (FP16/INT8 flags, calibrators deprecated), STRONGLY_TYPED networks
+optional, explicit batch only (the flag is deprecated and ignored), IProgressMonitor; the
+binding-index API and execute_async_v2 are gone (execute_v2 stays).
+"""
 from ._core import Spec, make_module
 
 SPEC = Spec(

@@ -1,10 +1,12 @@
-"""Stand-in for the `tensorrt` module of TensorRT 11.x (what `pip install tensorrt` gives):
-strongly typed networks only. Removed, per NVIDIA's 10.x -> 11.x migration reference:
-BuilderFlag FP16/BF16/INT8/FP8/INT4/FP4/OBEY_/PREFER_PRECISION_CONSTRAINTS/DIRECT_IO,
-IBuilderConfig.int8_calibrator and set_/get_calibration_profile, Builder.platform_has_fast_fp16
-/ platform_has_fast_int8, ICudaEngine.device_memory_size; we also leave out the IInt8
-calibrator classes (explicit Q/DQ quantization replaces them), EXPLICIT_BATCH and execute_v2,
-so code that still reaches for them fails here first."""
+"""Stand-in for the `tensorrt` module of TensorRT 11.x (what `pip install tensorrt` gives).
+
+Strongly typed networks only. Removed, per NVIDIA's 10.x -> 11.x migration reference: BuilderFlag
+FP16/BF16/INT8/FP8/INT4/FP4/OBEY_/PREFER_PRECISION_CONSTRAINTS/DIRECT_IO,
+IBuilderConfig.int8_calibrator and set_/get_calibration_profile, Builder.platform_has_fast_fp16 /
+platform_has_fast_int8, ICudaEngine.device_memory_size; we also leave out the IInt8 calibrator
+classes (explicit Q/DQ quantization replaces them), EXPLICIT_BATCH and execute_v2, so code that
+still reaches for them fails here first.
+"""
 from ._core import Spec, make_module
 
 SPEC = Spec(

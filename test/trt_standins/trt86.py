@@ -1,6 +1,9 @@
-"""Stand-in for the `tensorrt` module of TensorRT 8.6 (JetPack 6.0): weak typing (FP16/INT8
-builder flags, IInt8 calibrators), EXPLICIT_BATCH needed for ONNX networks, named-tensor API
-(8.5+) next to the binding-index API and execute_async_v2; no IProgressMonitor (10.0+)."""
+"""Stand-in for the `tensorrt` module of TensorRT 8.6 (JetPack 6.0).
+
+Weak typing (FP16/INT8 builder flags, IInt8 calibrators), EXPLICIT_BATCH needed for ONNX networks,
+named-tensor API (8.5+) next to the binding-index API and execute_async_v2; no IProgressMonitor
+(10.0+).
+"""
 from ._core import Spec, make_module
 
 SPEC = Spec(

@@ -1,5 +1,7 @@
-"""Measurement for the cost model: stage times of one session, several sessions at once, and
-the real pipeline fed at a camera rate."""
+"""Measurement for the cost model.
+
+Stage times of one session, several sessions at once, and the real pipeline fed at a camera rate.
+"""
 from __future__ import annotations
 
 import logging
@@ -127,8 +129,10 @@ def measure_concurrent(make_backend: Callable[[int], Any], inputs: Sequence[np.n
 def measure_at_rate(make_backend: Callable[[int], Any], adapter: Any,
                     frames: Sequence[np.ndarray], workers: int, threads: int, queue_size: int,
                     rate: float, seconds: float) -> Dict[str, Any]:
-    """Run the real pipeline (drop_oldest, just in time) fed at `rate` Hz for `seconds`:
-    latency from submit to delivery, delivered rate and drops, the first 20% left out."""
+    """Run the real pipeline (drop_oldest, just in time) fed at `rate` Hz for `seconds`.
+
+    Latency from submit to delivery, delivered rate and drops, the first 20% left out.
+    """
     backends = [make_backend(threads) for _ in range(workers)]
     lat: List[Tuple[float, float]] = []
     lock = threading.Lock()

@@ -1,5 +1,7 @@
-"""The auto-tuner's sequence: measure, choose, time the contended candidates, choose again,
-optionally validate."""
+"""The auto-tuner's sequence.
+
+Measure, choose, time the contended candidates, choose again, optionally validate.
+"""
 from __future__ import annotations
 
 import logging

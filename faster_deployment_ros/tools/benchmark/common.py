@@ -1,5 +1,7 @@
-"""What every section shares: frames, the model (backend factory + adapter), summaries and the
-progress line."""
+"""What every section shares.
+
+Frames, the model (backend factory + adapter), summaries and the progress line.
+"""
 from __future__ import annotations
 
 import argparse
@@ -138,7 +140,7 @@ class Model:
         probe.close()
 
     def make(self, threads: int, **extra: Any):
-        """A backend with `threads` (0: the runtime's default) and the run's options."""
+        """Return a backend with `threads` (0: the runtime's default) and the run's options."""
         return create_backend(self.backend_name, self.path, threads=threads,
                               **{**self.options, **extra})
 

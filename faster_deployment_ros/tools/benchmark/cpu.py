@@ -35,8 +35,11 @@ def load_avg() -> float:
 
 
 class CpuWatch:
-    """This process's CPU and everyone else's over a run: `foreign` cores are other users of a
-    shared machine; `others_ours` the processes in `other_pids` (e.g. the node)."""
+    """This process's CPU and everyone else's over a run.
+
+    `foreign` cores are other users of a shared machine; `others_ours` the processes in
+    `other_pids` (e.g. the node).
+    """
 
     def __init__(self, other_pids: Sequence[int] = ()) -> None:
         self.pids = list(other_pids)

@@ -1,5 +1,7 @@
-"""The ROS-free measurements: the bare model per stage, a serial loop, the ordered pipeline
-(free-running or at a camera rate), the auto-tuner, and ultralytics' own predict loop.
+"""The ROS-free measurements.
+
+The bare model per stage, a serial loop, the ordered pipeline (free-running or at a camera rate),
+the auto-tuner, and ultralytics' own predict loop.
 
 Every bare number comes from core.stage_timing.time_stages, the loop the auto-tuner uses too.
 """
@@ -54,7 +56,7 @@ def bench_bare(model: Model, frames: List[np.ndarray], threads: Sequence[int], i
 
 def bench_serial(model: Model, frames: List[np.ndarray], threads: int, duration_s: float,
                  progress: Progress) -> Dict[str, Any]:
-    """pre -> infer -> post per frame, one after the other: what a plain node does."""
+    """Pre -> infer -> post per frame, one after the other: what a plain node does."""
     backend = model.make(threads)
     adapter = model.adapter
     for i in range(3):
@@ -86,8 +88,11 @@ def run_pipeline(model: Model, frames: List[np.ndarray], workers: int, threads: 
                  queue_size: int, full_policy: str, rate: float, duration_s: float,
                  progress: Progress, label: str = '', window_s: float = 0.0,
                  schedule: str = 'eager') -> Dict[str, Any]:
-    """Feed the pipeline for `duration_s`: free-running (rate 0, the producer blocks) or at
-    `rate` Hz. Latency runs from the producer taking the frame to its delivery."""
+    """Feed the pipeline for `duration_s`.
+
+    Free-running (rate 0, the producer blocks) or at `rate` Hz. Latency runs from the producer
+    taking the frame to its delivery.
+    """
     backends = [model.make(threads) for _ in range(workers)]
     adapter = model.adapter
     x, _ = adapter.preprocess(frames[0])
@@ -165,9 +170,11 @@ def run_pipeline(model: Model, frames: List[np.ndarray], workers: int, threads: 
 
 def windows(t_s: np.ndarray, lat_s: np.ndarray, window_s: float,
             workers: int = 1) -> List[Dict[str, float]]:
-    """Latency p50/p99 and delivered rate per `window_s` slice of a long run. `excess` is p50
-    minus the time the workers need per frame (workers / rate): what waiting adds, so it grows
-    with a queue but not when the machine merely slows down."""
+    """Latency p50/p99 and delivered rate per `window_s` slice of a long run.
+
+    `excess` is p50 minus the time the workers need per frame (workers / rate): what waiting adds,
+    so it grows with a queue but not when the machine merely slows down.
+    """
     out = []
     if t_s.size == 0:
         return out
@@ -212,8 +219,10 @@ def bench_autotune(model: Model, frames: List[np.ndarray], camera_rate: float, b
 
 def bare_reference(backend, adapter, frames: List[np.ndarray], seconds: float,
                    rate_hz: float = 0.0) -> Dict[str, Any]:
-    """The bare backend, frame after frame (or paced at `rate_hz`), for `seconds`: the reference
-    a ROS run right after it is compared with (on a shared machine the load drifts)."""
+    """Return the bare backend, frame after frame (or paced at `rate_hz`), for `seconds`.
+
+    The reference a ROS run right after it is compared with (on a shared machine the load drifts).
+    """
     watch = CpuWatch()
     s = time_stages(backend.infer, adapter, frames, iters=5, seconds=seconds, warmup=2,
                     rate_hz=rate_hz)
@@ -238,7 +247,7 @@ def infer_cpu_ms(backend, adapter, frames: List[np.ndarray], iters: int = 20) ->
 
 def bench_ultralytics(python: str, model: str, video: Path, frames: int,
                       imgsz: int, conf: float, timeout: float = 600) -> Dict[str, Any]:
-    """ultralytics' own predict loop on the same ONNX file and frames (another process)."""
+    """Ultralytics' own predict loop on the same ONNX file and frames (another process)."""
     script = REPO / 'benchmarks' / 'ultralytics_predict.py'
     cmd = [python, str(script), '--model', model, '--video', str(video), '--frames', str(frames),
            '--imgsz', str(imgsz), '--conf', str(conf)]

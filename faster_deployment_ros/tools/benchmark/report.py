@@ -103,7 +103,7 @@ def _ratio(a: float, b: float) -> Optional[float]:
 
 
 def targets(res: Dict[str, Any]) -> Dict[str, Any]:
-    """The issue's targets from what was measured (absent where a section was skipped)."""
+    """Return the issue's targets from what was measured (absent where a section was skipped)."""
     out: Dict[str, Any] = {}
     bare = res.get('bare') or []
     if bare:

@@ -152,7 +152,9 @@ class RosBench:
     def phase(self, t: _Target, rate: float, duration_s: float, label: str,
               window_s: float = 0.0, settle_s: float = 1.5) -> Dict[str, Any]:
         """Publish at `rate` for `duration_s` to `t`; latency and throughput of its answers.
-        The raw steady-state latencies (s) are under '_lat' (dropped before the JSON)."""
+
+        The raw steady-state latencies (s) are under '_lat' (dropped before the JSON).
+        """
         with self.lock:
             t.received.clear()
             t.diag.clear()
@@ -264,7 +266,7 @@ class RosBench:
 
 
 def hops_from_diag(diag: Dict[str, str]) -> Dict[str, Dict[str, float]]:
-    """hop -> {'p50', 'p99', 'mean'} (ms) from the node's /diagnostics values."""
+    """Hop -> {'p50', 'p99', 'mean'} (ms) from the node's /diagnostics values."""
     out: Dict[str, Dict[str, float]] = {}
     for key, val in diag.items():
         if key.startswith('hop_') and key.endswith('_ms'):
@@ -283,7 +285,7 @@ def pooled(runs: Sequence[Dict[str, Any]], key: str = '_lat') -> Dict[str, float
 
 
 def strip_raw(obj: Any) -> Any:
-    """The result without raw sample lists (keys starting with '_')."""
+    """Return the result without raw sample lists (keys starting with '_')."""
     if isinstance(obj, dict):
         return {k: strip_raw(v) for k, v in obj.items() if not str(k).startswith('_')}
     if isinstance(obj, list):
@@ -297,7 +299,8 @@ def node_settings(args, model: Model) -> Tuple[Optional[Path], Dict[str, Any], D
 
     By default the node runs with the shipped YAML of its family (the defaults a user gets);
     the benchmark only sets the model, autostart, diagnostics and the score threshold (the same
-    as the bare runs'). --node WxT[,queue] overrides the pipeline shape."""
+    as the bare runs'). --node WxT[,queue] overrides the pipeline shape.
+    """
     import yaml
     from ...ros.params import COMMON_PARAMETERS
 
@@ -332,7 +335,7 @@ def node_settings(args, model: Model) -> Tuple[Optional[Path], Dict[str, Any], D
 
 
 def backend_extra(eff: Dict[str, Any], backend: str) -> Dict[str, Any]:
-    """The node's backend options from its settings (providers left to the run's own)."""
+    """Return the node's backend options from its settings (providers left to the run's own)."""
     prefix = backend + '.'
     return {k[len(prefix):]: v for k, v in eff.items()
             if k.startswith(prefix) and k[len(prefix):] not in ('providers',)}
@@ -443,8 +446,10 @@ def run_ros(args, res: Dict[str, Any], model: Model, frames: List[np.ndarray],
 def budget_section(args, bench: RosBench, node: _Target, floor: _Target, ref_backend,
                    model: Model, frames, capacity: float, duration: float,
                    cfg: str, variants: Sequence[_Target] = ()) -> Dict[str, Any]:
-    """Bare model paced at the rate, transport floor, node (and its --variant twins):
-    interleaved rounds, pooled."""
+    """Bare model paced at the rate, transport floor, node (and its --variant twins).
+
+    Interleaved rounds, pooled.
+    """
     rate, label = parse_rate(args.budget_rate, capacity)
     rounds: List[Dict[str, Any]] = []
     for k in range(max(1, args.budget_rounds)):
@@ -476,8 +481,11 @@ def budget_section(args, bench: RosBench, node: _Target, floor: _Target, ref_bac
 def overload_section(args, bench: RosBench, node: _Target, floor: _Target, capacity: float,
                      duration: float, cfg: str,
                      variants: Sequence[_Target] = ()) -> Dict[str, Any]:
-    """Camera faster than the model: the node should infer the newest frame, so its p50 is
-    about transport + pre + infer + post (its own, at this load) + half an input period."""
+    """Camera faster than the model.
+
+    The node should infer the newest frame, so its p50 is about transport + pre + infer + post (its
+    own, at this load) + half an input period.
+    """
     rate, label = parse_rate(args.overload_rate, capacity)
     fl = bench.phase(floor, rate, duration, f'transport floor {label}')
     nd = bench.phase(node, rate, duration, f'{cfg} overload {label}')
