@@ -8,7 +8,8 @@ import os
 import pytest
 
 from faster_deployment_ros.tools import bag_cli
-from faster_deployment_ros.tools.bag_bench import format_table, peak_search, sustained
+from faster_deployment_ros.tools.bag_bench import (format_table, median_trial, peak_search,
+                                                   sustained)
 
 
 def capacity(limit_hz: float, tried: list):
@@ -46,6 +47,16 @@ def test_peak_search_stops_at_max_hz_and_gives_up_when_nothing_is_sustained():
     assert not sustained({'drop_frac': 0.0, 'order_violations': 1}, 0.05)
 
 
+def test_repeated_trials_count_by_their_median_drop_share():
+    rows = [{'drop_frac': d, 'output_fps': 30 - d, 'dropped': int(100 * d), 'frames_in': 100}
+            for d in (0.2, 0.0, 0.03)]
+    med = median_trial(rows)
+    assert med['drop_frac'] == 0.03 and [r['drop_frac'] for r in med['repeats']] == \
+        [0.2, 0.0, 0.03]
+    assert median_trial(rows[:2])['drop_frac'] == 0.0  # even count: the better of the middle
+    assert median_trial(rows[:1]) is rows[0]
+
+
 def test_bench_runs_detector_node_from_a_bag(campus_video, yolox_model, tmp_path, capsys):
     """Latency run at 10 Hz and a 2-trial peak search on 12 campus frames."""
     pytest.importorskip('rclpy')
@@ -69,5 +80,5 @@ def test_bench_runs_detector_node_from_a_bag(campus_video, yolox_model, tmp_path
     assert lat['order_violations'] == 0 and lat['cpu']['node_cores'] > 0
     assert len(r['trials']) <= 2 and all(t['frames_in'] >= 12 for t in r['trials'])
     assert '| Node | Input Size |' in printed and 'yolox test | 480x360 |' in printed
-    assert os.path.isdir(out / 'trial_00_10.0Hz' / 'outputs')
+    assert os.path.isdir(out / 'trial_00_warmup' / 'outputs')
     assert format_table(r).splitlines()[2].startswith('| yolox test |')
