@@ -119,8 +119,8 @@ class Bond:
         with self._lock:
             state = self.state
             if state == WAITING and now - self._since > self._connect_timeout:
-                self.state = state = DEAD
-                self._log().warning(
+                self.state = state = DEAD  # normal without a manager (e.g. autostart)
+                self._log().info(
                     f'bond {self.id!r}: no lifecycle manager answered within '
                     f'{self._connect_timeout:g} s; heartbeat stopped')
             elif state == ALIVE and now - self._since > self.heartbeat_timeout:
