@@ -45,7 +45,8 @@ def create_adapter(family: str, inputs: List[TensorSpec], outputs: List[TensorSp
     ...). `family='auto'` infers it (see resolve_family) and logs the choice; the adapter's
     `family` attribute tells it.
     """
-    if family in ('auto', '', None):
+    explicit = family not in ('auto', '', None)
+    if not explicit:
         family, reason = resolve_family(family, inputs, outputs, metadata)
         _LOG.info('model family auto -> %s (%s)', family, reason)
     try:
@@ -54,10 +55,15 @@ def create_adapter(family: str, inputs: List[TensorSpec], outputs: List[TensorSp
         raise ValueError(f'unknown model family {family!r}; choose one of '
                          f'{", ".join(available_families())}') from None
     try:
-        return getattr(importlib.import_module(module, __name__), cls)(
+        adapter = getattr(importlib.import_module(module, __name__), cls)(
             inputs, outputs, metadata, **params)
     except ValueError as exc:
         raise ValueError(_name_the_family(family, exc, inputs, outputs, metadata)) from exc
+    if explicit:  # a layout that fits more than one family decodes, but maybe as garbage
+        doubt = _name_the_family(family, None, inputs, outputs, metadata)
+        if doubt:
+            _LOG.warning('model_family %s decodes this model, but %s', family, doubt)
+    return adapter
 
 
 _FAMILY_ALIASES = {'yolo11': 'yolov8', 'yolo26': 'yolov8', 'depth_anything_v2': 'depth',
@@ -66,16 +72,17 @@ _FAMILY_ALIASES = {'yolo11': 'yolov8', 'yolo26': 'yolov8', 'depth_anything_v2': 
 
 def _name_the_family(family: str, exc: ValueError, inputs, outputs, metadata) -> str:
     """When a model does not fit the family it was given, say which family it looks like."""
+    own = '' if exc is None else str(exc)
     try:
         guess, reason = resolve_family('auto', inputs, outputs, metadata)
     except Exception:  # noqa: BLE001 - no confident guess: the adapter's own message stands
-        return str(exc)
+        return own
     if _FAMILY_ALIASES.get(guess, guess) == _FAMILY_ALIASES.get(family, family):
-        return str(exc)
+        return own
     what = {'depth': 'a depth model'}.get(guess, f'a {guess.upper().replace("YOLOV", "YOLOv")} '
                                                  'head')
     return (f'this looks like {what} ({reason}), not {family}: set model_family: {guess} or '
-            f'auto ({exc})')
+            f'auto' + (f' ({exc})' if exc is not None else ''))
 
 
 __all__ = ['ModelAdapter', 'create_adapter', 'available_families', 'resolve_family']
