@@ -126,6 +126,7 @@ class _TrtLog:
         limit = trt.Logger.VERBOSE if verbose else trt.Logger.WARNING
 
         class Log(trt.ILogger):
+
             def __init__(self) -> None:
                 trt.ILogger.__init__(self)
                 self.errors: List[str] = []

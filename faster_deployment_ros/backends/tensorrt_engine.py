@@ -360,6 +360,7 @@ def make_calibrator(trt: Any, batches: CalibrationBatches, cache_file: Optional[
     from ..gpu.cuda import DeviceBuffer, Stream
 
     class _Calibrator(trt.IInt8EntropyCalibrator2):
+
         def __init__(self) -> None:
             trt.IInt8EntropyCalibrator2.__init__(self)
             self._stream: Optional[Any] = None
@@ -401,6 +402,7 @@ def make_calibrator(trt: Any, batches: CalibrationBatches, cache_file: Optional[
 
 @dataclass(frozen=True)
 class IoTensor:
+
     name: str
     is_input: bool
     shape: Tuple[int, ...]
@@ -438,6 +440,7 @@ class TrtApi:
         trt = self.trt
 
         class _Monitor(trt.IProgressMonitor):
+
             def __init__(self) -> None:
                 trt.IProgressMonitor.__init__(self)
                 self._lock = threading.Lock()
@@ -487,6 +490,7 @@ class TrtApi:
 
 @dataclass
 class BuildOptions:
+
     precision: str = 'fp16'
     workspace_bytes: int = 1 << 30
     input_shapes: Dict[str, Tuple[int, ...]] = field(default_factory=dict)  # resolved

@@ -78,6 +78,7 @@ def make_module(spec: Spec) -> Dict[str, Any]:
     ns: Dict[str, Any] = {'__version__': spec.version}
 
     class _Severity(enum.IntEnum):
+
         INTERNAL_ERROR = 0
         ERROR = 1
         WARNING = 2
@@ -85,12 +86,14 @@ def make_module(spec: Spec) -> Dict[str, Any]:
         VERBOSE = 4
 
     class ILogger:
+
         Severity = _Severity
 
         def log(self, severity: Any, msg: str) -> None:
             raise NotImplementedError
 
     class Logger(ILogger):
+
         INTERNAL_ERROR = _Severity.INTERNAL_ERROR
         ERROR = _Severity.ERROR
         WARNING = _Severity.WARNING
@@ -127,6 +130,7 @@ def make_module(spec: Spec) -> Dict[str, Any]:
         return v
 
     class Dims(tuple):
+
         pass
 
     class IHostMemory(bytes):
@@ -137,10 +141,12 @@ def make_module(spec: Spec) -> Dict[str, Any]:
             return len(self)
 
     class ITensor:
+
         def __init__(self, name: str, shape: Sequence[int], dtype: Any) -> None:
             self.name, self.shape, self.dtype = name, Dims(shape), dtype
 
     class INetworkDefinition:
+
         def __init__(self, flags: int) -> None:
             self._flags = int(flags)
             self._inputs: List[ITensor] = []
@@ -172,6 +178,7 @@ def make_module(spec: Spec) -> Dict[str, Any]:
                 return not self._flags & (1 << int(NetworkDefinitionCreationFlag.EXPLICIT_BATCH))
 
     class ParserError:
+
         def __init__(self, desc: str) -> None:
             self._desc = desc
 
@@ -182,6 +189,7 @@ def make_module(spec: Spec) -> Dict[str, Any]:
             return self._desc
 
     class OnnxParser:
+
         def __init__(self, network: INetworkDefinition, logger: ILogger) -> None:
             self._network, self._logger = network, logger
             self._errors: List[ParserError] = []
@@ -236,6 +244,7 @@ def make_module(spec: Spec) -> Dict[str, Any]:
             return True
 
     class IOptimizationProfile:
+
         def __init__(self) -> None:
             self._shapes: Dict[str, List[tuple]] = {}
 
@@ -251,6 +260,7 @@ def make_module(spec: Spec) -> Dict[str, Any]:
             return [Dims(s) for s in self._shapes.get(input, [])]
 
     class ITimingCache:
+
         def __init__(self, data: bytes) -> None:
             self._data = json.loads(data.decode()) if data else {'version': spec.version}
 
@@ -262,6 +272,7 @@ def make_module(spec: Spec) -> Dict[str, Any]:
             return True
 
     class IBuilderConfig:
+
         def __init__(self) -> None:
             self._flags = 0
             self._pools = {MemoryPoolType.WORKSPACE: 1 << 62}
@@ -329,6 +340,7 @@ def make_module(spec: Spec) -> Dict[str, Any]:
                 return self._calibration_profile
 
     class Builder:
+
         def __init__(self, logger: ILogger) -> None:
             self.logger = logger
 
@@ -442,6 +454,7 @@ def make_module(spec: Spec) -> Dict[str, Any]:
             return True
 
     class IExecutionContext:
+
         def __init__(self, engine: 'ICudaEngine') -> None:
             self.engine = engine
             self._shapes = {n: tuple(s) for n, (_, s, _) in engine._io.items()}
@@ -544,6 +557,7 @@ def make_module(spec: Spec) -> Dict[str, Any]:
                 return self.set_input_shape(list(self.engine._io)[binding], shape)
 
     class ICudaEngine:
+
         def __init__(self, head: Dict[str, Any], onnx: bytes, logger: ILogger) -> None:
             self._head, self._onnx, self._logger = head, onnx, logger
             self._io: Dict[str, tuple] = {}
@@ -616,6 +630,7 @@ def make_module(spec: Spec) -> Dict[str, Any]:
                 return Dims(self._io[name][1])
 
     class Runtime:
+
         def __init__(self, logger: ILogger) -> None:
             self.logger = logger
 
@@ -639,6 +654,7 @@ def make_module(spec: Spec) -> Dict[str, Any]:
 
     if spec.calibrators:
         class IInt8Calibrator:
+
             def __init__(self) -> None:
                 pass
 
@@ -655,9 +671,11 @@ def make_module(spec: Spec) -> Dict[str, Any]:
                 raise NotImplementedError
 
         class IInt8EntropyCalibrator2(IInt8Calibrator):
+
             pass
 
         class IInt8MinMaxCalibrator(IInt8Calibrator):
+
             pass
 
         ns.update(IInt8Calibrator=IInt8Calibrator, IInt8EntropyCalibrator2=IInt8EntropyCalibrator2,
@@ -665,6 +683,7 @@ def make_module(spec: Spec) -> Dict[str, Any]:
 
     if spec.progress_monitor:
         class IProgressMonitor:
+
             def __init__(self) -> None:
                 pass
 
