@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 import random
 import signal
 import subprocess
@@ -20,7 +21,6 @@ import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -30,10 +30,9 @@ SHARED = Path(os.environ.get('FDR_SHARED', ROOT.parent / 'shared'))
 
 
 def one_run(rclpy, model: Path, frame: np.ndarray, policy: str, sig: int) -> dict:
+    from faster_deployment_ros.core.image_codec import fill_image_msg
     from sensor_msgs.msg import Image
     from vision_msgs.msg import Detection2DArray
-
-    from faster_deployment_ros.core.image_codec import fill_image_msg
 
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(

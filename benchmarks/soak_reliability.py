@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 import random
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -51,13 +51,12 @@ def main(argv=None) -> int:
     os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 200)))
     os.environ.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
 
-    import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
-    from sensor_msgs.msg import Image
-    from vision_msgs.msg import Detection2DArray
-
     from faster_deployment_ros.core.image_codec import fill_image_msg
     from faster_deployment_ros.tools.frames import read_frames
+    import rclpy
+    from sensor_msgs.msg import Image
+    from vision_msgs.msg import Detection2DArray
 
     frames = [cv2.resize(f, (640, 360)) for f in read_frames(Path(args.video), 50, 1)]
     msgs = [fill_image_msg(Image(), f, 'bgr8') for f in frames]

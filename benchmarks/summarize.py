@@ -5,8 +5,8 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
+import sys
 
 
 def fmt(v, nd=1):

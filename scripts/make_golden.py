@@ -45,8 +45,8 @@ import argparse
 import hashlib
 import json
 import os
-import sys
 from pathlib import Path
+import sys
 from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,13 +55,12 @@ os.environ.setdefault('YOLO_CONFIG_DIR', str(ROOT / '.cache' / 'ultralytics-conf
 os.environ.setdefault('YOLO_VERBOSE', 'False')
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from build_test_models import read_frame, sha256, SHARED  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-
-from build_test_models import SHARED, read_frame, sha256  # noqa: E402
 
 # conf thresholds recorded per model: the default everywhere, and 0.05 (hundreds of boxes, the
 # max_det cap) where it adds a case. Kept few so the fixtures stay small.

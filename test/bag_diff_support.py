@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, Iterable, Sequence, Tuple
 
+from faster_deployment_ros.core.image_codec import numpy_to_image_fields
+from faster_deployment_ros.tools.bag_types import make_typestore
 import numpy as np
 from rosbags.rosbag2 import Writer
 from rosbags.rosbag2.enums import StoragePlugin
-
-from faster_deployment_ros.core.image_codec import numpy_to_image_fields
-from faster_deployment_ros.tools.bag_types import make_typestore
 
 STORE = make_typestore()
 T = STORE.types

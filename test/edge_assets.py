@@ -9,16 +9,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from pathlib import Path
 import subprocess
 import sys
-from pathlib import Path
 from typing import Dict, List, Tuple
 
+from conftest import SHARED, shared_file
 import cv2
 import numpy as np
 import pytest
-
-from conftest import SHARED, shared_file
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / '.cache'

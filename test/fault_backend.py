@@ -11,10 +11,9 @@ import threading
 import time
 from typing import Any, List, Sequence
 
-import numpy as np
-
 from faster_deployment_ros.backends.base import Backend
 from faster_deployment_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
+import numpy as np
 
 #: set() releases every hung infer call (tests call it in teardown)
 RELEASE = threading.Event()

@@ -6,18 +6,17 @@ were made with other model bytes). A golden file is used only for the exact mode
 """
 from __future__ import annotations
 
+from functools import lru_cache
 import hashlib
 import json
-from functools import lru_cache
 from pathlib import Path
 from typing import Dict, Tuple
 
+from conftest import CACHE, ROOT, shared_file
 import cv2
+from faster_deployment_ros.core.hashing import file_sha256
 import numpy as np
 import pytest
-
-from conftest import CACHE, ROOT, shared_file
-from faster_deployment_ros.core.hashing import file_sha256
 
 MODELS = CACHE / 'models'
 GOLDEN_DIRS = (ROOT / 'test' / 'fixtures', CACHE / 'golden')

@@ -6,16 +6,15 @@ import statistics
 import time
 
 import cv2
-import numpy as np
-import pytest
-import yaml
-
 from faster_deployment_ros.backends import create_backend
 from faster_deployment_ros.core import autotune
 from faster_deployment_ros.core.autotune import measurement
 from faster_deployment_ros.core.param_file import params_yaml
 from faster_deployment_ros.core.pipeline import Pipeline
 from faster_deployment_ros.models import create_adapter
+import numpy as np
+import pytest
+import yaml
 
 # Shaped like the 16-core measurements of YOLOv8n-640 (1x16: 36 fps at 27 ms, 4x4: 74
 # fps, 8x2: 93 fps): threads scale sub-linearly, small sessions do more per core.
@@ -224,10 +223,9 @@ def test_pipeline_just_in_time_schedule_keeps_overload_latency_at_one_pass():
 
 def test_node_with_autotune_configures_and_reports_its_choice(yolox_model):
     rclpy = pytest.importorskip('rclpy')
+    from faster_deployment_ros.ros.detector_node import DetectorNode
     from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.parameter import Parameter
-
-    from faster_deployment_ros.ros.detector_node import DetectorNode
 
     rclpy.init()
     node = None
@@ -259,10 +257,9 @@ def test_node_with_autotune_configures_and_reports_its_choice(yolox_model):
 
 def test_node_autotune_needs_a_rate_and_a_budget(yolox_model):
     rclpy = pytest.importorskip('rclpy')
+    from faster_deployment_ros.ros.detector_node import DetectorNode
     from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.parameter import Parameter
-
-    from faster_deployment_ros.ros.detector_node import DetectorNode
 
     rclpy.init()
     node = None

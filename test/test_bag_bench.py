@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import os
 
-import pytest
-
 from faster_deployment_ros.tools import bag_cli
 from faster_deployment_ros.tools.bag_bench import (format_table, median_trial, peak_search,
                                                    sustained)
+import pytest
 
 
 def capacity(limit_hz: float, tried: list):

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 
+from bag_diff_support import depth_image, detections_bag, write_bag
 import cv2
+from faster_deployment_ros.tools import bag_cli
+from faster_deployment_ros.tools.bag_diff import (check, depth_errors, Dets, diff_detections,
+                                                  match_greedy, read_outputs, Thresholds)
 import numpy as np
 import pytest
-
-from bag_diff_support import depth_image, detections_bag, write_bag
-from faster_deployment_ros.tools import bag_cli
-from faster_deployment_ros.tools.bag_diff import (Dets, Thresholds, check, depth_errors,
-                                                  diff_detections, match_greedy, read_outputs)
 
 S0 = 1_700_000_000_000_000_000
 GOLDEN = {
@@ -185,8 +184,8 @@ def test_depth_bags(tmp_path, capsys):
 @pytest.fixture(scope='module')
 def edge(campus_video, yolox_model, tmp_path_factory):
     pytest.importorskip('rclpy')
-    import test_edge_backends_node as e
     from edge_assets import converted
+    import test_edge_backends_node as e
     bag = e.campus_bag(campus_video, tmp_path_factory)
 
     def run(backend: str, precision: str, *extra: str):

@@ -4,14 +4,13 @@ from __future__ import annotations
 import json
 
 import cv2
-import numpy as np
-import pytest
-from rosbags.rosbag2 import Reader
-
 from faster_deployment_ros.core.image_codec import decode_compressed, msg_to_numpy
 from faster_deployment_ros.tools import bag_cli
 from faster_deployment_ros.tools.bag_types import make_typestore, normalize_type, register_types
 from faster_deployment_ros.tools.video_to_bag import video_to_bag
+import numpy as np
+import pytest
+from rosbags.rosbag2 import Reader
 
 START = 1_700_000_000_123_456_789
 

@@ -7,9 +7,9 @@ per hop from the node's /diagnostics next to the transport floor and the bare mo
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import subprocess
 import sys
-from pathlib import Path
 
 import cv2
 import pytest

@@ -13,10 +13,9 @@ import pytest
 
 rclpy = pytest.importorskip('rclpy')
 bond_msg = pytest.importorskip('bond.msg', reason='bond messages not built (make setup)')
+from faster_deployment_ros.ros.bond import ALIVE, Bond, DEAD, DYING  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-
-from faster_deployment_ros.ros.bond import ALIVE, Bond, DEAD, DYING  # noqa: E402
 
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 

@@ -10,13 +10,13 @@ that OpenCV would decode just as happily.
 from __future__ import annotations
 
 import cv2
+from faster_deployment_ros.core.image_codec import (fill_image_msg, image_to_numpy,
+                                                    ImageCodecError, msg_to_numpy, to_8bit,
+                                                    to_bgr8)
 import numpy as np
 import pytest
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import Image
-
-from faster_deployment_ros.core.image_codec import (
-    ImageCodecError, fill_image_msg, image_to_numpy, msg_to_numpy, to_8bit, to_bgr8)
 
 # ROS Bayer name -> (OpenCV code cv_bridge uses, colour of the 2x2 block's pixels in row order)
 BAYER = {'rggb': (cv2.COLOR_BayerBG2BGR, 'rggb'), 'bggr': (cv2.COLOR_BayerRG2BGR, 'bggr'),

@@ -9,10 +9,9 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
-from edge_assets import ROOT, VENVS, converted, need_venv, sidecar, yolov8_onnx
+from edge_assets import converted, need_venv, ROOT, sidecar, VENVS, yolov8_onnx
 from faster_deployment_ros.tools import convert
+import pytest
 
 FDR_CONVERT = ROOT / '.venv' / 'bin' / 'fdr-convert'
 

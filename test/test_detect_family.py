@@ -3,9 +3,6 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
-import pytest
-
 from faster_deployment_ros.backends import create_backend
 from faster_deployment_ros.core.types import TensorSpec
 from faster_deployment_ros.models import create_adapter, resolve_family
@@ -15,6 +12,8 @@ from faster_deployment_ros.models.rtdetr import RtdetrAdapter
 from faster_deployment_ros.models.yolov8 import Yolov8Adapter
 from faster_deployment_ros.models.yolox import YoloxAdapter
 from golden_support import model_path
+import numpy as np
+import pytest
 
 EXPECTED = {
     'yolov8n': ('yolov8', Yolov8Adapter),

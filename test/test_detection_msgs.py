@@ -1,10 +1,14 @@
-"""The node's Detection2DArray bytes (detection_array_cdr) are the message to_detection_array
-builds: rclpy deserialises them to an equal message, for empty and full frames, every string
-length (CDR alignment) and both class id modes; and they are what a subscriber receives."""
+"""The node's Detection2DArray bytes (detection_array_cdr) are to_detection_array's message.
+
+rclpy deserialises them to an equal message, for empty and full frames, every string length
+(CDR alignment) and both class id modes; and they are what a subscriber receives.
+"""
 from __future__ import annotations
 
 import threading
 
+from faster_deployment_ros.core.types import Detections
+from faster_deployment_ros.ros.detection_msgs import detection_array_cdr, to_detection_array
 import numpy as np
 import pytest
 import rclpy
@@ -13,9 +17,6 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message, serialize_message
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray
-
-from faster_deployment_ros.core.types import Detections
-from faster_deployment_ros.ros.detection_msgs import detection_array_cdr, to_detection_array
 
 
 def _detections(n: int, rng, names) -> Detections:

@@ -6,18 +6,23 @@ from __future__ import annotations
 
 import contextlib
 import gc
+from pathlib import Path
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
 rclpy = pytest.importorskip('rclpy')
+from faster_deployment_ros.backends.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
+from faster_deployment_ros.core.image_codec import encode_compressed, fill_image_msg  # noqa: E402
+from faster_deployment_ros.models import create_adapter  # noqa: E402
+from faster_deployment_ros.ros.detector_node import DetectorNode  # noqa: E402
+from faster_deployment_ros.tools.frames import read_frames  # noqa: E402
 from lifecycle_msgs.msg import State  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
@@ -25,12 +30,6 @@ from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
-
-from faster_deployment_ros.backends.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
-from faster_deployment_ros.core.image_codec import encode_compressed, fill_image_msg  # noqa: E402
-from faster_deployment_ros.models import create_adapter  # noqa: E402
-from faster_deployment_ros.ros.detector_node import DetectorNode  # noqa: E402
-from faster_deployment_ros.tools.frames import read_frames  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)

@@ -9,9 +9,9 @@ so no frame is dropped).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import subprocess
 import sys
-from pathlib import Path
 from typing import Dict
 
 import numpy as np
@@ -19,9 +19,8 @@ import pytest
 
 pytest.importorskip('rclpy')
 
-from edge_assets import ROOT, converted, match_detections, yolov8_onnx  # noqa: E402
-from faster_deployment_ros.tools.replay import (ReplayConfig, play_record,  # noqa: E402
-                                                read_detection_msgs)
+from edge_assets import converted, match_detections, ROOT, yolov8_onnx  # noqa: E402
+from faster_deployment_ros.tools.replay import play_record, read_detection_msgs, ReplayConfig
 from faster_deployment_ros.tools.video_to_bag import video_to_bag  # noqa: E402
 
 FRAMES = 12

@@ -7,27 +7,26 @@ Each result must carry the source header and equal what the family's adapter giv
 """
 from __future__ import annotations
 
+from pathlib import Path
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
 rclpy = pytest.importorskip('rclpy')
+from faster_deployment_ros.backends import create_backend  # noqa: E402
+from faster_deployment_ros.core.image_codec import fill_image_msg, msg_to_numpy  # noqa: E402
+from faster_deployment_ros.ros.depth_node import DepthNode  # noqa: E402
+from faster_deployment_ros.ros.detector_node import DetectorNode  # noqa: E402
+from golden_support import golden_frames, load_golden, model_path  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
-
-from faster_deployment_ros.backends import create_backend  # noqa: E402
-from faster_deployment_ros.core.image_codec import fill_image_msg, msg_to_numpy  # noqa: E402
-from faster_deployment_ros.ros.depth_node import DepthNode  # noqa: E402
-from faster_deployment_ros.ros.detector_node import DetectorNode  # noqa: E402
-from golden_support import golden_frames, load_golden, model_path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RELIABLE = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE)

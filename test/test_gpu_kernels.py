@@ -8,15 +8,14 @@ GPU: it checks the integer resize model the kernel implements against cv2.resize
 from __future__ import annotations
 
 import cv2
-import numpy as np
-import pytest
-
 from faster_deployment_ros.core.letterbox import letterbox, unletterbox_boxes
 from faster_deployment_ros.core.nms import batched_nms, nms
 from faster_deployment_ros.core.types import TensorSpec
 from faster_deployment_ros.gpu import gpu_status
 from faster_deployment_ros.gpu.resize_tables import linear_table, resize_linear_u8
 from faster_deployment_ros.tools.frames import read_frames
+import numpy as np
+import pytest
 
 GPU_OK, GPU_REASON = gpu_status()
 gpu = pytest.mark.skipif(not GPU_OK, reason=f'GPU kernels need a CUDA GPU and cuda-python: {GPU_REASON}')
@@ -142,8 +141,8 @@ def test_staging_modes_roi_and_bgra_inputs(device, frames, staging):
 
 @gpu
 def test_imagenet_style_normalisation(device, frames):
-    from faster_deployment_ros.gpu.pipeline import preprocess_cpu
     from faster_deployment_ros.core.specs import PreprocessSpec
+    from faster_deployment_ros.gpu.pipeline import preprocess_cpu
     from faster_deployment_ros.gpu.preprocess import GpuLetterbox
     mean_rgb, std_rgb = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
     spec = PreprocessSpec(size=(518, 518), center=True, pad_value=0, swap_rb=True,
@@ -367,8 +366,8 @@ def _reference_topk(pred, conf, iou, max_det, top_k, meta, agnostic):
 def test_top_k_radix_select_is_exact(device, top_k):
     """More candidates than top_k (all 8400 anchors pass): the kept set is exactly the top-k."""
     from faster_deployment_ros.core.letterbox import LetterboxMeta
-    from faster_deployment_ros.gpu.cuda import Stream
     from faster_deployment_ros.core.specs import DecodeSpec
+    from faster_deployment_ros.gpu.cuda import Stream
     from faster_deployment_ros.gpu.postprocess import GpuDetectionDecoder
     rng = np.random.default_rng(7)
     pred = _synthetic_v8(rng)
@@ -395,8 +394,8 @@ def test_top_k_radix_select_is_exact(device, top_k):
 @gpu
 def test_no_candidates_gives_empty(device):
     from faster_deployment_ros.core.letterbox import LetterboxMeta
-    from faster_deployment_ros.gpu.cuda import Stream
     from faster_deployment_ros.core.specs import DecodeSpec
+    from faster_deployment_ros.gpu.cuda import Stream
     from faster_deployment_ros.gpu.postprocess import GpuDetectionDecoder
     pred = np.zeros((1, 3549, 85), np.float32)
     stream = Stream(device)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import threading
 
 import cv2
-import numpy as np
-import pytest
-
 from faster_deployment_ros.core.feeder import Feeder
-from faster_deployment_ros.core.health import (ERROR, Health, HealthLimits, OK, STALE,
-                                               StampGaps, WARN)
+from faster_deployment_ros.core.health import (ERROR, Health, HealthLimits, OK, STALE, StampGaps,
+                                               WARN)
 from faster_deployment_ros.core.image_codec import (check_image_size, compressed_image_size,
                                                     encode_compressed, ImageCodecError)
+import numpy as np
+import pytest
 
 
 class Clock:

@@ -6,13 +6,13 @@ import subprocess
 import sys
 
 import cv2
+from faster_deployment_ros.core.image_codec import (decode_compressed, encode_compressed,
+                                                    fill_image_msg, image_to_numpy,
+                                                    ImageCodecError, msg_to_numpy,
+                                                    numpy_to_image_fields, to_bgr8)
 import numpy as np
 import pytest
 from sensor_msgs.msg import CompressedImage, Image
-
-from faster_deployment_ros.core.image_codec import (
-    ImageCodecError, decode_compressed, encode_compressed, fill_image_msg, image_to_numpy,
-    msg_to_numpy, numpy_to_image_fields, to_bgr8)
 
 RNG = np.random.default_rng(7)
 

@@ -13,24 +13,23 @@ from __future__ import annotations
 import ast
 import contextlib
 import os
+from pathlib import Path
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 
 import cv2
 import pytest
 
 rclpy = pytest.importorskip('rclpy')
+from faster_deployment_ros.core.image_codec import fill_image_msg  # noqa: E402
+from faster_deployment_ros.ros.launch_spec import (ARGUMENTS, env_defaults, launch_arguments,
+                                                   node_spec, parse_inputs, ros_command)
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
-
-from faster_deployment_ros.core.image_codec import fill_image_msg  # noqa: E402
-from faster_deployment_ros.ros.launch_spec import (  # noqa: E402
-    ARGUMENTS, env_defaults, launch_arguments, node_spec, parse_inputs, ros_command)
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / '.cache' / 'models'

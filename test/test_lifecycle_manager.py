@@ -10,13 +10,13 @@ ROS provides them)."""
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 

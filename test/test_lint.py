@@ -8,10 +8,10 @@ by file, then a count per code, so each can be fixed where it is.
 from __future__ import annotations
 
 import collections
+from pathlib import Path
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 

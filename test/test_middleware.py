@@ -6,13 +6,13 @@ transports, or the XML profile).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
-import pytest
 from conftest import ros_distro
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,13 +1,12 @@
 """ONNX Runtime backend against the real runtime: the shared YOLOX model and tiny generated models."""
 from __future__ import annotations
 
-import numpy as np
-import onnxruntime as ort
-import pytest
-
 from faster_deployment_ros.backends import BackendError, create_backend
 from faster_deployment_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
 from fixtures.tiny_onnx import sub_model
+import numpy as np
+import onnxruntime as ort
+import pytest
 
 META = {'names': "{0: 'cat', 1: 'dog'}", 'stride': '32', 'imgsz': '[64, 64]'}
 
@@ -134,8 +133,11 @@ def test_thread_and_optimisation_options(yolox_model, sub_path):
 
 
 def test_spinning_policy_follows_the_core_count(sub_path):
-    """'auto' (the default) keeps idle intra-op threads from spinning on a small CPU, where they
-    would take the cores the executor and the pipeline threads need (docs/performance.md)."""
+    """Keep idle intra-op threads from spinning on a small CPU ('auto', the default).
+
+    There they would take the cores the executor and the pipeline threads need
+    (docs/performance.md).
+    """
     from faster_deployment_ros.backends.onnxruntime_backend import SPIN_MIN_CORES, spin_policy
     assert spin_policy('auto', cores=2) is False
     assert spin_policy('auto', cores=SPIN_MIN_CORES) is False

@@ -5,8 +5,8 @@ parameters the nodes declare."""
 from __future__ import annotations
 
 import ast
-import re
 from pathlib import Path
+import re
 
 import pytest
 import yaml

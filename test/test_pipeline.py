@@ -7,11 +7,10 @@ import threading
 import time
 from typing import List
 
-import numpy as np
-import pytest
-
 from faster_deployment_ros.core.pipeline import FrameResult, Pipeline
 from faster_deployment_ros.core.stats import RateMeter, RollingStats, summarize
+import numpy as np
+import pytest
 
 
 class Sink:

@@ -7,19 +7,24 @@ from __future__ import annotations
 
 import gc
 import os
+from pathlib import Path
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 rclpy = pytest.importorskip('rclpy')
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from faster_deployment_ros.backends import register_backend  # noqa: E402
+from faster_deployment_ros.core.image_codec import encode_compressed, fill_image_msg  # noqa: E402
+from faster_deployment_ros.ros.depth_node import DepthNode  # noqa: E402
+from faster_deployment_ros.ros.detector_node import DetectorNode  # noqa: E402
+import fault_backend  # noqa: E402
 from hypothesis import given, HealthCheck, settings, strategies as st  # noqa: E402
 from rcl_interfaces.msg import Log  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
@@ -28,12 +33,6 @@ from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
-
-import fault_backend  # noqa: E402
-from faster_deployment_ros.backends import register_backend  # noqa: E402
-from faster_deployment_ros.core.image_codec import encode_compressed, fill_image_msg  # noqa: E402
-from faster_deployment_ros.ros.depth_node import DepthNode  # noqa: E402
-from faster_deployment_ros.ros.detector_node import DetectorNode  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)

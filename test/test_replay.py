@@ -6,16 +6,15 @@ import json
 import threading
 
 import cv2
+from faster_deployment_ros.core.image_codec import msg_to_numpy
+from faster_deployment_ros.tools.bag_types import make_typestore
+from faster_deployment_ros.tools.report import (build_report, detection_classes, format_report,
+                                                header_mismatches, latencies_ns, order_violations,
+                                                percentiles_ms, Record, summarize_detections)
+from faster_deployment_ros.tools.video_to_bag import video_to_bag
 import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader
-
-from faster_deployment_ros.core.image_codec import msg_to_numpy
-from faster_deployment_ros.tools.bag_types import make_typestore
-from faster_deployment_ros.tools.report import (
-    Record, build_report, detection_classes, format_report, header_mismatches, latencies_ns,
-    order_violations, percentiles_ms, summarize_detections)
-from faster_deployment_ros.tools.video_to_bag import video_to_bag
 
 START = 1_700_000_000_000_000_000
 
@@ -76,10 +75,9 @@ def test_detection_classes_takes_best_hypothesis():
 
 
 def test_cdr_header_matches_rclpy_serialization():
+    from faster_deployment_ros.tools.replay import cdr_header, has_header, import_message
     from rclpy.serialization import serialize_message
     from vision_msgs.msg import Detection2DArray
-
-    from faster_deployment_ros.tools.replay import cdr_header, has_header, import_message
     msg = Detection2DArray()
     msg.header.stamp.sec, msg.header.stamp.nanosec = 1_700_000_123, 456_789
     msg.header.frame_id = 'cam_front'
@@ -125,10 +123,9 @@ class EchoNode:
             self.executor.spin_once(timeout_sec=0.05)
 
     def on_image(self, msg) -> None:
+        from faster_deployment_ros.core.image_codec import fill_image_msg
         from sensor_msgs.msg import Image
         from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
-
-        from faster_deployment_ros.core.image_codec import fill_image_msg
         i, self.n = self.n, self.n + 1
         img = msg_to_numpy(msg)
         out = Detection2DArray(header=msg.header)
@@ -191,7 +188,7 @@ def read_outputs(bag, msgtype):
 
 @pytest.mark.parametrize('mode', ['raw', 'msg'])
 def test_play_record_echo(campus_bag, echo, tmp_path, mode):
-    from faster_deployment_ros.tools.replay import ReplayConfig, play_record
+    from faster_deployment_ros.tools.replay import play_record, ReplayConfig
     cfg = ReplayConfig(in_bag=campus_bag, out_dir=tmp_path, rate=3.0, publish_mode=mode,
                        wait_timeout=20, settle_timeout=10)
     rep = play_record(cfg, log=lambda s: None)
@@ -218,7 +215,7 @@ def test_play_record_echo(campus_bag, echo, tmp_path, mode):
 
 @pytest.mark.parametrize('echo', [{'misbehave': True}], indirect=True)
 def test_play_record_reports_misbehaviour(campus_bag, echo, tmp_path):
-    from faster_deployment_ros.tools.replay import ReplayConfig, play_record
+    from faster_deployment_ros.tools.replay import play_record, ReplayConfig
     rep = play_record(ReplayConfig(in_bag=campus_bag, out_dir=tmp_path, rate=3.0,
                                    idle_timeout=1.0), log=lambda s: None)
     assert rep['frames_in'] == 30
@@ -230,7 +227,7 @@ def test_play_record_reports_misbehaviour(campus_bag, echo, tmp_path):
 
 @pytest.mark.parametrize('echo', [{'image_out': True}], indirect=True)
 def test_play_record_any_type(campus_bag, echo, tmp_path):
-    from faster_deployment_ros.tools.replay import ReplayConfig, play_record
+    from faster_deployment_ros.tools.replay import play_record, ReplayConfig
     rep = play_record(ReplayConfig(in_bag=campus_bag, out_dir=tmp_path, rate=3.0,
                                    out_topic='/small_image', out_type='sensor_msgs/Image',
                                    max_frames=12), log=lambda s: None)

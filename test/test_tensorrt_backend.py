@@ -15,13 +15,12 @@ import time
 from types import SimpleNamespace
 
 import cv2
-import numpy as np
-import pytest
-
-from faster_deployment_ros.backends import BackendError, available_backends, create_backend
+from faster_deployment_ros.backends import available_backends, BackendError, create_backend
 from faster_deployment_ros.backends import tensorrt_engine as E
 from faster_deployment_ros.backends.tensorrt_backend import (onnx_signature, parse_options,
                                                              prepare_engine)
+import numpy as np
+import pytest
 
 HAVE_TRT = importlib.util.find_spec('tensorrt') is not None
 

@@ -16,21 +16,20 @@ for GPU machines without ModelOpt.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import shutil
 import sys
 import threading
-from pathlib import Path
-
-import cv2
-import numpy as np
-import pytest
 
 from conftest import CACHE
+import cv2
 from faster_deployment_ros.backends import BackendError, create_backend
 from faster_deployment_ros.backends import tensorrt_backend as TB
 from faster_deployment_ros.gpu import gpu_status
+import numpy as np
+import pytest
 from trt_standins import load
-from trt_standins.support import MODELOPT_PYTHON, calibration_frames
+from trt_standins.support import calibration_frames, MODELOPT_PYTHON
 
 ok, why = gpu_status()
 pytestmark = pytest.mark.skipif(not ok, reason=f'no usable GPU: {why}')

@@ -14,13 +14,12 @@ import pytest
 
 rclpy = pytest.importorskip('rclpy')
 
-from lifecycle_msgs.msg import State  # noqa: E402
-from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
-
 from faster_deployment_ros.backends import backend_class  # noqa: E402
 from faster_deployment_ros.gpu import gpu_status  # noqa: E402
 from faster_deployment_ros.ros.detector_node import DetectorNode  # noqa: E402
+from lifecycle_msgs.msg import State  # noqa: E402
+from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
 from trt_standins import load  # noqa: E402
 
 

@@ -12,14 +12,13 @@ import json
 import struct
 import sys
 
-import numpy as np
-import pytest
-
 from conftest import CACHE
 from faster_deployment_ros.backends import BackendError, create_backend
 from faster_deployment_ros.backends import tensorrt_engine as E
 from faster_deployment_ros.backends.tensorrt_backend import (calibration_batches, onnx_tensors,
                                                              parse_options, prepare_engine)
+import numpy as np
+import pytest
 from trt_standins import load
 from trt_standins._core import MAGIC
 from trt_standins.support import calibration_frames, device_identity, modelopt_python

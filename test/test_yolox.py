@@ -9,18 +9,17 @@ from __future__ import annotations
 import threading
 
 import cv2
-import numpy as np
-import onnxruntime as ort
-import pytest
-
-from faster_deployment_ros.backends import TensorSpec, create_backend
-from faster_deployment_ros.core.letterbox import (LetterboxMeta, letterbox, to_chw_tensor,
+from faster_deployment_ros.backends import create_backend, TensorSpec
+from faster_deployment_ros.core.letterbox import (letterbox, LetterboxMeta, to_chw_tensor,
                                                   unletterbox_boxes)
 from faster_deployment_ros.core.nms import batched_nms, greedy_nms, nms
 from faster_deployment_ros.core.types import Detections
 from faster_deployment_ros.models import create_adapter
 from faster_deployment_ros.models.labels import COCO_CLASSES, parse_class_names
 from faster_deployment_ros.models.yolox import YoloxAdapter
+import numpy as np
+import onnxruntime as ort
+import pytest
 from reference import yolox_reference as ref
 
 SIZE = (416, 416)

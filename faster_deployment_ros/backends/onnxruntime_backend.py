@@ -10,9 +10,9 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from .base import Backend, BackendError, TensorSpec
 from ..core.options import parse_bool
 from ..core.types import ONNX_DTYPES
-from .base import Backend, BackendError, TensorSpec
 
 _OPT_LEVELS = ('disable', 'basic', 'extended', 'all')
 _OPTIONS = ('providers', 'intra_op_threads', 'inter_op_threads', 'threads', 'graph_optimization',

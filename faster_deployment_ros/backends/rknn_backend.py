@@ -17,15 +17,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+from pathlib import Path
 import subprocess
 import tempfile
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..core import array_pipe
 from .base import Backend, BackendError, flag_option, TensorSpec
+from ..core import array_pipe
 
 _log = logging.getLogger(__name__)
 _OPTIONS = ('npu_core', 'worker_index', 'workers', 'num_npu_cores', 'data_format', 'simulator',

@@ -20,17 +20,17 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 from pathlib import Path
+import threading
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..core.types import Detections, TensorSpec
-from .base import Backend, BackendError, flag_option
 from . import tensorrt_engine as E
 from . import tensorrt_modelopt as M
+from .base import Backend, BackendError, flag_option
 from .onnx_signature import OnnxReadError, read_signature
+from ..core.types import Detections, TensorSpec
 
 _LOG = logging.getLogger('faster_deployment_ros.tensorrt')
 
@@ -201,7 +201,7 @@ class TensorRTBackend(Backend):
         self._api = E.TrtApi(trt)
         if path.suffix.lower() in ENGINE_SUFFIXES:
             self._check_engine_file(path)  # before the GPU: the version says it already
-        from ..gpu.cuda import DeviceBuffer, GpuUnavailable, PinnedBuffer, Stream, get_device
+        from ..gpu.cuda import DeviceBuffer, get_device, GpuUnavailable, PinnedBuffer, Stream
         try:
             self._device = get_device(self._opts['device'])
         except GpuUnavailable as exc:

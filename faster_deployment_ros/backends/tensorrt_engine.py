@@ -17,21 +17,21 @@ ModelOpt (AutoCast fp16, Q/DQ int8; see tensorrt_modelopt.py) and cached beside 
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
 import hashlib
 import json
 import os
+from pathlib import Path
 import re
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..core.hashing import file_sha256
 from .base import BackendError
+from ..core.hashing import file_sha256
 
 MIN_VERSION = (8, 6)
 SUPPORTED = '8.6 (JetPack 6.0), 10.x (JetPack 6.1/6.2: 10.3) and 11.x'

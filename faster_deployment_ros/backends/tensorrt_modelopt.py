@@ -18,10 +18,10 @@ import argparse
 import hashlib
 import json
 import os
+from pathlib import Path
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
 RECIPE = 1  # bump when the conversion settings below change

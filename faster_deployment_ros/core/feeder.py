@@ -10,8 +10,8 @@ them to the blocking submit in order. A full backlog drops its oldest frame, rep
 """
 from __future__ import annotations
 
-import threading
 from collections import deque
+import threading
 from typing import Any, Callable, Deque, Tuple
 
 

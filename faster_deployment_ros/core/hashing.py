@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 from pathlib import Path
+import threading
 from typing import Dict, Tuple
 
 _lock = threading.Lock()

@@ -12,10 +12,10 @@ node give per-input and whole-node statuses alike.
 """
 from __future__ import annotations
 
-import threading
-import time
 from collections import deque
 from dataclasses import dataclass, field
+import threading
+import time
 from typing import Callable, Deque, List, Optional, Tuple
 
 OK, WARN, ERROR, STALE = 0, 1, 2, 3  # diagnostic_msgs/DiagnosticStatus levels

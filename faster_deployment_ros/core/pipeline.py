@@ -31,11 +31,11 @@ goes to one default source, which behaves as a single input queue.
 """
 from __future__ import annotations
 
+from collections import deque
+from dataclasses import dataclass
 import logging
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple, Union
 
 from .stats import RateMeter, RollingStats

@@ -7,8 +7,8 @@ spends outside inference can be told from what the model itself costs.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
+import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 _now = time.perf_counter
@@ -18,8 +18,10 @@ STAGE_NAMES = ('pre', 'infer', 'post', 'frame')
 
 @dataclass
 class StageSamples:
-    """Seconds per frame for each stage ('frame' = pre + infer + post), plus the run's wall
-    time and this process's CPU seconds over it."""
+    """Seconds per frame for each stage ('frame' = pre + infer + post).
+
+    Plus the run's wall time and this process's CPU seconds over it.
+    """
 
     pre: List[float] = field(default_factory=list)
     infer: List[float] = field(default_factory=list)

@@ -5,9 +5,9 @@ samples go in as seconds, summaries come out in milliseconds.
 """
 from __future__ import annotations
 
+from collections import deque
 import threading
 import time
-from collections import deque
 from typing import Deque, Dict, Iterable, Optional
 
 import numpy as np

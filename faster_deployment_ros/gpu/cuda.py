@@ -9,8 +9,8 @@ pipeline workers are threads, so every entry point makes the device's context cu
 from __future__ import annotations
 
 import ctypes
-import threading
 from dataclasses import dataclass
+import threading
 from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np

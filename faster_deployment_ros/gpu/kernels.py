@@ -10,12 +10,12 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+from pathlib import Path
 import tempfile
 import threading
-from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
 
-from .cuda import CudaError, Device, Stream, check, cuda_modules, get_device
+from .cuda import check, cuda_modules, CudaError, Device, get_device, Stream
 from .kernel_source import SOURCE
 
 # argument type codes of a kernel signature: pointer, int32, float32, float64

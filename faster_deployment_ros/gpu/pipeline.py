@@ -13,11 +13,11 @@ from typing import Any, Callable, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..core.letterbox import LetterboxMeta, letterbox, to_chw_tensor
-from ..core.specs import DecodeSpec, PreprocessSpec
-from .cuda import Device, DeviceBuffer, Stream, get_device
+from .cuda import Device, DeviceBuffer, get_device, Stream
 from .postprocess import GpuDetectionDecoder, MAX_CANDIDATES
 from .preprocess import GpuLetterbox
+from ..core.letterbox import letterbox, LetterboxMeta, to_chw_tensor
+from ..core.specs import DecodeSpec, PreprocessSpec
 
 
 def preprocess_cpu(image: np.ndarray, spec: PreprocessSpec) -> Tuple[np.ndarray, LetterboxMeta]:

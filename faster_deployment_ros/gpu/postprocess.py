@@ -12,10 +12,10 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..core.letterbox import LetterboxMeta, letterbox_geometry
-from ..core.specs import DecodeSpec, HEAD_LAYOUTS
-from .cuda import Device, DeviceBuffer, PinnedBuffer, Stream, get_device
+from .cuda import Device, DeviceBuffer, get_device, PinnedBuffer, Stream
 from .kernels import get_module
+from ..core.letterbox import letterbox_geometry, LetterboxMeta
+from ..core.specs import DecodeSpec, HEAD_LAYOUTS
 
 MAX_CANDIDATES = 4096  # top-k kept before NMS; more needs > 48 KB of shared memory
 _THREADS = 256

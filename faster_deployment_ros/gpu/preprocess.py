@@ -10,11 +10,11 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..core.letterbox import LetterboxMeta, letterbox_geometry
-from ..core.specs import PreprocessSpec
-from .cuda import Device, DeviceBuffer, PinnedBuffer, Stream, get_device
+from .cuda import Device, DeviceBuffer, get_device, PinnedBuffer, Stream
 from .kernels import get_module
 from .resize_tables import linear_table
+from ..core.letterbox import letterbox_geometry, LetterboxMeta
+from ..core.specs import PreprocessSpec
 
 _BLOCK = (32, 8)
 

@@ -5,8 +5,8 @@ import importlib
 import logging
 from typing import Any, Dict, List, Mapping, Tuple
 
-from ..core.types import TensorSpec
 from .base import ModelAdapter
+from ..core.types import TensorSpec
 
 # family -> (module, class)
 _REGISTRY: Dict[str, Tuple[str, str]] = {

@@ -25,9 +25,9 @@ from typing import Any, List, Mapping, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from .base import as_bgr_u8, ModelAdapter
 from ..core.options import parse_bool
 from ..core.types import DepthMap, static_dim, TensorSpec
-from .base import ModelAdapter, as_bgr_u8
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

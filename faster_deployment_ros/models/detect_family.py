@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
-from ..core.options import parse_bool
-from ..core.types import static_dim, TensorSpec
 from .depth import is_depth_signature
 from .labels import parse_class_names
 from .yolov8 import anchor_count
+from ..core.options import parse_bool
+from ..core.types import static_dim, TensorSpec
 
 
 def _input_hw(inputs: Sequence[TensorSpec], metadata: Mapping[str, str]) -> Optional[Tuple[int, int]]:

@@ -23,12 +23,12 @@ from typing import Any, List, Mapping, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from .base import as_bgr_u8, ModelAdapter
+from .labels import parse_class_names, resolve_class_names
+from .yolov8 import model_input_size
 from ..core.letterbox import clip_boxes, to_chw_tensor
 from ..core.options import parse_bool
 from ..core.types import Detections, static_dim, TensorSpec
-from .base import ModelAdapter, as_bgr_u8
-from .labels import parse_class_names, resolve_class_names
-from .yolov8 import model_input_size
 
 LAYOUTS = ('ultralytics', 'ultralytics_legacy', 'original')
 

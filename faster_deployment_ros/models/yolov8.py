@@ -18,13 +18,14 @@ from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..core.letterbox import LetterboxMeta, clip_boxes, letterbox, letterbox_geometry, to_chw_tensor
+from .base import as_bgr_u8, ModelAdapter
+from .labels import parse_class_names, resolve_class_names
+from ..core.letterbox import (clip_boxes, letterbox, letterbox_geometry, LetterboxMeta,
+                              to_chw_tensor)
 from ..core.nms import greedy_nms
 from ..core.options import parse_bool, parse_size
-from ..core.specs import DecodeSpec, preset, PreprocessSpec
+from ..core.specs import DecodeSpec, PreprocessSpec, preset
 from ..core.types import Detections, static_dim, TensorSpec
-from .base import ModelAdapter, as_bgr_u8
-from .labels import parse_class_names, resolve_class_names
 
 STRIDES = (8, 16, 32)
 

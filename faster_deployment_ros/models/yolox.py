@@ -16,13 +16,13 @@ from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..core.letterbox import LetterboxMeta, letterbox, to_chw_tensor, unletterbox_boxes
+from .base import as_bgr_u8, ModelAdapter
+from .labels import resolve_class_names
+from ..core.letterbox import letterbox, LetterboxMeta, to_chw_tensor, unletterbox_boxes
 from ..core.nms import batched_nms, nms
 from ..core.options import parse_bool, parse_size
-from ..core.specs import DecodeSpec, preset, PreprocessSpec
+from ..core.specs import DecodeSpec, PreprocessSpec, preset
 from ..core.types import Detections, static_dim, TensorSpec
-from .base import ModelAdapter, as_bgr_u8
-from .labels import resolve_class_names
 
 def make_grids(size_hw: Tuple[int, int], strides: Sequence[int]) -> Tuple[np.ndarray, np.ndarray]:
     """Per-anchor (x, y) grid cell and stride in YOLOX's output order: stride by stride, row-major."""

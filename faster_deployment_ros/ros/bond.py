@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from typing import Any, Optional
+import uuid
 
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 

@@ -15,11 +15,11 @@ import numpy as np
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image
 
+from . import params as P
+from .perception_node import PerceptionNode, run_node
 from ..core.image_codec import fill_image_msg
 from ..models import create_adapter
 from ..models.depth import OUTPUTS
-from . import params as P
-from .perception_node import PerceptionNode, run_node
 
 COLORMAPS = {'inferno': cv2.COLORMAP_INFERNO, 'magma': cv2.COLORMAP_MAGMA,
              'turbo': cv2.COLORMAP_TURBO, 'jet': cv2.COLORMAP_JET, 'viridis': cv2.COLORMAP_VIRIDIS}

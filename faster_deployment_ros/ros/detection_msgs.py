@@ -1,5 +1,6 @@
-"""Detections -> vision_msgs/Detection2DArray, and a debug overlay, without per-field copies
-beyond what the message API needs.
+"""Detections -> vision_msgs/Detection2DArray, and a debug overlay.
+
+Without per-field copies beyond what the message API needs.
 
 The node publishes `detection_array_cdr`: the message's serialised bytes (CDR, as rmw sends
 them), written straight from the arrays. Building the Python message and letting rclpy convert

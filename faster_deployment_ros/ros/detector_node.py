@@ -5,8 +5,8 @@ boxes. Model family, backend and pipeline shape come from parameters (see config
 """
 from __future__ import annotations
 
-import inspect
 from functools import partial
+import inspect
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -15,13 +15,13 @@ from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
-from ..core.image_codec import fill_image_msg
-from ..core.types import Detections
-from ..models import create_adapter
 from . import params as P
 from .detection_msgs import detection_array_cdr, draw_detections
 from .label_info import LabelInfoPublisher
 from .perception_node import PerceptionNode, run_node
+from ..core.image_codec import fill_image_msg
+from ..core.types import Detections
+from ..models import create_adapter
 
 
 class DetectorNode(PerceptionNode):

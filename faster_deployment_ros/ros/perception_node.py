@@ -24,10 +24,10 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 import cv2
-import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+import numpy as np
 from rcl_interfaces.msg import SetParametersResult
+import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import (ExternalShutdownException, MultiThreadedExecutor,
                              SingleThreadedExecutor)
@@ -37,6 +37,11 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image
 
+from . import params as P
+from .bond import Bond, close_bond, open_bond
+from .camera_inputs import camera_statuses, CameraInput, CameraStats, resolve_inputs
+from .health import (attach_log_handler, detach_log_handler, diagnostic_status,
+                     DiagnosticsPublisher, guard_event_handlers, message_lost_event_callbacks)
 from ..backends import available_backends, backend_class, create_backend
 from ..core.autotune import autotune, Choice
 from ..core.autotune.measurement import available_cores
@@ -47,12 +52,6 @@ from ..core.image_codec import (check_image_size, compressed_image_size, decode_
 from ..core.memory import limit_malloc_arenas, reuse_large_buffers, trim_heap
 from ..core.pipeline import FrameResult, Pipeline
 from ..core.stats import RollingStats
-from . import params as P
-from .bond import Bond, close_bond, open_bond
-from .camera_inputs import CameraInput, CameraStats, camera_statuses, resolve_inputs
-from .health import (attach_log_handler, detach_log_handler, diagnostic_status,
-                     DiagnosticsPublisher, guard_event_handlers,
-                     message_lost_event_callbacks)
 
 
 #: A frame's hops, in order: stamp -> callback (transport, incl. deserialisation, when the stamp

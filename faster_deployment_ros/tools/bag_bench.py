@@ -26,11 +26,11 @@ import argparse
 import json
 import math
 import os
+from pathlib import Path
 import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 NODES = {'detector_node': ('/detections', 'vision_msgs/msg/Detection2DArray'),
@@ -111,7 +111,7 @@ def trial(a: argparse.Namespace, hz: float, bag_hz: float, frames: int, out: Pat
           pid: Optional[int], name: str) -> Dict[str, Any]:
     """One replay at ``hz`` for ``a.duration`` s, at least ``a.min_frames`` frames (so one
     drop is a small share), at most the bag's frames."""
-    from .replay import ReplayConfig, play_record
+    from .replay import play_record, ReplayConfig
     n = max(2, min(frames, max(a.min_frames, int(math.ceil(a.duration * hz)))))
     d = out / name
     shutil.rmtree(d, ignore_errors=True)
@@ -200,7 +200,7 @@ def peak_search(run: Callable[[float], Dict[str, Any]], start_hz: float, max_hz:
 # --- node ---------------------------------------------------------------------------------------
 
 def start_node(a: argparse.Namespace, out: Path) -> subprocess.Popen:
-    from .demo import NODE_ENV, find_model, find_params
+    from .demo import find_model, find_params, NODE_ENV
     model, params = find_model(a.model), find_params(a.params)
     if model is None or params is None:
         raise SystemExit(f'fdr-bag bench: model {a.model!r} or params {a.params!r} not found')
@@ -279,7 +279,7 @@ def _input_size(bag: Path, topic: Optional[str]) -> str:
 
 
 def main_args(a: argparse.Namespace) -> int:
-    from .replay import ReplayError, large_data_env
+    from .replay import large_data_env, ReplayError
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     if a.out_topic is None or a.out_type is None:

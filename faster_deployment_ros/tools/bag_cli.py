@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
+import sys
 from typing import List, Optional
 
 
@@ -44,7 +44,7 @@ def _from_video(a: argparse.Namespace) -> int:
 def _play_record(a: argparse.Namespace) -> int:
     import os
 
-    from .replay import ReplayConfig, ReplayError, large_data_env, play_record
+    from .replay import large_data_env, play_record, ReplayConfig, ReplayError
     from .report import format_report
     warning = large_data_env(os.environ)
     if warning:
@@ -77,7 +77,7 @@ def _info(a: argparse.Namespace) -> int:
 
 
 def _diff(a: argparse.Namespace) -> int:
-    from .bag_diff import Thresholds, run_cli
+    from .bag_diff import run_cli, Thresholds
     t = Thresholds(min_recall=a.min_recall, min_precision=a.min_precision,
                    min_mean_iou=a.min_mean_iou, max_box_drift_px=a.max_box_drift_px,
                    box_drift_stat=a.box_drift_stat,

@@ -11,9 +11,9 @@ ROS-free: bags are read with rosbags, so the gate runs in CI without a ROS insta
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Iterable, List, Optional
 
-from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+from rosbags.typesys import get_types_from_msg, get_typestore, Stores
 from rosbags.typesys.store import Typestore
 
 REPO_INTERFACES = Path(__file__).resolve().parents[2] / 'interfaces'

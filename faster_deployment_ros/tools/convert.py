@@ -12,16 +12,16 @@ exit status 2) instead of a traceback.
 from __future__ import annotations
 
 import argparse
+from contextlib import contextmanager
 import importlib
 import importlib.util
 import os
+from pathlib import Path
 import pkgutil
 import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence
 
 PACKAGE = 'faster_deployment_ros.tools'

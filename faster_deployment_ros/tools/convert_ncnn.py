@@ -12,17 +12,17 @@ Any layer pnnx still cannot map fails the conversion, named.
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 import importlib.util
+from pathlib import Path
 import re
 import shutil
 import subprocess
 import tempfile
 import time
-from collections import Counter
-from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from .convert import ConvertError, Progress, package_version
+from .convert import ConvertError, package_version, Progress
 from .onnx_info import describe, parse_shape, sha256, write_sidecar
 
 HELP = 'ONNX -> ncnn .param/.bin with pnnx (fp16 or fp32 weights)'

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 import tempfile
 import time
-from pathlib import Path
 from typing import Any, Dict, List
 
-from .convert import ConvertError, Progress, package_version
+from .convert import ConvertError, package_version, Progress
 from .onnx_info import describe, parse_shape, sha256, write_sidecar
 
 HELP = 'ONNX -> Rockchip .rknn with rknn-toolkit2 (fp16, or int8 with calibration images)'

@@ -10,8 +10,8 @@ engine; see backends/tensorrt_modelopt.py).
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
+import shutil
 
 from .convert import ConvertError, Progress
 
@@ -72,8 +72,8 @@ def backend_options(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..backends.base import BackendError
     from ..backends import tensorrt_engine as E
+    from ..backends.base import BackendError
     from ..backends.tensorrt_backend import parse_options, prepare_engine
 
     if not args.onnx.is_file():
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         with progress.step('checking TensorRT and the GPU'):
             trt = E.import_tensorrt()
             api = E.TrtApi(trt)
-            from ..gpu.cuda import GpuUnavailable, get_device
+            from ..gpu.cuda import get_device, GpuUnavailable
             try:
                 device = get_device(opts['device'])
             except GpuUnavailable as exc:

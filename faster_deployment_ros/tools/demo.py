@@ -20,13 +20,13 @@ import argparse
 import hashlib
 import json
 import os
+from pathlib import Path
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import cv2
@@ -169,9 +169,9 @@ def annotate(in_bag: Path, out_bag: Path, out: Path, count: int = 4) -> List[Pat
     found by header stamp; returns the PNG paths."""
     from rosbags.rosbag2 import Reader
 
-    from ..core.image_codec import decode_compressed, msg_to_numpy, to_bgr8
     from .bag_types import make_typestore
     from .replay import read_detection_msgs
+    from ..core.image_codec import decode_compressed, msg_to_numpy, to_bgr8
     store = make_typestore()
     dets = [m for m in read_detection_msgs(out_bag, store) if len(m.detections)]
     if not dets or count <= 0:
@@ -217,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
         print(f'demo: pass the video and an ONNX detector, e.g.\n  {USAGE}', file=sys.stderr)
         return 2
 
-    from .replay import ReplayConfig, large_data_env, play_record
+    from .replay import large_data_env, play_record, ReplayConfig
     from .report import format_report
 
     out = Path(args.out)

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
     from sensor_msgs.msg import Image
 
-    from .multicam import Stream, play_streams, serialise_images, stream_report
+    from .multicam import play_streams, serialise_images, Stream, stream_report
     streams: List[Stream] = []
     for (name, _, fps), video in zip(CAMERAS, videos):
         frames = read_frames(video, args.frames)

@@ -115,7 +115,7 @@ def run_scenario(label: str, nodes: List[List[str]], cams: List[Dict[str, Any]],
     """nodes: extra ROS args per node process; cams: dicts with topic/out/frames/rate."""
     from sensor_msgs.msg import Image
 
-    from .multicam import Stream, play_streams, serialise_images, stream_report
+    from .multicam import play_streams, serialise_images, Stream, stream_report
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **{k: os.environ.get(k, v) for k, v in NODE_ENV.items()}}

@@ -9,23 +9,23 @@ late it came (see tools/report.py). A ROS tool: rclpy is imported inside the fun
 from __future__ import annotations
 
 import array
+from dataclasses import dataclass, field
 import gc
 import importlib
 import json
+from pathlib import Path
 import queue
 import struct
 import threading
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from rosbags.rosbag2 import Reader, Writer
 from rosbags.rosbag2.enums import StoragePlugin
 
-from ..core.image_codec import fill_image_msg, msg_to_numpy
 from .bag_types import make_typestore, normalize_type
-from .report import Record, build_report, detection_classes, percentiles_ms
+from .report import build_report, detection_classes, percentiles_ms, Record
+from ..core.image_codec import fill_image_msg, msg_to_numpy
 
 IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
 

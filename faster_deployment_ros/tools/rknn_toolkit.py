@@ -8,12 +8,12 @@ the server keeps the protocol on a private copy of stdout and sends everything e
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 import json
 import os
 import struct
 import sys
 import time
-from contextlib import contextmanager
 from typing import Any, BinaryIO, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np

@@ -5,10 +5,10 @@ reproduces the camera. ROS-free (rosbags + OpenCV).
 """
 from __future__ import annotations
 
-import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+import sys
+import time
 from typing import Callable, Optional
 
 import cv2
@@ -16,9 +16,9 @@ import numpy as np
 from rosbags.rosbag2 import Writer
 from rosbags.rosbag2.enums import StoragePlugin
 
-from ..core.image_codec import encode_compressed, numpy_to_image_fields
 from .bag_types import make_typestore
 from .frames import iter_frames
+from ..core.image_codec import encode_compressed, numpy_to_image_fields
 
 _FROM_BGR = {'bgr8': None, 'rgb8': cv2.COLOR_BGR2RGB, 'mono8': cv2.COLOR_BGR2GRAY,
              'bgra8': cv2.COLOR_BGR2BGRA, 'rgba8': cv2.COLOR_BGR2RGBA}

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import enum
 import json
+from pathlib import Path
 import struct
 import threading
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np

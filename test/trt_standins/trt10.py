@@ -4,7 +4,7 @@ Weak typing still there (FP16/INT8 flags, calibrators deprecated), STRONGLY_TYPE
 optional, explicit batch only (the flag is deprecated and ignored), IProgressMonitor; the
 binding-index API and execute_async_v2 are gone (execute_v2 stays).
 """
-from ._core import Spec, make_module
+from ._core import make_module, Spec
 
 SPEC = Spec(
     version='10.3.0',

@@ -7,7 +7,7 @@ platform_has_fast_int8, ICudaEngine.device_memory_size; we also leave out the II
 classes (explicit Q/DQ quantization replaces them), EXPLICIT_BATCH and execute_v2, so code that
 still reaches for them fails here first.
 """
-from ._core import Spec, make_module
+from ._core import make_module, Spec
 
 SPEC = Spec(
     version='11.4.0',

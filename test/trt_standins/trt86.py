@@ -4,7 +4,7 @@ Weak typing (FP16/INT8 builder flags, IInt8 calibrators), EXPLICIT_BATCH needed 
 named-tensor API (8.5+) next to the binding-index API and execute_async_v2; no IProgressMonitor
 (10.0+).
 """
-from ._core import Spec, make_module
+from ._core import make_module, Spec
 
 SPEC = Spec(
     version='8.6.1',

@@ -10,8 +10,8 @@ One idea per module, read in this order:
 
 ROS-free. The parameter-file writer is `core.param_file`, the glibc heap helper `core.memory`.
 """
-from .cost_model import (Candidate, candidate_configs, choose, Choice, predict, ranked,
-                         StageTimes, thread_candidates)
+from .cost_model import (Candidate, candidate_configs, Choice, choose, predict, ranked, StageTimes,
+                         thread_candidates)
 from .measurement import available_cores, measure_at_rate, measure_concurrent, measure_stages
 from .tuner import autotune
 from .validation import validate

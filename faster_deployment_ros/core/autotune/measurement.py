@@ -12,9 +12,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .cost_model import StageTimes, thread_candidates
 from ..pipeline import Pipeline
 from ..stage_timing import time_stages
-from .cost_model import StageTimes, thread_candidates
 
 LOG = logging.getLogger('faster_deployment_ros.autotune')
 

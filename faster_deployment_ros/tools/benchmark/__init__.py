@@ -16,7 +16,7 @@ transport floor). ROS is imported only in the ROS sections: without rclpy they a
   fdr-benchmark --model ../shared/models/yolox_nano_coco_416.onnx --out out/bench
 """
 from .cli import build_parser, main, parse_configs
-from .common import Model, Progress, guess_family, lat_summary, load_frames, order_violations
+from .common import guess_family, lat_summary, load_frames, Model, order_violations, Progress
 from .cpu import CpuWatch, machine_busy_s, proc_cpu_s
 from .measure import bare_reference, bench_bare, bench_serial, flatness, run_pipeline, windows
 from .report import plot, plot_points, print_targets, targets

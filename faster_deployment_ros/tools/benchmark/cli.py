@@ -4,21 +4,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 import platform
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ...core.autotune import available_cores, thread_candidates
-from ...core.memory import reuse_large_buffers
-from ...core.param_file import params_yaml
-from .common import REPO, SHARED_REL, Model, Progress, default_video, load_frames
+from .common import default_video, load_frames, Model, Progress, REPO, SHARED_REL
 from .cpu import load_avg
 from .measure import (bench_autotune, bench_bare, bench_serial, bench_ultralytics, flatness,
                       run_pipeline)
 from .report import plot, print_targets, targets
+from ...core.autotune import available_cores, thread_candidates
+from ...core.memory import reuse_large_buffers
+from ...core.param_file import params_yaml
 
 DOC = """fdr-benchmark: one model, real frames, every way of running it, in one run."""
 

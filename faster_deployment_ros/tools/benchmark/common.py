@@ -5,17 +5,17 @@ Frames, the model (backend factory + adapter), summaries and the progress line.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import sys
 import time
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..frames import read_frames
 from ...backends import create_backend
 from ...core.stats import summarize
 from ...models import available_families, create_adapter
-from ..frames import read_frames
 
 REPO = Path(__file__).resolve().parents[3]
 SHARED_REL = Path('shared/data/pedestrians_plaza_1280x720_50fps.avi')

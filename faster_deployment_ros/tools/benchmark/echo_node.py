@@ -1,5 +1,6 @@
-"""The transport floor: a minimal rclpy node that answers each Image with an empty
-Detection2DArray carrying the frame's header.
+"""The transport floor: a minimal rclpy node answering each Image with an empty detection array.
+
+The answer (vision_msgs/Detection2DArray) carries the frame's header.
 
 What any Python node pays before it does any work (DDS, deserialising a 720p frame, the
 executor, serialising and sending the answer), with the same QoS, executor and middleware
@@ -23,6 +24,7 @@ from ...ros.perception_node import make_executor
 
 
 class EchoNode(Node):
+
     def __init__(self) -> None:
         super().__init__('transport_floor')
         depth = int(self.declare_parameter('qos_depth', 1).value)

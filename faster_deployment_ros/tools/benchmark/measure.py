@@ -8,20 +8,20 @@ Every bare number comes from core.stage_timing.time_stages, the loop the auto-tu
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import subprocess
 import threading
 import time
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ...core.autotune import Choice, autotune
+from .common import foreign, lat_summary, Model, order_violations, Progress, REPO
+from .cpu import CpuWatch, load_avg
+from ...core.autotune import autotune, Choice
 from ...core.pipeline import FrameResult, Pipeline
 from ...core.stage_timing import time_stages
 from ...core.stats import summarize
-from .common import REPO, Model, Progress, foreign, lat_summary, order_violations
-from .cpu import CpuWatch, load_avg
 
 _now = time.perf_counter
 

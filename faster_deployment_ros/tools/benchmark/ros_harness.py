@@ -1,6 +1,7 @@
-"""End to end through ROS 2: a publisher and a raw subscriber in this process, node processes
-(detector_node, the transport floor) in others; latency from the frame's header stamp to the
-answer's receipt.
+"""End to end through ROS 2, latency from the frame's header stamp to the answer's receipt.
+
+A publisher and a raw subscriber in this process, node processes (detector_node, the transport
+floor) in others.
 
 Sections (run_ros): the generic `--ros-rates` runs; the latency budget side by side at half
 capacity (bare model paced at the same rate, transport floor, node; interleaved rounds); the
@@ -11,6 +12,7 @@ ultralytics' own rate.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import random
 import shutil
 import signal
@@ -18,13 +20,12 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .common import (NODE_ENV, REPO, SHIPPED_PARAMS, Model, Progress, foreign, lat_summary,
-                     order_violations, scalar)
+from .common import (foreign, lat_summary, Model, NODE_ENV, order_violations, Progress, REPO,
+                     scalar, SHIPPED_PARAMS)
 from .cpu import CpuWatch, load_avg
 from .measure import bare_reference, flatness, infer_cpu_ms, run_pipeline, windows
 
@@ -51,12 +52,13 @@ class RosBench:
     """The benchmark's own rclpy node: publishers at a rate, raw subscribers, /diagnostics."""
 
     def __init__(self, frames: List[np.ndarray], out_dir: Path, progress: Progress) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from sensor_msgs.msg import Image
-        from diagnostic_msgs.msg import DiagnosticArray
-        from ...core.image_codec import fill_image_msg
+
         from ..replay import cdr_header
+        from ...core.image_codec import fill_image_msg
 
         self.rclpy, self.progress, self.out_dir = rclpy, progress, out_dir
         self.py_spy: Optional[str] = None  # set to py-spy's path: flame graph per node phase
@@ -399,7 +401,7 @@ def run_ros(args, res: Dict[str, Any], model: Model, frames: List[np.ndarray],
                                   workers=int(vo.get('workers', workers))))
     ref_backend = model.make(threads, **extra)
     res['ros_node'] = {'params_file': str(pf) if pf else None, 'overrides': over,
-                       'effective': {k: v for k, v in eff.items()},
+                       'effective': dict(eff),
                        'command': ' '.join(node.cmd),
                        'env': {k: os.environ.get(k) for k in ('ROS_DOMAIN_ID', *NODE_ENV)}}
     cfg = f'{workers}x{threads}q{queue}'
@@ -512,8 +514,10 @@ def saturation_section(args, bench: RosBench, node: _Target, ref_backend, model:
                        capacity: float, duration: float, workers: int, threads: int, queue: int,
                        extra: Dict[str, Any], eff: Dict[str, Any],
                        progress: Progress) -> Dict[str, Any]:
-    """Input beyond capacity: the node against the pipeline alone with the same frames and
-    settings, and the node's CPU per frame beyond what inference itself costs."""
+    """Run the node and the pipeline alone beyond capacity, with the same frames and settings.
+
+    Also the node's CPU per frame beyond what inference itself costs.
+    """
     rate, label = parse_rate(args.saturate_rate, capacity)
     policy = str(eff.get('full_policy', 'drop_oldest'))
     sched = 'just_in_time' if policy == 'drop_oldest' else 'eager'
