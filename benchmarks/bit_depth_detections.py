@@ -9,11 +9,10 @@ import argparse
 from pathlib import Path
 
 import cv2
-import numpy as np
-
 from faster_deployment_ros.backends import create_backend
 from faster_deployment_ros.core.image_codec import to_bgr8
 from faster_deployment_ros.models import create_adapter
+import numpy as np
 
 SHARED = Path(__file__).resolve().parents[2] / 'shared'
 

@@ -17,10 +17,10 @@ import argparse
 import gc
 import json
 import os
+from pathlib import Path
 import random
 import sys
 import threading
-from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get('FDR_SHARED', ROOT.parent / 'shared'))
@@ -49,15 +49,14 @@ def main(argv=None) -> int:
     os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 200)))
 
     import cv2
-    import rclpy
-    from rclpy.lifecycle import TransitionCallbackReturn
-    from rclpy.parameter import Parameter
-    from sensor_msgs.msg import Image
-
     from faster_deployment_ros.core.image_codec import fill_image_msg
     from faster_deployment_ros.core.memory import limit_malloc_arenas, reuse_large_buffers
     from faster_deployment_ros.ros import perception_node
     from faster_deployment_ros.ros.detector_node import DetectorNode
+    import rclpy
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import Image
 
     reuse_large_buffers()  # what run_node does before anything else
     if not args.all_arenas:

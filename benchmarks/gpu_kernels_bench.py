@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 import platform
 import sys
 import time
-from pathlib import Path
 from typing import Callable, Dict, List
 
 import cv2
@@ -110,7 +110,8 @@ def main() -> int:
 
 
 def bench_gpu(results, frames, yolox, v8, outs, metas, args) -> None:
-    from faster_deployment_ros.gpu.cuda import DeviceBuffer, Event, PinnedBuffer, Stream, get_device
+    from faster_deployment_ros.gpu.cuda import (DeviceBuffer, Event, get_device, PinnedBuffer,
+                                                Stream)
     from faster_deployment_ros.gpu.pipeline import specs_for_adapter
     from faster_deployment_ros.gpu.postprocess import GpuDetectionDecoder
     from faster_deployment_ros.gpu.preprocess import GpuLetterbox
