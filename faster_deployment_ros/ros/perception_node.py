@@ -185,7 +185,7 @@ class PerceptionNode(LifecycleNode):
         if cfg.full_policy == 'block':  # the callback hands frames over, never waits
             pipeline = self.pipeline
             self._feeder = Feeder(lambda msg, header: pipeline.submit(msg, context=header),
-                                  cfg.qos_depth, lambda header: self.health.dropped(),
+                                  self._backlog(cfg), lambda header: self.health.dropped(),
                                   self.get_name())
         self.health.restart()
         self._active.set()
@@ -373,6 +373,13 @@ class PerceptionNode(LifecycleNode):
         self.destroy_outputs()
         trim_heap()  # give the models' memory back (see core/memory.trim_heap)
 
+    @staticmethod
+    def _backlog(cfg: P.CommonConfig) -> int:
+        """Frames `block` holds in front of a full input queue: what the subscription's
+        history held while the callback waited before, plus a queue's worth, so a burst that
+        arrives before the hand-over thread runs is not taken for back-pressure."""
+        return cfg.qos_depth + cfg.queue_size
+
     def _warn_oversubscribed(self, cfg: P.CommonConfig) -> None:
         """More inference threads than cores only adds contention.
 
@@ -415,7 +422,7 @@ class PerceptionNode(LifecycleNode):
             if cfg.full_policy == 'block':
                 stats = self.camera_stats[cam.index]
                 self._camera_feeders[cam.index] = Feeder(
-                    partial(_submit_from, pipeline, cam.index), cfg.qos_depth,
+                    partial(_submit_from, pipeline, cam.index), self._backlog(cfg),
                     partial(_dropped_before_queue, self.health, stats),
                     f'{self.get_name()}-{cam.index}')
             self._camera_subs.append(guard_event_handlers(self.create_subscription(
