@@ -1,5 +1,8 @@
-"""Bags of constructed vision_msgs/Detection2DArray and depth Image messages for the
-`fdr-bag diff` tests, written with rosbags (no ROS install needed)."""
+"""
+Bags of constructed Detection2DArray and depth Image messages for the `fdr-bag diff` tests.
+
+Written with rosbags: no ROS install needed.
+"""
 from __future__ import annotations
 
 from pathlib import Path

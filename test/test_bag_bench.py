@@ -1,5 +1,8 @@
-"""`fdr-bag bench`: the peak-rate search, and one short real run of detector_node fed from a bag
-(figures are printed, never asserted: speed lives in docs/performance.md)."""
+"""
+`fdr-bag bench`: the peak-rate search, and one short real run of detector_node fed from a bag.
+
+Figures are printed, never asserted: speed lives in docs/performance.md.
+"""
 from __future__ import annotations
 
 import json

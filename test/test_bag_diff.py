@@ -1,5 +1,9 @@
-"""`fdr-bag diff`: matching and metrics on constructed messages, the CLI gate on bags written
-with rosbags, and (test_bag_diff_nodes.py) real node runs diffed against each other."""
+"""
+`fdr-bag diff`: matching and metrics on constructed messages, the CLI gate on bags.
+
+Bags are written with rosbags; at the end, real node runs (those of test_edge_backends_node)
+are diffed against each other.
+"""
 from __future__ import annotations
 
 import json

@@ -1,5 +1,7 @@
-"""`fdr-bag bench`: a node's peak rate and its latency at a camera rate, fed from a bag, in the
-form ros2_benchmark (Isaac ROS Benchmark) publishes its tables: "N fps, X ms @ 30Hz".
+"""
+`fdr-bag bench`: a node's peak rate and its latency at a camera rate, fed from a bag.
+
+In the form ros2_benchmark (Isaac ROS Benchmark) publishes its tables: "N fps, X ms @ 30Hz".
 
   fdr-bag bench IN_BAG --model MODEL [--params YAML] [--node detector_node|depth_node]
                 [--drop-limit 0.05] [--latency-hz 30] [--duration 5] [--out out/bench]
@@ -57,8 +59,11 @@ def _machine_busy_idle() -> tuple:
 
 
 class CpuWindow:
-    """CPU used over a window: the node process (cores) and the whole machine (% of all cores,
-    as ros2_benchmark's OVERALL_CPU_UTILIZATION)."""
+    """
+    CPU used over a window: the node process (cores) and the whole machine.
+
+    The machine's share is % of all cores, as ros2_benchmark's OVERALL_CPU_UTILIZATION.
+    """
 
     def __init__(self, pid: Optional[int]) -> None:
         self.pid = pid
@@ -109,8 +114,11 @@ def bag_rate(bag: Path, topic: Optional[str] = None) -> tuple:
 
 def trial(a: argparse.Namespace, hz: float, bag_hz: float, frames: int, out: Path,
           pid: Optional[int], name: str) -> Dict[str, Any]:
-    """One replay at ``hz`` for ``a.duration`` s, at least ``a.min_frames`` frames (so one
-    drop is a small share), at most the bag's frames."""
+    """
+    Replay at ``hz`` for ``a.duration`` s and report what came back.
+
+    At least ``a.min_frames`` frames (so that one drop is a small share), at most the bag's.
+    """
     from .replay import play_record, ReplayConfig
     n = max(2, min(frames, max(a.min_frames, int(math.ceil(a.duration * hz)))))
     d = out / name
@@ -139,8 +147,11 @@ def trial(a: argparse.Namespace, hz: float, bag_hz: float, frames: int, out: Pat
 
 
 def _output_fps(rep: Dict[str, Any]) -> Optional[float]:
-    """Outputs per second over the input span (the node's delivered rate while fed), as
-    ros2_benchmark's MEAN_FRAME_RATE; the report's throughput_fps adds the last latency."""
+    """
+    Return outputs per second over the input span: the node's delivered rate while fed.
+
+    As ros2_benchmark's MEAN_FRAME_RATE; the report's throughput_fps adds the last latency.
+    """
     span = rep['frames_in'] / rep['input_fps'] if rep.get('input_fps') else None
     if not span:
         return None
@@ -148,14 +159,17 @@ def _output_fps(rep: Dict[str, Any]) -> Optional[float]:
 
 
 def median_trial(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
-    """Repeated trials at one rate -> the one with the median drop share, the others' figures
-    kept under 'repeats' (a shared machine makes single trials noisy)."""
+    """
+    Pick the trial with the median drop share of repeated trials at one rate.
+
+    The others' figures are kept under 'repeats' (a shared machine makes single trials noisy).
+    """
     if len(rows) == 1:
         return rows[0]
     ordered = sorted(rows, key=lambda r: r['drop_frac'])
     med = dict(ordered[(len(ordered) - 1) // 2])
-    med['repeats'] = [{k: r.get(k) for k in ('output_fps', 'dropped', 'frames_in', 'drop_frac',
-                                              'latency_ms', 'cpu')} for r in rows]
+    keys = ('output_fps', 'dropped', 'frames_in', 'drop_frac', 'latency_ms', 'cpu')
+    med['repeats'] = [{k: r.get(k) for k in keys} for r in rows]
     return med
 
 
@@ -225,8 +239,11 @@ def start_node(a: argparse.Namespace, out: Path) -> subprocess.Popen:
 # --- output -------------------------------------------------------------------------------------
 
 def format_table(result: Dict[str, Any]) -> str:
-    """The Isaac ROS layout: one row per graph, one cell 'peak fps / latency @ Hz' per machine,
-    then the details."""
+    """
+    Format the Isaac ROS layout, then the details.
+
+    One row per graph, one cell 'peak fps / latency @ Hz' per machine.
+    """
     peak, at = result.get('peak'), result.get('latency')
     lat = (at or {}).get('latency_ms') or {}
     cell = (f'{peak["output_fps"]:.1f} fps' if peak else 'n/a') + (
@@ -350,7 +367,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--node', choices=sorted(NODES), default='detector_node')
     p.add_argument('--no-launch', action='store_true',
                    help='benchmark a node that is already running (CPU only with --node-pid)')
-    p.add_argument('--node-pid', type=int, help='with --no-launch: the node\'s pid, for CPU')
+    p.add_argument('--node-pid', type=int, help="with --no-launch: the node's pid, for CPU")
     p.add_argument('--out', default='out/bench', help='trial outputs and bench.json')
     p.add_argument('--in-topic', default='/image')
     p.add_argument('--out-topic', help='default: /detections or /depth by --node')
@@ -374,7 +391,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--max-trials', type=int, default=8)
     p.add_argument('--no-peak', action='store_true', help='only the latency run')
     p.add_argument('--settle', type=float, default=10.0,
-                   help='seconds to wait for outputs after each trial\'s last frame')
+                   help="seconds to wait for outputs after each trial's last frame")
     p.add_argument('--node-timeout', type=float, default=90.0,
                    help='seconds for the node to load its model and subscribe')
     p.add_argument('--graph', help='row name in the table (default: node and model)')

@@ -1,5 +1,7 @@
-"""`fdr-bag`: make image bags from videos, replay them through a node and record its outputs.
+"""
+`fdr-bag`: make image bags from videos, replay them through a node and record its outputs.
 
+Commands:
   fdr-bag from-video INPUT OUT_BAG [--topic /image] [--fps F] [--max-frames N] [--compressed]
   fdr-bag play-record IN_BAG OUT_DIR [--rate R] [--in-topic /image] [--out-topic /detections]
   fdr-bag info BAG
@@ -106,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                           'rgba8'])
     v.add_argument('--max-frames', type=int)
     v.add_argument('--fps', type=float, help='frame rate (image folders: default 10; '
-                   'videos: overrides the file\'s rate)')
+                   "videos: overrides the file's rate)")
     v.add_argument('--compressed', nargs='?', const='jpeg', choices=['jpeg', 'png'],
                    help='write sensor_msgs/CompressedImage (jpeg unless png is given)')
     v.add_argument('--quality', type=int, default=90, help='jpeg quality')
@@ -120,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('--out-topic', default='/detections')
     r.add_argument('--out-type', default='vision_msgs/msg/Detection2DArray')
     r.add_argument('--bag-topic', help='image topic inside the bag (default: --in-topic, or '
-                   'the bag\'s only image topic)')
+                   "the bag's only image topic)")
     r.add_argument('--reliable', action='store_true', help='publish reliable, not best effort')
     r.add_argument('--depth', type=int, default=5, help='publisher history depth')
     r.add_argument('--timeout', type=float, default=10.0,
@@ -130,11 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('--wait-timeout', type=float, default=30.0,
                    help='seconds to wait for the node under test to appear')
     r.add_argument('--publish-mode', choices=['raw', 'msg'], default='raw',
-                   help='raw: the bag\'s CDR bytes (cheapest); msg: rclpy messages built from '
+                   help="raw: the bag's CDR bytes (cheapest); msg: rclpy messages built from "
                    'the frames with one reused buffer')
     r.add_argument('--max-frames', type=int)
     r.add_argument('--lockstep', action='store_true',
-                   help='publish each frame only after the previous one\'s output arrived (or '
+                   help="publish each frame only after the previous one's output arrived (or "
                    '--idle-timeout passed): every frame is processed, for golden-bag runs')
     r.set_defaults(func=_play_record)
 
@@ -142,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument('bag')
     i.set_defaults(func=_info)
 
-    d = sub.add_parser('diff', help='compare a run\'s outputs with a golden bag; non-zero exit '
+    d = sub.add_parser('diff', help="compare a run's outputs with a golden bag; non-zero exit "
                        'when a limit fails', description='Pairs outputs by header (stamp, '
                        'frame_id), then detections by class and IoU (greedy, highest IoU first); '
                        'depth images on pixels valid in both. Exit 0: passed, 1: a limit failed, '

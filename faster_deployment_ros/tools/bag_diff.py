@@ -75,7 +75,7 @@ def dets_from_msg(msg: Any) -> Dets:
 
 
 def depth_from_msg(msg: Any) -> np.ndarray:
-    """A one-channel Image -> float64 depth; 16UC1/mono16 (millimetres by convention) -> m."""
+    """Convert a one-channel Image to float64 depth; 16UC1/mono16 (mm by convention) -> m."""
     from ..core.image_codec import msg_to_numpy
     a = msg_to_numpy(msg)
     if a.ndim == 3:
@@ -102,7 +102,7 @@ def resolve_bag(path: Path) -> Path:
 
 
 def read_outputs(bag: Path, topic: Optional[str] = None) -> Outputs:
-    """The Detection2DArray or depth Image topic of ``bag`` (``topic``, or the only candidate)."""
+    """Read the Detection2DArray or depth Image topic of ``bag`` (``topic`` or the only one)."""
     from rosbags.rosbag2 import Reader
 
     from .bag_types import make_typestore
@@ -146,7 +146,7 @@ def read_outputs(bag: Path, topic: Optional[str] = None) -> Outputs:
 # --- detections ---------------------------------------------------------------------------------
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box of ``a`` (N, 4) with every box of ``b`` (M, 4), xyxy."""
+    """Return the IoU of every box of ``a`` (N, 4) with every box of ``b`` (M, 4), xyxy."""
     lt = np.maximum(a[:, None, :2], b[None, :, :2])
     rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
     wh = np.clip(rb - lt, 0, None)
@@ -158,8 +158,11 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def match_greedy(run: Dets, gold: Dets, iou: float = 0.5) -> List[Tuple[int, int, float]]:
-    """(run index, golden index, IoU) pairs of the same class with IoU >= ``iou``, the highest
-    IoU first, each box in at most one pair."""
+    """
+    Pair run and golden boxes of the same class with IoU >= ``iou``, the highest IoU first.
+
+    Returns (run index, golden index, IoU) tuples; each box is in at most one pair.
+    """
     if not len(run) or not len(gold):
         return []
     m = iou_matrix(run.boxes, gold.boxes)
@@ -178,6 +181,7 @@ def match_greedy(run: Dets, gold: Dets, iou: float = 0.5) -> List[Tuple[int, int
 
 
 class _ClassStats:
+
     def __init__(self) -> None:
         self.tp = self.fp = self.fn = 0
         self.ious: List[float] = []
@@ -205,9 +209,12 @@ class _ClassStats:
 
 def diff_detections(run: Dict[FrameKey, Dets], gold: Dict[FrameKey, Dets],
                     iou: float = 0.5) -> Dict[str, Any]:
-    """Per-class and overall precision / recall / mean IoU / score and box drift on the frames
-    both sides have, the frames only one side has, and one row per golden frame for the plot.
-    Precision and recall are None where they have no denominator."""
+    """
+    Compare detections per class and overall on the frames both sides have.
+
+    Precision / recall / mean IoU / score and box drift, the frames only one side has, and one
+    row per frame for the plot. Precision and recall are None where they have no denominator.
+    """
     per_class: Dict[str, _ClassStats] = {}
     total = _ClassStats()
     frames = []
@@ -258,8 +265,11 @@ def diff_detections(run: Dict[FrameKey, Dets], gold: Dict[FrameKey, Dets],
 # --- depth --------------------------------------------------------------------------------------
 
 def depth_errors(run: np.ndarray, gold: np.ndarray) -> Dict[str, Any]:
-    """Absolute relative error mean |r - g| / g and the share of pixels with
-    max(r / g, g / r) < 1.25 (delta1), on pixels valid (finite, > 0) in both."""
+    """
+    Return abs_rel (mean |r - g| / g) and delta1 (share with max(r/g, g/r) < 1.25).
+
+    Only pixels valid (finite, > 0) in both images count.
+    """
     if run.shape != gold.shape:
         return {'shape_mismatch': [list(run.shape), list(gold.shape)]}
     valid = np.isfinite(run) & np.isfinite(gold) & (run > 0) & (gold > 0)
@@ -316,7 +326,7 @@ class Thresholds:
     min_precision: Optional[float] = None
     min_mean_iou: Optional[float] = None
     max_box_drift_px: Optional[float] = None
-    box_drift_stat: str = 'max'          # which box drift max_box_drift_px limits: max|p99|p95|mean
+    box_drift_stat: str = 'max'          # what max_box_drift_px limits: max|p99|p95|mean
     max_score_drift: Optional[float] = None
     max_missing_frames: Optional[int] = None
     max_abs_rel: Optional[float] = None
@@ -494,7 +504,7 @@ def _plot_cv(titles: Sequence[str], series: Sequence[np.ndarray], missing: np.nd
 def run_cli(run_bag: str, golden_bag: str, topic: Optional[str], golden_topic: Optional[str],
             iou: float, json_path: Optional[str], plot_path: Optional[str], t: Thresholds,
             out=print) -> int:
-    """The `fdr-bag diff` command: 0 = gate passed, 1 = a limit failed, 2 = unreadable input."""
+    """Run `fdr-bag diff`: 0 = gate passed, 1 = a limit failed, 2 = unreadable input."""
     import sys
     try:
         report = diff_bags(Path(run_bag), Path(golden_bag), topic, golden_topic, iou)

@@ -331,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help='seconds to wait for outputs after the last frame')
     g = p.add_mutually_exclusive_group()
     g.add_argument('--record-golden', metavar='DIR',
-                   help='keep this run\'s outputs as the golden bag DIR/outputs')
+                   help="keep this run's outputs as the golden bag DIR/outputs")
     g.add_argument('--check-golden', metavar='DIR',
                    help='diff this run against the golden bag in DIR; exit 1 when a limit fails')
     p.add_argument('--gate', default=DEFAULT_GATE,
