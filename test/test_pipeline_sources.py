@@ -112,6 +112,24 @@ def test_queue_size_and_drops_apply_per_source(make):
     check_source_accounting(s)
 
 
+def test_queue_of_one_evicting_keeps_one_turn_per_source(make):
+    # queue_size 1: an eviction empties the queue before the new frame goes in; the source
+    # must keep exactly one turn (a second one made the pre stage pop an empty queue).
+    pre, started, release = gate_on_first()
+    p, sink = make(pre=pre, queue_size=1, full_policy='drop_oldest')
+    assert p.submit('x', context='x', source='a')
+    assert started.wait(10)
+    for i in range(5):
+        assert p.submit(i, context=f'a{i}', source='a')
+        assert p.submit(i, context=f'b{i}', source='b')
+    release.set()
+    assert p.flush(10)
+    assert [r.context for r in sink.results] == ['x', 'a4', 'b4']
+    assert all(t.is_alive() for t in p.threads)
+    assert p.submit(9, context='a9', source='a') and p.flush(10)
+    assert sink.results[-1].context == 'a9'
+
+
 def test_block_policy_waits_per_source(make):
     pre, started, release = gate_on_first()
     p, sink = make(pre=pre, queue_size=1, full_policy='block')

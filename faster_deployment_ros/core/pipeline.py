@@ -251,7 +251,7 @@ class Pipeline:
             self._seq += 1
             self._in += 1
             src.frames_in += 1
-            if not q:
+            if not q and evicted is None:  # (after an eviction it still holds its turn)
                 self._ready.append(src)  # the source waits for its turn from now on
             q.append(frame)
             self._queued += 1

@@ -278,6 +278,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument('--only', nargs='*', default=[],
                    help='run only these scenarios: single, separate, shared, fair, '
                    'fair-pipeline')
+    p.add_argument('--repeat', type=int, default=1, help='run the ROS scenarios this often')
     p.add_argument('--out', default=str(ROOT / 'out' / 'multicam_bench'))
     p.add_argument('--json', help='write all results here')
     args = p.parse_args(argv)
@@ -297,26 +298,29 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rclpy.init()
     results = []
     try:
-        if 'single' in want:
-            c = cams(1, [args.rate], 'cam')
-            results.append(run_scenario('single (image topic)', [[
-                '-r', f'image:={c[0]["topic"]}', '-r', f'detections:={c[0]["out"]}']],
-                c, args, params, model))
-        for n in args.cameras:
-            c = cams(n, [args.rate] * n, 'cam')
-            if 'separate' in want:
-                results.append(run_scenario(f'{n} x 1 camera', [[
-                    '-r', f'image:={x["topic"]}', '-r', f'detections:={x["out"]}'] for x in c],
+        for _ in range(args.repeat):  # rows of one kind spread over the run: load drifts
+            if 'single' in want:
+                c = cams(1, [args.rate], 'cam')
+                results.append(run_scenario('single (image topic)', [[
+                    '-r', f'image:={c[0]["topic"]}', '-r', f'detections:={c[0]["out"]}']],
                     c, args, params, model))
-            if 'shared' in want:
+            for n in args.cameras:
+                c = cams(n, [args.rate] * n, 'cam')
+                if 'separate' in want:
+                    results.append(run_scenario(f'{n} x 1 camera', [[
+                        '-r', f'image:={x["topic"]}', '-r', f'detections:={x["out"]}']
+                        for x in c], c, args, params, model))
+                if 'shared' in want:
+                    inputs = '[' + ','.join(x['topic'] for x in c) + ']'
+                    results.append(run_scenario(f'1 x {n} cameras',
+                                                [['-p', f'inputs:={inputs}']],
+                                                c, args, params, model))
+            if 'fair' in want:
+                c = cams(2, args.fair_rates, 'fair')
                 inputs = '[' + ','.join(x['topic'] for x in c) + ']'
-                results.append(run_scenario(f'1 x {n} cameras', [['-p', f'inputs:={inputs}']],
-                                            c, args, params, model))
-        if 'fair' in want:
-            c = cams(2, args.fair_rates, 'fair')
-            inputs = '[' + ','.join(x['topic'] for x in c) + ']'
-            results.append(run_scenario('fair: 1 x 2 cameras', [['-p', f'inputs:={inputs}']],
-                                        c, args, Path(args.fair_params), Path(args.fair_model)))
+                results.append(run_scenario('fair: 1 x 2 cameras', [['-p', f'inputs:={inputs}']],
+                                            c, args, Path(args.fair_params),
+                                            Path(args.fair_model)))
     finally:
         rclpy.try_shutdown()
     if 'fair-pipeline' in want:
