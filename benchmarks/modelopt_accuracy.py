@@ -17,17 +17,16 @@ from pathlib import Path
 import sys
 import tempfile
 
-import cv2
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import cv2  # noqa: E402
 from faster_deployment_ros.backends import create_backend  # noqa: E402
 from faster_deployment_ros.backends import tensorrt_backend as TB  # noqa: E402
 from faster_deployment_ros.backends import tensorrt_engine as E  # noqa: E402
 from faster_deployment_ros.backends import tensorrt_modelopt as M  # noqa: E402
 from faster_deployment_ros.models import create_adapter  # noqa: E402
+import numpy as np  # noqa: E402
 
 
 def video_frames(path: Path, every: int, limit: int):

@@ -9,9 +9,9 @@ CPU path on frames of the shared video. Skips without a GPU and cuda-python (CI 
 on the GPU machine: `python -m pytest test/test_tensorrt_gpu.py`.
 
 FDR_TRT_REAL=1 runs the same tests against the installed TensorRT instead (not done here: none
-can be installed). FDR_TRT_TEST_CACHE / FDR_TRT_TEST_CALIB name a prepared cache folder (holding the ModelOpt-
-converted ONNX for 11.x fp16/int8, made on a machine with ModelOpt) and its calibration images,
-for GPU machines without ModelOpt.
+can be installed). FDR_TRT_TEST_CACHE / FDR_TRT_TEST_CALIB name a prepared cache folder
+(holding the ModelOpt-converted ONNX for 11.x fp16/int8, made on a machine with ModelOpt) and
+its calibration images, for GPU machines without ModelOpt.
 """
 from __future__ import annotations
 
@@ -149,8 +149,11 @@ def test_infer_and_gpu_path_match_onnxruntime(trt, precision, yolox_model, frame
 
 def test_workers_share_one_engine_behind_the_ordered_pipeline(trt, yolox_model, frames,
                                                               reference, tmp_path):
-    """Three contexts on one engine, GPU path, frames delivered in order and equal to the ONNX
-    Runtime CPU path; the engine is released when the last worker closes."""
+    """Run three contexts on one engine behind the ordered pipeline, GPU path.
+
+    Frames come out in order and equal to the ONNX Runtime CPU path; the engine is released
+    when the last worker closes.
+    """
     from faster_deployment_ros.core.pipeline import Pipeline
     from faster_deployment_ros.gpu.pipeline import specs_for_adapter
     adapter, _, dets = reference
@@ -190,13 +193,11 @@ def test_autotune_tunes_workers_and_queue_only(trt, yolox_model, frames, tmp_pat
     from faster_deployment_ros.core.autotune import autotune
     from faster_deployment_ros.models import create_adapter
 
+    precision = 'fp32' if trt.__version__.startswith('11') else 'fp16'  # 11.x: no ModelOpt
+
     def make(threads):
-        return create_backend('tensorrt', str(yolox_model), precision='fp16',
+        return create_backend('tensorrt', str(yolox_model), precision=precision,
                               cache_dir=str(tmp_path), threads=threads)
-    if trt.__version__.startswith('11'):
-        make = (lambda threads: create_backend(  # noqa: E731 - 11.x fp16 needs ModelOpt
-            'tensorrt', str(yolox_model), precision='fp32', cache_dir=str(tmp_path),
-            threads=threads))
     choice = autotune(make, lambda b: create_adapter('yolox', b.inputs, b.outputs, b.metadata),
                       frames[:4], camera_rate=30.0, latency_budget_ms=200.0, threads=[0],
                       iters=5, refine=2, validate_s=1.0, validate_top=1, log=print)
@@ -207,12 +208,15 @@ def test_autotune_tunes_workers_and_queue_only(trt, yolox_model, frames, tmp_pat
 # ---------------------------------------------------------------- int8 ----------------------
 
 def test_int8(trt, yolox_model, frames, reference, tmp_path, plaza_video, monkeypatch):
-    """8.6/10.x: the entropy calibrator gets device pointers of the adapter's tensors, writes a
-    cache, a rebuild reads it; 11.x: Q/DQ ONNX from ModelOpt."""
+    """Build and run int8 engines.
+
+    8.6/10.x: the entropy calibrator gets device pointers of the adapter's tensors and writes
+    a cache; 11.x: the Q/DQ ONNX from ModelOpt.
+    """
     adapter, raw, _ = reference
     cache = _cache(tmp_path)
     calib = _calib(tmp_path, plaza_video)
-    opts = dict(precision='int8', cache_dir=str(cache), int8_calibration=str(calib))
+    opts = {'precision': 'int8', 'cache_dir': str(cache), 'int8_calibration': str(calib)}
     if trt.__version__.startswith('11'):
         _modelopt_or_skip(cache, monkeypatch)
     else:

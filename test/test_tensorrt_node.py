@@ -10,17 +10,10 @@ from __future__ import annotations
 import gc
 import sys
 
+from faster_deployment_ros.backends import backend_class
+from faster_deployment_ros.gpu import gpu_status
 import pytest
-
-rclpy = pytest.importorskip('rclpy')
-
-from faster_deployment_ros.backends import backend_class  # noqa: E402
-from faster_deployment_ros.gpu import gpu_status  # noqa: E402
-from faster_deployment_ros.ros.detector_node import DetectorNode  # noqa: E402
-from lifecycle_msgs.msg import State  # noqa: E402
-from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
-from trt_standins import load  # noqa: E402
+from trt_standins import load
 
 
 @pytest.mark.parametrize('version', ['8.6', '10', '11'])
@@ -29,6 +22,10 @@ def test_common_parameters_reach_the_tensorrt_backend(ros, yolox_model, tmp_path
                                                       version, params):
     if gpu_status()[0]:
         pytest.skip('a GPU is present: configure would succeed (test_tensorrt_gpu.py)')
+    from faster_deployment_ros.ros.detector_node import DetectorNode
+    from lifecycle_msgs.msg import State
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
     monkeypatch.setitem(sys.modules, 'tensorrt', load(version))
     overrides = dict(model_path=str(yolox_model), model_family='yolox', backend='tensorrt',
                      diagnostics_period=0.0, **params)

@@ -1,10 +1,11 @@
-"""The TensorRT backend's build and configuration paths under strict stand-ins of TensorRT 8.6,
-10.x and 11.x (test/trt_standins: only the names each version has, its return values and error
-conventions). These run without a GPU: engine builds through `prepare_engine`, each version's
-precision route (builder flags on 8.6/10.x, ModelOpt-converted strongly typed ONNX on 11.x),
-INT8 calibration inputs from the model adapters, the engine cache, and the errors a user sees.
-What needs a GPU (load, infer, the GPU pre/post path, workers, autotune) is in
-test_tensorrt_gpu.py.
+"""The TensorRT backend's build and configuration paths under strict stand-ins of TensorRT.
+
+Stand-ins of 8.6, 10.x and 11.x (test/trt_standins: only the names each version has, its return
+values and error conventions). These run without a GPU: engine builds through
+`prepare_engine`, each version's precision route (builder flags on 8.6/10.x, ModelOpt-converted
+strongly typed ONNX on 11.x), INT8 calibration inputs from the model adapters, the engine
+cache, and the errors a user sees. What needs a GPU (load, infer, the GPU pre/post path,
+workers, autotune) is in test_tensorrt_gpu.py.
 """
 from __future__ import annotations
 
@@ -119,7 +120,8 @@ def test_8_6_needs_explicit_batch(yolox_model):
     parser = t86.OnnxParser(network, logger)
     assert not parser.parse_from_file(str(yolox_model))
     assert 'explicit batch' in str(parser.get_error(0))
-    assert E.TrtApi(t86).network_flags() == 1 << int(t86.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    explicit = 1 << int(t86.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    assert E.TrtApi(t86).network_flags() == explicit
 
 
 # ---------------------------------------------------------------- versions ----------------
@@ -172,7 +174,7 @@ def test_build_fp32_on_11_needs_no_modelopt(monkeypatch, tmp_path, yolox_model):
 
 @pytest.mark.parametrize('precision', ['fp16', 'int8'])
 def test_11_without_modelopt_says_the_pip_line(monkeypatch, tmp_path, yolox_model,
-                                                dog_image_path, precision):
+                                               dog_image_path, precision):
     _install(monkeypatch, '11')
     monkeypatch.setenv('FDR_MODELOPT_PYTHON', sys.executable)  # the test venv has no ModelOpt
     pytest.importorskip('numpy')
@@ -351,8 +353,10 @@ def test_convert_command_without_a_gpu(trt, yolox_model, tmp_path, capsys):
 
 @pytest.mark.parametrize('backend', ['onnxruntime', 'ncnn'])
 def test_every_backend_accepts_the_common_node_options(backend, yolox_model):
-    """threads / workers / worker_index, which the node may pass to any backend (tensorrt:
-    test_common_node_options_are_accepted; rknn uses all three)."""
+    """Accept threads / workers / worker_index, which the node may pass to any backend.
+
+    tensorrt: test_common_node_options_are_accepted; rknn uses all three.
+    """
     if backend == 'onnxruntime':
         model = yolox_model
     else:

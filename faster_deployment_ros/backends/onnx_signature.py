@@ -88,7 +88,8 @@ def _value_info(buf: bytes) -> TensorSpec:
     return TensorSpec(name, tuple(dims), np.dtype(dtype))
 
 
-def read_signature(path: 'Path | str') -> Tuple[List[TensorSpec], List[TensorSpec], Dict[str, str]]:
+def read_signature(path: 'Path | str'
+                   ) -> Tuple[List[TensorSpec], List[TensorSpec], Dict[str, str]]:
     """Return (inputs, outputs, metadata) of an ONNX file; dynamic dims are None or their name."""
     try:
         data = Path(path).read_bytes()

@@ -54,7 +54,7 @@ def _info_once(key: str, text: str) -> None:
 
 
 def parse_options(options: Dict[str, Any]) -> Dict[str, Any]:
-    """Validated options with defaults; unknown names and bad values fail with what is accepted."""
+    """Validate the options, fill defaults; unknown names and bad values say what is accepted."""
     unknown = sorted(set(options) - set(_OPTIONS))
     if unknown:
         raise BackendError(f'unknown tensorrt option(s) {", ".join(unknown)}; accepted: '
@@ -83,17 +83,19 @@ def parse_options(options: Dict[str, Any]) -> Dict[str, Any]:
         raise BackendError('tensorrt precision int8 needs int8_calibration (a folder or list of '
                            'images) or an existing calibration_cache')
     pre = str(o.get('calibration_preprocess') or 'auto').lower()
-    return dict(precision=precision, workspace=workspace, input_shapes=shapes, device=device,
-                cache_dir=Path(o['cache_dir']) if o.get('cache_dir') else E.default_cache_dir(),
-                timing_cache=Path(o['timing_cache']) if o.get('timing_cache') else None,
-                int8_calibration=calib, calibration_cache=Path(calib_cache) if calib_cache else None,
-                calibration_limit=limit,
-                calibration_preprocess=_PREPROCESS_ALIASES.get(pre, pre),
-                rebuild=flag_option(o.get('rebuild'), 'tensorrt option rebuild', False),
-                verbose=flag_option(o.get('verbose'), 'tensorrt option verbose', False),
-                strongly_typed=flag_option(o.get('strongly_typed'),
-                                           'tensorrt option strongly_typed', False),
-                modelopt_python=str(o.get('modelopt_python') or '') or None)
+    return {
+        'precision': precision, 'workspace': workspace, 'input_shapes': shapes, 'device': device,
+        'cache_dir': Path(o['cache_dir']) if o.get('cache_dir') else E.default_cache_dir(),
+        'timing_cache': Path(o['timing_cache']) if o.get('timing_cache') else None,
+        'int8_calibration': calib,
+        'calibration_cache': Path(calib_cache) if calib_cache else None,
+        'calibration_limit': limit,
+        'calibration_preprocess': _PREPROCESS_ALIASES.get(pre, pre),
+        'rebuild': flag_option(o.get('rebuild'), 'tensorrt option rebuild', False),
+        'verbose': flag_option(o.get('verbose'), 'tensorrt option verbose', False),
+        'strongly_typed': flag_option(o.get('strongly_typed'), 'tensorrt option strongly_typed',
+                                      False),
+        'modelopt_python': str(o.get('modelopt_python') or '') or None}
 
 
 def onnx_tensors(path: Path) -> Tuple[List[TensorSpec], List[TensorSpec], Dict[str, str]]:
@@ -116,8 +118,10 @@ def _sidecar(engine: Path) -> Path:
 
 
 class _TrtLog:
-    """An ILogger that sends TensorRT's messages to Python logging and keeps the last errors
-    (deserialize_cuda_engine and friends return None and say why only here)."""
+    """An ILogger that sends TensorRT's messages to Python logging and keeps the last errors.
+
+    deserialize_cuda_engine and friends return None and say why only here.
+    """
 
     def __new__(cls, trt: Any, verbose: bool = False) -> Any:
         levels = {trt.Logger.INTERNAL_ERROR: logging.ERROR, trt.Logger.ERROR: logging.ERROR,
@@ -226,7 +230,7 @@ class TensorRTBackend(Backend):
                 self._host[t.name] = PinnedBuffer(t.shape, t.dtype, self._device)
                 if not self._context.set_tensor_address(t.name, self._dev[t.name].ptr):
                     raise BackendError(f'TensorRT rejected the address of tensor {t.name!r}')
-        except BaseException:
+        except BaseException:  # noqa: B902 - release what was made, then re-raise
             self.close()
             raise
         self._io = io
@@ -311,8 +315,10 @@ class TensorRTBackend(Backend):
                         del _engines[p]
 
     def _set_input_shapes(self, engine: Any) -> None:
-        """Dynamic inputs get the given input_shape (a bare one for the only input) or the
-        engine's profile shape; TensorRT's verdict is checked, not assumed."""
+        """Set each dynamic input's shape: input_shape (bare for the only input) or the profile's.
+
+        TensorRT's verdict (set_input_shape's result) is checked, not assumed.
+        """
         given = dict(self._opts['input_shapes'])
         io = self._api.io_tensors(engine)
         inputs = [t for t in io if t.is_input]
@@ -337,7 +343,7 @@ class TensorRTBackend(Backend):
             if not self._context.set_input_shape(t.name, tuple(int(d) for d in shape)):
                 lo, _, hi = self._profile(engine, t.name)
                 raise BackendError(
-                    f'input {t.name!r}: shape {tuple(shape)} is outside the engine\'s '
+                    f"input {t.name!r}: shape {tuple(shape)} is outside the engine's "
                     f'optimization profile ({lo} .. {hi}); rebuild for it (input_shape '
                     f'{t.name}:{"x".join(map(str, shape))}, rebuild: true)')
 
@@ -379,16 +385,18 @@ class TensorRTBackend(Backend):
         if len(self._in) != 1:
             raise BackendError('the GPU pipeline handles single-input models')
         t_in, t_out = self._in[0], self._out[0]
-        if tuple(preprocess.tensor_shape) != t_in.shape or np.dtype(preprocess.dtype) != t_in.dtype:
+        if (tuple(preprocess.tensor_shape) != t_in.shape
+                or np.dtype(preprocess.dtype) != t_in.dtype):
             raise BackendError(f'GPU pre-processing makes {preprocess.tensor_shape} '
-                               f'{preprocess.dtype}; the engine input is {t_in.shape} {t_in.dtype}')
+                               f'{preprocess.dtype}; the engine input is {t_in.shape} '
+                               f'{t_in.dtype}')
         self._pipeline = GpuFramePipeline(
             preprocess, self._dev[t_in.name], self._dev[t_out.name], t_out.shape,
             lambda stream: self._api.execute(self._context, stream.handle), decode,
             stream=self._stream, device=self._device, output_dtype=t_out.dtype)
 
     def infer_image(self, image_bgr: np.ndarray) -> Tuple[List[np.ndarray], Any]:
-        """([first output], LetterboxMeta): GPU letterbox + engine; decode stays with the adapter."""
+        """Return ([first output], LetterboxMeta): GPU letterbox + engine, adapter decodes."""
         out, meta = self._require_pipeline().infer(image_bgr)
         return [out], meta
 
@@ -472,7 +480,7 @@ def calibration_adapter(onnx_path: Path, family: str, shapes: Dict[str, Tuple[in
     try:
         return create_adapter(family, inputs, outputs, metadata)
     except ValueError as exc:
-        raise BackendError(f'int8 calibration needs the model\'s pre-processing: {exc}; set '
+        raise BackendError(f"int8 calibration needs the model's pre-processing: {exc}; set "
                            'calibration_preprocess to the model family') from None
 
 
@@ -501,7 +509,8 @@ def calibration_batches(onnx_path: Path, opts: Dict[str, Any], paths: Sequence[P
     log(f'int8 calibration: {len(paths)} image(s) through the {adapter.family} pre-processing')
     return E.CalibrationBatches(
         paths, preprocess, batch,
-        on_batch=lambda i, n: log(f'  calibration batch {i}/{n}') if i == n or i % 10 == 0 else None)
+        on_batch=lambda i, n: (log(f'  calibration batch {i}/{n}')
+                               if i == n or i % 10 == 0 else None))
 
 
 def prepare_engine(onnx_path: Path, opts: Dict[str, Any], api: Any, device: Any,

@@ -234,7 +234,8 @@ def default_cache_dir() -> Path:
     base = os.environ.get('FDR_TRT_CACHE')
     if base:
         return Path(base)
-    return Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache')) / 'faster_deployment_ros' / 'tensorrt'
+    base = Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache'))
+    return base / 'faster_deployment_ros' / 'tensorrt'
 
 
 def engine_path(cache_dir: os.PathLike, model_path: os.PathLike, key: EngineKey) -> Path:
@@ -251,7 +252,7 @@ def atomic_write(path: Path, data: bytes) -> None:
         with os.fdopen(fd, 'wb') as f:
             f.write(data)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException:  # noqa: B902 - remove the temporary file, then re-raise
         try:
             os.unlink(tmp)
         except OSError:
@@ -308,7 +309,8 @@ class CalibrationBatches:
 
     def __init__(self, paths: Sequence[Path],
                  preprocess: Callable[[np.ndarray], Sequence[np.ndarray]],
-                 batch_size: int = 1, on_batch: Optional[Callable[[int, int], None]] = None) -> None:
+                 batch_size: int = 1,
+                 on_batch: Optional[Callable[[int, int], None]] = None) -> None:
         self.paths = list(paths)
         self.preprocess = preprocess
         self.batch_size = max(1, int(batch_size))
@@ -354,9 +356,11 @@ class CalibrationBatches:
 
 def make_calibrator(trt: Any, batches: CalibrationBatches, cache_file: Optional[Path],
                     device: Any = None) -> Any:
-    """An IInt8EntropyCalibrator2 (TensorRT 8.6/10.x) feeding `batches`, one device buffer per
-    input. The stream and buffers are made at the first batch: with a calibration cache
-    TensorRT asks for none, and nothing touches the GPU."""
+    """Make an IInt8EntropyCalibrator2 (TensorRT 8.6/10.x) feeding `batches`.
+
+    One device buffer per input. The stream and buffers are made at the first batch: with a
+    calibration cache TensorRT asks for none, and nothing touches the GPU.
+    """
     from ..gpu.cuda import DeviceBuffer, Stream
 
     class _Calibrator(trt.IInt8EntropyCalibrator2):
@@ -434,7 +438,7 @@ class TrtApi:
         config.set_memory_pool_limit(self.trt.MemoryPoolType.WORKSPACE, int(nbytes))
 
     def attach_progress(self, config: Any, log: Callable[[str], None]) -> Optional[Any]:
-        """An IProgressMonitor printing top-level phases (10.x); None where there is none."""
+        """Attach an IProgressMonitor logging top-level phases (10.0+); None where none."""
         if not has_progress_monitor(self.version) or not hasattr(self.trt, 'IProgressMonitor'):
             return None
         trt = self.trt
@@ -447,7 +451,8 @@ class TrtApi:
                 self._steps: Dict[str, int] = {}
                 self._last = 0.0
 
-            def phase_start(self, phase_name: str, parent_phase: Optional[str], num_steps: int) -> None:
+            def phase_start(self, phase_name: str, parent_phase: Optional[str],
+                            num_steps: int) -> None:
                 with self._lock:
                     self._steps[phase_name] = num_steps
                     if parent_phase is None:

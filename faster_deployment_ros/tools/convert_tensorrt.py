@@ -35,9 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--calib-cache', type=Path, default=None,
                    help='calibration cache file (read if present, written after calibration)')
     p.add_argument('--calib-preprocess', default='auto', metavar='FAMILY',
-                   help="whose pre-processing the calibration images go through: auto (the "
-                        "model's family, inferred as the node does) or a family: yolox, yolov8, "
-                        "yolo11, rtdetr, depth_anything_v2, midas")
+                   help='whose pre-processing the calibration images go through: auto (the '
+                        'family of the model, inferred as the node does) or a family: yolox, '
+                        'yolov8, yolo11, rtdetr, depth_anything_v2, midas')
     p.add_argument('--strongly-typed', action='store_true',
                    help='TensorRT 10.x: take fp16/int8 from a ModelOpt-converted ONNX, as 11.x '
                         'always does, instead of builder flags')
@@ -58,13 +58,15 @@ def backend_options(args: argparse.Namespace) -> dict:
     """Return the tensorrt backend options these arguments mean (same cache key as the node)."""
     opts = {'precision': args.precision, 'workspace': args.workspace, 'device': args.device,
             'rebuild': args.rebuild, 'verbose': args.verbose,
-            'calibration_limit': args.calib_limit, 'calibration_preprocess': args.calib_preprocess,
+            'calibration_limit': args.calib_limit,
+            'calibration_preprocess': args.calib_preprocess,
             'strongly_typed': args.strongly_typed}
     if args.modelopt_python:
         opts['modelopt_python'] = args.modelopt_python
     if args.input_shape:
         opts['input_shape'] = list(args.input_shape)
-    for key, value in (('int8_calibration', args.calib_images), ('calibration_cache', args.calib_cache),
+    for key, value in (('int8_calibration', args.calib_images),
+                       ('calibration_cache', args.calib_cache),
                        ('timing_cache', args.timing_cache), ('cache_dir', args.cache_dir)):
         if value:
             opts[key] = str(value)
@@ -88,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
             try:
                 device = get_device(opts['device'])
             except GpuUnavailable as exc:
-                raise ConvertError(f'building a TensorRT engine needs the target GPU: {exc}') from None
+                raise ConvertError(
+                    f'building a TensorRT engine needs the target GPU: {exc}') from None
             _say(f'TensorRT {api.version_text} on {device.info.name} ({device.info.arch})')
         with progress.step(f'building {opts["precision"]} engine for {args.onnx.name}'):
             path, key, _, built = prepare_engine(args.onnx, opts, api, device, log=_say)

@@ -1,6 +1,8 @@
-"""Strict stand-ins for the `tensorrt` Python module of TensorRT 8.6, 10.x and 11.x (see
-_core.py for what they model and where they differ from TensorRT). `install(version)` puts one
-into sys.modules['tensorrt'] (the test fixture `trt` does it per test and undoes it)."""
+"""Strict stand-ins for the `tensorrt` Python module of TensorRT 8.6, 10.x and 11.x.
+
+_core.py says what they model and where they differ from TensorRT. The tests put one into
+sys.modules['tensorrt'] per test (monkeypatch undoes it).
+"""
 from __future__ import annotations
 
 import importlib

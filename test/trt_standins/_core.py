@@ -114,7 +114,8 @@ def make_module(spec: Spec) -> Dict[str, Any]:
     BuilderFlag = enum.IntEnum('BuilderFlag', {n: i for i, n in enumerate(spec.builder_flags)})
     NetworkDefinitionCreationFlag = enum.IntEnum(
         'NetworkDefinitionCreationFlag', {n: i for i, n in enumerate(spec.network_flags)})
-    MemoryPoolType = enum.IntEnum('MemoryPoolType', {n: i for i, n in enumerate(spec.memory_pools)})
+    MemoryPoolType = enum.IntEnum('MemoryPoolType',
+                                  {n: i for i, n in enumerate(spec.memory_pools)})
     TensorIOMode = enum.IntEnum('TensorIOMode', {'NONE': 0, 'INPUT': 1, 'OUTPUT': 2})
 
     def nptype(trt_type: Any) -> type:
@@ -248,15 +249,15 @@ def make_module(spec: Spec) -> Dict[str, Any]:
         def __init__(self) -> None:
             self._shapes: Dict[str, List[tuple]] = {}
 
-        def set_shape(self, input: str, min: Sequence[int], opt: Sequence[int],
-                      max: Sequence[int]) -> None:
+        def set_shape(self, input: str, min: Sequence[int], opt: Sequence[int],  # noqa: A002
+                      max: Sequence[int]) -> None:  # noqa: A002 - TensorRT's parameter names
             lo, mid, hi = tuple(min), tuple(opt), tuple(max)
             if not (len(lo) == len(mid) == len(hi)) or any(
                     not (a <= b <= c) for a, b, c in zip(lo, mid, hi)):
                 raise ValueError('min <= opt <= max must hold for every dimension')
             self._shapes[input] = [lo, mid, hi]
 
-        def get_shape(self, input: str) -> List[Dims]:
+        def get_shape(self, input: str) -> List[Dims]:  # noqa: A002
             return [Dims(s) for s in self._shapes.get(input, [])]
 
     class ITimingCache:
@@ -409,7 +410,8 @@ def make_module(spec: Spec) -> Dict[str, Any]:
                     'precision_flags': [n for n in ('FP16', 'INT8') if flag(n)],
                     'strongly_typed': not spec.weak_typing or bool(
                         'STRONGLY_TYPED' in NetworkDefinitionCreationFlag.__members__
-                        and network.flags & (1 << int(NetworkDefinitionCreationFlag.STRONGLY_TYPED))),
+                        and network.flags
+                        & (1 << int(NetworkDefinitionCreationFlag.STRONGLY_TYPED))),
                     'inputs': [[t.name, list(t.shape), t.dtype.name] for t in network._inputs],
                     'outputs': [[t.name, list(t.shape), t.dtype.name] for t in network._outputs]}
             text = json.dumps(head).encode()
@@ -417,8 +419,10 @@ def make_module(spec: Spec) -> Dict[str, Any]:
 
         def _calibrate(self, network: INetworkDefinition, config: IBuilderConfig,
                        profile: Dict[str, list]) -> bool:
-            """As TensorRT: use the calibrator's cache if it gives one, else pull batches
-            (device pointers), run the network on them and write a cache."""
+            """Calibrate as TensorRT does: the calibrator's cache if it gives one.
+
+            Else pull batches (device pointers), run the network on them and write a cache.
+            """
             cal = config._calibrator
             cache = cal.read_calibration_cache()
             if cache:
@@ -436,7 +440,8 @@ def make_module(spec: Spec) -> Dict[str, Any]:
                 if not ptrs:
                     break
                 if len(ptrs) != len(names):
-                    self._error(f'Calibrator returned {len(ptrs)} pointers for {len(names)} inputs')
+                    self._error(f'Calibrator returned {len(ptrs)} pointers for '
+                                f'{len(names)} inputs')
                     return False
                 feed = {}
                 for t, ptr in zip(network._inputs, ptrs):
@@ -470,7 +475,8 @@ def make_module(spec: Spec) -> Dict[str, Any]:
                 return False
             shape = tuple(int(d) for d in shape)
             lo, _, hi = self.engine._profile.get(name, [io[1], io[1], io[1]])
-            if len(shape) != len(io[1]) or any(not (a <= d <= b) for a, d, b in zip(lo, shape, hi)):
+            if len(shape) != len(io[1]) or any(not (a <= d <= b)
+                                               for a, d, b in zip(lo, shape, hi)):
                 self._error(f'IExecutionContext::setInputShape: Error Code 3: API Usage Error '
                             f'(Parameter check failed, condition: engineDims.d[i] == dims.d[i] '
                             f'or within profile [{tuple(lo)}, {tuple(hi)}] for {name}: {shape})')
@@ -638,8 +644,8 @@ def make_module(spec: Spec) -> Dict[str, Any]:
             data = bytes(serialized_engine)
             if not data.startswith(MAGIC):
                 self.logger.log(_Severity.ERROR, 'IRuntime::deserializeCudaEngine: Error Code 1: '
-                                'Serialization (Serialization assertion magicTagRead == kMAGIC_TAG '
-                                'failed.Magic tag does not match)')
+                                'Serialization (Serialization assertion magicTagRead == '
+                                'kMAGIC_TAG failed.Magic tag does not match)')
                 return None
             n = struct.unpack('<I', data[len(MAGIC):len(MAGIC) + 4])[0]
             start = len(MAGIC) + 4

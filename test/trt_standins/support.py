@@ -20,14 +20,16 @@ def in_ci() -> bool:
 
 
 def device_identity(name: str = 'NVIDIA H200', cc=(9, 0)) -> SimpleNamespace:
-    """What prepare_engine reads of a device (name and compute capability, for the cache key),
-    for the build paths that run without a GPU."""
+    """Describe a device as prepare_engine reads it (name, compute capability: the cache key).
+
+    For the build paths that run without a GPU.
+    """
     from faster_deployment_ros.gpu.cuda import DeviceInfo
     return SimpleNamespace(info=DeviceInfo(0, name, tuple(cc), 132, 1 << 37, 13000))
 
 
 def modelopt_python() -> Path:
-    """The ModelOpt venv that scripts/test_assets.d/40_modelopt.sh builds; CI must have it."""
+    """Find the ModelOpt venv that scripts/test_assets.d/40_modelopt.sh builds (CI has it)."""
     if not MODELOPT_PYTHON.is_file():
         reason = f'{MODELOPT_PYTHON} not found (make test-assets builds it)'
         if in_ci():
