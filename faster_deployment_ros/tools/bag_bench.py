@@ -29,6 +29,7 @@ import json
 import math
 import os
 from pathlib import Path
+import platform
 import shutil
 import subprocess
 import sys
@@ -395,5 +396,5 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--node-timeout', type=float, default=90.0,
                    help='seconds for the node to load its model and subscribe')
     p.add_argument('--graph', help='row name in the table (default: node and model)')
-    p.add_argument('--machine', default=f'x86_64, {os.cpu_count()} cores',
+    p.add_argument('--machine', default=f'{platform.machine()}, {os.cpu_count()} cores',
                    help='column name in the table')
