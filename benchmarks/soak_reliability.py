@@ -1,5 +1,7 @@
-"""Soak: the console-script detector under a steady camera for N frames, with its memory (RSS)
-and thread count sampled from /proc, what came out counted, and its /diagnostics followed.
+"""Soak: the console-script detector under a steady camera for N frames.
+
+Its memory (RSS) and thread count are sampled from /proc, what came out is counted, and its
+/diagnostics are followed.
 
 Memory is judged after a warm-up (allocators and caches fill during the first minute): the
 slope of RSS over the rest, in MB per minute. Not a test: it runs for minutes.

@@ -1,5 +1,7 @@
-"""core/health.py: levels, messages and counters from what happened to the frames (no ROS), the
-block-policy feeder, header-size limits and adapter threshold updates."""
+"""core/health.py without ROS: levels, messages and counters from what happened to the frames.
+
+Also the block-policy feeder and the header-size limits.
+"""
 from __future__ import annotations
 
 import threading

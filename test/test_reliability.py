@@ -1,8 +1,10 @@
-"""A node a robot can trust (#9), tried as a hostile world would, in a real ROS 2 graph (real
-rclpy, Fast DDS, ONNX Runtime, the real YOLOX-nano model): hostile Image / CompressedImage
-messages (and a property-based fuzzer over every Image field), diagnostics levels, runtime
-parameters, lifecycle churn under load, a backend that raises / hangs / is slow, library logs on
-/rosout, and SIGINT / SIGTERM under both queue policies."""
+"""A node a robot can trust (#9), tried as a hostile world would, in a real ROS 2 graph.
+
+Real rclpy, Fast DDS, ONNX Runtime and the real YOLOX-nano model: hostile Image /
+CompressedImage messages (and a property-based fuzzer over every Image field), diagnostics
+levels, runtime parameters, lifecycle churn under load, a backend that raises / hangs / is slow,
+library logs on /rosout, and SIGINT / SIGTERM under both queue policies.
+"""
 from __future__ import annotations
 
 import gc
@@ -51,13 +53,16 @@ def dog(dog_image_path):
 
 
 class Rig:
-    """A detector node and a peer (publishers, recorders of detections, /diagnostics, /rosout)
-    spinning in one executor; every wait is on a condition, bounded only against hangs."""
+    """A perception node and a peer (publishers; recorders of results, /diagnostics, /rosout).
+
+    Both spin in one executor; every wait is on a condition, bounded only against hangs.
+    """
 
     def __init__(self, model: Path, node_cls=DetectorNode, output=(Detection2DArray, 'detections'),
                  **params) -> None:
-        overrides = dict(model_path=str(model), qos_reliability='reliable', full_policy='block',
-                         queue_size=2, qos_depth=50, diagnostics_period=0.0)
+        overrides = {'model_path': str(model), 'qos_reliability': 'reliable',
+                     'full_policy': 'block', 'queue_size': 2, 'qos_depth': 50,
+                     'diagnostics_period': 0.0}
         if node_cls is DetectorNode:
             overrides.update(model_family='yolox', conf_threshold=0.3)
         overrides.update(params)
@@ -258,16 +263,16 @@ def test_huge_and_corrupt_compressed_images_are_refused_before_decoding(rig, dog
 def image_fields(draw):
     encodings = st.sampled_from(['bgr8', 'rgb8', 'rgba8', 'bgra8', 'mono8', 'mono16', '16UC1',
                                  '8UC3', '32FC1', 'yuv422', '', 'bgr8\x00', 'B' * 300])
-    return dict(
-        height=draw(st.one_of(st.integers(0, 64), st.sampled_from([2 ** 32 - 1, 2 ** 31]))),
-        width=draw(st.one_of(st.integers(0, 64), st.sampled_from([2 ** 32 - 1, 100_000]))),
-        encoding=draw(encodings),
-        is_bigendian=draw(st.integers(0, 255)),
-        step=draw(st.one_of(st.integers(0, 300), st.sampled_from([2 ** 32 - 1]))),
-        data=draw(st.binary(max_size=4096)),
-        frame_id=draw(st.text(max_size=20)),
-        sec=draw(st.integers(-2 ** 31, 2 ** 31 - 1)),
-    )
+    return {
+        'height': draw(st.one_of(st.integers(0, 64), st.sampled_from([2 ** 32 - 1, 2 ** 31]))),
+        'width': draw(st.one_of(st.integers(0, 64), st.sampled_from([2 ** 32 - 1, 100_000]))),
+        'encoding': draw(encodings),
+        'is_bigendian': draw(st.integers(0, 255)),
+        'step': draw(st.one_of(st.integers(0, 300), st.sampled_from([2 ** 32 - 1]))),
+        'data': draw(st.binary(max_size=4096)),
+        'frame_id': draw(st.text(max_size=20)),
+        'sec': draw(st.integers(-2 ** 31, 2 ** 31 - 1)),
+    }
 
 
 @pytest.fixture
@@ -387,8 +392,8 @@ def test_runtime_parameters_apply_to_the_next_frame_or_are_rejected(rig, dog):
     res = r.node.set_parameters([Parameter('conf_threshold', value=0.5)])[0]
     assert res.successful
     after = r.probe(dog)
-    assert after.detections and all(d.results[0].hypothesis.score >= 0.5
-                                     for d in after.detections)
+    assert after.detections
+    assert all(d.results[0].hypothesis.score >= 0.5 for d in after.detections)
 
     res = r.node.set_parameters([Parameter('classes', value=['dog'])])[0]
     assert res.successful

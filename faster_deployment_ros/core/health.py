@@ -166,7 +166,7 @@ class Health:
             self.last_error, self._last_error_t = reason, now
 
     def lost(self, n: int) -> None:
-        """Messages the middleware reports lost (they never reached the callback)."""
+        """Count `n` messages the middleware reports as never delivered to the callback."""
         if n <= 0:
             return
         now = self._clock()

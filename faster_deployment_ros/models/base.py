@@ -55,9 +55,11 @@ class ModelAdapter:
     THRESHOLDS = ('conf_threshold', 'nms_threshold', 'max_detections')
 
     def set_thresholds(self, **values: Any) -> None:
-        """Change conf_threshold / nms_threshold / max_detections for the frames decoded from
-        now on (each is read once per postprocess call). Checks every value first, so a bad
-        one changes nothing; a knob this family does not have is an error, not ignored."""
+        """Change conf_threshold / nms_threshold / max_detections from the next frame on.
+
+        Each is read once per postprocess call. Every value is checked first, so a bad one
+        changes nothing; a knob this family does not have is an error, not ignored.
+        """
         checked = {}
         for name, value in values.items():
             if name not in self.THRESHOLDS or not hasattr(self, name):

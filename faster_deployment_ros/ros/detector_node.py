@@ -59,7 +59,7 @@ class DetectorNode(PerceptionNode):
     def validate_parameter(self, name: str, value: Any) -> None:
         if name in ('conf_threshold', 'nms_threshold') and float(value) > 1.0:
             raise P.ParameterError(f'{name}={value}: must lie in [0, 1] (or be negative for '
-                                   'the model family\'s reference default)')
+                                   "the model family's reference default)")
         if name == 'max_detections' and int(value) < 1:
             raise P.ParameterError(f'max_detections={value}: must be >= 1')
         if name == 'class_id_mode' and value not in ('name', 'index'):

@@ -1,5 +1,7 @@
-"""ROS side of node health: /diagnostics in every lifecycle state, middleware losses, and the
-package's Python logs on the node's logger (so they reach /rosout).
+"""ROS side of node health: /diagnostics, middleware losses, library logs on /rosout.
+
+/diagnostics is published in every lifecycle state, and the package's Python logs go to the
+node's logger (so they reach /rosout).
 
 The health logic itself (levels, messages, counters) is core/health.py and ROS-free; this module
 only turns it into diagnostic_msgs and wires rclpy's events to it.
@@ -24,9 +26,11 @@ def diagnostic_status(status: HealthStatus, name: str, hardware_id: str = '',
 
 
 class DiagnosticsPublisher:
-    """Publishes what `collect()` returns on /diagnostics every `period` s, whatever the node's
-    lifecycle state (a plain publisher and timer, not lifecycle-managed): a supervisor sees an
-    unconfigured or inactive node too, not silence."""
+    """Publishes what `collect()` returns on /diagnostics every `period` s, in every state.
+
+    A plain publisher and timer, not lifecycle-managed: a supervisor sees an unconfigured or
+    inactive node too, not silence.
+    """
 
     def __init__(self, node, period: float,
                  collect: Callable[[], Iterable[DiagnosticStatus]]) -> None:
@@ -57,8 +61,10 @@ class DiagnosticsPublisher:
 
 
 def message_lost_event_callbacks(on_lost: Callable[[int], None]) -> Optional[Any]:
-    """SubscriptionEventCallbacks reporting messages the middleware lost (rclpy's message-lost
-    QoS event: Humble, Jazzy, Kilted); None where this rclpy lacks it."""
+    """Build SubscriptionEventCallbacks that report messages the middleware lost.
+
+    rclpy's message-lost QoS event (Humble, Jazzy, Kilted); None where this rclpy lacks it.
+    """
     try:
         from rclpy.event_handler import SubscriptionEventCallbacks
     except ImportError:  # Humble names the module rclpy.qos_event
@@ -108,8 +114,11 @@ def guard_event_handlers(entity):
 
 
 class NodeLogHandler(logging.Handler):
-    """Forwards records of the package's Python loggers (pipeline, model adapters, autotune) to
-    the node's rclpy logger, so they reach /rosout with the node's name."""
+    """Forwards the package's Python log records to the node's rclpy logger.
+
+    Pipeline, model adapters and autotune log through Python logging; forwarded, their records
+    reach /rosout under the node's name.
+    """
 
     def __init__(self, node, level: int = logging.INFO) -> None:
         super().__init__(level)
