@@ -25,7 +25,7 @@ from faster_deployment_ros.backends import create_backend  # noqa: E402
 from faster_deployment_ros.backends import tensorrt_backend as TB  # noqa: E402
 from faster_deployment_ros.backends import tensorrt_engine as E  # noqa: E402
 from faster_deployment_ros.backends import tensorrt_modelopt as M  # noqa: E402
-from faster_deployment_ros.models import create_adapter  # noqa: E402
+from faster_deployment_ros.models import adapter_factory, create_adapter  # noqa: E402
 import numpy as np  # noqa: E402
 
 
@@ -100,7 +100,8 @@ def main() -> int:
         i += 1
 
     opts = TB.parse_options({'precision': 'int8', 'int8_calibration': str(calib),
-                             'calibration_preprocess': args.family})
+                             'calibration_preprocess': args.family,
+                             'adapter_factory': adapter_factory()})
     ins, _, _ = TB.onnx_tensors(args.model)
     shapes = E.resolve_input_shapes([(t.name, t.shape) for t in ins], {})
     paths = E.list_calibration_images(calib)

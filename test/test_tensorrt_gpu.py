@@ -26,6 +26,7 @@ import cv2
 from faster_deployment_ros.backends import BackendError, create_backend
 from faster_deployment_ros.backends import tensorrt_backend as TB
 from faster_deployment_ros.gpu import gpu_status
+from faster_deployment_ros.models import adapter_factory
 import numpy as np
 import pytest
 from trt_standins import load
@@ -216,7 +217,8 @@ def test_int8(trt, yolox_model, frames, reference, tmp_path, plaza_video, monkey
     adapter, raw, _ = reference
     cache = _cache(tmp_path)
     calib = _calib(tmp_path, plaza_video)
-    opts = {'precision': 'int8', 'cache_dir': str(cache), 'int8_calibration': str(calib)}
+    opts = {'precision': 'int8', 'cache_dir': str(cache), 'int8_calibration': str(calib),
+            'adapter_factory': adapter_factory()}
     if trt.__version__.startswith('11'):
         _modelopt_or_skip(cache, monkeypatch)
     else:

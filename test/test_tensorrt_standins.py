@@ -18,6 +18,7 @@ from faster_deployment_ros.backends import BackendError, create_backend
 from faster_deployment_ros.backends import tensorrt_engine as E
 from faster_deployment_ros.backends.tensorrt_backend import (calibration_batches, onnx_tensors,
                                                              parse_options, prepare_engine)
+from faster_deployment_ros.models import adapter_factory
 import numpy as np
 import pytest
 from trt_standins import load
@@ -185,7 +186,7 @@ def test_11_without_modelopt_says_the_pip_line(monkeypatch, tmp_path, yolox_mode
     calib.mkdir()
     (calib / 'a.jpg').write_bytes(dog_image_path.read_bytes())
     opts = parse_options({'cache_dir': str(tmp_path), 'precision': precision,
-                          'int8_calibration': str(calib)})
+                          'int8_calibration': str(calib), 'adapter_factory': adapter_factory()})
     with pytest.raises(BackendError) as info:
         prepare_engine(yolox_model, opts, api, device_identity(), log=print)
     text = str(info.value)
@@ -235,7 +236,8 @@ def test_modelopt_fp16_and_int8_on_11(monkeypatch, tmp_path, yolox_model, plaza_
     cache_dir = tmp_path / 'cache'
     for precision in ('fp16', 'int8'):
         opts = parse_options({'cache_dir': str(cache_dir), 'precision': precision,
-                              'int8_calibration': str(calib)})
+                              'int8_calibration': str(calib),
+                              'adapter_factory': adapter_factory()})
         logs = []
         path, key, _, built = prepare_engine(yolox_model, opts, api, device_identity(),
                                              log=logs.append)
@@ -287,7 +289,8 @@ def test_calibration_uses_the_adapter_of_each_family(tmp_path, dog_image_path, m
     path = _model(model)
     ins, outs, meta = onnx_tensors(path)
     shapes = E.resolve_input_shapes([(t.name, t.shape) for t in ins], {})
-    opts = parse_options({'precision': 'int8', 'int8_calibration': str(dog_image_path.parent)})
+    opts = parse_options({'precision': 'int8', 'int8_calibration': str(dog_image_path.parent),
+                          'adapter_factory': adapter_factory()})
     batches = calibration_batches(path, opts, [dog_image_path], shapes)
     got = batches.next_batch()
     with create_backend('onnxruntime', str(path)) as be:
@@ -308,9 +311,13 @@ def test_calibration_with_a_family_that_does_not_fit_fails_clearly(dog_image_pat
     ins, _, _ = onnx_tensors(path)
     shapes = E.resolve_input_shapes([(t.name, t.shape) for t in ins], {})
     opts = parse_options({'precision': 'int8', 'int8_calibration': str(dog_image_path.parent),
-                          'calibration_preprocess': 'yolox'})
+                          'calibration_preprocess': 'yolox', 'adapter_factory': adapter_factory()})
     with pytest.raises(BackendError, match='calibration_preprocess'):
         calibration_batches(path, opts, [dog_image_path], shapes).next_batch()
+    # without the caller's adapter factory (backends cannot import the models layer)
+    opts['adapter_factory'] = None
+    with pytest.raises(BackendError, match='adapter_factory'):
+        calibration_batches(path, opts, [dog_image_path], shapes)
 
 
 # ---------------------------------------------------------------- load-time errors ----------

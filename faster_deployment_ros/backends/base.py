@@ -38,6 +38,10 @@ class Backend:
     uses_threads = True
     #: What the node may pass to every backend; a backend ignores the ones it has no use for.
     COMMON_OPTIONS = ('threads', 'workers', 'worker_index')
+    #: True where the backend needs the model's pre-processing (TensorRT int8 calibration):
+    #: the caller passes `adapter_factory` (models.adapter_factory), since backends sit below
+    #: the models layer and cannot import it.
+    takes_adapter_factory = False
 
     def __init__(self, model_path: str, **options: Any) -> None:
         self.model_path = model_path

@@ -36,7 +36,7 @@ _LOG = logging.getLogger('faster_deployment_ros.tensorrt')
 
 _OPTIONS = ('device', 'precision', 'workspace', 'cache_dir', 'timing_cache', 'input_shape',
             'int8_calibration', 'calibration_cache', 'calibration_limit', 'calibration_preprocess',
-            'rebuild', 'verbose', 'strongly_typed', 'modelopt_python',
+            'rebuild', 'verbose', 'strongly_typed', 'modelopt_python', 'adapter_factory',
             # the node's common per-worker options: accepted, meaningless on a GPU
             'threads', 'workers', 'worker_index')
 ENGINE_SUFFIXES = ('.engine', '.plan', '.trt')
@@ -95,7 +95,8 @@ def parse_options(options: Dict[str, Any]) -> Dict[str, Any]:
         'verbose': flag_option(o.get('verbose'), 'tensorrt option verbose', False),
         'strongly_typed': flag_option(o.get('strongly_typed'), 'tensorrt option strongly_typed',
                                       False),
-        'modelopt_python': str(o.get('modelopt_python') or '') or None}
+        'modelopt_python': str(o.get('modelopt_python') or '') or None,
+        'adapter_factory': o.get('adapter_factory')}
 
 
 def onnx_tensors(path: Path) -> Tuple[List[TensorSpec], List[TensorSpec], Dict[str, str]]:
@@ -185,6 +186,7 @@ class TensorRTBackend(Backend):
     name = 'tensorrt'
     supports_gpu_pipeline = True
     uses_threads = False  # autotune tunes workers (contexts) and queue size only
+    takes_adapter_factory = True  # int8 calibration runs the model's own pre-processing
 
     def __init__(self, model_path: str, **options: Any) -> None:
         super().__init__(model_path, **options)
@@ -472,13 +474,21 @@ def engine_key_path(onnx_path: Path, opts: Dict[str, Any], api: Any, device: Any
     return E.engine_path(opts['cache_dir'], onnx_path, key), key, metadata
 
 
-def calibration_adapter(onnx_path: Path, family: str, shapes: Dict[str, Tuple[int, ...]]) -> Any:
-    """Return the model adapter whose preprocess makes the calibration tensors (sized as built)."""
-    from ..models import create_adapter
+def calibration_adapter(onnx_path: Path, family: str, shapes: Dict[str, Tuple[int, ...]],
+                        factory: Any) -> Any:
+    """Make the model adapter whose preprocess makes the calibration tensors (sized as built).
+
+    `factory(family, inputs, outputs, metadata)` is models.adapter_factory's, handed in by the
+    caller (the node, fdr-convert): backends sit below the models layer.
+    """
+    if factory is None:
+        raise BackendError("int8 calibration needs the model's pre-processing: pass "
+                           'adapter_factory=faster_deployment_ros.models.adapter_factory() '
+                           '(the node and fdr-convert tensorrt do)')
     inputs, outputs, metadata = onnx_tensors(onnx_path)
     inputs = [TensorSpec(t.name, shapes.get(t.name, t.shape), t.dtype) for t in inputs]
     try:
-        return create_adapter(family, inputs, outputs, metadata)
+        return factory(family, inputs, outputs, metadata)
     except ValueError as exc:
         raise BackendError(f"int8 calibration needs the model's pre-processing: {exc}; set "
                            'calibration_preprocess to the model family') from None
@@ -488,7 +498,8 @@ def calibration_batches(onnx_path: Path, opts: Dict[str, Any], paths: Sequence[P
                         shapes: Dict[str, Tuple[int, ...]],
                         log=lambda s: None) -> 'E.CalibrationBatches':
     """Images -> tensors through the adapter's own preprocess, checked against the inputs."""
-    adapter = calibration_adapter(onnx_path, opts['calibration_preprocess'], shapes)
+    adapter = calibration_adapter(onnx_path, opts['calibration_preprocess'], shapes,
+                                  opts.get('adapter_factory'))
     names = list(shapes)
     batch = shapes[names[0]][0] if shapes[names[0]] else 1
 

@@ -85,4 +85,19 @@ def _name_the_family(family: str, exc: ValueError, inputs, outputs, metadata) ->
             f'auto' + (f' ({exc})' if exc is not None else ''))
 
 
-__all__ = ['ModelAdapter', 'create_adapter', 'available_families', 'resolve_family']
+def adapter_factory(default_family: str = 'auto', **params: Any):
+    """Return `make(family, inputs, outputs, metadata) -> adapter` for layers below models.
+
+    A backend that needs a model's pre-processing (TensorRT int8 calibration) cannot import
+    this layer; its caller hands it this instead. family 'auto' means `default_family` (the
+    node's configured family; itself 'auto' = inferred from the signature).
+    """
+    def make(family: str, inputs: List[TensorSpec], outputs: List[TensorSpec],
+             metadata: Mapping[str, str]) -> ModelAdapter:
+        chosen = default_family if family in ('auto', '', None) else family
+        return create_adapter(chosen, inputs, outputs, metadata, **params)
+    return make
+
+
+__all__ = ['ModelAdapter', 'adapter_factory', 'create_adapter', 'available_families',
+           'resolve_family']

@@ -52,6 +52,7 @@ from ..core.image_codec import (check_image_size, compressed_image_size, decode_
 from ..core.memory import limit_malloc_arenas, reuse_large_buffers, trim_heap
 from ..core.pipeline import FrameResult, Pipeline
 from ..core.stats import RollingStats
+from ..models import adapter_factory
 
 
 #: A frame's hops, in order: stamp -> callback (transport, incl. deserialisation, when the stamp
@@ -241,8 +242,10 @@ class PerceptionNode(LifecycleNode):
     RUNTIME_TASK_PARAMETERS: Tuple[str, ...] = ()
 
     def validate_parameter(self, name: str, value: Any) -> None:
-        """Raise ParameterError when a task parameter's value is unacceptable (the rules
-        configure applies). Subclasses extend it."""
+        """Raise ParameterError when a task parameter's value is unacceptable.
+
+        The rules are the ones configure applies. Subclasses extend it.
+        """
 
     def apply_parameter(self, name: str, value: Any) -> None:
         """Apply a RUNTIME_TASK_PARAMETERS change of a configured node to the next frame."""
@@ -352,6 +355,8 @@ class PerceptionNode(LifecycleNode):
         if backend_class(cfg.backend).pins_workers:
             options.setdefault('worker_index', index)
             options.setdefault('workers', cfg.workers)
+        if getattr(backend_class(cfg.backend), 'takes_adapter_factory', False):
+            options.setdefault('adapter_factory', adapter_factory(cfg.model_family))
         return create_backend(cfg.backend, cfg.model_path, **options)
 
     def _release(self) -> None:
@@ -375,9 +380,12 @@ class PerceptionNode(LifecycleNode):
 
     @staticmethod
     def _backlog(cfg: P.CommonConfig) -> int:
-        """Frames `block` holds in front of a full input queue: what the subscription's
-        history held while the callback waited before, plus a queue's worth, so a burst that
-        arrives before the hand-over thread runs is not taken for back-pressure."""
+        """Frames `block` holds in front of a full input queue.
+
+        What the subscription's history held while the callback waited before, plus a queue's
+        worth, so a burst that arrives before the hand-over thread runs is not taken for
+        back-pressure.
+        """
         return cfg.qos_depth + cfg.queue_size
 
     def _warn_oversubscribed(self, cfg: P.CommonConfig) -> None:

@@ -70,6 +70,8 @@ def backend_options(args: argparse.Namespace) -> dict:
                        ('timing_cache', args.timing_cache), ('cache_dir', args.cache_dir)):
         if value:
             opts[key] = str(value)
+    from ..models import adapter_factory
+    opts['adapter_factory'] = adapter_factory()  # int8 calibration: the family's preprocess
     return opts
 
 
