@@ -259,6 +259,17 @@ def test_modelopt_fp16_and_int8_on_11(monkeypatch, tmp_path, yolox_model, plaza_
         opts['rebuild'] = True
         prepare_engine(yolox_model, opts, api, device_identity(), log=logs.append)
         assert any('using converted' in m for m in logs)
+    # 10.x with strongly_typed: the 11.x route (same converted ONNX), STRONGLY_TYPED network
+    _install(monkeypatch, '10')
+    api = E.TrtApi(E.import_tensorrt())
+    opts = parse_options({'cache_dir': str(cache_dir), 'precision': 'fp16',
+                          'strongly_typed': True})
+    logs = []
+    path, key, _, built = prepare_engine(yolox_model, opts, api, device_identity(),
+                                         log=logs.append)
+    head, _ = _engine_head(path)
+    assert built and head['strongly_typed'] and head['precision_flags'] == []
+    assert key.conversion.startswith('modelopt-r') and any('using converted' in m for m in logs)
 
 
 # ---------------------------------------------------------------- calibration inputs --------
