@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import cv2
 from faster_deployment_ros.core.image_codec import msg_to_numpy
@@ -94,10 +95,11 @@ class EchoNode:
     For every image it publishes a Detection2DArray with the input header and one detection whose
     class_id is the frame's mean grey level (so pixel data is checked end to end). ``misbehave``
     drops every 7th frame, swaps the outputs of frames 10 and 11 and stamps frame 22 with a wrong
-    frame_id.
+    frame_id. ``work_s``: time each frame takes, as a model's inference would.
     """
 
-    def __init__(self, misbehave: bool = False, image_out: bool = False) -> None:
+    def __init__(self, misbehave: bool = False, image_out: bool = False,
+                 work_s: float = 0.0) -> None:
         import rclpy
         from rclpy.context import Context
         from rclpy.executors import SingleThreadedExecutor
@@ -111,7 +113,7 @@ class EchoNode:
         self.pub = self.node.create_publisher(Detection2DArray, 'detections', 10)
         self.img_pub = self.node.create_publisher(Image, 'small_image', 10) if image_out else None
         self.node.create_subscription(Image, 'image', self.on_image, qos_profile_sensor_data)
-        self.misbehave, self.n, self.held = misbehave, 0, None
+        self.misbehave, self.n, self.held, self.work_s = misbehave, 0, None, work_s
         self.executor = SingleThreadedExecutor(context=self.ctx)
         self.executor.add_node(self.node)
         self.stop = threading.Event()
@@ -127,6 +129,8 @@ class EchoNode:
         from sensor_msgs.msg import Image
         from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
         i, self.n = self.n, self.n + 1
+        if self.work_s:
+            time.sleep(self.work_s)  # the stand-in's "inference"
         img = msg_to_numpy(msg)
         out = Detection2DArray(header=msg.header)
         hyp = ObjectHypothesisWithPose()
@@ -236,6 +240,21 @@ def test_play_record_any_type(campus_bag, echo, tmp_path):
     assert 'detections' not in rep
     outputs = read_outputs(tmp_path / 'outputs', 'sensor_msgs/msg/Image')
     assert [(m.height, m.width, m.encoding) for _, m in outputs] == [(45, 60, 'bgr8')] * 12
+
+
+@pytest.mark.parametrize('echo', [{'work_s': 0.03}], indirect=True)
+def test_play_record_lockstep_feeds_a_slow_node_every_frame(campus_bag, echo, tmp_path):
+    """
+    Replay as fast as possible into a node slower than the player: lockstep loses no frame.
+
+    Best effort, depth 5; lockstep waits for each output (golden-bag runs rely on it).
+    """
+    from faster_deployment_ros.tools.replay import play_record, ReplayConfig
+    rep = play_record(ReplayConfig(in_bag=campus_bag, out_dir=tmp_path, rate=0.0, lockstep=True,
+                                   idle_timeout=5.0), log=lambda s: None)
+    assert rep['frames_in'] == rep['frames_out'] == 30 and rep['dropped'] == 0
+    assert rep['order_violations'] == 0 and rep['header_mismatches'] == 0
+    assert echo.n == 30
 
 
 # ---------------------------------------------------------------- the demo driver (real node)
