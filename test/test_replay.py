@@ -296,6 +296,48 @@ def test_demo_driver_on_plaza(plaza_video, yolox_model, tmp_path):
     assert 'make demo INPUT=/path/video.avi MODEL=/path/model.onnx' in again.stderr
 
 
+def test_demo_golden_record_then_check(plaza_video, yolox_model, tmp_path):
+    """
+    `make golden`, then `make demo-check`: the same run passes, conf_threshold 0.6 fails.
+
+    20 plaza frames; the golden modes process every frame (lockstep, blocking, reliable).
+    """
+    from pathlib import Path
+    import re
+    import subprocess
+    import sys
+
+    golden = tmp_path / 'golden'
+    base = [sys.executable, '-m', 'faster_deployment_ros.tools.demo', '--input', str(plaza_video),
+            '--model', str(yolox_model), '--max-frames', '20', '--node-timeout', '60',
+            '--frames', '0']
+
+    def demo(out, *extra):
+        return subprocess.run(base + ['--out', str(tmp_path / out), *extra], capture_output=True,
+                              text=True, timeout=240)
+    proc = demo('rec', '--record-golden', str(golden))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads((golden / 'golden.json').read_text())['frames_out'] == 20
+    proc = demo('same', '--check-golden', str(golden))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    diff = json.loads((tmp_path / 'same' / 'diff.json').read_text())
+    assert diff['gate']['passed'] and diff['frames_compared'] == 20
+    assert diff['overall']['recall'] == 1.0 and diff['overall']['box_drift_px_max'] == 0.0
+    assert (tmp_path / 'same' / 'diff.png').is_file()
+
+    params = tmp_path / 'conf06.yaml'
+    src = Path(__file__).resolve().parents[1] / 'config' / 'yolox_nano_onnxruntime.yaml'
+    text, n = re.subn(r'(conf_threshold:\s*)0\.3\b', r'\g<1>0.6', src.read_text())
+    assert n == 1
+    params.write_text(text)
+    proc = demo('worse', '--check-golden', str(golden), '--params', str(params))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert 'GATE FAILED' in proc.stdout and 'recall' in proc.stdout
+    # no golden bag: a clear error, exit 2
+    proc = demo('none', '--check-golden', str(tmp_path / 'nothing'))
+    assert proc.returncode == 2 and 'record one first' in proc.stderr
+
+
 def test_large_data_env_choices():
     from faster_deployment_ros.tools.replay import large_data_env, large_data_profile
     env = {}
