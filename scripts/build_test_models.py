@@ -28,13 +28,13 @@ Models (all under --out):
 from __future__ import annotations
 
 import argparse
-import hashlib
+import importlib.util
 import json
 import os
+from pathlib import Path
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault('YOLO_OFFLINE', '1')
@@ -52,12 +52,16 @@ OPSET = 17
 SHARED = Path(os.environ.get('FDR_SHARED', ROOT.parent / 'shared'))
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            h.update(chunk)
-    return h.hexdigest()
+def _load_by_path(name: str, path: Path):
+    """Load a module of the package by path (this script runs where it is not installed)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+file_sha256 = _load_by_path('fdr_hashing',
+                            ROOT / 'faster_deployment_ros' / 'core' / 'hashing.py').file_sha256
 
 
 def read_frame(video: Path, index: int) -> np.ndarray:
@@ -126,8 +130,11 @@ def capture_output(model: nn.Module, layer: nn.Module, batch: torch.Tensor) -> t
 @torch.no_grad()
 def condition_layer(model, layer, batch, target_std: float, bias_quantile=None,
                     bias_to=0.0) -> None:
-    """Rescale `layer` so its output (per channel over the batch) has `target_std`, then shift the
-    bias so the `bias_quantile` of its output lands at `bias_to` (e.g. a threshold's logit)."""
+    """Rescale `layer` so its output (per channel over the batch) has `target_std`.
+
+    Then shift the bias so the `bias_quantile` of its output lands at `bias_to` (e.g. a
+    threshold's logit).
+    """
     std = capture_output(model, layer, batch).std(1).clamp_min(1e-6)
     scale = (target_std / std).to(layer.weight.dtype)
     layer.weight.mul_(scale.view(-1, *([1] * (layer.weight.dim() - 1))))
@@ -222,8 +229,10 @@ class _RtdetrLegacy(_RtdetrRaw):
 
 
 class _RtdetrOriginal(_RtdetrRaw):
-    """The original RT-DETR deploy model (lyuwenyu/RT-DETR, RTDETRPostProcessor, focal loss):
-    top-300 over queries x classes, labels = index % nc, boxes xyxy in orig_target_sizes pixels."""
+    """The original RT-DETR deploy model (lyuwenyu/RT-DETR, RTDETRPostProcessor, focal loss).
+
+    Top-300 over queries x classes, labels = index % nc, boxes xyxy in orig_target_sizes pixels.
+    """
 
     def forward(self, images, orig_target_sizes):
         boxes, logits = super().forward(images)
@@ -303,8 +312,11 @@ def build_depth_anything_v2(out: Path, imgs: list) -> Path:
 
 
 class MidasSmallStyle(nn.Module):
-    """A small encoder-decoder with MiDaS v2.1-small's conventions: ImageNet-normalised RGB of any
-    size that is a multiple of 32 in, relative inverse depth 1xHxW (ReLU) out."""
+    """A small encoder-decoder with MiDaS v2.1-small's conventions.
+
+    ImageNet-normalised RGB of any size that is a multiple of 32 in, relative inverse depth 1xHxW
+    (ReLU) out.
+    """
 
     def __init__(self, ch=(16, 32, 64, 128, 128)):
         super().__init__()
@@ -317,8 +329,8 @@ class MidasSmallStyle(nn.Module):
         self.up = nn.ModuleList([nn.Sequential(nn.Conv2d(ch[i + 1] + ch[i], ch[i], 3, 1, 1),
                                                nn.BatchNorm2d(ch[i]), nn.ReLU(True))
                                  for i in reversed(range(len(ch) - 1))])
-        self.head = nn.Sequential(nn.Conv2d(ch[0], 16, 3, 1, 1), nn.ReLU(True), nn.Conv2d(16, 1, 1),
-                                  nn.ReLU(True))
+        self.head = nn.Sequential(nn.Conv2d(ch[0], 16, 3, 1, 1), nn.ReLU(True),
+                                  nn.Conv2d(16, 1, 1), nn.ReLU(True))
 
     def forward(self, x):
         skips = []
@@ -379,7 +391,7 @@ def main() -> int:
     hashes = {}
     t0 = time.monotonic()
     for path in BUILDERS[names[0]](args.out, imgs):
-        hashes[path.name] = sha256(path)
+        hashes[path.name] = file_sha256(path)
         print(f'{path.name}: {path.stat().st_size / 1e6:.1f} MB sha256 '
               f'{hashes[path.name][:16]} ({time.monotonic() - t0:.0f} s)', flush=True)
     index = args.out / 'test_models.json'

@@ -25,7 +25,7 @@ class Compose:
 
 
 def import_depth_anything_v2():
-    """The reference DepthAnythingV2 class."""
+    """Return the reference DepthAnythingV2 class."""
     saved = {k: sys.modules.get(k) for k in ('torchvision', 'torchvision.transforms')}
     tv = types.ModuleType('torchvision')
     tvt = types.ModuleType('torchvision.transforms')
@@ -44,7 +44,7 @@ def import_depth_anything_v2():
 
 
 def reference_transforms():
-    """The reference's own Resize / NormalizeImage / PrepareForNet (MiDaS' transforms)."""
+    """Return the reference's own Resize / NormalizeImage / PrepareForNet (MiDaS' transforms)."""
     import_depth_anything_v2()
     from depth_anything_v2.util.transform import NormalizeImage, PrepareForNet, Resize
 

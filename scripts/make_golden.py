@@ -55,7 +55,7 @@ os.environ.setdefault('YOLO_CONFIG_DIR', str(ROOT / '.cache' / 'ultralytics-conf
 os.environ.setdefault('YOLO_VERBOSE', 'False')
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from build_test_models import read_frame, sha256, SHARED  # noqa: E402
+from build_test_models import file_sha256, read_frame, SHARED  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
@@ -190,11 +190,12 @@ def golden_depth(name: str, path: Path, frames: dict) -> dict:
         resize = Resize(width=518, height=518, resize_target=False, keep_aspect_ratio=False,
                         ensure_multiple_of=14, resize_method='lower_bound',
                         image_interpolation_method=cv2.INTER_CUBIC)
-        back = dict(mode='bilinear', align_corners=True)
+        back = {'mode': 'bilinear', 'align_corners': True}
     else:
-        resize = Resize(256, 256, resize_target=None, keep_aspect_ratio=True, ensure_multiple_of=32,
-                        resize_method='upper_bound', image_interpolation_method=cv2.INTER_CUBIC)
-        back = dict(mode='bicubic', align_corners=False)
+        resize = Resize(256, 256, resize_target=None, keep_aspect_ratio=True,
+                        ensure_multiple_of=32, resize_method='upper_bound',
+                        image_interpolation_method=cv2.INTER_CUBIC)
+        back = {'mode': 'bicubic', 'align_corners': False}
     rec = {}
     for key, img in frames.items():
         h, w = img.shape[:2]
@@ -251,7 +252,7 @@ def main() -> int:
     for name in args.only or list(MODELS):
         path = args.models / f'{name}.onnx'
         out = args.out / fixture_name(name)
-        digest = sha256(path)
+        digest = file_sha256(path)
         if args.stale_only is not None:
             if recorded_sha(args.stale_only / fixture_name(name)) == digest:
                 out.unlink(missing_ok=True)

@@ -34,7 +34,7 @@ class ConvertError(RuntimeError):
 
 
 def package_version(dist: str) -> str:
-    """The installed version of a converter package, for the sidecar; 'unknown' if unreadable."""
+    """Return a converter package's installed version (for the sidecar), or 'unknown'."""
     try:
         from importlib.metadata import version
         return version(dist)
@@ -68,7 +68,8 @@ class Progress:
             def spin() -> None:
                 i = 0
                 while not stop.wait(0.2):
-                    self._write(f'\r{prefix} {self._FRAMES[i % 4]} {time.monotonic() - start:.0f}s')
+                    spent = time.monotonic() - start
+                    self._write(f'\r{prefix} {self._FRAMES[i % 4]} {spent:.0f}s')
                     i += 1
             spinner = threading.Thread(target=spin, daemon=True)
             spinner.start()
@@ -90,7 +91,8 @@ class Progress:
         """In-step progress for loops (e.g. calibration images)."""
         pct = 100.0 * done / max(total, 1)
         if self.tty:
-            self._write(f'\r    {text} {done}/{total} ({pct:.0f}%)' + ('\n' if done >= total else ''))
+            end = '\n' if done >= total else ''
+            self._write(f'\r    {text} {done}/{total} ({pct:.0f}%){end}')
         elif done >= total or done % max(1, total // 10) == 0:
             self._write(f'    {text} {done}/{total} ({pct:.0f}%)\n')
 
@@ -109,7 +111,7 @@ def missing_modules(names: Sequence[str]) -> List[str]:
 
 
 def converter_venv(name: str, override: Optional[str] = None) -> Optional[Path]:
-    """The converter venv's python: --venv, else `name` in the repo root or the current directory."""
+    """Return the converter venv's python: --venv, else `name` in the repo root or cwd."""
     candidates = [Path(override)] if override else [REPO_ROOT / name, Path.cwd() / name]
     for venv in candidates:
         py = venv / 'bin' / 'python'
@@ -136,7 +138,8 @@ def build_parser(modules: Dict[str, object]) -> argparse.ArgumentParser:
                              "target's tools (default: the target's own, e.g. .venv-convert)")
     sub = parser.add_subparsers(dest='target', metavar='TARGET', required=True)
     for name, mod in modules.items():
-        p = sub.add_parser(name, help=getattr(mod, 'HELP', ''), description=getattr(mod, 'HELP', ''))
+        text = getattr(mod, 'HELP', '')
+        p = sub.add_parser(name, help=text, description=text)
         mod.add_arguments(p)
     return parser
 
@@ -147,7 +150,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for name, modname in targets().items():
         try:
             modules[name] = importlib.import_module(modname)
-        except Exception as exc:  # a broken target must not hide the others
+        except Exception as exc:  # noqa: B902 - a broken target must not hide the others
             sys.stderr.write(f'warning: converter {name!r} unavailable: {exc}\n')
     parser = build_parser(modules)
     args = parser.parse_args(argv)

@@ -23,7 +23,8 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 from .convert import ConvertError, package_version, Progress
-from .onnx_info import describe, parse_shape, sha256, write_sidecar
+from .onnx_info import describe, parse_shape, write_sidecar
+from ..core.hashing import file_sha256
 
 HELP = 'ONNX -> ncnn .param/.bin with pnnx (fp16 or fp32 weights)'
 REQUIRES = ('onnx', 'onnxruntime', 'pnnx')
@@ -83,7 +84,7 @@ def _slice_params(node, consts, rank: int) -> Optional[Dict[int, Tuple[int, int,
 
 
 def rewrite_focus(model, input_shapes: Dict[str, List[int]]) -> int:
-    """Rewrite every 4-way strided-slice + channel-concat space-to-depth in place; returns count."""
+    """Rewrite each 4-way strided-slice + channel-concat space-to-depth in place; return count."""
     import numpy as np
     from onnx import helper, numpy_helper
 
@@ -93,7 +94,8 @@ def rewrite_focus(model, input_shapes: Dict[str, List[int]]) -> int:
     shapes = dict(input_shapes)
     count = 0
     for concat in [n for n in graph.node if n.op_type == 'Concat']:
-        axis = next((helper.get_attribute_value(a) for a in concat.attribute if a.name == 'axis'), 0)
+        axis = next((helper.get_attribute_value(a) for a in concat.attribute
+                     if a.name == 'axis'), 0)
         if len(concat.input) != 4 or axis not in (1, -3):
             continue
         offsets, sources = [], set()
@@ -111,7 +113,8 @@ def rewrite_focus(model, input_shapes: Dict[str, List[int]]) -> int:
             ok = set(spans) == {2, 3} and all(st == 2 and s in (0, 1) and e >= 2 ** 30
                                               for s, e, st in spans.values())
             offsets.append((spans[2][0], spans[3][0]) if ok else None)
-        if None in offsets or len(sources) != 1 or sorted(offsets) != [(0, 0), (0, 1), (1, 0), (1, 1)]:
+        if None in offsets or len(sources) != 1 \
+                or sorted(offsets) != [(0, 0), (0, 1), (1, 0), (1, 1)]:
             continue
         src = sources.pop()
         shape = shapes.get(src)
@@ -128,12 +131,16 @@ def rewrite_focus(model, input_shapes: Dict[str, List[int]]) -> int:
             continue
         tag = f'fdr_s2d_{count}'
         graph.initializer.extend([
-            numpy_helper.from_array(np.array([n, c * h // 2, 2, w // 2, 2], np.int64), f'{tag}_shape5'),
-            numpy_helper.from_array(np.array([n, 4 * c, h // 2, w // 2], np.int64), f'{tag}_shape4'),
+            numpy_helper.from_array(np.array([n, c * h // 2, 2, w // 2, 2], np.int64),
+                                    f'{tag}_shape5'),
+            numpy_helper.from_array(np.array([n, 4 * c, h // 2, w // 2], np.int64),
+                                    f'{tag}_shape4'),
         ])
         new_nodes = [
-            helper.make_node('Reshape', [src, f'{tag}_shape5'], [f'{tag}_r5'], name=f'{tag}_reshape5'),
-            helper.make_node('Transpose', [f'{tag}_r5'], [f'{tag}_t'], perm=perm, name=f'{tag}_transpose'),
+            helper.make_node('Reshape', [src, f'{tag}_shape5'], [f'{tag}_r5'],
+                             name=f'{tag}_reshape5'),
+            helper.make_node('Transpose', [f'{tag}_r5'], [f'{tag}_t'], perm=perm,
+                             name=f'{tag}_transpose'),
             helper.make_node('Reshape', [f'{tag}_t', f'{tag}_shape4'], [concat.output[0]],
                              name=f'{tag}_reshape4'),
         ]
@@ -232,7 +239,8 @@ def pnnx_executable() -> Path:
     found = shutil.which('pnnx')
     if found:
         return Path(found)
-    raise ConvertError('the pnnx executable was not found (pip install pnnx in the converter venv)')
+    raise ConvertError('the pnnx executable was not found '
+                       '(pip install pnnx in the converter venv)')
 
 
 # ncnn layer types are plain identifiers; pnnx writes ops it could not map under their torch
@@ -326,10 +334,11 @@ def run(args: argparse.Namespace) -> int:
                 spec['blob'] = f'out{i}'
             sidecar = write_sidecar(out_param, {
                 'format': 'ncnn', 'precision': args.precision,
-                'source': src.name, 'source_sha256': sha256(src),
+                'source': src.name, 'source_sha256': file_sha256(src),
                 'inputs': info['inputs'], 'outputs': info['outputs'],
                 'metadata': info['metadata'],
-                'converter': {'tool': 'pnnx', 'version': package_version('pnnx'), 'rewrites': rewrites},
+                'converter': {'tool': 'pnnx', 'version': package_version('pnnx'),
+                              'rewrites': rewrites},
             })
     finally:
         if args.keep_temp:

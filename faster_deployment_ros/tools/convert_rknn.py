@@ -18,7 +18,8 @@ import time
 from typing import Any, Dict, List
 
 from .convert import ConvertError, package_version, Progress
-from .onnx_info import describe, parse_shape, sha256, write_sidecar
+from .onnx_info import describe, parse_shape, write_sidecar
+from ..core.hashing import file_sha256
 
 HELP = 'ONNX -> Rockchip .rknn with rknn-toolkit2 (fp16, or int8 with calibration images)'
 REQUIRES = ('rknn', 'onnx', 'onnxruntime', 'cv2')
@@ -140,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
         keep = out.with_name(out.stem + '.calibration')
         keep.mkdir(exist_ok=True)
         with progress.step(f'letterboxing calibration images ({preset}, {order.upper()})'):
-            dataset = prepare_calibration(args.calibration, tuple(shape[2:]), center, keep, progress)
+            dataset = prepare_calibration(args.calibration, tuple(shape[2:]), center, keep,
+                                          progress)
     cfg: Dict[str, Any] = {
         'onnx': str(src), 'target_platform': args.target_platform, 'precision': args.precision,
         'mean_values': [mean_v], 'std_values': [std_v],
@@ -157,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     with progress.step('writing the sidecar'):
         sidecar = write_sidecar(out, {
             'format': 'rknn', 'precision': args.precision, 'target_platform': args.target_platform,
-            'source': src.name, 'source_sha256': sha256(src), 'source_path': str(src),
+            'source': src.name, 'source_sha256': file_sha256(src), 'source_path': str(src),
             'inputs': info['inputs'], 'outputs': info['outputs'], 'metadata': info['metadata'],
             'preset': preset, 'channel_order': order, 'mean_values': [mean_v],
             'std_values': [std_v], 'data_format': 'nchw',

@@ -7,26 +7,13 @@ Runs in the converter venvs: needs onnx and onnxruntime, imported lazily.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from ..core.types import ONNX_DTYPES
+
 SIDECAR_VERSION = 1
-
-_ONNX_DTYPES = {
-    'tensor(float)': 'float32', 'tensor(float16)': 'float16', 'tensor(double)': 'float64',
-    'tensor(uint8)': 'uint8', 'tensor(int8)': 'int8', 'tensor(int32)': 'int32',
-    'tensor(int64)': 'int64', 'tensor(bool)': 'bool',
-}
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def parse_shape(text: str) -> List[int]:
@@ -50,14 +37,15 @@ def describe(model_path: Path, input_shapes: Optional[Sequence[Sequence[int]]] =
 
     try:
         sess = ort.InferenceSession(str(model_path), providers=['CPUExecutionProvider'])
-    except Exception as exc:
+    except Exception as exc:  # noqa: B902 - whatever ONNX Runtime raises, said plainly
         raise ValueError(f'ONNX Runtime cannot load {model_path}: {exc}') from None
     inputs = []
     for i, inp in enumerate(sess.get_inputs()):
         given = list(input_shapes[i]) if input_shapes and i < len(input_shapes) else None
         shape = [d if isinstance(d, int) and d > 0 else None for d in inp.shape]
         if given is not None:
-            if len(given) != len(shape) or any(s is not None and s != g for s, g in zip(shape, given)):
+            if len(given) != len(shape) or any(s is not None and s != g
+                                               for s, g in zip(shape, given)):
                 raise ValueError(f'input {inp.name!r} has shape {inp.shape}; given {given} does '
                                  'not fit it')
             shape = given
@@ -66,10 +54,10 @@ def describe(model_path: Path, input_shapes: Optional[Sequence[Sequence[int]]] =
         if any(d is None for d in shape):
             raise ValueError(f'input {inp.name!r} has dynamic shape {inp.shape}: give the '
                              'size to convert for with --input-shape, e.g. 1,3,640,640')
-        dtype = _ONNX_DTYPES.get(inp.type)
+        dtype = ONNX_DTYPES.get(inp.type)
         if dtype is None:
             raise ValueError(f'input {inp.name!r} has unsupported type {inp.type}')
-        inputs.append({'name': inp.name, 'shape': shape, 'dtype': dtype})
+        inputs.append({'name': inp.name, 'shape': shape, 'dtype': dtype.name})
     feeds = {i['name']: np.zeros(i['shape'], i['dtype']) for i in inputs}
     results = sess.run(None, feeds)
     outputs = [{'name': o.name, 'shape': list(r.shape), 'dtype': str(r.dtype)}

@@ -2,65 +2,25 @@
 
 Runs in `.venv-rknn` (the toolkit pins numpy<=1.26 and old onnx/protobuf, which the node's venv
 must not get). The rknn backend reaches the simulator through `python -m
-faster_deployment_ros.tools.rknn_toolkit serve`: a pipe carrying small JSON headers and raw
-array bytes (no pickle: the two sides run different numpy majors). The toolkit prints a lot, so
-the server keeps the protocol on a private copy of stdout and sends everything else to stderr.
+faster_deployment_ros.tools.rknn_toolkit serve`: a pipe carrying core.array_pipe messages
+(small JSON headers and raw array bytes; no pickle: the two sides run different numpy majors).
+The toolkit prints a lot, so the server keeps the protocol on a private copy of stdout and sends
+everything else to stderr.
 """
 from __future__ import annotations
 
 from contextlib import contextmanager
-import json
 import os
-import struct
 import sys
 import time
-from typing import Any, BinaryIO, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, BinaryIO, Dict, Iterator, Optional, Sequence
 
 import numpy as np
 
-# --- framing ------------------------------------------------------------------------------------
-
-def send(stream: BinaryIO, header: Dict[str, Any], arrays: Sequence[np.ndarray] = ()) -> None:
-    arrays = [np.ascontiguousarray(a) for a in arrays]
-    header = dict(header, arrays=[{'shape': list(a.shape), 'dtype': a.dtype.str} for a in arrays])
-    blob = json.dumps(header).encode()
-    stream.write(struct.pack('>I', len(blob)) + blob)
-    for a in arrays:
-        stream.write(memoryview(a).cast('B'))
-    stream.flush()
-
-
-def _read_exact(stream: BinaryIO, n: int) -> Optional[bytes]:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = stream.read(n - len(buf))
-        if not chunk:
-            return None
-        buf += chunk
-    return bytes(buf)
-
-
-def recv(stream: BinaryIO) -> Tuple[Optional[Dict[str, Any]], List[np.ndarray]]:
-    """(header, arrays); (None, []) at end of stream."""
-    size = _read_exact(stream, 4)
-    if size is None:
-        return None, []
-    raw = _read_exact(stream, struct.unpack('>I', size)[0])
-    if raw is None:
-        return None, []
-    header = json.loads(raw)
-    arrays = []
-    for spec in header.pop('arrays', []):
-        dtype = np.dtype(spec['dtype'])
-        n = int(np.prod(spec['shape'], dtype=np.int64)) * dtype.itemsize
-        data = _read_exact(stream, n)
-        if data is None:
-            return None, []
-        arrays.append(np.frombuffer(data, dtype).reshape(spec['shape']))
-    return header, arrays
-
+from ..core.array_pipe import recv, send
 
 # --- building -----------------------------------------------------------------------------------
+
 
 class ToolkitError(RuntimeError):
     """rknn-toolkit2 refused a step; the message names the step and quotes its log."""
@@ -152,7 +112,7 @@ def build(cfg: Dict[str, Any], export_path: Optional[str] = None, simulate: bool
             with step('starting the PC simulator'), quiet():
                 check(rknn.init_runtime(target=None), 'init_runtime (simulator)')
             return rknn
-    except BaseException:
+    except BaseException:  # noqa: B902 - released, then re-raised
         rknn.release()
         raise
     rknn.release()
@@ -185,7 +145,7 @@ def serve(inp: BinaryIO, out: BinaryIO) -> None:
                 send(out, {'ok': True}, [np.asarray(o) for o in outs])
             else:
                 raise ToolkitError(f'unknown command {header["cmd"]!r}')
-        except Exception as exc:  # reported to the parent, which raises BackendError
+        except Exception as exc:  # noqa: B902 - reported to the parent (a BackendError there)
             send(out, {'ok': False, 'error': f'{type(exc).__name__}: {exc}'})
     if rknn is not None:
         rknn.release()
