@@ -77,7 +77,8 @@ def main() -> int:
         metas.append(meta)
     from faster_deployment_ros.core.types import TensorSpec
     from faster_deployment_ros.models.yolov8 import Yolov8Adapter
-    v8 = Yolov8Adapter([TensorSpec('images', (1, 3, 640, 640))], [TensorSpec('o', (1, 84, 8400))], {})
+    v8 = Yolov8Adapter([TensorSpec('images', (1, 3, 640, 640))],
+                       [TensorSpec('o', (1, 84, 8400))], {})
     n = len(frames)
 
     results: Dict[str, Dict] = {
@@ -87,8 +88,10 @@ def main() -> int:
         'frame': '1280x720 BGR (pedestrians_plaza video)', 'iters': args.iters,
         'warmup': args.warmup, 'cpu': {}, 'gpu': {}}
     cpu = results['cpu']
-    cpu['preprocess_yolox_416'] = time_cpu(lambda i: yolox.preprocess(frames[i % n]), args.warmup, args.iters)
-    cpu['preprocess_yolov8_640'] = time_cpu(lambda i: v8.preprocess(frames[i % n]), args.warmup, args.iters)
+    cpu['preprocess_yolox_416'] = time_cpu(lambda i: yolox.preprocess(frames[i % n]), args.warmup,
+                                           args.iters)
+    cpu['preprocess_yolov8_640'] = time_cpu(lambda i: v8.preprocess(frames[i % n]), args.warmup,
+                                            args.iters)
     cpu['decode_nms_yolox'] = time_cpu(lambda i: yolox.postprocess([outs[i % n]], metas[i % n]),
                                        args.warmup, args.iters)
     low = create_adapter('yolox', be.inputs, be.outputs, be.metadata, conf_threshold=0.01)
@@ -205,8 +208,8 @@ def print_table(r: Dict) -> None:
           f"threads={r['host']['opencv_threads']})"
           + (f"; GPU {r['gpu_device']['name']}" if 'gpu_device' in r else ''))
     for k, v in r.get('letterbox_vs_opencv', {}).items():
-        print(f"letterbox {k} vs OpenCV: bit-exact {100 * v['bit_exact_fraction']:.4f}% of values, "
-              f"max diff {v['max_abs_diff']} over {v['frames']} frames")
+        print(f"letterbox {k} vs OpenCV: bit-exact {100 * v['bit_exact_fraction']:.4f}% of "
+              f"values, max diff {v['max_abs_diff']} over {v['frames']} frames")
     print(f"{'stage':50s} {'median ms':>10s} {'p99 ms':>10s}")
     for k, v in r['cpu'].items():
         print(f"{'cpu  ' + k:50s} {v['median_ms']:10.3f} {v['p99_ms']:10.3f}")

@@ -81,7 +81,8 @@ def sidecar(model: Path) -> dict:
     return json.loads(path.read_text())
 
 
-# --- real inputs ----------------------------------------------------------------------------------
+# --- real inputs
+# ----------------------------------------------------------------------------------
 
 def real_frames() -> List[Tuple[str, np.ndarray]]:
     """Return the photo and frames from both videos (BGR uint8)."""
@@ -113,7 +114,8 @@ def yolov8_input(frame: np.ndarray, size=(640, 640)) -> np.ndarray:
                          scale=1 / 255.0, swap_rb=True)
 
 
-# --- comparisons ----------------------------------------------------------------------------------
+# --- comparisons
+# ----------------------------------------------------------------------------------
 
 def compare_yolox(ref: np.ndarray, got: np.ndarray, size=(416, 416), min_obj: float = 0.1) -> dict:
     """Largest differences on decoded YOLOX outputs.

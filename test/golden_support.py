@@ -45,7 +45,8 @@ def load_golden(name: str) -> Tuple[Dict[str, np.ndarray], dict]:
                 return {k: z[k] for k in z.files if k != 'info'}, info
         seen.append(f'{path} (model {info["model_sha256"][:12]})')
     pytest.fail(f'no golden results for {name} (model sha256 {digest[:12]}); found '
-                f'{seen or "none"}: {BUILD_HINT}, which recomputes them with scripts/make_golden.py')
+                f'{seen or "none"}: {BUILD_HINT}, which recomputes them with '
+                'scripts/make_golden.py')
 
 
 def read_frame(video: Path, index: int) -> np.ndarray:
@@ -73,7 +74,8 @@ def golden_frames(info: dict) -> Dict[str, np.ndarray]:
     frames = _frames()
     for key, digest in info['frames'].items():
         got = hashlib.sha256(np.ascontiguousarray(frames[key]).tobytes()).hexdigest()
-        assert got == digest, (f'frame {key} decodes differently here than when the golden results '
+        assert got == digest, (f'frame {key} decodes differently here than when the golden '
+                               'results '
                                'were made (another OpenCV/FFmpeg?); rerun scripts/make_golden.py')
     return {k: frames[k] for k in info['frames']}
 

@@ -102,7 +102,8 @@ def test_resize_bilinear_align_corners_matches_definition():
     y = resize_bilinear_align_corners(x, (9, 13))
     assert y.shape == (9, 13)
     # Corners map onto corners; every sample is the bilinear blend at (i*(h-1)/(H-1), ...).
-    np.testing.assert_allclose(y[[0, 0, -1, -1], [0, -1, 0, -1]], x[[0, 0, -1, -1], [0, -1, 0, -1]])
+    np.testing.assert_allclose(y[[0, 0, -1, -1], [0, -1, 0, -1]],
+                               x[[0, 0, -1, -1], [0, -1, 0, -1]])
     yy, xx = 4 * (5 - 1) / (9 - 1), 6 * (7 - 1) / (13 - 1)
     y0, x0 = int(yy), int(xx)
     fy, fx = yy - y0, xx - x0

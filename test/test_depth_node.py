@@ -46,7 +46,8 @@ class Harness:
         self.depth: list = []
         self.colored: list = []
         self._cv = threading.Condition()
-        self.peer.create_subscription(Image, 'depth', lambda m: self._keep(self.depth, m), RELIABLE)
+        self.peer.create_subscription(Image, 'depth', lambda m: self._keep(self.depth, m),
+                                      RELIABLE)
         self.peer.create_subscription(Image, 'depth_colored', lambda m: self._keep(self.colored, m),
                                       RELIABLE)
         self.executor = MultiThreadedExecutor(num_threads=3)

@@ -78,7 +78,8 @@ def spec(name, shape, dtype=np.float32):
     ([spec('images', (1, 3, 'h', 'w'))], [spec('output0', (1, 84, 'n'))], {'imgsz': '[640, 640]'},
      None),
     # end-to-end YOLO26 / YOLOv10
-    ([spec('images', (1, 3, 640, 640))], [spec('output0', (1, 300, 6))], {'end2end': 'True'}, 'yolov8'),
+    ([spec('images', (1, 3, 640, 640))], [spec('output0', (1, 300, 6))], {'end2end': 'True'},
+     'yolov8'),
     # RT-DETR, named by the ultralytics metadata head
     ([spec('images', (1, 3, 640, 640))], [spec('output0', (1, 300, 6))], {'head': 'RTDETRDecoder'},
      'rtdetr'),

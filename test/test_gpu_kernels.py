@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 GPU_OK, GPU_REASON = gpu_status()
-gpu = pytest.mark.skipif(not GPU_OK, reason=f'GPU kernels need a CUDA GPU and cuda-python: {GPU_REASON}')
+gpu = pytest.mark.skipif(not GPU_OK, reason='GPU kernels need a CUDA GPU and cuda-python: '
+                                            f'{GPU_REASON}')
 
 
 def _read_frames(path, count: int, step: int):
@@ -332,7 +333,8 @@ def test_yolov8_decode_equals_adapter(device, params):
     rng = np.random.default_rng(1234)
     try:
         for src_hw in [(720, 1280), (576, 768), (480, 640)]:
-            r, nw, nh, left, top = letterbox_geometry(src_hw, (640, 640), center=True, rounding='round')
+            r, nw, nh, left, top = letterbox_geometry(src_hw, (640, 640), center=True,
+                                                      rounding='round')
             meta = LetterboxMeta(r, float(left), float(top), src_hw[1], src_hw[0])
             pred = _synthetic_v8(rng)
             ref = adapter.postprocess([pred], meta)
@@ -437,7 +439,8 @@ def test_workers_on_their_own_threads_and_streams(device, yolox_runs):
     for _ in range(2):
         stream = Stream(device)
         workers.append((GpuLetterbox(pre, stream, device),
-                        GpuDetectionDecoder(spec, be.outputs[0].shape, adapter.input_size, stream, device)))
+                        GpuDetectionDecoder(spec, be.outputs[0].shape, adapter.input_size, stream,
+                                            device)))
     errors = []
 
     def work(k):
@@ -450,7 +453,8 @@ def test_workers_on_their_own_threads_and_streams(device, yolox_runs):
                     assert np.abs(got - preprocess_cpu(f, pre)[0]).max() <= 1.0
                     buf = _upload(device, lb.stream, out)
                     try:
-                        _assert_same_detections(dec(buf.ptr, meta), adapter.postprocess([out], meta))
+                        _assert_same_detections(dec(buf.ptr, meta),
+                                                adapter.postprocess([out], meta))
                     finally:
                         buf.close()
         except BaseException as exc:  # noqa: BLE001 - reported below

@@ -105,7 +105,8 @@ def test_without_sidecar_discovers_blobs(yolox_model, yolox_ref, tmp_path, tmp_p
         assert compare_yolox(refs[0], b.infer([xs[0]])[0])['box_px'] <= TOL['fp32']['box_px']
 
 
-def test_custom_focus_layer_matches_graph_rewrite(yolox_model, yolox_ref, tmp_path, tmp_path_factory):
+def test_custom_focus_layer_matches_graph_rewrite(yolox_model, yolox_ref, tmp_path,
+                                                  tmp_path_factory):
     """Ncnn's own YOLOX files use a `YoloV5Focus` layer.
 
     Ours (Python, ncnn_layers) must give what the converter's native Reshape/Permute/Reshape

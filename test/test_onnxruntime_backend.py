@@ -123,7 +123,8 @@ def test_thread_and_optimisation_options(yolox_model, sub_path):
     x = np.random.default_rng(1).uniform(0, 255, (1, 3, 416, 416)).astype(np.float32)
     ref = None
     for level in ('disable', 'basic', 'extended', 'ALL'):
-        backend = create_backend('onnxruntime', str(yolox_model), threads=1, graph_optimization=level)
+        backend = create_backend('onnxruntime', str(yolox_model), threads=1,
+                                 graph_optimization=level)
         assert backend.graph_optimization == level.lower()
         [y] = backend.infer([x])
         if ref is None:

@@ -190,7 +190,8 @@ def test_prepare_engine_finds_cached_engine(tmp_path, yolox_model):
     # another GPU, TensorRT version or precision must not reuse it
     for other_api, other_dev, o in [
             (SimpleNamespace(version_text='8.6.1', version=(8, 6, 1)), device, opts),
-            (api, SimpleNamespace(info=SimpleNamespace(name='Orin', compute_capability=(8, 7))), opts),
+            (api,
+             SimpleNamespace(info=SimpleNamespace(name='Orin', compute_capability=(8, 7))), opts),
             (api, device, _opts(tmp_path, precision='fp32'))]:
         k2 = E.EngineKey.create(E.file_sha256(yolox_model), other_api.version_text,
                                 other_dev.info.name, other_dev.info.compute_capability,

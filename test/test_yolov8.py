@@ -144,7 +144,8 @@ def test_rejects_mismatched_model():
     with pytest.raises(ValueError, match='anchors'):
         Yolov8Adapter(inp, [TensorSpec('output0', (1, 84, 1000))], {})
     with pytest.raises(ValueError, match='dynamic'):
-        Yolov8Adapter([TensorSpec('images', (1, 3, 'h', 'w'))], [TensorSpec('o', (1, 84, 'n'))], {})
+        Yolov8Adapter([TensorSpec('images', (1, 3, 'h', 'w'))],
+                      [TensorSpec('o', (1, 84, 'n'))], {})
     dyn = Yolov8Adapter([TensorSpec('images', (1, 3, 'h', 'w'))], [TensorSpec('o', (1, 84, 'n'))],
                         {}, input_size=320)
     assert dyn.input_size == (320, 320) and dyn.num_anchors == anchor_count((320, 320))

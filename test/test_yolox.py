@@ -77,7 +77,8 @@ def test_unletterbox_inverts_the_mapping():
 def test_to_chw_tensor_options():
     img = np.random.default_rng(5).integers(0, 256, (8, 6, 3), dtype=np.uint8)
     t = to_chw_tensor(img, scale=1 / 255.0, swap_rb=True)
-    np.testing.assert_allclose(t[0], img[:, :, ::-1].transpose(2, 0, 1) / np.float32(255), rtol=1e-6)
+    np.testing.assert_allclose(t[0], img[:, :, ::-1].transpose(2, 0, 1) / np.float32(255),
+                               rtol=1e-6)
     out = np.empty((1, 3, 8, 6), np.float16)
     assert to_chw_tensor(img, out=out) is out
     with pytest.raises(ValueError):
@@ -106,7 +107,8 @@ def test_nms_matches_reference(seed):
     want = []
     for c in np.unique(classes):
         idx = np.flatnonzero(classes == c)
-        want += [int(idx[i]) for i in ref.greedy_nms(boxes[idx].astype(np.float64), scores[idx], thr)]
+        want += [int(idx[i]) for i in ref.greedy_nms(boxes[idx].astype(np.float64),
+                                                     scores[idx], thr)]
     got = batched_nms(boxes, scores, classes, thr)
     assert sorted(got.tolist()) == sorted(want)
     assert np.all(np.diff(scores[got]) <= 0)  # by descending score
@@ -239,7 +241,8 @@ def test_detections_make_sense(images, backend):
 
 def test_max_detections_keeps_the_best(images, backend):
     img = images['plaza100']
-    full = _run(YoloxAdapter(backend.inputs, backend.outputs, {}, conf_threshold=0.05), backend, img)
+    full = _run(YoloxAdapter(backend.inputs, backend.outputs, {}, conf_threshold=0.05),
+                backend, img)
     capped = _run(YoloxAdapter(backend.inputs, backend.outputs, {}, conf_threshold=0.05,
                                max_detections=5), backend, img)
     assert len(full) > 5 and len(capped) == 5

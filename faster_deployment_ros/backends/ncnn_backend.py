@@ -75,7 +75,8 @@ class NcnnBackend(Backend):
         param, weights, sidecar = model_files(model_path)
         for f in (param, weights):
             if not f.is_file():
-                raise BackendError(f'ncnn model file not found: {f} (make it with fdr-convert ncnn)')
+                raise BackendError(f'ncnn model file not found: {f} (make it with fdr-convert '
+                                   'ncnn)')
         self._sidecar: Dict[str, Any] = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
 
         threads = options.get('threads', 0) or 0
@@ -109,8 +110,8 @@ class NcnnBackend(Backend):
         from .ncnn_layers import register_custom_layers
         self._custom_layers = register_custom_layers(net, param.read_text())
         if net.load_param(str(param)) != 0 or net.load_model(str(weights)) != 0:
-            raise BackendError(f'ncnn cannot load {param} / {weights.name}: a layer type this ncnn '
-                               'lacks, or a truncated file (see ncnn\'s message above)')
+            raise BackendError(f'ncnn cannot load {param} / {weights.name}: a layer type this '
+                               'ncnn lacks, or a truncated file (see ncnn\'s message above)')
         self._net = net
 
         side_in = self._sidecar.get('inputs', [])
@@ -147,7 +148,8 @@ class NcnnBackend(Backend):
 
     def infer(self, inputs: Sequence[np.ndarray]) -> List[np.ndarray]:
         if len(inputs) != len(self._in_blobs):
-            raise BackendError(f'ncnn model takes {len(self._in_blobs)} input(s), got {len(inputs)}')
+            raise BackendError(f'ncnn model takes {len(self._in_blobs)} input(s), got '
+                               f'{len(inputs)}')
         ncnn = _import_ncnn()
         batch = int(np.shape(inputs[0])[0]) if np.ndim(inputs[0]) == 4 else 0
         if batch <= 1:

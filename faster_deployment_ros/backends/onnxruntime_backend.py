@@ -166,7 +166,8 @@ class OnnxRuntimeBackend(Backend):
     def describe(self) -> str:
         """One line for logs: what actually runs (ORT may drop providers it cannot use)."""
         return (f'onnxruntime providers={",".join(self.providers)} '
-                f'intra_op_threads={self.intra_op_threads} inter_op_threads={self.inter_op_threads} '
+                f'intra_op_threads={self.intra_op_threads} '
+                f'inter_op_threads={self.inter_op_threads} '
                 f'graph_optimization={self.graph_optimization} '
                 f'allow_spinning={self.allow_spinning}')
 

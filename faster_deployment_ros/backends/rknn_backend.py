@@ -70,8 +70,8 @@ class RknnLiteRuntime:
             from rknnlite.api import RKNNLite
         except ImportError as exc:
             raise BackendError(
-                'the rknn backend needs RKNNLite (rknn-toolkit-lite2, aarch64 Rockchip boards with '
-                'the NPU driver); on a PC use the simulator (rknn.simulator: true) '
+                'the rknn backend needs RKNNLite (rknn-toolkit-lite2, aarch64 Rockchip boards '
+                'with the NPU driver); on a PC use the simulator (rknn.simulator: true) '
                 f'with rknn-toolkit2 in .venv-rknn: {exc}') from exc
         self._rt = RKNNLite(verbose=False)
         if self._rt.load_rknn(model_path) != 0:
@@ -212,8 +212,8 @@ class RknnBackend(Backend):
         side = self._sidecar
         onnx = onnx_override or side.get('source_path')
         if not onnx or not Path(onnx).is_file():
-            raise BackendError(f'the RKNN simulator rebuilds from ONNX, and {onnx!r} is not a file: '
-                               'give rknn.simulator_onnx')
+            raise BackendError(f'the RKNN simulator rebuilds from ONNX, and {onnx!r} is not a '
+                               'file: give rknn.simulator_onnx')
         cfg = dict(side.get('build', {}))
         cfg['onnx'] = str(onnx)
         if cfg.get('precision') == 'int8' and not Path(cfg.get('dataset') or '').is_file():

@@ -63,11 +63,13 @@ def letterbox(image: np.ndarray, size: Tuple[int, int], pad_value: int = 114, ce
         image = image[:, :, None]
     src_h, src_w, ch = image.shape
     dst_h, dst_w = int(size[0]), int(size[1])
-    r, new_w, new_h, left, top = letterbox_geometry((src_h, src_w), (dst_h, dst_w), center, rounding)
+    r, new_w, new_h, left, top = letterbox_geometry((src_h, src_w), (dst_h, dst_w), center,
+                                                    rounding)
     if out is None:
         out = np.empty((dst_h, dst_w, ch), image.dtype)
     elif out.shape != (dst_h, dst_w, ch) or out.dtype != image.dtype:
-        raise ValueError(f'out buffer is {out.shape} {out.dtype}, need {(dst_h, dst_w, ch)} {image.dtype}')
+        raise ValueError(f'out buffer is {out.shape} {out.dtype}, need {(dst_h, dst_w, ch)} '
+                         f'{image.dtype}')
     # Fill only the borders: the resize below overwrites the rest.
     bottom, right = top + new_h, left + new_w
     if top:

@@ -65,7 +65,8 @@ class GpuFramePipeline:
         self.decoder = None
         if decode is not None:
             if self.output_dtype != np.float32:
-                raise ValueError(f'GPU decode reads float32 outputs, the model gives {self.output_dtype}')
+                raise ValueError('GPU decode reads float32 outputs, the model gives '
+                                 f'{self.output_dtype}')
             self.decoder = GpuDetectionDecoder(decode, self.output_shape, preprocess.size,
                                                self.stream, self.device)
 

@@ -29,7 +29,8 @@ class _Geometry:
                                                         spec.rounding)
         self.src_hw = src_hw
         self.new_w, self.new_h, self.left, self.top = new_w, new_h, left, top
-        self.meta = LetterboxMeta(float(r), float(left), float(top), int(src_hw[1]), int(src_hw[0]))
+        self.meta = LetterboxMeta(float(r), float(left), float(top), int(src_hw[1]),
+                                  int(src_hw[0]))
         xofs, xcoef = linear_table(src_hw[1], new_w)
         yofs, ycoef = linear_table(src_hw[0], new_h)
         self._host = [np.ascontiguousarray(a) for a in (xofs, xcoef, yofs, ycoef)]
@@ -171,7 +172,8 @@ def _grid(w: int, h: int) -> Sequence[int]:
 def _check_image(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (3, 4):
-        raise ValueError(f'expected an HxWx3 (or x4) uint8 BGR image, got {image.dtype} {image.shape}')
+        raise ValueError(f'expected an HxWx3 (or x4) uint8 BGR image, got {image.dtype} '
+                         f'{image.shape}')
     return image
 
 

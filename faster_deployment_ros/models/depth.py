@@ -128,7 +128,8 @@ class DepthAdapter(ModelAdapter):
         self.family = family if family in PRESETS else depth_preset(inputs, metadata)
         preset = PRESETS[self.family]
         if len(inputs) != 1 or len(inputs[0].shape) != 4:
-            raise ValueError(f'depth models take one NCHW image input, got {[i.shape for i in inputs]}')
+            raise ValueError('depth models take one NCHW image input, got '
+                             f'{[i.shape for i in inputs]}')
         if len(outputs) < 1 or not is_depth_signature(inputs, outputs[:1]):
             raise ValueError(f'depth models give a (1, H, W) or (1, 1, H, W) output at the input '
                              f'resolution, got {[o.shape for o in outputs]} for {inputs[0].shape}')
@@ -146,7 +147,8 @@ class DepthAdapter(ModelAdapter):
         self.multiple_of = int(multiple_of or preset['multiple_of'])
         self.resize_method = resize_method or preset['resize_method']
         if self.resize_method not in ('lower_bound', 'upper_bound', 'minimal'):
-            raise ValueError(f'resize_method {self.resize_method!r}: lower_bound, upper_bound, minimal')
+            raise ValueError(f'resize_method {self.resize_method!r}: lower_bound, upper_bound, '
+                             'minimal')
         self.upsampling = upsampling or preset['upsampling']
         if self.upsampling not in UPSAMPLING:
             raise ValueError(f'upsampling must be one of {", ".join(UPSAMPLING)}')

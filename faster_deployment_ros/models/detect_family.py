@@ -80,27 +80,29 @@ def detect_family(inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
         return 'yolov8', (f'output {tuple(first.shape)}: 4 box + {d1 - 4} class rows over {d2} '
                           f'anchors of a {hw[0]}x{hw[1]} input (no objectness)')
     if d2 is None and d1 is not None and 5 <= d1 <= 1004:
-        return 'yolov8', (f'output {tuple(first.shape)}: 4 box + {d1 - 4} class rows over a dynamic '
-                          'anchor axis (ultralytics dynamic export)')
+        return 'yolov8', (f'output {tuple(first.shape)}: 4 box + {d1 - 4} class rows over a '
+                          'dynamic anchor axis (ultralytics dynamic export)')
     if d1 is not None and d1 in anchors and d2 is not None and d2 >= 5:
         if nc is not None and d2 == 4 + nc:
             return 'yolov8', f'output {tuple(first.shape)}: transposed 4 box + {nc} class scores'
         if nc is None or d2 == 5 + nc:
-            return 'yolox', (f'output {tuple(first.shape)}: {d1} anchors of a {hw[0]}x{hw[1]} input '
-                             f'x (4 box + objectness + {d2 - 5} classes)')
+            return 'yolox', (f'output {tuple(first.shape)}: {d1} anchors of a {hw[0]}x{hw[1]} '
+                             f'input x (4 box + objectness + {d2 - 5} classes)')
     if d1 is not None and d1 not in anchors and d2 is not None and d2 >= 6 and d1 <= 1000:
         if d2 == 6 and nc not in (None, 2):
             return 'rtdetr', f'output {tuple(first.shape)}: {d1} queries x (cx, cy, w, h, score, class)'
         if d2 > 6 and (nc is None or d2 == 4 + nc):
             return 'rtdetr', f'output {tuple(first.shape)}: {d1} queries x (4 box + {d2 - 4} scores)'
         if d2 == 6:
-            raise ValueError(f'ambiguous output {tuple(first.shape)}: RT-DETR (cx, cy, w, h, score, '
+            raise ValueError(f'ambiguous output {tuple(first.shape)}: RT-DETR (cx, cy, w, h, '
+                             'score, '
                              'class) or an end-to-end YOLO (x1, y1, x2, y2, score, class); set '
                              'model_family to rtdetr or yolov8')
     raise ValueError(f'cannot infer the model family from {sig}'
                      + (f' (input {hw[0]}x{hw[1]} has {anchors[0]} anchors at strides 8/16/32)'
                         if hw else ' (dynamic input size: set input_size or model_family)')
-                     + '; set model_family (yolox, yolov8, yolo11, rtdetr, depth_anything_v2, midas)')
+                     + '; set model_family (yolox, yolov8, yolo11, rtdetr, depth_anything_v2, '
+                       'midas)')
 
 
 __all__ = ['detect_family']

@@ -70,7 +70,8 @@ def resolve_class_names(explicit: Any, metadata: Optional[Mapping[str, str]],
             return list(COCO_CLASSES)
         return [str(i) for i in range(num_classes)]
     if num_classes is not None and len(names) != num_classes:
-        raise ValueError(f'{source} has {len(names)} entries but the model has {num_classes} classes')
+        raise ValueError(f'{source} has {len(names)} entries but the model has {num_classes} '
+                         'classes')
     return names
 
 

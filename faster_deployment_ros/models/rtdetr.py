@@ -87,7 +87,8 @@ class RtdetrAdapter(ModelAdapter):
         elif layout in LAYOUTS:
             self.layout, self.layout_reason = layout, 'layout parameter'
         else:
-            raise ValueError(f"layout must be 'auto' or one of {', '.join(LAYOUTS)}, not {layout!r}")
+            raise ValueError(f"layout must be 'auto' or one of {', '.join(LAYOUTS)}, not "
+                             f"{layout!r}")
         image_inputs = [i for i in inputs if len(i.shape) == 4]
         self.input_size = model_input_size(image_inputs, input_size, metadata, 'RT-DETR')
         self.image_name = image_inputs[0].name

@@ -181,7 +181,8 @@ class Yolov8Adapter(ModelAdapter):
         if self.transposed:
             pred = pred.T
         if pred.shape[0] != 4 + self.num_classes:
-            raise ValueError(f'YOLOv8 output {pred.shape} does not have 4 + {self.num_classes} rows')
+            raise ValueError(f'YOLOv8 output {pred.shape} does not have 4 + {self.num_classes} '
+                             'rows')
         cls = pred[4:]
         # Best class first, then the threshold: ultralytics' `amax > conf`, then `conf > conf`.
         class_ids = cls.argmax(0)

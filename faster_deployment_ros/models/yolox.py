@@ -92,12 +92,13 @@ class YoloxAdapter(ModelAdapter):
         anchors = static_dim(out_shape[1])
         if strides is None:
             candidates = [(8, 16, 32), (8, 16, 32, 64)]
-            strides = next((s for s in candidates if self._anchor_count(s) == anchors), candidates[0])
+            strides = next((s for s in candidates if self._anchor_count(s) == anchors),
+                           candidates[0])
         self.strides = tuple(int(s) for s in strides)
         self.num_anchors = self._anchor_count(self.strides)
         if anchors is not None and anchors != self.num_anchors:
-            raise ValueError(f'output {out_shape} has {anchors} anchors; input {size} with strides '
-                             f'{self.strides} gives {self.num_anchors}')
+            raise ValueError(f'output {out_shape} has {anchors} anchors; input {size} with '
+                             f'strides {self.strides} gives {self.num_anchors}')
         self._grid, self._stride = make_grids(size, self.strides)
 
         self.conf_threshold = float(conf_threshold)

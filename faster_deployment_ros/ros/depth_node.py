@@ -65,7 +65,8 @@ class DepthNode(PerceptionNode):
         v = lambda n: P.value(self, n)  # noqa: E731
         self.depth_output = v('depth_output')
         if self.depth_output not in OUTPUTS:
-            raise P.ParameterError(f'depth_output={self.depth_output!r}: choose {", ".join(OUTPUTS)}')
+            raise P.ParameterError(f'depth_output={self.depth_output!r}: choose '
+                                   f'{", ".join(OUTPUTS)}')
         if self.depth_output != 'relative_inverse' and float(v('depth_scale')) <= 0:
             raise P.ParameterError('depth_scale must be > 0 for metric output')
         if v('colormap') not in COLORMAPS:
@@ -83,12 +84,14 @@ class DepthNode(PerceptionNode):
         family = self.config.model_family
         if family in ('auto', ''):
             from ..models import resolve_family
-            family, reason = resolve_family(family, backend.inputs, backend.outputs, backend.metadata)
+            family, reason = resolve_family(family, backend.inputs, backend.outputs,
+                                            backend.metadata)
             self.get_logger().info(f'model_family auto -> {family} ({reason})')
             if family not in ('depth', 'depth_anything_v2', 'midas'):
                 raise P.ParameterError(f'{self.config.model_path} looks like a {family} model '
                                        '(detection); use the detector_node')
-        adapter = create_adapter(family, backend.inputs, backend.outputs, backend.metadata, **params)
+        adapter = create_adapter(family, backend.inputs, backend.outputs, backend.metadata,
+                                 **params)
         if adapter.task != 'depth':
             raise P.ParameterError(
                 f'{self.config.model_path} is a {adapter.task} model; use the detector_node')

@@ -427,8 +427,7 @@ def run_ros(args, res: Dict[str, Any], model: Model, frames: List[np.ndarray],
             res['overload'] = overload_section(args, bench, node, floor, capacity, duration, cfg,
                                                variants)
         if args.saturate_rate:
-            res['saturation'] = saturation_section(args, bench, node, floor, ref_backend, model,
-                                                   frames,
+            res['saturation'] = saturation_section(args, bench, node, ref_backend, model, frames,
                                                    capacity, duration, workers, threads, queue,
                                                    extra, eff, progress)
         ul = res.get('ultralytics') or {}
@@ -511,8 +510,7 @@ def overload_section(args, bench: RosBench, node: _Target, floor: _Target, capac
             'variants': var}
 
 
-def saturation_section(args, bench: RosBench, node: _Target, floor: _Target, ref_backend,
-                       model: Model, frames,
+def saturation_section(args, bench: RosBench, node: _Target, ref_backend, model: Model, frames,
                        capacity: float, duration: float, workers: int, threads: int, queue: int,
                        extra: Dict[str, Any], eff: Dict[str, Any],
                        progress: Progress) -> Dict[str, Any]:
@@ -534,11 +532,9 @@ def saturation_section(args, bench: RosBench, node: _Target, floor: _Target, ref
     pipe = run_pipeline(_M, frames, workers, threads, queue, policy, rate, duration, progress,
                         label=f'alone {workers}x{threads}q{queue}', schedule=sched)
     nd = bench.phase(node, rate, duration, f'{workers}x{threads}q{queue} saturated {label}')
-    fl = bench.phase(floor, rate, duration, f'transport floor saturated {label}')
     inf_cpu = infer_cpu_ms(ref_backend, model.adapter, frames)
     outside = nd['node_cpu_ms_per_frame_out'] - inf_cpu
     return {'rate_hz': round(rate, 3), 'rate': label, 'pipeline_alone': pipe, 'node': nd,
-            'floor': fl, 'floor_cpu_ms_per_frame': fl['node_cpu_ms_per_frame_in'],
             'fps_ratio': round(nd['fps'] / pipe['fps'], 3) if pipe['fps'] else None,
             'infer_cpu_ms_per_frame': inf_cpu,
             'node_cpu_ms_per_frame_out': nd['node_cpu_ms_per_frame_out'],
