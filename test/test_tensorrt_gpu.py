@@ -102,10 +102,10 @@ def _same_detections(a, b, box_px=1.0, score=1e-3):
         np.testing.assert_allclose(a.scores, b.scores, atol=score)
 
 
-def _modelopt_or_skip(cache_dir, monkeypatch):
+def _modelopt_or_skip(cache_dir, monkeypatch, stem='yolox_nano_coco_416'):
     if MODELOPT_PYTHON.is_file():
         monkeypatch.setenv('FDR_MODELOPT_PYTHON', str(MODELOPT_PYTHON))
-    elif not list(Path(cache_dir).glob('*-modelopt-*.onnx')):
+    elif not list(Path(cache_dir).glob(f'{stem}-*-modelopt-*.onnx')):
         pytest.skip('11.x fp16/int8 need the ModelOpt conversion: no .venv-modelopt and no '
                     'prepared FDR_TRT_TEST_CACHE')
 
@@ -308,3 +308,42 @@ def test_convert_command_then_the_engine_file(trt, yolox_model, tmp_path, capsys
         assert b.inputs[0].shape == (1, 3, 416, 416)
     finally:
         b.close()
+
+
+def test_two_input_model_int8(trt, tmp_path, frames, plaza_video, monkeypatch):
+    """Build int8 for the original RT-DETR signature (images + orig_target_sizes).
+
+    8.6/10.x: the calibrator hands TensorRT both inputs' device pointers (8.6: the int64 sizes
+    cast to the engine's INT32); 11.x: the Q/DQ ONNX calibrated on both. Outputs equal ONNX
+    Runtime's where the arithmetic is fp32.
+    """
+    from faster_deployment_ros.models import create_adapter
+    model = Path(__file__).with_name('fixtures') / 'tiny_rtdetr_orig.onnx'
+    cache = _cache(tmp_path)
+    calib = _calib(tmp_path, plaza_video)
+    opts = {'precision': 'int8', 'cache_dir': str(cache), 'int8_calibration': str(calib),
+            'adapter_factory': adapter_factory()}
+    v11 = trt.__version__.startswith('11')
+    if v11:
+        _modelopt_or_skip(cache, monkeypatch, 'tiny_rtdetr_orig')
+    else:
+        opts['calibration_cache'] = str(tmp_path / 'calib.cache')
+    ort = create_backend('onnxruntime', str(model))
+    adapter = create_adapter('auto', ort.inputs, ort.outputs, ort.metadata)
+    b = create_backend('tensorrt', str(model), **opts)
+    try:
+        assert [t.name for t in b.inputs] == ['images', 'orig_target_sizes']
+        for f in frames[:4]:
+            x, _ = adapter.preprocess(f)
+            got, ref = b.infer(x), ort.infer(x)
+            assert [g.shape for g in got] == [r.shape for r in ref]
+            if not v11:
+                np.testing.assert_array_equal(got[0], ref[0])  # labels
+                np.testing.assert_allclose(got[1], ref[1], atol=1e-3)
+                np.testing.assert_allclose(got[2], ref[2], atol=1e-5)
+        if not v11:
+            assert b'batches' in (tmp_path / 'calib.cache').read_bytes()
+    finally:
+        b.close()
+        ort.close()
+    assert TB.loaded_engines() == {}

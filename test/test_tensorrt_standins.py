@@ -384,3 +384,38 @@ def test_every_backend_accepts_the_common_node_options(backend, yolox_model):
             pytest.skip(f'{model} missing (make test-assets)')
     with create_backend(backend, str(model), threads=1, workers=2, worker_index=1) as b:
         assert b.inputs
+
+
+# ---------------------------------------------------------------- two-input models ----------
+
+TINY_RTDETR = __import__('pathlib').Path(__file__).with_name('fixtures') / 'tiny_rtdetr_orig.onnx'
+
+
+def test_two_input_model_builds_on_each_version(monkeypatch, tmp_path):
+    """Build the original RT-DETR signature (images + int64 orig_target_sizes) everywhere.
+
+    8.6 has no INT64: its parser takes the input as INT32; 10.x/11.x keep INT64.
+    """
+    for version, want in (('8.6', 'INT32'), ('10', 'INT64'), ('11', 'INT64')):
+        _install(monkeypatch, version)
+        api = E.TrtApi(E.import_tensorrt())
+        opts = parse_options({'cache_dir': str(tmp_path), 'precision': 'fp32'})
+        path, _, _, _ = prepare_engine(TINY_RTDETR, opts, api, device_identity(), log=print)
+        head, _ = _engine_head(path)
+        assert [i[0] for i in head['inputs']] == ['images', 'orig_target_sizes']
+        assert head['inputs'][1][2] == want
+
+
+def test_two_input_model_int8_on_11_calibrates_both_inputs(monkeypatch, tmp_path, plaza_video):
+    python = modelopt_python()
+    _install(monkeypatch, '11')
+    monkeypatch.setenv('FDR_MODELOPT_PYTHON', str(python))
+    calib = calibration_frames(plaza_video, tmp_path / 'calib', count=3)
+    api = E.TrtApi(E.import_tensorrt())
+    opts = parse_options({'cache_dir': str(tmp_path / 'c'), 'precision': 'int8',
+                          'int8_calibration': str(calib), 'adapter_factory': adapter_factory()})
+    logs = []
+    path, _, _, built = prepare_engine(TINY_RTDETR, opts, api, device_identity(), log=logs.append)
+    assert built and any('rtdetr pre-processing' in m for m in logs)
+    _, onnx = _engine_head(path)
+    assert b'QuantizeLinear' in onnx

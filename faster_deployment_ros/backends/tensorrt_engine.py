@@ -355,11 +355,15 @@ class CalibrationBatches:
 
 
 def make_calibrator(trt: Any, batches: CalibrationBatches, cache_file: Optional[Path],
-                    device: Any = None) -> Any:
+                    device: Any = None,
+                    inputs: Optional[Sequence[Tuple[str, Any]]] = None) -> Any:
     """Make an IInt8EntropyCalibrator2 (TensorRT 8.6/10.x) feeding `batches`.
 
     One device buffer per input. The stream and buffers are made at the first batch: with a
-    calibration cache TensorRT asks for none, and nothing touches the GPU.
+    calibration cache TensorRT asks for none, and nothing touches the GPU. `inputs`: the
+    network's (name, numpy dtype) in the order `batches` gives them; each batch is cast to the
+    network's type (8.x takes an ONNX int64 input as INT32) and handed over in the order of
+    the names TensorRT asks for.
     """
     from ..gpu.cuda import DeviceBuffer, Stream
 
@@ -380,6 +384,10 @@ def make_calibrator(trt: Any, batches: CalibrationBatches, cache_file: Optional[
             if len(batch) != len(names):
                 raise BackendError(f'calibration pre-processing gives {len(batch)} input(s), '
                                    f'the engine has {len(names)} ({", ".join(names)})')
+            if inputs:
+                by_name = {n: np.ascontiguousarray(x, dtype)
+                           for (n, dtype), x in zip(inputs, batch)}
+                batch = [by_name[n] for n in names]
             if self._stream is None:
                 self._stream = Stream(device)
             if len(self._dev) != len(batch) or any(
@@ -554,7 +562,10 @@ def build_engine(api: TrtApi, onnx_path: Path, opts: BuildOptions, device: Any =
             raise BackendError('int8 needs calibration images (a folder or list file) '
                                'or an existing calibration cache')
         batches = opts.calibration or CalibrationBatches([], lambda img: [img])
-        calibrator = make_calibrator(trt, batches, opts.calibration_cache, device)
+        net_inputs = [(network.get_input(i).name,
+                       np.dtype(trt.nptype(network.get_input(i).dtype)))
+                      for i in range(network.num_inputs)]
+        calibrator = make_calibrator(trt, batches, opts.calibration_cache, device, net_inputs)
         config.int8_calibrator = calibrator
         if dynamic:
             config.set_calibration_profile(profile)

@@ -35,6 +35,14 @@ DTYPES = {'FLOAT': np.float32, 'HALF': np.float16, 'INT8': np.int8, 'INT32': np.
 _ORT_TYPES = {'tensor(float)': 'FLOAT', 'tensor(float16)': 'HALF', 'tensor(int8)': 'INT8',
               'tensor(int32)': 'INT32', 'tensor(bool)': 'BOOL', 'tensor(uint8)': 'UINT8',
               'tensor(int64)': 'INT64'}
+_ORT_NP = {'tensor(float)': np.float32, 'tensor(float16)': np.float16, 'tensor(int8)': np.int8,
+           'tensor(int32)': np.int32, 'tensor(bool)': np.bool_, 'tensor(uint8)': np.uint8,
+           'tensor(int64)': np.int64}
+
+
+def ort_input_types(sess: Any) -> Dict[str, Any]:
+    """Input name -> the numpy type ONNX Runtime wants (engine I/O may be narrower)."""
+    return {i.name: _ORT_NP.get(i.type, np.float32) for i in sess.get_inputs()}
 
 
 class Spec:
@@ -230,6 +238,11 @@ def make_module(spec: Spec) -> Dict[str, Any]:
                 out = []
                 for a in args:
                     name = _ORT_TYPES.get(a.type)
+                    if name == 'INT64' and 'INT64' not in DataType.__members__:
+                        # 8.x has no INT64: the ONNX parser casts such tensors down to INT32
+                        self._logger.log(_Severity.WARNING, f'{a.name}: INT64 is not supported '
+                                         'natively, attempting to cast down to INT32')
+                        name = 'INT32'
                     if name is None or name not in DataType.__members__:
                         raise ValueError(f'unsupported type {a.type} of {a.name}')
                     shape = [d if isinstance(d, int) and d > 0 else -1 for d in a.shape]
@@ -448,6 +461,8 @@ def make_module(spec: Spec) -> Dict[str, Any]:
                     host = np.empty(shapes[t.name], nptype(t.dtype))
                     _check(driver.cuMemcpyDtoH(host.ctypes.data, int(ptr), host.nbytes))
                     feed[t.name] = host
+                types = ort_input_types(sess)
+                feed = {n: x.astype(types[n], copy=False) for n, x in feed.items()}
                 outs = sess.run(None, feed)
                 peak = max([peak] + [float(np.abs(o).max()) for o in outs if o.size])
                 batches += 1
@@ -494,7 +509,8 @@ def make_module(spec: Spec) -> Dict[str, Any]:
             return Dims(shape)
 
         def _infer_output_shapes(self) -> None:
-            feed = {n: np.zeros(self._shapes[n], nptype(io[2]))
+            types = self.engine._input_types()
+            feed = {n: np.zeros(self._shapes[n], types[n])
                     for n, io in self.engine._io.items() if io[0] == TensorIOMode.INPUT}
             outs = self.engine._session().run(self.engine._outputs, feed)
             for n, o in zip(self.engine._outputs, outs):
@@ -536,7 +552,7 @@ def make_module(spec: Spec) -> Dict[str, Any]:
                         host = np.empty(self._shapes[name], nptype(dtype))
                         _check(driver.cuMemcpyDtoHAsync(host.ctypes.data, addresses[name],
                                                         host.nbytes, stream_handle))
-                        feed[name] = host
+                        feed[name] = host.astype(self.engine._input_types()[name], copy=False)
                 _check(driver.cuStreamSynchronize(stream_handle))
                 outs = self.engine._session().run(self.engine._outputs, feed)
                 for name, out in zip(self.engine._outputs, outs):
@@ -574,6 +590,9 @@ def make_module(spec: Spec) -> Dict[str, Any]:
             self._profile = {n: [tuple(s) for s in v] for n, v in head['profile'].items()}
             self._sess = None
             self._lock = threading.Lock()
+
+        def _input_types(self) -> Dict[str, Any]:
+            return ort_input_types(self._session())
 
         def _session(self) -> Any:
             with self._lock:
