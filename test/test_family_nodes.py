@@ -65,7 +65,7 @@ def test_family_node_with_its_yaml(ros, model):
     frames = golden_frames(info)
     params = yaml_parameters(yaml_name)
     params.update(model_path=str(path), autostart=False, qos_reliability='reliable',
-                  full_policy='block', queue_size=4, diagnostics_period=0.0)
+                  full_policy='block', queue_size=4, qos_depth=4, diagnostics_period=0.0)
     node = node_cls(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
     peer = rclpy.create_node(f'family_peer_{model.replace("-", "_")}')
     pub = peer.create_publisher(Image, 'image', RELIABLE)
