@@ -93,7 +93,8 @@ def test_resolve_dynamic_shapes():
     dyn = [('images', (None, 3, None, None))]
     with pytest.raises(ValueError, match='dynamic shape'):
         E.resolve_input_shapes(dyn, {})
-    assert E.resolve_input_shapes(dyn, {'images': (1, 3, 640, 480)}) == {'images': (1, 3, 640, 480)}
+    want = {'images': (1, 3, 640, 480)}
+    assert E.resolve_input_shapes(dyn, want) == want
     assert E.resolve_input_shapes([('x', (None, 3, 32, 32))], {}) == {'x': (1, 3, 32, 32)}
     two = [('a', (1, 3)), ('b', (1, 4))]
     with pytest.raises(ValueError, match='name each shape'):
@@ -103,9 +104,10 @@ def test_resolve_dynamic_shapes():
 # ---------------------------------------------------------------- cache keys ---------------
 
 def _key(**over):
-    base = dict(model_sha256='ab' * 32, tensorrt_version='10.3.0', gpu_name='NVIDIA H100 80GB HBM3',
-                compute_capability=(9, 0), precision='fp16', workspace_bytes=1 << 30,
-                input_shapes={'images': (1, 3, 416, 416)}, calibration='')
+    base = {'model_sha256': 'ab' * 32, 'tensorrt_version': '10.3.0',
+            'gpu_name': 'NVIDIA H100 80GB HBM3', 'compute_capability': (9, 0),
+            'precision': 'fp16', 'workspace_bytes': 1 << 30,
+            'input_shapes': {'images': (1, 3, 416, 416)}, 'calibration': ''}
     base.update(over)
     return E.EngineKey.create(**base)
 
@@ -113,15 +115,16 @@ def _key(**over):
 def test_engine_key_is_stable_and_sensitive_to_every_field():
     k = _key()
     assert k.digest() == _key().digest() and len(k.digest()) == 16
-    changes = [dict(model_sha256='cd' * 32), dict(tensorrt_version='8.6.1'),
-               dict(gpu_name='Orin'), dict(compute_capability=(8, 7)), dict(precision='fp32'),
-               dict(workspace_bytes=2 << 30), dict(input_shapes={'images': (1, 3, 640, 640)}),
-               dict(precision='int8', calibration='1234'), dict(conversion='modelopt-r1')]
+    changes = [{'model_sha256': 'cd' * 32}, {'tensorrt_version': '8.6.1'},
+               {'gpu_name': 'Orin'}, {'compute_capability': (8, 7)}, {'precision': 'fp32'},
+               {'workspace_bytes': 2 << 30}, {'input_shapes': {'images': (1, 3, 640, 640)}},
+               {'precision': 'int8', 'calibration': '1234'}, {'conversion': 'modelopt-r1'}]
     digests = {k.digest()} | {_key(**c).digest() for c in changes}
     assert len(digests) == len(changes) + 1
     # calibration only matters for int8 engines
     assert _key(calibration='1234').digest() == k.digest()
-    assert _key(precision='int8', calibration='1').digest() != _key(precision='int8', calibration='2').digest()
+    assert (_key(precision='int8', calibration='1').digest()
+            != _key(precision='int8', calibration='2').digest())
     # shape order in the mapping does not matter
     a = _key(input_shapes={'a': (1,), 'b': (2,)})
     b = _key(input_shapes={'b': (2,), 'a': (1,)})
@@ -205,7 +208,8 @@ def test_parse_options_defaults(tmp_path):
     o = parse_options({})
     assert o['precision'] == 'fp16' and o['workspace'] == 1 << 30 and o['device'] == 0
     assert o['cache_dir'] == E.default_cache_dir() and o['rebuild'] is False
-    o = parse_options({'precision': 'FP32', 'workspace': '256MiB', 'input_shape': 'images:1x3x320x320',
+    o = parse_options({'precision': 'FP32', 'workspace': '256MiB',
+                       'input_shape': 'images:1x3x320x320',
                        'rebuild': 'true', 'worker_index': 1})
     assert o['precision'] == 'fp32' and o['workspace'] == 256 << 20 and o['rebuild'] is True
     assert o['input_shapes'] == {'images': (1, 3, 320, 320)}
@@ -326,7 +330,8 @@ def test_convert_command_arguments(tmp_path, yolox_model, capsys):
     convert_tensorrt.add_arguments(p)
     args = p.parse_args([str(yolox_model), '--precision', 'int8', '--calib-images', str(tmp_path),
                          '--workspace', '2GiB', '--input-shape', 'images:1x3x416x416',
-                         '--timing-cache', str(tmp_path / 't.cache'), '--cache-dir', str(tmp_path)])
+                         '--timing-cache', str(tmp_path / 't.cache'),
+                         '--cache-dir', str(tmp_path)])
     opts = parse_options(convert_tensorrt.backend_options(args))
     assert opts['precision'] == 'int8' and opts['workspace'] == 2 << 30
     assert opts['input_shapes'] == {'images': (1, 3, 416, 416)}
