@@ -1,5 +1,7 @@
-"""How many YOLOX-nano detections one real frame gives as bgr8, mono8 and 10/12-bit mono16,
-decoded with cv_bridge's 16-bit scaling (bit_depth 16) and with the sensor's bit_depth.
+"""Count YOLOX-nano detections on one real frame as bgr8, mono8 and 10/12-bit mono16.
+
+The 16-bit frames are decoded with cv_bridge's scaling (bit_depth 16) and with the sensor's
+bit_depth.
 
   .venv/bin/python benchmarks/bit_depth_detections.py [--model M] [--video V] [--frame N]
 """

@@ -9,13 +9,13 @@ import threading
 import time
 import uuid
 
+from faster_deployment_ros.ros.bond import ALIVE, Bond, DEAD, DYING
 import pytest
+import rclpy
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-rclpy = pytest.importorskip('rclpy')
 bond_msg = pytest.importorskip('bond.msg', reason='bond messages not built (make setup)')
-from faster_deployment_ros.ros.bond import ALIVE, Bond, DEAD, DYING  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
-from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 

@@ -1,5 +1,7 @@
-"""Camera encodings real drivers send (YUV 4:2:2, NV12/NV21, Bayer 8/16, mono16 at 10/12 bits),
-decoded with cv_bridge's semantics and checked against OpenCV's own cvtColor on real frames.
+"""Camera encodings real drivers send, decoded with cv_bridge's semantics.
+
+YUV 4:2:2, NV12/NV21, Bayer 8/16, mono16 at 10/12 bits, each checked against OpenCV's own
+cvtColor on real frames.
 
 Each frame is a real photo or video frame turned into the driver's encoding with OpenCV (or, for
 the planar/mosaic layouts OpenCV cannot write, by sampling its planes), sent through a real rclpy
@@ -138,8 +140,10 @@ def test_bayer8(frames, pattern):
 @pytest.mark.parametrize('pattern', sorted(BAYER))
 @pytest.mark.parametrize('bits', [12, 16])
 def test_bayer16(frames, pattern, bits):
-    """Demosaiced at 16 bits, then scaled by the sensor's bit depth (cv_bridge: demosaic, then
-    convertTo 255/65535)."""
+    """Demosaic at 16 bits, then scale by the sensor's bit depth.
+
+    As cv_bridge does: demosaic, then convertTo 255/65535 (bit_depth 16).
+    """
     code, _ = BAYER[pattern]
     encoding = f'bayer_{pattern}16'
     bgr = frames[1]

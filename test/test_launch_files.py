@@ -21,15 +21,14 @@ import threading
 import time
 
 import cv2
-import pytest
-
-rclpy = pytest.importorskip('rclpy')
-from faster_deployment_ros.core.image_codec import fill_image_msg  # noqa: E402
+from faster_deployment_ros.core.image_codec import fill_image_msg
 from faster_deployment_ros.ros.launch_spec import (ARGUMENTS, env_defaults, launch_arguments,
                                                    node_spec, parse_inputs, ros_command)
-from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
-from vision_msgs.msg import Detection2DArray  # noqa: E402
+import pytest
+import rclpy
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from vision_msgs.msg import Detection2DArray
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / '.cache' / 'models'

@@ -1,12 +1,14 @@
-"""Our detector under Nav2's lifecycle_manager, as that manager drives it (nav2_lifecycle_manager's
-lifecycle_manager.cpp, with its defaults): the standard lifecycle services with its
-service_timeout, a bond opened after each activate (heartbeat period 0.25 s, bond_timeout 4 s,
-formed within bond_timeout / 2), dropped on deactivate, and the node's own bond side
-(ros/bond.py) heartbeating on /bond with the node's name as id.
+"""Our detector under Nav2's lifecycle_manager, driven as that manager drives it.
+
+nav2_lifecycle_manager's lifecycle_manager.cpp, with its defaults: the standard lifecycle
+services with its service_timeout, a bond opened after each activate (heartbeat period 0.25 s,
+bond_timeout 4 s, formed within bond_timeout / 2), dropped on deactivate, and the node's own
+bond side (ros/bond.py) heartbeating on /bond with the node's name as id.
 
 The node is the installed console script in its own process; the manager's side of the bond is a
 test peer speaking bond_core's protocol on the real bond/Status messages (interfaces/bond where no
-ROS provides them)."""
+ROS provides them).
+"""
 from __future__ import annotations
 
 import contextlib
@@ -18,14 +20,14 @@ import threading
 import time
 import uuid
 
+from lifecycle_msgs.msg import State, Transition
+from lifecycle_msgs.srv import ChangeState, GetState
 import pytest
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-rclpy = pytest.importorskip('rclpy')
 bond_msg = pytest.importorskip('bond.msg', reason='bond messages not built (make setup)')
-from lifecycle_msgs.msg import State, Transition  # noqa: E402
-from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 
 # nav2_lifecycle_manager's parameter defaults
 SERVICE_TIMEOUT = 5.0

@@ -12,19 +12,18 @@ import threading
 import time
 
 import cv2
+from faster_deployment_ros.core.image_codec import fill_image_msg
+from faster_deployment_ros.ros.detector_node import DetectorNode
+from faster_deployment_ros.tools.frames import read_frames
 import numpy as np
 import pytest
-
-rclpy = pytest.importorskip('rclpy')
-from faster_deployment_ros.core.image_codec import fill_image_msg  # noqa: E402
-from faster_deployment_ros.ros.detector_node import DetectorNode  # noqa: E402
-from faster_deployment_ros.tools.frames import read_frames  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
-from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
-from vision_msgs.msg import Detection2DArray, LabelInfo  # noqa: E402
+import rclpy
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from vision_msgs.msg import Detection2DArray, LabelInfo
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / '.cache' / 'models'
@@ -38,9 +37,9 @@ class Graph:
     """A detector and a peer node spinning in one executor; the peer subscribes on demand."""
 
     def __init__(self, model: Path, **params) -> None:
-        overrides = dict(model_path=str(model), qos_reliability='reliable',
-                         full_policy='block', queue_size=4, qos_depth=10,
-                         diagnostics_period=0.0)
+        overrides = {'model_path': str(model), 'qos_reliability': 'reliable',
+                     'full_policy': 'block', 'queue_size': 4, 'qos_depth': 10,
+                     'diagnostics_period': 0.0}
         overrides.update(params)
         self.node = DetectorNode(parameter_overrides=[Parameter(k, value=v)
                                                       for k, v in overrides.items()])

@@ -196,18 +196,21 @@ _ALIASES = {'8UC1': 'mono8', '8UC3': 'bgr8', '8UC4': 'bgra8', '16UC1': 'mono16',
 
 
 def to_8bit(array: np.ndarray, bit_depth: int = 16) -> np.ndarray:
-    """uint16 -> uint8 the way cv_bridge does (convertTo with scale 255 / 65535, rounded and
-    saturated) when `bit_depth` is 16; a sensor that puts 10 or 12 significant bits in 16-bit
-    words gives its depth, so its full range maps to 0..255 instead of the darkest 1/64 or 1/16."""
+    """Convert uint16 to uint8 as cv_bridge does, or by the sensor's bit depth.
+
+    With `bit_depth` 16: convertTo with scale 255 / 65535, rounded and saturated (cv_bridge). A
+    sensor that puts 10 or 12 significant bits in 16-bit words gives its depth, so its full range
+    maps to 0..255 instead of the darkest 1/64 or 1/16.
+    """
     if not 1 <= int(bit_depth) <= 16:
         raise ImageCodecError(f'bit_depth {bit_depth}: must lie in 1..16')
     return cv2.convertScaleAbs(array, alpha=255.0 / ((1 << int(bit_depth)) - 1))
 
 
 def to_bgr8(array: np.ndarray, encoding: str, bit_depth: int = 16) -> np.ndarray:
-    """Any image a camera driver sends -> (H, W, 3) uint8 BGR, the layout the models take,
-    with cv_bridge's conversions (same OpenCV colour codes as cv_bridge's toCvShare(.., bgr8)).
+    """Convert any image a camera driver sends to (H, W, 3) uint8 BGR, the models' layout.
 
+    cv_bridge's conversions: the same OpenCV colour codes as cv_bridge's toCvShare(.., bgr8).
     bgr8 input comes back as is (no copy). 16-bit images (mono16, 16UC1, rgb16, 16-bit bayer)
     are scaled by `bit_depth` (see to_8bit; 16 is cv_bridge's convention); bayer images are
     demosaiced at their own depth first, as cv_bridge does. nv12/nv21 arrays hold both planes,

@@ -1,5 +1,6 @@
-"""The managed node's side of a bond (bond_core's protocol), so Nav2's lifecycle_manager can
-watch our nodes with its default `bond_timeout`.
+"""The managed node's side of a bond (bond_core's protocol).
+
+So Nav2's lifecycle_manager can watch our nodes with its default `bond_timeout`.
 
 The manager configures and activates a node through the lifecycle services, then opens a bond
 whose id is the node's name and waits (bond_timeout / 2) for the node's heartbeat; afterwards a
@@ -180,9 +181,11 @@ _warned_missing = False
 
 def open_bond(node: Any, heartbeat_period: float, previous: Optional[Bond] = None
               ) -> Optional[Bond]:
-    """A node's bond on activate (id = the node's name, as Nav2 nodes do), replacing
-    `previous`; None when `heartbeat_period` <= 0 or the bond messages are missing (said once:
-    the manager then needs `bond_timeout: 0.0`)."""
+    """Open a node's bond on activate (id = the node's name, as Nav2 nodes do).
+
+    Replaces `previous`; None when `heartbeat_period` <= 0 or the bond messages are missing
+    (said once: the manager then needs `bond_timeout: 0.0`).
+    """
     global _warned_missing
     close_bond(previous)
     if heartbeat_period <= 0:
@@ -191,7 +194,7 @@ def open_bond(node: Any, heartbeat_period: float, previous: Optional[Bond] = Non
         if not _warned_missing:
             _warned_missing = True
             node.get_logger().warning(
-                'bond messages not installed: no bond heartbeat, so Nav2\'s lifecycle_manager '
+                "bond messages not installed: no bond heartbeat, so Nav2's lifecycle_manager "
                 'needs bond_timeout: 0.0 (apt-get install ros-$ROS_DISTRO-bond to have one)')
         return None
     return Bond(node, node.get_name(), heartbeat_period)

@@ -25,14 +25,14 @@ def label_info_qos() -> QoSProfile:
 
 def make_label_info(class_names: Optional[Sequence[str]], threshold: float, stamp=None,
                     frame_id: str = '') -> LabelInfo:
-    """LabelInfo with class_id = index (uint16, as `class_id_mode: index` publishes it)."""
+    """Build a LabelInfo with class_id = index (uint16, as `class_id_mode: index` has it)."""
     msg = LabelInfo()
     if stamp is not None:
         msg.header.stamp = stamp
     msg.header.frame_id = frame_id
     names = list(class_names or [])
     if len(names) > 65536:
-        raise ValueError(f'{len(names)} classes do not fit LabelInfo\'s uint16 class_id')
+        raise ValueError(f"{len(names)} classes do not fit LabelInfo's uint16 class_id")
     msg.class_map = [VisionClass(class_id=i, class_name=str(n)) for i, n in enumerate(names)]
     msg.threshold = float(threshold)
     return msg

@@ -25,9 +25,11 @@ ARGUMENTS: List[Tuple[str, Optional[str], str]] = [
 
 
 def env_defaults(environ: Mapping[str, str], share: str) -> Dict[str, str]:
-    """Large-data transports (Kilted) or the shipped large shared-memory profile (Humble,
-    Jazzy), and buffer reuse for multi-MB frames; a variable already set in `environ` keeps its
-    value."""
+    """Return the middleware and allocator environment for camera-sized frames.
+
+    Large-data transports (Kilted) or the shipped large shared-memory profile (Humble, Jazzy),
+    and buffer reuse for multi-MB frames; a variable already set in `environ` keeps its value.
+    """
     defaults = {
         'FASTDDS_BUILTIN_TRANSPORTS': 'LARGE_DATA',
         'MALLOC_MMAP_THRESHOLD_': '33554432',
@@ -65,16 +67,19 @@ def node_spec(executable: str, default_name: str, args: Mapping[str, str]) -> di
     if inputs:  # several cameras, one model: each camera's results in its own namespace
         overrides['inputs'] = inputs
     image = args.get('image', 'image')
-    return dict(package=PACKAGE, executable=executable,
-                name=args.get('node_name') or default_name,
-                namespace=args.get('namespace', ''),
-                parameters=[args['params_file']] + ([overrides] if overrides else []),
-                remappings=[('image', image), ('image/compressed', image + '/compressed')])
+    return {'package': PACKAGE, 'executable': executable,
+            'name': args.get('node_name') or default_name,
+            'namespace': args.get('namespace', ''),
+            'parameters': [args['params_file']] + ([overrides] if overrides else []),
+            'remappings': [('image', image), ('image/compressed', image + '/compressed')]}
 
 
 def ros_command(spec: dict, executable_path: str) -> List[str]:
-    """The command line launch_ros starts `spec` with (its Node action's --ros-args: node name,
-    namespace, parameter files, then the overrides, then the remappings)."""
+    """Return the command line launch_ros starts `spec` with.
+
+    Its Node action's --ros-args: node name, namespace, parameter files, then the overrides,
+    then the remappings.
+    """
     cmd = [executable_path, '--ros-args', '-r', f'__node:={spec["name"]}']
     if spec['namespace']:
         ns = spec['namespace']

@@ -42,9 +42,9 @@ COMMON_PARAMETERS: Dict[str, tuple] = {
     'autotune_image': ('', 'image to time pre/post-processing on (autotune); empty: a '
                        'synthetic 1280x720 frame'),
     'bit_depth': (16, 'significant bits of 16-bit input (mono16, 16UC1, rgb16, bayer_*16): '
-                  'that range maps to 0..255; 16 is cv_bridge\'s convention, 10 or 12 for '
+                  "that range maps to 0..255; 16 is cv_bridge's convention, 10 or 12 for "
                   'sensors that put fewer bits in 16-bit words'),
-    'bond_heartbeat_period': (0.1, 'seconds between bond heartbeats to Nav2\'s lifecycle_manager '
+    'bond_heartbeat_period': (0.1, "seconds between bond heartbeats to Nav2's lifecycle_manager "
                               '(bond opened on activate, broken on deactivate); 0 disables it'),
     'max_input_pixels': (7680 * 4320, 'frames with more pixels are refused before decoding '
                          '(raw width x height, jpeg/png header size); 0 = no limit'),
