@@ -33,6 +33,7 @@ class Stream:
     rate: float = 0.0                # Hz: play payloads cycled at this rate ...
     offsets_s: Optional[List[float]] = None  # ... or each payload once at these times
     restamp: bool = True             # header stamp = wall time at publish (unique per frame)
+    phase_s: float = 0.0             # first frame this late (cameras are not in lockstep)
     inputs: List[Record] = field(default_factory=list)
     outputs: List[Record] = field(default_factory=list)
     output_data: List[bytes] = field(default_factory=list)
@@ -68,7 +69,7 @@ def _schedule(streams: Sequence[Stream], duration_s: float) -> List[Tuple[float,
             items += [(t, si, k) for k, t in enumerate(s.offsets_s)]
         else:
             n = int(duration_s * s.rate)
-            items += [(k / s.rate, si, k % len(s.payloads)) for k in range(n)]
+            items += [(s.phase_s + k / s.rate, si, k % len(s.payloads)) for k in range(n)]
     items.sort()
     return items
 

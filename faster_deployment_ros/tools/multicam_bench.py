@@ -112,6 +112,16 @@ def camera_frames(shared: Path, n: int = 20) -> List[tuple]:
 
 def run_scenario(label: str, nodes: List[List[str]], cams: List[Dict[str, Any]],
                  args: argparse.Namespace, params: Path, model: Path) -> Dict[str, Any]:
+    """Run one scenario; a second attempt when the graph did not come up (discovery)."""
+    try:
+        return _run_scenario(label, nodes, cams, args, params, model)
+    except RuntimeError as exc:
+        log(f'{label}: {exc}; once more')
+        return _run_scenario(label, nodes, cams, args, params, model)
+
+
+def _run_scenario(label: str, nodes: List[List[str]], cams: List[Dict[str, Any]],
+                  args: argparse.Namespace, params: Path, model: Path) -> Dict[str, Any]:
     """nodes: extra ROS args per node process; cams: dicts with topic/out/frames/rate."""
     from sensor_msgs.msg import Image
 
@@ -128,7 +138,7 @@ def run_scenario(label: str, nodes: List[List[str]], cams: List[Dict[str, Any]],
         logf.close()
     streams = [Stream(name=c['name'], in_topic=c['topic'], out_topic=c['out'],
                       payloads=serialise_images(c['frames'], c['name']), msg_type=Image,
-                      rate=c['rate']) for c in cams]
+                      rate=c['rate'], phase_s=c['phase']) for c in cams]
     sampler = Sampler([p.pid for p in procs])
     sampler.start()
     marks: Dict[str, Any] = {}
@@ -278,6 +288,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument('--only', nargs='*', default=[],
                    help='run only these scenarios: single, separate, shared, fair, '
                    'fair-pipeline')
+    p.add_argument('--shared-workers', type=int, nargs='+', default=[1, 2],
+                   help='workers of the one node serving all cameras (one row each)')
     p.add_argument('--repeat', type=int, default=1, help='run the ROS scenarios this often')
     p.add_argument('--out', default=str(ROOT / 'out' / 'multicam_bench'))
     p.add_argument('--json', help='write all results here')
@@ -290,10 +302,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     want = set(args.only) or {'single', 'separate', 'shared', 'fair', 'fair-pipeline'}
 
     def cams(n: int, rates: Sequence[float], prefix: str) -> List[Dict[str, Any]]:
+        # phases spread over a frame period: free-running cameras are not in lockstep
         return [{'name': f'{prefix}{i}', 'topic': f'/{prefix}{i}/image_raw',
                  'out': f'/{prefix}{i}/detections', 'frames': frames[i % 2][1],
-                 'rate': rates[i]} for i in range(n)]
+                 'rate': rates[i], 'phase': i / (n * max(rates))} for i in range(n)]
 
+    cores = os.cpu_count() or 1
     import rclpy
     rclpy.init()
     results = []
@@ -312,9 +326,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         for x in c], c, args, params, model))
                 if 'shared' in want:
                     inputs = '[' + ','.join(x['topic'] for x in c) + ']'
-                    results.append(run_scenario(f'1 x {n} cameras',
-                                                [['-p', f'inputs:={inputs}']],
-                                                c, args, params, model))
+                    for w in args.shared_workers:
+                        # more workers split the cores (threads per worker), as autotune does
+                        threads = [] if w == 1 else ['-p', f'threads:={max(1, cores // w)}']
+                        results.append(run_scenario(
+                            f'1 x {n} cameras, workers {w}',
+                            [['-p', f'inputs:={inputs}', '-p', f'workers:={w}', *threads]],
+                            c, args, params, model))
             if 'fair' in want:
                 c = cams(2, args.fair_rates, 'fair')
                 inputs = '[' + ','.join(x['topic'] for x in c) + ']'
