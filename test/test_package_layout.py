@@ -34,13 +34,13 @@ def test_launch_file_names_installed_executable_and_shipped_config(path):
 @pytest.mark.parametrize('path', sorted((ROOT / 'config').glob('*.yaml')), ids=lambda p: p.name)
 def test_shipped_yaml_uses_only_declared_parameters(path):
     from faster_deployment_ros.backends import available_backends
-    from faster_deployment_ros.ros import params as P
     from faster_deployment_ros.ros.depth_node import DepthNode
     from faster_deployment_ros.ros.detector_node import DetectorNode
+    from faster_deployment_ros.ros.params import COMMON_PARAMETERS
 
     params = yaml.safe_load(path.read_text())['/**']['ros__parameters']
     node = DepthNode if 'depth' in path.name else DetectorNode
-    known = set(P.COMMON_PARAMETERS) | set(node.TASK_PARAMETERS)
+    known = set(COMMON_PARAMETERS) | set(node.TASK_PARAMETERS)
     unknown = [k for k, v in params.items() if k not in known
                and not (k in available_backends() and isinstance(v, dict))]
     assert not unknown, f'{path.name}: parameters no node reads: {unknown}'

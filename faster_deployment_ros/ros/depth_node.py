@@ -15,7 +15,7 @@ import numpy as np
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image
 
-from . import params as P
+from . import params
 from .perception_node import PerceptionNode, run_node
 from ..core.image_codec import fill_image_msg
 from ..models import create_adapter
@@ -62,25 +62,26 @@ class DepthNode(PerceptionNode):
         self._color_msg: Optional[Image] = None
 
     def read_task_parameters(self) -> None:
-        v = lambda n: P.value(self, n)  # noqa: E731
+        v = lambda n: params.value(self, n)  # noqa: E731
         self.depth_output = v('depth_output')
         if self.depth_output not in OUTPUTS:
-            raise P.ParameterError(f'depth_output={self.depth_output!r}: choose '
-                                   f'{", ".join(OUTPUTS)}')
+            raise params.ParameterError(f'depth_output={self.depth_output!r}: choose '
+                                        f'{", ".join(OUTPUTS)}')
         if self.depth_output != 'relative_inverse' and float(v('depth_scale')) <= 0:
-            raise P.ParameterError('depth_scale must be > 0 for metric output')
+            raise params.ParameterError('depth_scale must be > 0 for metric output')
         if v('colormap') not in COLORMAPS:
-            raise P.ParameterError(f'colormap={v("colormap")!r}: choose {", ".join(COLORMAPS)}')
+            raise params.ParameterError(f'colormap={v("colormap")!r}: choose '
+                                        f'{", ".join(COLORMAPS)}')
         self.colored = bool(v('publish_colored'))
         self.colormap = COLORMAPS[v('colormap')]
 
     def make_adapter(self, backend) -> Any:
-        v = lambda n: P.value(self, n)  # noqa: E731
-        params = dict(output=self.depth_output, depth_scale=float(v('depth_scale')),
-                      depth_shift=float(v('depth_shift')),
-                      keep_aspect_ratio=bool(v('keep_aspect_ratio')))
+        v = lambda n: params.value(self, n)  # noqa: E731
+        knobs = {'output': self.depth_output, 'depth_scale': float(v('depth_scale')),
+                 'depth_shift': float(v('depth_shift')),
+                 'keep_aspect_ratio': bool(v('keep_aspect_ratio'))}
         if self.config.input_size:
-            params['input_size'] = tuple(self.config.input_size)
+            knobs['input_size'] = tuple(self.config.input_size)
         family = self.config.model_family
         if family in ('auto', ''):
             from ..models import resolve_family
@@ -88,12 +89,12 @@ class DepthNode(PerceptionNode):
                                             backend.metadata)
             self.get_logger().info(f'model_family auto -> {family} ({reason})')
             if family not in ('depth', 'depth_anything_v2', 'midas'):
-                raise P.ParameterError(f'{self.config.model_path} looks like a {family} model '
-                                       '(detection); use the detector_node')
+                raise params.ParameterError(f'{self.config.model_path} looks like a {family} '
+                                            'model (detection); use the detector_node')
         adapter = create_adapter(family, backend.inputs, backend.outputs, backend.metadata,
-                                 **params)
+                                 **knobs)
         if adapter.task != 'depth':
-            raise P.ParameterError(
+            raise params.ParameterError(
                 f'{self.config.model_path} is a {adapter.task} model; use the detector_node')
         return adapter
 

@@ -15,7 +15,7 @@ from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
-from . import params as P
+from . import params
 from .detection_msgs import detection_array_cdr, draw_detections
 from .label_info import LabelInfoPublisher
 from .perception_node import PerceptionNode, run_node
@@ -26,9 +26,9 @@ from ..models import create_adapter
 
 class DetectorNode(PerceptionNode):
     TASK_PARAMETERS = {
-        'conf_threshold': (-1.0, 'minimum detection score; negative: the model family\'s '
+        'conf_threshold': (-1.0, "minimum detection score; negative: the model family's "
                            'reference default (YOLOX 0.3, YOLOv8/YOLO11/RT-DETR 0.25)'),
-        'nms_threshold': (-1.0, 'IoU threshold of class-aware NMS; negative: the family\'s '
+        'nms_threshold': (-1.0, "IoU threshold of class-aware NMS; negative: the family's "
                           'reference default (YOLOX 0.45, YOLOv8/YOLO11 0.7; RT-DETR has no NMS)'),
         'max_detections': (300, 'most detections per frame'),
         'class_names': ([''], 'class names in index order; empty uses the model metadata or COCO'),
@@ -58,22 +58,23 @@ class DetectorNode(PerceptionNode):
 
     def validate_parameter(self, name: str, value: Any) -> None:
         if name in ('conf_threshold', 'nms_threshold') and float(value) > 1.0:
-            raise P.ParameterError(f'{name}={value}: must lie in [0, 1] (or be negative for '
-                                   "the model family's reference default)")
+            raise params.ParameterError(f'{name}={value}: must lie in [0, 1] (or be negative for '
+                                        "the model family's reference default)")
         if name == 'max_detections' and int(value) < 1:
-            raise P.ParameterError(f'max_detections={value}: must be >= 1')
+            raise params.ParameterError(f'max_detections={value}: must be >= 1')
         if name == 'class_id_mode' and value not in ('name', 'index'):
-            raise P.ParameterError(f'class_id_mode={value!r}: choose name or index')
+            raise params.ParameterError(f'class_id_mode={value!r}: choose name or index')
         if self.adapter is None:
             return
         if name in ('conf_threshold', 'nms_threshold', 'max_detections'):
             if self._gpu_path:
-                raise P.ParameterError(f'needs reconfigure: {name} (the GPU decode holds it)')
+                raise params.ParameterError(f'needs reconfigure: {name} (the GPU decode holds it)')
             if not hasattr(self.adapter, name):
-                raise P.ParameterError(f'{name} does not apply to {self.adapter.family} models '
-                                       '(no such step in their decoding)')
+                raise params.ParameterError(f'{name} does not apply to {self.adapter.family} '
+                                            'models (no such step in their decoding)')
         if name == 'classes':
-            self._class_filter(value, self.adapter.class_names, P.value(self, 'class_id_mode'))
+            self._class_filter(value, self.adapter.class_names,
+                               params.value(self, 'class_id_mode'))
 
     def apply_parameter(self, name: str, value: Any) -> None:
         if name in ('conf_threshold', 'nms_threshold', 'max_detections'):
@@ -84,9 +85,9 @@ class DetectorNode(PerceptionNode):
                 self._publish_label_info()
         elif name == 'classes':
             self.keep_classes = self._class_filter(value, self.adapter.class_names,
-                                                   P.value(self, 'class_id_mode'))
+                                                   params.value(self, 'class_id_mode'))
         elif name == 'class_id_mode':
-            self.keep_classes = self._class_filter(P.value(self, 'classes'),
+            self.keep_classes = self._class_filter(params.value(self, 'classes'),
                                                    self.adapter.class_names, value)
             self.class_id_mode = value
         elif name == 'publish_debug_image':
@@ -103,52 +104,53 @@ class DetectorNode(PerceptionNode):
         for c in wanted:
             if mode == 'index' or c.isdigit():
                 if not c.isdigit() or int(c) >= len(names):
-                    raise P.ParameterError(f'classes: {c!r} is not a class index of this model '
-                                           f'(0..{len(names) - 1})')
+                    raise params.ParameterError(f'classes: {c!r} is not a class index of this '
+                                                f'model (0..{len(names) - 1})')
                 keep.add(int(c))
             elif c in names:
                 keep.add(names.index(c))
             else:
                 more = ', ...' if len(names) > 8 else ''
-                raise P.ParameterError(f'classes: {c!r} is not a class of this model (it has '
-                                       f'{", ".join(names[:8])}{more})')
+                raise params.ParameterError(f'classes: {c!r} is not a class of this model (it has '
+                                            f'{", ".join(names[:8])}{more})')
         return frozenset(keep)
 
     def read_task_parameters(self) -> None:
-        v = lambda n: P.value(self, n)  # noqa: E731
+        v = lambda n: params.value(self, n)  # noqa: E731
         self._gpu_path = False
         self.keep_classes = None
         self.class_id_mode = v('class_id_mode')
         if self.class_id_mode not in ('name', 'index'):
-            raise P.ParameterError(f'class_id_mode={self.class_id_mode!r}: choose name or index')
+            raise params.ParameterError(
+                f'class_id_mode={self.class_id_mode!r}: choose name or index')
         if int(v('max_detections')) < 1:
-            raise P.ParameterError(f'max_detections={v("max_detections")}: must be >= 1')
+            raise params.ParameterError(f'max_detections={v("max_detections")}: must be >= 1')
         self.debug = bool(v('publish_debug_image'))
         names: List[str] = [n for n in (v('class_names') or []) if n]
         labels_file = v('labels_file')
         if labels_file:
             path = Path(labels_file)
             if not path.is_file():
-                raise P.ParameterError(f'labels_file {labels_file!r} does not exist')
+                raise params.ParameterError(f'labels_file {labels_file!r} does not exist')
             names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
         self.class_names = names or None
         for name in ('conf_threshold', 'nms_threshold'):  # negative: the family's default
             if float(v(name)) > 1.0:
-                raise P.ParameterError(f'{name}={v(name)}: must lie in [0, 1] (or be negative '
-                                       'for the model family\'s reference default)')
+                raise params.ParameterError(f'{name}={v(name)}: must lie in [0, 1] (or be '
+                                            "negative for the model family's reference default)")
 
     def make_adapter(self, backend) -> Any:
-        v = lambda n: P.value(self, n)  # noqa: E731
-        params = dict(max_detections=int(v('max_detections')), class_names=self.class_names)
+        v = lambda n: params.value(self, n)  # noqa: E731
+        knobs = {'max_detections': int(v('max_detections')), 'class_names': self.class_names}
         for name in ('conf_threshold', 'nms_threshold'):  # unset: the adapter's family default
             if float(v(name)) >= 0.0:
-                params[name] = float(v(name))
+                knobs[name] = float(v(name))
         if self.config.input_size:
-            params['input_size'] = tuple(self.config.input_size)
+            knobs['input_size'] = tuple(self.config.input_size)
         adapter = create_adapter(self.config.model_family, backend.inputs, backend.outputs,
-                                 backend.metadata, **params)
+                                 backend.metadata, **knobs)
         if adapter.task != 'detection':
-            raise P.ParameterError(
+            raise params.ParameterError(
                 f'{self.config.model_path} is a {adapter.task} model; use the {adapter.task}_node')
         self.keep_classes = self._class_filter(v('classes'), adapter.class_names,
                                                self.class_id_mode)
@@ -163,7 +165,7 @@ class DetectorNode(PerceptionNode):
         The frame goes to the GPU as raw bytes and comes back as detections (one small copy);
         otherwise the CPU path.
         """
-        if not (P.value(self, 'gpu_pipeline')
+        if not (params.value(self, 'gpu_pipeline')
                 and all(getattr(b, 'supports_gpu_pipeline', False) for b in self.backends)):
             return super().stage_functions()
         from ..gpu.pipeline import specs_for_adapter
@@ -202,7 +204,7 @@ class DetectorNode(PerceptionNode):
         self.get_logger().info(
             f'{a.family}: conf_threshold {a.conf_threshold:g}'
             + (f', nms_threshold {a.nms_threshold:g}' if hasattr(a, 'nms_threshold') else '')
-            + ' (negative parameters: the family\'s reference defaults)')
+            + " (negative parameters: the family's reference defaults)")
 
     def _publish_label_info(self) -> None:
         if self._label_info is not None and self.adapter is not None:

@@ -37,7 +37,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image
 
-from . import params as P
+from . import params
 from .bond import Bond, close_bond, open_bond
 from .camera_inputs import camera_statuses, CameraInput, CameraStats, resolve_inputs
 from .health import (attach_log_handler, detach_log_handler, diagnostic_status,
@@ -73,13 +73,14 @@ class PerceptionNode(LifecycleNode):
 
     def __init__(self, node_name: str, **kwargs: Any) -> None:
         super().__init__(node_name, automatically_declare_parameters_from_overrides=True, **kwargs)
-        P.declare(self, P.COMMON_PARAMETERS)
-        P.declare(self, self.TASK_PARAMETERS)
-        unknown = P.unknown_parameters(
-            self, list(P.COMMON_PARAMETERS) + list(self.TASK_PARAMETERS), available_backends())
+        params.declare(self, params.COMMON_PARAMETERS)
+        params.declare(self, self.TASK_PARAMETERS)
+        known = list(params.COMMON_PARAMETERS) + list(self.TASK_PARAMETERS)
+        unknown = params.unknown_parameters(self, known, available_backends())
         if unknown:
-            self.get_logger().warning(f'ignoring unknown parameters (typos?): {", ".join(unknown)}')
-        self.config: Optional[P.CommonConfig] = None
+            self.get_logger().warning('ignoring unknown parameters (typos?): '
+                                      + ', '.join(unknown))
+        self.config: Optional[params.CommonConfig] = None
         self.backends: List[Any] = []
         self.adapter: Any = None
         self.pipeline: Optional[Pipeline] = None
@@ -101,7 +102,7 @@ class PerceptionNode(LifecycleNode):
         self.hops = {name: RollingStats(1000, max_age_s=10.0) for name in HOPS}
         # Health (see core/health.py): every frame received is published, dropped or failed;
         # /diagnostics reports it in every lifecycle state, from a timer that lives with the node.
-        self.health = Health(node_name, P.health_limits(self))
+        self.health = Health(node_name, params.health_limits(self))
         self._configure_error = ''
         self._feeder: Optional[Feeder] = None
         self._internal_set = False  # configure writing back autotune's choice
@@ -109,7 +110,7 @@ class PerceptionNode(LifecycleNode):
         self._log_handler = attach_log_handler(self)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._diagnostics = DiagnosticsPublisher(
-            self, float(P.value(self, 'diagnostics_period')), self.diagnostic_statuses)
+            self, float(params.value(self, 'diagnostics_period')), self.diagnostic_statuses)
 
     # ---- subclass hooks -------------------------------------------------------------------
     def make_adapter(self, backend) -> Any:
@@ -147,7 +148,7 @@ class PerceptionNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.autotune_choice = None
         try:
-            self.config = cfg = P.read_common(self)
+            self.config = cfg = params.read_common(self)
             self.read_task_parameters()
             self._resolve_cameras(cfg)
             if cfg.autotune:
@@ -165,7 +166,7 @@ class PerceptionNode(LifecycleNode):
             self.create_outputs(QoSProfile(depth=max(cfg.qos_depth, 10)))
         except Exception as exc:  # noqa: BLE001 - any failure must leave the node unconfigured
             self._configure_error = f'{type(exc).__name__}: {exc}' if not isinstance(
-                exc, P.ParameterError) else str(exc)
+                exc, params.ParameterError) else str(exc)
             self.get_logger().error(f'configure failed: {exc}')
             self._release()
             return TransitionCallbackReturn.FAILURE
@@ -191,7 +192,8 @@ class PerceptionNode(LifecycleNode):
         self.health.restart()
         self._active.set()
         # Nav2's lifecycle_manager watches active nodes through a bond (ros/bond.py)
-        self._bond = open_bond(self, float(P.value(self, 'bond_heartbeat_period')), self._bond)
+        self._bond = open_bond(self, float(params.value(self, 'bond_heartbeat_period')),
+                               self._bond)
         if self.cameras:
             self._subscribe_cameras(cfg, qos)
             return super().on_activate(state)
@@ -258,7 +260,7 @@ class PerceptionNode(LifecycleNode):
         super().destroy_node()
 
     # ---- runtime parameter changes ------------------------------------------------------
-    def _on_set_parameters(self, params: List[Parameter]) -> SetParametersResult:
+    def _on_set_parameters(self, changes: List[Parameter]) -> SetParametersResult:
         """Validate every value with configure's rules; apply the runtime ones to the next frame.
 
         Reject structural ones while configured ("needs reconfigure"), since accepting a value the
@@ -268,26 +270,27 @@ class PerceptionNode(LifecycleNode):
             return SetParametersResult(successful=True)
         state = self._state_machine.current_state[1]
         configured = state not in ('unconfigured', 'finalized')
-        runtime = set(P.RUNTIME_PARAMETERS) | set(self.RUNTIME_TASK_PARAMETERS)
+        runtime = set(params.RUNTIME_PARAMETERS) | set(self.RUNTIME_TASK_PARAMETERS)
         try:
-            for p in params:
-                P.validate(p.name, p.value)
+            for p in changes:
+                params.validate(p.name, p.value)
                 if p.name == 'backend' and p.value not in available_backends():
-                    raise P.ParameterError(f'backend={p.value!r}: choose one of '
-                                           f'{", ".join(available_backends())}')
+                    raise params.ParameterError(f'backend={p.value!r}: choose one of '
+                                                f'{", ".join(available_backends())}')
                 self.validate_parameter(p.name, p.value)
-                if p.name in P.STARTUP_PARAMETERS and p.name != 'autostart':
-                    raise P.ParameterError(f'{p.name} is read when the node starts: restart it')
+                if p.name in params.STARTUP_PARAMETERS and p.name != 'autostart':
+                    raise params.ParameterError(f'{p.name} is read when the node starts: restart '
+                                                'it')
                 if configured and p.name not in runtime and (
-                        p.name in P.COMMON_PARAMETERS or p.name in self.TASK_PARAMETERS
+                        p.name in params.COMMON_PARAMETERS or p.name in self.TASK_PARAMETERS
                         or '.' in p.name) and p.name != 'autostart':
-                    raise P.ParameterError(
+                    raise params.ParameterError(
                         f'needs reconfigure: {p.name} (deactivate, cleanup, set it, configure)')
-        except P.ParameterError as exc:
+        except params.ParameterError as exc:
             self.get_logger().warning(f'parameter change rejected: {exc}')
             return SetParametersResult(successful=False, reason=str(exc))
         if configured:
-            for p in params:
+            for p in changes:
                 if p.name in runtime:
                     self._apply_runtime(p.name, p.value)
         return SetParametersResult(successful=True)
@@ -309,7 +312,7 @@ class PerceptionNode(LifecycleNode):
         self.get_logger().info(f'{name} = {value!r} (applies from the next frame)')
 
     # ---- internals -------------------------------------------------------------------------
-    def _autotune(self, cfg: P.CommonConfig) -> None:
+    def _autotune(self, cfg: params.CommonConfig) -> None:
         """Measure the model on a representative frame, run the short list at the camera rate
         (2 s each), and set workers/threads/queue_size."""
         import cv2
@@ -317,7 +320,8 @@ class PerceptionNode(LifecycleNode):
         if cfg.autotune_image:
             frame = cv2.imread(cfg.autotune_image, cv2.IMREAD_COLOR)
             if frame is None:
-                raise P.ParameterError(f'autotune_image {cfg.autotune_image!r} cannot be read')
+                raise params.ParameterError(
+                    f'autotune_image {cfg.autotune_image!r} cannot be read')
         else:  # structure rather than flat grey, so resizing does real work
             frame = cv2.resize(np.random.default_rng(0).integers(0, 256, (90, 160, 3), np.uint8),
                                (1280, 720), interpolation=cv2.INTER_LINEAR)
@@ -337,7 +341,8 @@ class PerceptionNode(LifecycleNode):
                           cfg.latency_budget_ms, threads=None if uses_threads else [0],
                           iters=10, overhead_ms=overhead_ms,
                           time_limit_s=30.0, validate_s=2.0, validate_top=2, log=log)
-        cfg.workers, cfg.threads, cfg.queue_size = choice.workers, choice.threads, choice.queue_size
+        cfg.workers, cfg.threads = choice.workers, choice.threads
+        cfg.queue_size = choice.queue_size
         self._internal_set = True  # structural parameters: only configure itself sets them
         try:
             self.set_parameters([Parameter(k, value=v)
@@ -347,7 +352,7 @@ class PerceptionNode(LifecycleNode):
         self.autotune_choice = choice
         (log if choice.feasible else self.get_logger().warning)(f'autotune: {choice.reason}')
 
-    def _create_backend(self, cfg: P.CommonConfig, index: int, threads: Optional[int] = None):
+    def _create_backend(self, cfg: params.CommonConfig, index: int, threads: Optional[int] = None):
         options = dict(cfg.backend_options)
         threads = cfg.threads if threads is None else threads
         if threads:
@@ -379,7 +384,7 @@ class PerceptionNode(LifecycleNode):
         trim_heap()  # give the models' memory back (see core/memory.trim_heap)
 
     @staticmethod
-    def _backlog(cfg: P.CommonConfig) -> int:
+    def _backlog(cfg: params.CommonConfig) -> int:
         """Frames `block` holds in front of a full input queue.
 
         What the subscription's history held while the callback waited before, plus a queue's
@@ -388,7 +393,7 @@ class PerceptionNode(LifecycleNode):
         """
         return cfg.qos_depth + cfg.queue_size
 
-    def _warn_oversubscribed(self, cfg: P.CommonConfig) -> None:
+    def _warn_oversubscribed(self, cfg: params.CommonConfig) -> None:
         """More inference threads than cores only adds contention.
 
         Say so (autotune never chooses such a configuration).
@@ -407,7 +412,7 @@ class PerceptionNode(LifecycleNode):
     def destroy_outputs(self) -> None:
         """Return subclasses destroy their publishers here."""
 
-    def _resolve_cameras(self, cfg: P.CommonConfig) -> None:
+    def _resolve_cameras(self, cfg: params.CommonConfig) -> None:
         """Return `inputs` -> cameras; names that ROS would refuse fail configure, not activate."""
         self.cameras = resolve_inputs(cfg.inputs, cfg.input_type) or []
         for cam in self.cameras:
@@ -415,11 +420,11 @@ class PerceptionNode(LifecycleNode):
                 try:
                     self.resolve_topic_name(topic)
                 except Exception as exc:  # noqa: BLE001 - rclpy raises several kinds
-                    raise P.ParameterError(f'inputs: {topic!r} is not a valid topic name '
-                                           f'({exc})') from exc
+                    raise params.ParameterError(f'inputs: {topic!r} is not a valid topic name '
+                                                f'({exc})') from exc
         self.camera_stats = [CameraStats() for _ in self.cameras]
 
-    def _subscribe_cameras(self, cfg: P.CommonConfig, qos: QoSProfile) -> None:
+    def _subscribe_cameras(self, cfg: params.CommonConfig, qos: QoSProfile) -> None:
         """One subscription per camera.
 
         Under `block` one feeder per camera, so a camera whose queue is full holds back only
@@ -469,7 +474,8 @@ class PerceptionNode(LifecycleNode):
             if 0.0 <= age < 10.0:
                 self._input_age.add(age)
                 self.hops['transport'].add(age)
-            self.health.received(stamp.sec + 1e-9 * stamp.nanosec)
+            # stamp gaps only make sense within one camera's series
+            self.health.received(stamp.sec + 1e-9 * stamp.nanosec if source is None else None)
             feeder = self._feeder if source is None else self._camera_feeders.get(source)
             if feeder is not None:  # block: handed to the feeder thread, never waits here
                 feeder.put(msg, msg.header)
@@ -576,7 +582,7 @@ class PerceptionNode(LifecycleNode):
         """
         state = self._state_machine.current_state[1]
         name = f'{self.get_name()}: pipeline'
-        hardware = self.config.backend if self.config else str(P.value(self, 'backend'))
+        hardware = self.config.backend if self.config else str(params.value(self, 'backend'))
         age_s = self._input_age.summary()['p50'] / 1000.0 if len(self._input_age) else 0.0
         health = self.health.status(extra_latency_s=age_s)
         if not self._active.is_set():
