@@ -59,9 +59,11 @@ def one_run(rclpy, model: Path, frame: np.ndarray, policy: str, sig: int) -> dic
                 rclpy.spin_once(node, timeout_sec=1 / 60)
             t0 = time.monotonic()
             proc.send_signal(sig)
+            stacks = ''
             try:
                 rc = proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
+                stacks = py_spy_dump(proc.pid)  # where it hangs, for the record
                 proc.kill()
                 rc = 'hung'
             elapsed = time.monotonic() - t0
@@ -75,7 +77,19 @@ def one_run(rclpy, model: Path, frame: np.ndarray, policy: str, sig: int) -> dic
     return {'policy': policy, 'signal': signal.Signals(sig).name, 'rc': rc,
             'exit_s': round(elapsed, 3), 'answered': answered,
             'traceback': 'Traceback' in text, 'failed_to_publish': 'Failed to publish' in text,
-            'tail': text[-600:] if (rc != 0 or 'Traceback' in text) else ''}
+            'tail': text[-600:] if (rc != 0 or 'Traceback' in text) else '', 'stacks': stacks}
+
+
+def py_spy_dump(pid: int) -> str:
+    """Return the Python stacks of every thread of `pid` (py-spy, when installed)."""
+    exe = Path(sys.executable).with_name('py-spy')
+    if not exe.exists():
+        return ''
+    try:
+        return subprocess.run([str(exe), 'dump', '--pid', str(pid)], capture_output=True,
+                              text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f'py-spy failed: {exc}'
 
 
 def main(argv=None) -> int:
@@ -84,6 +98,7 @@ def main(argv=None) -> int:
     ap.add_argument('--model', default=str(SHARED / 'models/yolox_nano_coco_416.onnx'))
     ap.add_argument('--image', default=str(SHARED / 'data/dog_bicycle_truck.jpg'))
     ap.add_argument('--policies', default='drop_oldest,block')
+    ap.add_argument('--signals', default='SIGINT,SIGTERM')
     ap.add_argument('--out', default='out/shutdown_runs.json')
     args = ap.parse_args(argv)
     os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 200)))
@@ -94,16 +109,19 @@ def main(argv=None) -> int:
     runs = []
     try:
         for policy in args.policies.split(','):
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in [signal.Signals[n] for n in args.signals.split(',')]:
                 for i in range(args.runs):
                     r = one_run(rclpy, Path(args.model), frame, policy, sig)
                     runs.append(r)
-                    print(json.dumps({k: v for k, v in r.items() if k != 'tail'}), flush=True)
+                    print(json.dumps({k: v for k, v in r.items() if k not in ('tail', 'stacks')}),
+                          flush=True)
+                    if r['stacks']:
+                        print(r['stacks'], flush=True)
     finally:
         rclpy.try_shutdown()
     summary = {}
     for policy in args.policies.split(','):
-        for sig in ('SIGINT', 'SIGTERM'):
+        for sig in args.signals.split(','):
             rs = [r for r in runs if r['policy'] == policy and r['signal'] == sig]
             times = sorted(r['exit_s'] for r in rs)
             summary[f'{policy} {sig}'] = {

@@ -17,8 +17,10 @@ pre-processing just in time so the frame inferred is the newest.
 from __future__ import annotations
 
 from functools import partial
+import faulthandler
 import os
 import signal
+import sys
 import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
@@ -651,19 +653,44 @@ def run_node(node_cls, args=None) -> None:
     SIGINT and SIGTERM stop the node in order while the context is still valid: unsubscribe,
     drop the frames in flight, join the pipeline (bounded), destroy the node, shut rclpy down,
     exit 0. rclpy's own handlers would invalidate the context first, so results still in the
-    pipeline would be published into a dead context. A second signal exits at once.
+    pipeline would be published into a dead context. The signals are taken by a thread of
+    their own (sigwait), so they are seen even while the main thread is inside a call; if the
+    orderly stop has not finished within SHUTDOWN_LIMIT_S, every thread's stack is written to
+    stderr and the process exits 1. A second signal exits at once.
     """
     reuse_large_buffers()
     limit_malloc_arenas()  # memory comes back after cleanup (see core/memory.py)
-    stop = threading.Event()
+    stop, stopped = threading.Event(), threading.Event()
+    signals = {signal.SIGINT, signal.SIGTERM}
+    lock = threading.RLock()  # the handler may run inside begin_stop on the main thread
 
-    def on_signal(signum, frame) -> None:
-        if stop.is_set():
-            os._exit(0)  # asked twice: the operator wants it gone now
-        stop.set()
+    def watchdog() -> None:
+        if not stopped.wait(SHUTDOWN_LIMIT_S):
+            sys.stderr.write(f'shutdown did not finish within {SHUTDOWN_LIMIT_S:g} s; thread '
+                             'stacks follow, exiting 1\n')
+            faulthandler.dump_traceback(all_threads=True)
+            os._exit(1)
 
-    # From the start: a signal while the model loads stops the node right after, cleanly.
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    def begin_stop(*_) -> None:
+        with lock:
+            if stop.is_set():
+                os._exit(0)  # asked twice: the operator wants it gone now
+            stop.set()
+        threading.Thread(target=watchdog, name='shutdown-watchdog', daemon=True).start()
+
+    def waiter() -> None:
+        while True:
+            signal.sigwait(signals)
+            begin_stop()
+
+    # Python-level handlers for threads that started with the signals unblocked (e.g. a math
+    # library's pool at import); every thread started from here on has them blocked, and a
+    # thread of our own takes them with sigwait, so they are seen even while the main thread
+    # is inside a call. From the start: a signal while the model loads stops the node after.
+    for sig in signals:
+        signal.signal(sig, begin_stop)
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    threading.Thread(target=waiter, name='signals', daemon=True).start()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = node_cls()
     executor = make_executor()
@@ -673,7 +700,7 @@ def run_node(node_cls, args=None) -> None:
             if node.trigger_configure() == TransitionCallbackReturn.SUCCESS \
                     and not stop.is_set():
                 node.trigger_activate()
-        # Python runs signal handlers between calls: a short wait bounds the reaction time.
+        # A short wait bounds how long the loop takes to see `stop`.
         while not stop.is_set() and rclpy.ok():
             executor.spin_once(timeout_sec=0.2)
     except (KeyboardInterrupt, ExternalShutdownException):
@@ -685,6 +712,9 @@ def run_node(node_cls, args=None) -> None:
             executor.shutdown(timeout_sec=1.0)
             node.destroy_node()
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
             rclpy.try_shutdown()
+            stopped.set()
+
+
+#: seconds an orderly stop may take after SIGINT / SIGTERM before run_node gives up (exit 1)
+SHUTDOWN_LIMIT_S = 10.0
