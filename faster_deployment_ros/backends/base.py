@@ -1,4 +1,4 @@
-"""The one interface every inference backend implements, so model adapters never care which runs."""
+"""The one interface every inference backend implements: adapters never care which runs."""
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence
@@ -61,7 +61,7 @@ class Backend:
 
     @property
     def metadata(self) -> Dict[str, str]:
-        """Model metadata (e.g. ultralytics' `names`), empty when the format has none."""
+        """Return the model's metadata, e.g. ultralytics' `names`; empty if the format has none."""
         return dict(self._metadata)
 
     def infer(self, inputs: Sequence[np.ndarray]) -> List[np.ndarray]:

@@ -26,7 +26,8 @@ def _import_ncnn():
     try:
         import ncnn
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise BackendError(f'the ncnn backend needs the `ncnn` package (pip install ncnn): {exc}') from exc
+        raise BackendError('the ncnn backend needs the `ncnn` package (pip install ncnn): '
+                           f'{exc}') from exc
     return ncnn
 
 
@@ -77,7 +78,8 @@ class NcnnBackend(Backend):
             if not f.is_file():
                 raise BackendError(f'ncnn model file not found: {f} (make it with fdr-convert '
                                    'ncnn)')
-        self._sidecar: Dict[str, Any] = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+        self._sidecar: Dict[str, Any] = (json.loads(sidecar.read_text()) if sidecar.is_file()
+                                         else {})
 
         threads = options.get('threads', 0) or 0
         try:
@@ -111,7 +113,7 @@ class NcnnBackend(Backend):
         self._custom_layers = register_custom_layers(net, param.read_text())
         if net.load_param(str(param)) != 0 or net.load_model(str(weights)) != 0:
             raise BackendError(f'ncnn cannot load {param} / {weights.name}: a layer type this '
-                               'ncnn lacks, or a truncated file (see ncnn\'s message above)')
+                               "ncnn lacks, or a truncated file (see ncnn's message above)")
         self._net = net
 
         side_in = self._sidecar.get('inputs', [])

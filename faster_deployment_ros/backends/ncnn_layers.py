@@ -27,7 +27,8 @@ def _focus_layer_class(ncnn):
             x = np.array(bottom_blob)  # (C, H, W)
             c, h, w = x.shape
             # (c, h/2, dy, w/2, dx) -> (dx, dy, c, h/2, w/2): groups ordered dx-major.
-            y = x.reshape(c, h // 2, 2, w // 2, 2).transpose(4, 2, 0, 1, 3).reshape(4 * c, h // 2, w // 2)
+            y = x.reshape(c, h // 2, 2, w // 2, 2).transpose(4, 2, 0, 1, 3)
+            y = y.reshape(4 * c, h // 2, w // 2)
             top_blob.clone_from(ncnn.Mat(np.ascontiguousarray(y)), opt.blob_allocator)
             return -100 if top_blob.empty() else 0
 

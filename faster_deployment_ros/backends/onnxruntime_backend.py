@@ -29,7 +29,7 @@ def _import_ort():
 
 
 def _parse_providers(value: Any, available: List[str]) -> List[Any]:
-    """Providers as ORT wants them: names, or (name, options) pairs; all must be available."""
+    """Return providers as ORT wants them: names, or (name, options) pairs; all available."""
     if value is None or value == '' or value == []:
         items: List[Any] = ['CPUExecutionProvider']
     elif isinstance(value, str):
@@ -128,7 +128,7 @@ class OnnxRuntimeBackend(Backend):
             so.add_session_config_entry('session.inter_op.allow_spinning', '0')
         try:
             self._session = ort.InferenceSession(path, sess_options=so, providers=providers)
-        except Exception as exc:  # ORT raises several private exception types
+        except Exception as exc:  # noqa: B902 - ORT raises several private exception types
             raise BackendError(f'cannot load ONNX model {path}: {exc}') from exc
 
         self._inputs = [self._spec(a) for a in self._session.get_inputs()]
@@ -143,7 +143,8 @@ class OnnxRuntimeBackend(Backend):
 
     @staticmethod
     def _spec(arg: Any) -> TensorSpec:
-        shape = tuple(d if isinstance(d, int) else None if d is None else str(d) for d in arg.shape)
+        shape = tuple(d if isinstance(d, int) else None if d is None else str(d)
+                      for d in arg.shape)
         return TensorSpec(arg.name, shape, ONNX_DTYPES.get(arg.type, np.dtype(np.float32)))
 
     def infer(self, inputs: Sequence[np.ndarray]) -> List[np.ndarray]:
@@ -158,7 +159,7 @@ class OnnxRuntimeBackend(Backend):
                 for name, dtype, x in zip(self._input_names, self._input_dtypes, inputs)}
         try:
             return session.run(self._output_names, feed)
-        except Exception as exc:
+        except Exception as exc:  # noqa: B902 - any runtime failure, with the shapes
             shapes = ', '.join(f'{n}{tuple(np.shape(x))}' for n, x in feed.items())
             raise BackendError(f'ONNX Runtime inference failed for {self.model_path} '
                                f'with inputs {shapes}: {exc}') from exc
@@ -173,4 +174,3 @@ class OnnxRuntimeBackend(Backend):
 
     def close(self) -> None:
         self._session = None
-

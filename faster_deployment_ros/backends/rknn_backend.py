@@ -145,7 +145,7 @@ class SimulatorRuntime:
             array_pipe.send(proc.stdin, {'cmd': 'close'})
             proc.stdin.close()
             proc.wait(timeout=10)
-        except Exception:
+        except Exception:  # noqa: B902 - a wedged simulator is killed
             proc.kill()
             proc.wait()
         finally:
@@ -186,14 +186,16 @@ class RknnBackend(Backend):
         self._inputs = [TensorSpec.from_dict(s) for s in side['inputs']]
         self._outputs = [TensorSpec.from_dict(s) for s in side['outputs']]
         self._metadata = {str(k): str(v) for k, v in side.get('metadata', {}).items()}
-        self.data_format = str(options.get('data_format') or side.get('data_format', 'nchw')).lower()
+        fmt = options.get('data_format') or side.get('data_format', 'nchw')
+        self.data_format = str(fmt).lower()
         if self.data_format not in ('nchw', 'nhwc'):
             raise BackendError(f'data_format must be nchw or nhwc, not {self.data_format!r}')
         self._denorm = self._denormaliser(side.get('mean_values'), side.get('std_values'))
         worker = options.get('worker_index')
         self.core_mask = resolve_core_mask(options.get('npu_core', 'auto'),
                                            None if worker is None else int(worker),
-                                           options.get('workers'), int(options.get('num_npu_cores', 3)))
+                                           options.get('workers'),
+                                           int(options.get('num_npu_cores', 3)))
         factory: Optional[Callable] = options.get('runtime_factory')
         self.simulated = flag_option(options.get('simulator'), 'rknn option simulator', False)
         if factory is not None:

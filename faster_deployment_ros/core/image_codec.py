@@ -251,23 +251,25 @@ _CONVERT = {('bgr8', 'rgb8'): cv2.COLOR_BGR2RGB, ('bgr8', 'mono8'): cv2.COLOR_BG
             ('mono8', 'rgb8'): cv2.COLOR_GRAY2RGB}
 
 
-def decode_compressed(format: str, data: Any) -> Tuple[np.ndarray, str]:
+def decode_compressed(compressed_format: str, data: Any) -> Tuple[np.ndarray, str]:
     """sensor_msgs/CompressedImage (format, data) -> (array, encoding).
 
-    ``format`` follows image_transport ('rgb8; jpeg compressed bgr8') or is just 'jpeg'/'png'.
+    ``compressed_format`` follows image_transport ('rgb8; jpeg compressed bgr8') or is just
+    'jpeg'/'png'.
     When it names an original encoding OpenCV can produce from the decoded image, the result is
     converted to it (so 'rgb8; ...' comes back rgb8); otherwise bgr8/bgra8/mono8/mono16.
     """
-    fmt = (format or '').strip()
+    fmt = (compressed_format or '').strip()
     if 'compresseddepth' in fmt.lower().replace(' ', ''):
-        raise ImageCodecError(f'compressedDepth images are not supported (format {format!r})')
+        raise ImageCodecError('compressedDepth images are not supported '
+                              f'(format {compressed_format!r})')
     buf = _as_uint8_buffer(data)
     if buf.size == 0:
-        raise ImageCodecError(f'empty compressed image (format {format!r})')
+        raise ImageCodecError(f'empty compressed image (format {compressed_format!r})')
     img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     if img is None:
         raise ImageCodecError(
-            f'cannot decode compressed image: format {format!r}, {buf.size} bytes '
+            f'cannot decode compressed image: format {compressed_format!r}, {buf.size} bytes '
             f'starting {bytes(buf[:8]).hex()} (corrupt or not jpeg/png)')
     enc = _decoded_encoding(img)
     want = fmt.split(';', 1)[0].strip() if ';' in fmt else ''

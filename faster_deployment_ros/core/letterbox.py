@@ -115,7 +115,7 @@ def clip_boxes(boxes_xyxy: np.ndarray, width: int, height: int) -> np.ndarray:
 
 def to_chw_tensor(img: np.ndarray, dtype=np.float32, scale: Optional[float] = None,
                   swap_rb: bool = False, out: Optional[np.ndarray] = None) -> np.ndarray:
-    """HxWxC image -> contiguous 1xCxHxW tensor, optionally times `scale` and with R/B swapped."""
+    """Turn an HxWxC image into a contiguous 1xCxHxW tensor (times `scale`, R/B swap optional)."""
     if img.ndim == 2:
         img = img[:, :, None]
     h, w, ch = img.shape

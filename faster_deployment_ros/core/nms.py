@@ -16,7 +16,7 @@ _HAS_CV2_NMS = hasattr(cv2, 'dnn') and hasattr(cv2.dnn, 'NMSBoxes')
 
 
 def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one xyxy box against (N, 4) xyxy boxes; 0 where the union is empty."""
+    """Return the IoU of one xyxy box against (N, 4) xyxy boxes; 0 where the union is empty."""
     xx1 = np.maximum(box[0], boxes[:, 0])
     yy1 = np.maximum(box[1], boxes[:, 1])
     xx2 = np.minimum(box[2], boxes[:, 2])
@@ -66,7 +66,7 @@ def greedy_nms(boxes_xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float,
 
 
 def _nms_cv2(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """OpenCV's NMSBoxes on xyxy boxes; scores must be float32 and > 0."""
+    """Run OpenCV's NMSBoxes on xyxy boxes; scores must be float32 and > 0."""
     xywh = boxes.astype(np.float64, copy=True)
     xywh[:, 2:] -= xywh[:, :2]
     keep = cv2.dnn.NMSBoxes(xywh, scores, 0.0, float(iou_threshold))
@@ -74,7 +74,7 @@ def _nms_cv2(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.
 
 
 def nms(boxes_xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Indices kept by greedy NMS (suppress IoU > iou_threshold), by descending score; int64."""
+    """Return the indices greedy NMS keeps (IoU > iou_threshold suppresses), best first; int64."""
     boxes = np.asarray(boxes_xyxy).reshape(-1, 4)
     n = boxes.shape[0]
     if n == 0:

@@ -1,4 +1,4 @@
-"""Ordered, bounded-queue inference pipeline: pre-process -> N inference workers -> post -> delivery.
+"""Ordered, bounded-queue inference pipeline: pre-process -> N workers -> post -> delivery.
 
 Why threads: the heavy work (NumPy, OpenCV, ONNX Runtime, ncnn) releases the GIL, so the stages
 of different frames overlap. Why bounded everywhere: a camera produces frames faster than a slow
@@ -126,7 +126,7 @@ class Pipeline:
                  stats_window: int = 1000,
                  schedule: str = 'eager') -> None:
         if full_policy not in FULL_POLICIES:
-            raise ValueError(f"full_policy must be one of {FULL_POLICIES}, got {full_policy!r}: "
+            raise ValueError(f'full_policy must be one of {FULL_POLICIES}, got {full_policy!r}: '
                              "'drop_oldest' keeps latency low by discarding the oldest waiting "
                              "frame, 'block' makes submit wait for space")
         if schedule not in SCHEDULES:
@@ -155,7 +155,7 @@ class Pipeline:
         n = len(workers)
         self._lock = threading.Lock()
         self._c_space = threading.Condition(self._lock)    # blocked submitters
-        self._c_input = threading.Condition(self._lock)    # pre: a frame waits and infer_q has room
+        self._c_input = threading.Condition(self._lock)    # pre: a frame waits, infer_q has room
         self._c_infer = threading.Condition(self._lock)    # workers: a frame and a reorder slot
         self._c_reorder = threading.Condition(self._lock)  # post: next frame done, deliver_q room
         self._c_deliver = threading.Condition(self._lock)  # delivery: a frame to deliver
@@ -512,7 +512,7 @@ class Pipeline:
         for fr in frames:
             try:
                 self._on_drop(fr.seq, fr.context)
-            except Exception:
+            except Exception:  # noqa: B902 - a callback must not stop the pipeline
                 LOG.exception('%s: on_drop raised for frame %d (ignored)', self.name, fr.seq)
 
 

@@ -1,5 +1,6 @@
-"""The cost model: predict each (workers, threads) configuration from measured stage times and
-pick one by a fixed policy.
+"""The cost model: predict configurations from measured stage times, pick one by a policy.
+
+Each (workers, threads) configuration is predicted from the stage times.
 
 Why a model instead of a sweep: running every (workers, threads) pair through the pipeline takes
 minutes; measuring pre/post once and one inference per thread count takes seconds, and how a
@@ -19,9 +20,12 @@ from typing import Any, Dict, List, Optional, Tuple
 
 
 def thread_candidates(cores: int) -> List[int]:
-    """Threads per worker that split `cores` evenly among 1..cores workers, and (4+ cores) the
-    splits of all cores but one: a free core for the pipeline's own threads avoids intra-op
-    stragglers, which validation then measures."""
+    """Return the thread counts per worker worth measuring on `cores` cores.
+
+    Those that split `cores` evenly among 1..cores workers, and (4+ cores) the splits of all
+    cores but one: a free core for the pipeline's own threads avoids intra-op stragglers,
+    which validation then measures.
+    """
     out = {cores // w for w in range(1, cores + 1)}
     if cores >= 4:
         out |= {(cores - 1) // w for w in range(1, cores)}

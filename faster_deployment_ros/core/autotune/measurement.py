@@ -22,7 +22,7 @@ _now = time.perf_counter
 
 
 def available_cores() -> int:
-    """CPUs this process may run on (affinity-aware, unlike os.cpu_count)."""
+    """Return how many CPUs this process may run on (affinity-aware, unlike os.cpu_count)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # pragma: no cover - non-Linux
@@ -46,7 +46,7 @@ def measure_stages(make_backend: Callable[[int], Any], make_adapter: Callable[[A
     remaining ones are skipped (logged), keeping at least one.
     """
     cores = cores or available_cores()
-    threads = sorted(set(int(t) for t in (threads or thread_candidates(cores))), reverse=True)
+    threads = sorted({int(t) for t in (threads or thread_candidates(cores))}, reverse=True)
     if not frames:
         raise ValueError('measure_stages needs at least one frame')
     t_start = _now()
@@ -71,7 +71,8 @@ def measure_stages(make_backend: Callable[[int], Any], make_adapter: Callable[[A
             pre_s += s.pre
             post_s += s.post
             infer_ms[t], infer_p90[t] = _median_p90(s.infer)
-            log(f'autotune: {t} thread(s): inference {infer_ms[t]:.2f} ms (p90 {infer_p90[t]:.2f})')
+            log(f'autotune: {t} thread(s): inference {infer_ms[t]:.2f} ms '
+                f'(p90 {infer_p90[t]:.2f})')
         finally:
             close = getattr(backend, 'close', None)
             if close:

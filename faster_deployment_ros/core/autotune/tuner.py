@@ -23,9 +23,12 @@ def autotune(make_backend: Callable[[int], Any], make_adapter: Callable[[Any], A
              overhead_ms: float = 0.0, time_limit_s: Optional[float] = None,
              validate_s: float = 0.0, validate_top: int = 3,
              log: Callable[[str], None] = LOG.info) -> Choice:
-    """Measure, choose, time the `refine` best multi-worker candidates running at once
-    (contention the model can only guess) and choose again; with `validate_s` > 0, finally
-    run the short list through the real pipeline at the camera rate (see `validate`)."""
+    """Measure, choose, time the best candidates running at once, choose again.
+
+    The `refine` best multi-worker candidates are timed with their sessions running at once
+    (contention the model can only guess); with `validate_s` > 0 the short list finally runs
+    through the real pipeline at the camera rate (see `validate`).
+    """
     st = measure_stages(make_backend, make_adapter, frames, threads, iters=iters, cores=cores,
                         overhead_ms=overhead_ms, time_limit_s=time_limit_s, log=log)
     choice = choose(st, camera_rate, latency_budget_ms, max_workers)

@@ -1,5 +1,7 @@
-"""Validation: run the cost model's short list through the real pipeline at the camera rate
-and choose again by what was measured."""
+"""Validation: the cost model's short list run through the real pipeline, chosen again.
+
+The short list runs at the camera rate; the choice is made again by what was measured.
+"""
 from __future__ import annotations
 
 import logging
@@ -16,8 +18,11 @@ LOG = logging.getLogger('faster_deployment_ros.autotune')
 def validate(choice: Choice, make_backend: Callable[[int], Any], adapter: Any,
              frames: Sequence[np.ndarray], seconds: float = 3.0, top: int = 3,
              log: Callable[[str], None] = LOG.info) -> Choice:
-    """Run the model's `top` picks, and their variants that leave one core free, at the
-    camera rate; choose again by what was measured (same policy, measured p99 for the tail)."""
+    """Run the model's `top` picks at the camera rate and choose again by what was measured.
+
+    The picks' variants that leave one core free run too; the policy is the same, with the
+    measured p99 for the tail.
+    """
     st = choice.stage_times
     rate = choice.camera_rate if choice.camera_rate > 0 else choice.predicted.fps
     by_cfg = {(c.workers, c.threads): c for c in choice.candidates}
