@@ -127,7 +127,7 @@ class Device:
 
 
 def get_device(ordinal: int = 0) -> Device:
-    """The process-wide Device for `ordinal` (its primary context is shared, like the runtime API's)."""
+    """Return the process-wide Device for `ordinal` (its primary context is shared)."""
     with _lock:
         dev = _devices.get(ordinal)
         if dev is None:
@@ -210,13 +210,13 @@ class DeviceBuffer:
         self.ptr = int(self._mem)
 
     def upload(self, host: np.ndarray, stream: Stream, nbytes: Optional[int] = None) -> None:
-        """Asynchronous host->device copy; `host` should be pinned (PinnedBuffer) to be truly async."""
+        """Copy host->device asynchronously; `host` must be pinned (PinnedBuffer) to be async."""
         n = host.nbytes if nbytes is None else int(nbytes)
         self._check_size(n, host)
         check(self._driver.cuMemcpyHtoDAsync(self._mem, host.ctypes.data, n, stream.raw))
 
     def download(self, host: np.ndarray, stream: Stream, nbytes: Optional[int] = None) -> None:
-        """Asynchronous device->host copy into `host` (pinned for async); sync before reading it."""
+        """Copy device->host into `host` asynchronously (if pinned); sync before reading it."""
         n = host.nbytes if nbytes is None else int(nbytes)
         self._check_size(n, host)
         check(self._driver.cuMemcpyDtoHAsync(host.ctypes.data, self._mem, n, stream.raw))

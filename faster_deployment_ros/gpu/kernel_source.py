@@ -1,13 +1,14 @@
-"""CUDA C source of the pre/post-processing kernels, compiled at run time by NVRTC (gpu/kernels.py).
+"""CUDA C source of the pre/post-processing kernels, compiled at run time by NVRTC (kernels.py).
 
 Kept as a Python string so it ships inside the package without package-data plumbing.
 No headers are included: NVRTC has no C library, and fp16 stores use one PTX instruction.
 Arithmetic mirrors the CPU reference on purpose (compiled with --fmad=false): the resize uses
 OpenCV's fixed-point taps (tables built by gpu/resize_tables.py), decode multiplies and adds in
-the same order as NumPy, and overlap is computed like cv2.dnn.NMSBoxes (double IoU, rounded to float).
+the same order as NumPy, and overlap is computed like cv2.dnn.NMSBoxes (double IoU, rounded to
+float).
 """
 
-SOURCE = r'''
+SOURCE = r"""
 typedef unsigned char u8;
 typedef unsigned short u16;
 typedef unsigned int u32;
@@ -56,7 +57,8 @@ __device__ __forceinline__ void letterbox_px(
     left, top, new_w, new_h, pad
 
 // Letterboxed HWC uint8 image, exactly core.letterbox.letterbox's output.
-extern "C" __global__ void letterbox_hwc_u8(LETTERBOX_ARGS, u8* __restrict__ dst, int dst_w, int dst_h) {
+extern "C" __global__ void letterbox_hwc_u8(LETTERBOX_ARGS, u8* __restrict__ dst, int dst_w,
+        int dst_h) {
     int x = blockIdx.x * blockDim.x + threadIdx.x;
     int y = blockIdx.y * blockDim.y + threadIdx.y;
     if (x >= dst_w || y >= dst_h) return;
@@ -67,7 +69,8 @@ extern "C" __global__ void letterbox_hwc_u8(LETTERBOX_ARGS, u8* __restrict__ dst
 }
 
 // Fused letterbox + channel swap + (v - mean) * scale + HWC->CHW, float32 planes.
-extern "C" __global__ void letterbox_chw_f32(LETTERBOX_ARGS, float* __restrict__ dst, int dst_w, int dst_h,
+extern "C" __global__ void letterbox_chw_f32(LETTERBOX_ARGS, float* __restrict__ dst, int dst_w,
+        int dst_h,
         int swap_rb, float m0, float m1, float m2, float s0, float s1, float s2) {
     int x = blockIdx.x * blockDim.x + threadIdx.x;
     int y = blockIdx.y * blockDim.y + threadIdx.y;
@@ -88,7 +91,8 @@ __device__ __forceinline__ u16 f2h(float f) {
 }
 
 // The same, float16 planes (for engines built with fp16 inputs).
-extern "C" __global__ void letterbox_chw_f16(LETTERBOX_ARGS, u16* __restrict__ dst, int dst_w, int dst_h,
+extern "C" __global__ void letterbox_chw_f16(LETTERBOX_ARGS, u16* __restrict__ dst, int dst_w,
+        int dst_h,
         int swap_rb, float m0, float m1, float m2, float s0, float s1, float s2) {
     int x = blockIdx.x * blockDim.x + threadIdx.x;
     int y = blockIdx.y * blockDim.y + threadIdx.y;
@@ -132,14 +136,17 @@ extern "C" __global__ void decode_candidates(
     }
 }
 
-__device__ __forceinline__ void decode_box(const float* __restrict__ pred, int anchor, int anchor_stride,
+__device__ __forceinline__ void decode_box(const float* __restrict__ pred, int anchor,
+        int anchor_stride,
         int attr_stride, int grid_decode, const int* __restrict__ levels, int nlev, float* b) {
     const float* p = pred + (size_t)anchor * anchor_stride;
     float cx = p[0], cy = p[attr_stride], w = p[2 * attr_stride], h = p[3 * attr_stride];
     if (grid_decode) {  // YOLOX raw head: (xy + grid) * stride, exp(wh) * stride
         int start = 0, gw = 1, stride = 1;
         for (int l = 0; l < nlev; ++l) {
-            if (anchor >= levels[3 * l]) { start = levels[3 * l]; gw = levels[3 * l + 1]; stride = levels[3 * l + 2]; }
+            if (anchor >= levels[3 * l]) {
+                start = levels[3 * l]; gw = levels[3 * l + 1]; stride = levels[3 * l + 2];
+            }
         }
         int local = anchor - start;
         float s = (float)stride;
@@ -155,7 +162,8 @@ __device__ __forceinline__ double iou(float4 a, float4 b) {
     double xx1 = fmax((double)a.x, (double)b.x), yy1 = fmax((double)a.y, (double)b.y);
     double xx2 = fmin((double)a.z, (double)b.z), yy2 = fmin((double)a.w, (double)b.w);
     double inter = fmax(xx2 - xx1, 0.0) * fmax(yy2 - yy1, 0.0);
-    double ua = ((double)a.z - a.x) * ((double)a.w - a.y) + ((double)b.z - b.x) * ((double)b.w - b.y) - inter;
+    double ua = ((double)a.z - a.x) * ((double)a.w - a.y)
+              + ((double)b.z - b.x) * ((double)b.w - b.y) - inter;
     return ua > 0.0 ? inter / ua : 0.0;
 }
 
@@ -171,9 +179,11 @@ __device__ __forceinline__ float overlap(float4 a, float4 b) {
 extern "C" __global__ void __launch_bounds__(1024) select_nms(
         const float* __restrict__ pred, int num_anchors, int anchor_stride, int attr_stride,
         int grid_decode, const int* __restrict__ levels, int nlev,
-        const u64* __restrict__ keys, const int* __restrict__ best_cls, const int* __restrict__ count,
+        const u64* __restrict__ keys, const int* __restrict__ best_cls,
+        const int* __restrict__ count,
         int cap, float iou_thr, int class_agnostic, int max_det,
-        float pad_x, float pad_y, float scale_x, float scale_y, float clip_w, float clip_h, int clip,
+        float pad_x, float pad_y, float scale_x, float scale_y, float clip_w, float clip_h,
+        int clip,
         float4* __restrict__ tmp_boxes, int* __restrict__ tmp_cls, float* __restrict__ tmp_score,
         float* __restrict__ out) {
     extern __shared__ u64 skeys[];
@@ -275,7 +285,7 @@ extern "C" __global__ void __launch_bounds__(1024) select_nms(
     }
     if (tid == 0) out[0] = (float)kept;
 }
-'''
+"""
 
 KERNEL_NAMES = ('letterbox_hwc_u8', 'letterbox_chw_f32', 'letterbox_chw_f16', 'decode_candidates',
                 'select_nms')

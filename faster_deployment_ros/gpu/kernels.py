@@ -40,7 +40,8 @@ def _cache_dir() -> Path:
     base = os.environ.get('FDR_NVRTC_CACHE')
     if base:
         return Path(base)
-    return Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache')) / 'faster_deployment_ros' / 'nvrtc'
+    cache = Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache'))
+    return cache / 'faster_deployment_ros' / 'nvrtc'
 
 
 def _nvrtc_version() -> Tuple[int, int]:
@@ -67,7 +68,8 @@ def compile_source(source: str, arch: Tuple[int, int], options: Sequence[str] = 
             check(nvrtc.nvrtcGetProgramLog(prog, log))
             last_log = log.decode(errors='replace').strip('\0 \n')
             if int(status) != 0:
-                if 'invalid value for --gpu-architecture' in last_log or 'arch' in last_log.lower():
+                if ('invalid value for --gpu-architecture' in last_log
+                        or 'arch' in last_log.lower()):
                     continue  # NVRTC older than the GPU: try PTX for the virtual architecture
                 raise CudaError(f'NVRTC failed to compile {name}:\n{last_log}')
             if kind == 'cubin':
@@ -93,8 +95,8 @@ class Kernel:
         self.function = check(self._driver.cuModuleGetFunction(module.handle, name.encode()))
         self._types = tuple(_CTYPES[c] for c in signature)
 
-    def launch(self, grid: Sequence[int], block: Sequence[int], args: Sequence[Any], stream: Stream,
-               shared_bytes: int = 0) -> None:
+    def launch(self, grid: Sequence[int], block: Sequence[int], args: Sequence[Any],
+               stream: Stream, shared_bytes: int = 0) -> None:
         if len(args) != len(self._types):
             raise TypeError(f'{self.name} takes {len(self._types)} arguments, got {len(args)}')
         gx, gy, gz = (tuple(grid) + (1, 1))[:3]
@@ -156,4 +158,5 @@ def get_module(device: Optional[Device] = None) -> KernelModule:
     return mod
 
 
-__all__ = ['SIGNATURES', 'COMPILE_OPTIONS', 'compile_source', 'Kernel', 'KernelModule', 'get_module']
+__all__ = ['SIGNATURES', 'COMPILE_OPTIONS', 'compile_source', 'Kernel', 'KernelModule',
+           'get_module']

@@ -33,8 +33,10 @@ def preprocess_cpu(image: np.ndarray, spec: PreprocessSpec) -> Tuple[np.ndarray,
 
 
 def specs_for_adapter(adapter: Any, dtype: str = 'float32') -> Tuple[PreprocessSpec, DecodeSpec]:
-    """(PreprocessSpec, DecodeSpec) the adapter declares, with top-k capped at what the GPU
-    decoder holds; ValueError where the adapter has no GPU-capable pre/post-processing."""
+    """Return the (PreprocessSpec, DecodeSpec) the adapter declares, top-k capped for the GPU.
+
+    ValueError where the adapter has no GPU-capable pre/post-processing.
+    """
     pre, dec = adapter.preprocess_spec(dtype), adapter.decode_spec()
     if pre is None or dec is None:
         raise ValueError(f'no GPU pre/post-processing for {type(adapter).__name__} '
@@ -80,7 +82,8 @@ class GpuFramePipeline:
         self.stream.synchronize()
         return host, meta
 
-    def detect(self, image: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray, LetterboxMeta]:
+    def detect(self, image: np.ndarray
+               ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, LetterboxMeta]:
         """(boxes xyxy in source pixels, scores, class_ids, meta) with decode/NMS on the GPU."""
         if self.decoder is None:
             raise RuntimeError('this pipeline was built without a DecodeSpec')

@@ -33,7 +33,9 @@ def head_geometry(spec: DecodeSpec, output_shape: Sequence[int]) -> Tuple[int, i
     num_classes = attrs - (5 if has_obj else 4)
     if num_classes < 1:
         raise ValueError(f'{spec.layout} output {tuple(output_shape)} has no class scores')
-    return (anchors, num_classes, 1, anchors) if channels_first else (anchors, num_classes, attrs, 1)
+    if channels_first:
+        return anchors, num_classes, 1, anchors
+    return anchors, num_classes, attrs, 1
 
 
 def grid_levels(input_hw: Tuple[int, int], strides: Sequence[int], num_anchors: int) -> np.ndarray:
@@ -123,7 +125,8 @@ class GpuDetectionDecoder:
         rows = buf[1:1 + 6 * k].reshape(k, 6)
         return (rows[:, :4].copy(), rows[:, 4].copy(), rows[:, 5].astype(np.int64))
 
-    def __call__(self, pred_ptr: int, meta: LetterboxMeta) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def __call__(self, pred_ptr: int, meta: LetterboxMeta
+                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         self.enqueue(pred_ptr, meta)
         return self.collect()
 

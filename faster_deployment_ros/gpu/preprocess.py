@@ -2,7 +2,8 @@
 
 One launch does resize (OpenCV INTER_LINEAR, bit-exact on downscales), padding, R/B swap,
 (v - mean) * scale and HWC->CHW, writing float32 or float16 straight into the buffer the
-engine reads. The only other work per frame is one host->device copy of the frame. Geometry comes from core.letterbox so boxes map back the same way.
+engine reads. The only other work per frame is one host->device copy of the frame. Geometry
+comes from core.letterbox so boxes map back the same way.
 """
 from __future__ import annotations
 
@@ -127,7 +128,7 @@ class GpuLetterbox:
         return g.meta
 
     def letterbox_u8(self, image: np.ndarray) -> Tuple[np.ndarray, LetterboxMeta]:
-        """The HxWx3 uint8 letterboxed image (what core.letterbox.letterbox returns); for checks."""
+        """Return the HxWx3 uint8 letterboxed image (as core.letterbox.letterbox); for checks."""
         ptr, pitch, h, w = self.upload(image)
         g = self._geometry(h, w)
         dst_h, dst_w = self.spec.size
@@ -143,7 +144,7 @@ class GpuLetterbox:
         return host, g.meta
 
     def download(self) -> np.ndarray:
-        """The current input tensor on the host (synchronises); for checks and CPU runtimes."""
+        """Return the current input tensor on the host (synchronises); for checks, CPU runtimes."""
         self.device.activate()
         host = np.empty(self.spec.tensor_shape, self.spec.dtype)
         self.output.download(host, self.stream)

@@ -17,7 +17,9 @@ COEF_SCALE = 1 << COEF_BITS
 
 
 def linear_table(src_len: int, dst_len: int) -> Tuple[np.ndarray, np.ndarray]:
-    """(first tap index int32 (dst_len,), tap weights int16 (dst_len, 2)) as cv2.resize builds them.
+    """Return the linear resize taps as cv2.resize builds them.
+
+    (first tap index int32 (dst_len,), tap weights int16 (dst_len, 2)).
 
     Half-pixel centres: src = (dst + 0.5) * src_len / dst_len - 0.5, clamped at both borders.
     """
@@ -33,12 +35,13 @@ def linear_table(src_len: int, dst_len: int) -> Tuple[np.ndarray, np.ndarray]:
     high = sx >= src_len - 1
     fx[high], sx[high] = 0, src_len - 1
     cbuf = np.stack([np.float32(1) - fx, fx], axis=1).astype(np.float32)
-    coef = np.rint(cbuf * np.float32(COEF_SCALE)).astype(np.int16)  # saturate_cast<short>: round half even
+    # saturate_cast<short>: round half to even
+    coef = np.rint(cbuf * np.float32(COEF_SCALE)).astype(np.int16)
     return sx.astype(np.int32), coef
 
 
 def resize_linear_u8(src: np.ndarray, dst_w: int, dst_h: int) -> np.ndarray:
-    """What the GPU kernel computes for an HxWxC uint8 image: cv2.resize(..., INTER_LINEAR)."""
+    """Compute what the GPU kernel does for an HxWxC uint8 image: cv2.resize(INTER_LINEAR)."""
     src = np.ascontiguousarray(src)
     if src.ndim == 2:
         src = src[:, :, None]
@@ -59,7 +62,7 @@ def resize_linear_u8(src: np.ndarray, dst_w: int, dst_h: int) -> np.ndarray:
 
 
 def vertical_combine(r0: np.ndarray, r1: np.ndarray, b0: np.ndarray, b1: np.ndarray) -> np.ndarray:
-    """OpenCV's SIMD vertical pass.
+    """Combine two rows as OpenCV's SIMD vertical pass does.
 
     16-bit multiply-high of (row >> 4) by each weight, then a rounding shift by 2
     (VResizeLinearVec_32s8u); the kernel uses the same formula.
