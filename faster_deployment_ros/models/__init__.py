@@ -25,8 +25,10 @@ _LOG = logging.getLogger(__name__)
 
 def resolve_family(family: str, inputs: List[TensorSpec], outputs: List[TensorSpec],
                    metadata: Mapping[str, str]) -> Tuple[str, str]:
-    """(family, reason): `family` itself, or for 'auto' (or empty) the one the model's
-    signature implies (models.detect_family); ValueError when that is ambiguous."""
+    """Return (family, reason): `family` itself, or for 'auto' the one the signature implies.
+
+    'auto' (or empty) asks models.detect_family; ValueError when that is ambiguous.
+    """
     if family not in ('auto', '', None):
         return family, 'model_family parameter'
     from .detect_family import detect_family

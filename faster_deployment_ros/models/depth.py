@@ -36,10 +36,10 @@ OUTPUTS = ('relative_inverse', 'metric_from_inverse', 'metric')
 
 # family -> the reference's conventions
 PRESETS = {
-    'depth_anything_v2': dict(input_size=518, multiple_of=14, resize_method='lower_bound',
-                              upsampling='bilinear_align_corners'),
-    'midas': dict(input_size=384, multiple_of=32, resize_method='upper_bound',
-                  upsampling='bicubic'),
+    'depth_anything_v2': {'input_size': 518, 'multiple_of': 14, 'resize_method': 'lower_bound',
+                          'upsampling': 'bilinear_align_corners'},
+    'midas': {'input_size': 384, 'multiple_of': 32, 'resize_method': 'upper_bound',
+              'upsampling': 'bicubic'},
 }
 
 
@@ -51,7 +51,7 @@ class DepthMeta:
 
 def constrain_to_multiple_of(x: float, multiple: int, min_val: int = 0,
                              max_val: Optional[int] = None) -> int:
-    """MiDaS' Resize.constrain_to_multiple_of (np.round: halves to even)."""
+    """Round as MiDaS' Resize.constrain_to_multiple_of does (np.round: halves to even)."""
     y = int(np.round(x / multiple) * multiple)
     if max_val is not None and y > max_val:
         y = int(np.floor(x / multiple) * multiple)
@@ -75,9 +75,9 @@ def reference_size(src_hw: Tuple[int, int], size_hw: Tuple[int, int], multiple_o
         else:
             raise ValueError(f'resize_method {resize_method!r} not known')
     if resize_method == 'lower_bound':
-        kw = [dict(min_val=size_hw[0]), dict(min_val=size_hw[1])]
+        kw = [{'min_val': size_hw[0]}, {'min_val': size_hw[1]}]
     elif resize_method == 'upper_bound':
-        kw = [dict(max_val=size_hw[0]), dict(max_val=size_hw[1])]
+        kw = [{'max_val': size_hw[0]}, {'max_val': size_hw[1]}]
     else:
         kw = [{}, {}]
     return (constrain_to_multiple_of(scale_h * height, multiple_of, **kw[0]),
@@ -106,8 +106,9 @@ def resize_bilinear_align_corners(x: np.ndarray, out_hw: Tuple[int, int]) -> np.
 
 
 class DepthAdapter(ModelAdapter):
-    """Relative (or metric) monocular depth with one (1, 3, H, W) input and a (1, H, W) or
-    (1, 1, H, W) output.
+    """Relative (or metric) monocular depth: one (1, 3, H, W) input, one depth map output.
+
+    The output is (1, H, W) or (1, 1, H, W).
 
     Params: input_size (dynamic inputs: target size, int or (h, w); default the preset's or
     metadata `net_size`/`imgsz`), keep_aspect_ratio (True, dynamic inputs only), multiple_of,
@@ -218,9 +219,12 @@ def is_depth_output(shape: Sequence[Any]) -> bool:
 
 
 def is_depth_signature(inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec]) -> bool:
-    """One image input and one dense map output at the input's resolution (or a fixed fraction
-    of it, same in both axes); a (1, 1, H, W) output always counts. Detection heads such as
-    (1, 3549, 85) have a (1, H, W)-like shape too, but not the input's aspect."""
+    """Tell whether the signature is one image in, one dense map out at the image's aspect.
+
+    The map is at the input's resolution or a fixed fraction of it, same in both axes; a
+    (1, 1, H, W) output always counts. Detection heads such as (1, 3549, 85) have a
+    (1, H, W)-like shape too, but not the input's aspect.
+    """
     if len(outputs) != 1 or len(inputs) != 1 or len(inputs[0].shape) != 4:
         return False
     shape = list(outputs[0].shape)

@@ -22,7 +22,8 @@ from ..core.options import parse_bool
 from ..core.types import static_dim, TensorSpec
 
 
-def _input_hw(inputs: Sequence[TensorSpec], metadata: Mapping[str, str]) -> Optional[Tuple[int, int]]:
+def _input_hw(inputs: Sequence[TensorSpec],
+              metadata: Mapping[str, str]) -> Optional[Tuple[int, int]]:
     images = [i for i in inputs if len(i.shape) == 4]
     if not images:
         return None
@@ -52,15 +53,18 @@ def detect_family(inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
     sig = (f'inputs {[(i.name, tuple(i.shape)) for i in inputs]}, '
            f'outputs {[(o.name, tuple(o.shape)) for o in outputs]}')
     out_names = {o.name for o in outputs}
-    if any(i.name == 'orig_target_sizes' for i in inputs) or {'labels', 'boxes', 'scores'} <= out_names:
-        return 'rtdetr', 'original RT-DETR export signature (orig_target_sizes; labels, boxes, scores)'
+    if any(i.name == 'orig_target_sizes' for i in inputs) \
+            or {'labels', 'boxes', 'scores'} <= out_names:
+        return 'rtdetr', ('original RT-DETR export signature (orig_target_sizes; labels, boxes, '
+                          'scores)')
     if not outputs:
         raise ValueError(f'cannot infer the model family: the model has no outputs ({sig})')
     first = outputs[0]
     if is_depth_signature(inputs, outputs):
         return 'depth', f'one dense map output {tuple(first.shape)} at the input resolution'
     head = metadata.get('head', '')
-    if head == 'RTDETRDecoder' or 'rtdetr' in metadata.get('description', '').lower().replace('-', ''):
+    description = metadata.get('description', '').lower().replace('-', '')
+    if head == 'RTDETRDecoder' or 'rtdetr' in description:
         return 'rtdetr', 'ultralytics metadata names an RT-DETR model'
     if len(first.shape) != 3 or static_dim(first.shape[0]) not in (None, 1):
         raise ValueError(f'cannot infer the model family from {sig}; set model_family '
@@ -90,9 +94,11 @@ def detect_family(inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
                              f'input x (4 box + objectness + {d2 - 5} classes)')
     if d1 is not None and d1 not in anchors and d2 is not None and d2 >= 6 and d1 <= 1000:
         if d2 == 6 and nc not in (None, 2):
-            return 'rtdetr', f'output {tuple(first.shape)}: {d1} queries x (cx, cy, w, h, score, class)'
+            return 'rtdetr', (f'output {tuple(first.shape)}: {d1} queries x '
+                              '(cx, cy, w, h, score, class)')
         if d2 > 6 and (nc is None or d2 == 4 + nc):
-            return 'rtdetr', f'output {tuple(first.shape)}: {d1} queries x (4 box + {d2 - 4} scores)'
+            return 'rtdetr', (f'output {tuple(first.shape)}: {d1} queries x '
+                              f'(4 box + {d2 - 4} scores)')
         if d2 == 6:
             raise ValueError(f'ambiguous output {tuple(first.shape)}: RT-DETR (cx, cy, w, h, '
                              'score, '

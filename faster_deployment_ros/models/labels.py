@@ -59,8 +59,11 @@ def parse_class_names(value: Any) -> Optional[List[str]]:
 
 def resolve_class_names(explicit: Any, metadata: Optional[Mapping[str, str]],
                         num_classes: Optional[int]) -> List[str]:
-    """The names to report: explicit ones, else metadata `names`, else COCO when 80 classes,
-    else the indices as strings. Raises when explicit names do not match the model's count."""
+    """Return the class names to report.
+
+    Explicit ones, else metadata `names`, else COCO when 80 classes, else the indices as
+    strings. Raises when explicit names do not match the model's count.
+    """
     names = parse_class_names(explicit)
     source = 'class_names'
     if names is None and metadata and metadata.get('names'):

@@ -57,11 +57,13 @@ def rtdetr_layout(inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
     channels = static_dim(outputs[0].shape[2])
     names = parse_class_names(metadata.get('names')) if metadata.get('names') else None
     if names is not None and channels == 4 + len(names):
-        return 'ultralytics_legacy', f'output {outputs[0].shape} = 4 box + {len(names)} class scores'
+        return 'ultralytics_legacy', (f'output {outputs[0].shape} = 4 box + {len(names)} '
+                                      'class scores')
     if channels == 6:
         return 'ultralytics', f'output {outputs[0].shape} = cx, cy, w, h, score, class'
     if channels is not None and channels > 6:
-        return 'ultralytics_legacy', f'output {outputs[0].shape} = 4 box + {channels - 4} class scores'
+        return 'ultralytics_legacy', (f'output {outputs[0].shape} = 4 box + {channels - 4} '
+                                      'class scores')
     raise ValueError(f'cannot tell the RT-DETR layout of output {outputs[0].shape}; set layout')
 
 
@@ -88,7 +90,7 @@ class RtdetrAdapter(ModelAdapter):
             self.layout, self.layout_reason = layout, 'layout parameter'
         else:
             raise ValueError(f"layout must be 'auto' or one of {', '.join(LAYOUTS)}, not "
-                             f"{layout!r}")
+                             f'{layout!r}')
         image_inputs = [i for i in inputs if len(i.shape) == 4]
         self.input_size = model_input_size(image_inputs, input_size, metadata, 'RT-DETR')
         self.image_name = image_inputs[0].name
@@ -106,7 +108,8 @@ class RtdetrAdapter(ModelAdapter):
             num_classes = None
         else:
             channels = static_dim(outputs[0].shape[2])
-            num_classes = channels - 4 if self.layout == 'ultralytics_legacy' and channels else None
+            legacy = self.layout == 'ultralytics_legacy'
+            num_classes = channels - 4 if legacy and channels else None
         if num_classes is None and metadata.get('names'):
             num_classes = len(parse_class_names(metadata['names']) or []) or None
         self.num_classes = num_classes

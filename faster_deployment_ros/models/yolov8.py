@@ -36,7 +36,7 @@ def anchor_count(size_hw: Tuple[int, int], strides: Sequence[int] = STRIDES) -> 
 
 def model_input_size(inputs: List[TensorSpec], input_size: Any, metadata: Mapping[str, str],
                      what: str) -> Tuple[int, int]:
-    """(h, w) of a single NCHW image input: the static shape, else input_size, else metadata imgsz."""
+    """Return (h, w) of an NCHW image input: static shape, else input_size, else metadata imgsz."""
     if not inputs or len(inputs[0].shape) != 4:
         raise ValueError(f'{what} expects an NCHW image input, got {[i.shape for i in inputs]}')
     shape = inputs[0].shape
@@ -74,7 +74,8 @@ def ultralytics_unletterbox(boxes: np.ndarray, meta: LetterboxMeta, size_hw: Tup
 
 
 def ultralytics_nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,
-                    iou_threshold: float, agnostic: bool = False, max_wh: float = 7680.0) -> np.ndarray:
+                    iou_threshold: float, agnostic: bool = False,
+                    max_wh: float = 7680.0) -> np.ndarray:
     """Kept indices by descending score, exactly as ultralytics' `non_max_suppression` decides.
 
     Classes separated by a `cls * 7680` offset and IoU computed in float32 (TorchNMS, which matches
@@ -153,7 +154,8 @@ class Yolov8Adapter(ModelAdapter):
             canvas = self._local.canvas = np.empty((h, w, 3), np.uint8)
         canvas, meta = letterbox(image, (h, w), pad_value=114, center=True, out=canvas,
                                  rounding='round')
-        return [to_chw_tensor(canvas, dtype=self.input_dtype, scale=1.0 / 255.0, swap_rb=True)], meta
+        x = to_chw_tensor(canvas, dtype=self.input_dtype, scale=1.0 / 255.0, swap_rb=True)
+        return [x], meta
 
     def preprocess_spec(self, dtype: str = 'float32') -> PreprocessSpec:
         return preset('ultralytics', self.input_size, dtype)

@@ -24,8 +24,9 @@ from ..core.options import parse_bool, parse_size
 from ..core.specs import DecodeSpec, PreprocessSpec, preset
 from ..core.types import Detections, static_dim, TensorSpec
 
+
 def make_grids(size_hw: Tuple[int, int], strides: Sequence[int]) -> Tuple[np.ndarray, np.ndarray]:
-    """Per-anchor (x, y) grid cell and stride in YOLOX's output order: stride by stride, row-major."""
+    """Return per-anchor (x, y) grid cells and strides in YOLOX's order (by stride, row-major)."""
     grids, expanded = [], []
     for s in strides:
         gh, gw = size_hw[0] // s, size_hw[1] // s
@@ -57,7 +58,8 @@ class YoloxAdapter(ModelAdapter):
                  strides: Optional[Sequence[int]] = None) -> None:
         metadata = dict(metadata or {})
         if len(inputs) != 1 or len(inputs[0].shape) != 4:
-            raise ValueError(f'YOLOX expects one NCHW image input, got {[i.shape for i in inputs]}')
+            raise ValueError('YOLOX expects one NCHW image input, got '
+                             f'{[i.shape for i in inputs]}')
         if len(outputs) < 1 or len(outputs[0].shape) != 3:
             raise ValueError(f'YOLOX expects a (1, anchors, 5 + classes) output, got '
                              f'{[o.shape for o in outputs]}')
@@ -69,7 +71,8 @@ class YoloxAdapter(ModelAdapter):
             size = parse_size(input_size)
             for got, want in zip(model_hw, size):
                 if got is not None and got != want:
-                    raise ValueError(f'input_size {size} does not match the model input {in_shape}')
+                    raise ValueError(f'input_size {size} does not match the model input '
+                                     f'{in_shape}')
         elif None in model_hw:
             raise ValueError(f'the model input {in_shape} is dynamic: give input_size (h, w)')
         else:
@@ -156,7 +159,8 @@ class YoloxAdapter(ModelAdapter):
         passed = scores > self.conf_threshold
         if not passed.any():
             return Detections.empty(self.class_names)
-        rows, cand, class_ids, scores = rows[passed], cand[passed], class_ids[passed], scores[passed]
+        rows, cand = rows[passed], cand[passed]
+        class_ids, scores = class_ids[passed], scores[passed]
 
         if self.decoded:
             cxcy, wh = cand[:, 0:2], cand[:, 2:4]
