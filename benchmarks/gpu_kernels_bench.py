@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = Path(os.environ.get('FDR_SHARED', ROOT.parent / 'shared'))
 
-from faster_deployment_ros.backends import create_backend  # noqa: E402
+from faster_deployment_ros.backends import create_backend  # noqa: E402, I100
 from faster_deployment_ros.models import create_adapter  # noqa: E402
 from faster_deployment_ros.tools.frames import read_frames  # noqa: E402
 
@@ -95,8 +95,8 @@ def main() -> int:
     cpu['decode_nms_yolox'] = time_cpu(lambda i: yolox.postprocess([outs[i % n]], metas[i % n]),
                                        args.warmup, args.iters)
     low = create_adapter('yolox', be.inputs, be.outputs, be.metadata, conf_threshold=0.01)
-    cpu['decode_nms_yolox_conf0.01'] = time_cpu(lambda i: low.postprocess([outs[i % n]], metas[i % n]),
-                                                args.warmup, args.iters)
+    cpu['decode_nms_yolox_conf0.01'] = time_cpu(
+        lambda i: low.postprocess([outs[i % n]], metas[i % n]), args.warmup, args.iters)
     results['yolox_detections_per_frame'] = {
         'conf0.3': float(np.mean([len(yolox.postprocess([o], m)) for o, m in zip(outs, metas)])),
         'conf0.01': float(np.mean([len(low.postprocess([o], m)) for o, m in zip(outs, metas)]))}

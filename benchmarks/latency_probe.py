@@ -1,6 +1,8 @@
-"""Where does the p99 come from on a many-core box? The pipeline at a camera rate (drop_oldest,
-just-in-time) for several workers x threads, with ONNX Runtime's thread spinning on and off,
-all cores busy vs one left free. ROS-free; prints a table and writes JSON.
+"""Where the p99 comes from on a many-core box.
+
+The pipeline at a camera rate (drop_oldest, just-in-time) for several workers x threads, with
+ONNX Runtime's thread spinning on and off, all cores busy vs one left free. ROS-free; prints a
+table and writes JSON.
 
   python -m benchmarks.latency_probe --model m.onnx --video v.avi --configs 1x16,1x15 --out p.json
 """

@@ -1,5 +1,6 @@
 """benchmark.json -> Markdown tables (for docs/performance.md).
 
+Usage:
   python benchmarks/summarize.py out/benchmark/benchmark.json [more.json ...]
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""Detector node with a parameter YAML, the image topic remapped, and middleware set for
-camera-sized frames.
+"""Detector node with a parameter YAML, the image topic remapped, middleware for large frames.
 
+Usage:
   ros2 launch faster_deployment_ros detector.launch.py \
       params_file:=/path/params.yaml model_path:=/path/model.onnx image:=/camera/image_raw
 """

@@ -27,7 +27,7 @@ COMMON_PARAMETERS: Dict[str, tuple] = {
                    'drop_oldest only the newest frame waits, the low-latency choice)'),
     'full_policy': ('drop_oldest', 'when the input queue is full: drop_oldest or block'),
     'input_type': ('raw', 'raw (sensor_msgs/Image) or compressed (sensor_msgs/CompressedImage)'),
-    'inputs': ([''], 'several cameras, one model: image topics, each camera\'s results in its '
+    'inputs': ([''], "several cameras, one model: image topics, each camera's results in its "
                'namespace (/front/image_raw -> /front/detections); an entry ending in '
                '/compressed is a CompressedImage topic; empty: the single image topic'),
     'qos_reliability': ('best_effort', 'input QoS reliability: best_effort or reliable'),

@@ -16,8 +16,8 @@ pre-processing just in time so the frame inferred is the newest.
 """
 from __future__ import annotations
 
-from functools import partial
 import faulthandler
+from functools import partial
 import os
 import signal
 import sys
@@ -315,8 +315,11 @@ class PerceptionNode(LifecycleNode):
 
     # ---- internals -------------------------------------------------------------------------
     def _autotune(self, cfg: params.CommonConfig) -> None:
-        """Measure the model on a representative frame, run the short list at the camera rate
-        (2 s each), and set workers/threads/queue_size."""
+        """Measure the model, run the short list at the camera rate, set the worker parameters.
+
+        Measured on a representative frame; each short-listed configuration runs for 2 s; sets
+        workers/threads/queue_size.
+        """
         import cv2
 
         if cfg.autotune_image:

@@ -35,7 +35,7 @@ def _msg_file(typename: str) -> Optional[Path]:
     try:
         from ament_index_python.packages import get_package_share_directory
         candidates.append(Path(get_package_share_directory(pkg)) / kind / f'{name}.msg')
-    except Exception:  # no ament index or package not installed
+    except Exception:  # noqa: B902 - no ament index, or the package is not installed
         pass
     for prefix in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep):
         if prefix:

@@ -52,7 +52,7 @@ def log(msg: str) -> None:
 
 
 def find_model(model: Optional[str]) -> Optional[Path]:
-    """The model as given, else a file of that name in ../shared/models or the user cache."""
+    """Return the model as given, else a file of that name in ../shared/models or the cache."""
     if not model:
         return None
     path = Path(model).expanduser()
@@ -72,7 +72,7 @@ def find_params(params: str) -> Optional[Path]:
         from ament_index_python.packages import get_package_share_directory
         cand = Path(get_package_share_directory('faster_deployment_ros')) / params
         return cand if cand.is_file() else None
-    except Exception:
+    except Exception:  # noqa: B902 - not installed: no packaged config
         return None
 
 
@@ -165,8 +165,10 @@ def draw(frame: np.ndarray, det_msg: Any) -> np.ndarray:
 
 
 def annotate(in_bag: Path, out_bag: Path, out: Path, count: int = 4) -> List[Path]:
-    """Draw ``count`` outputs (evenly spread over those with detections) on their input frames,
-    found by header stamp; returns the PNG paths."""
+    """Draw ``count`` outputs on their input frames (found by header stamp); return the PNGs.
+
+    The outputs drawn are spread evenly over those with detections.
+    """
     from rosbags.rosbag2 import Reader
 
     from .bag_types import make_typestore

@@ -1,5 +1,7 @@
-"""Frames from a video file or a folder of images, without ROS or bag dependencies (also used
-on machines that have neither, e.g. for GPU benchmarks)."""
+"""Frames from a video file or a folder of images, without ROS or bag dependencies.
+
+Also used on machines that have neither, e.g. for GPU benchmarks.
+"""
 from __future__ import annotations
 
 import itertools
@@ -14,8 +16,10 @@ IMAGE_EXTS = {'.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.ppm',
 
 def iter_frames(source: Path, fps: Optional[float] = None
                 ) -> Tuple[float, Iterator[np.ndarray], Optional[int]]:
-    """(fps, BGR frame iterator, frame count the header announces or None) for a video file or
-    a folder of images (sorted by name)."""
+    """Open a video file or a folder of images (sorted by name).
+
+    Returns (fps, BGR frame iterator, frame count the header announces or None).
+    """
     source = Path(source)
     if source.is_dir():
         files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_EXTS)
@@ -51,7 +55,7 @@ def iter_frames(source: Path, fps: Optional[float] = None
 
 
 def read_frames(source: Path, count: int, step: int = 1) -> List[np.ndarray]:
-    """Up to `count` frames, every `step`-th from the first: real input for tests and benchmarks."""
+    """Read up to `count` frames, every `step`-th: real input for tests and benchmarks."""
     _, frames, _ = iter_frames(source)
     try:
         return list(itertools.islice(frames, 0, count * step, step))

@@ -67,14 +67,16 @@ def large_data_profile() -> Optional[Path]:
         from ament_index_python.packages import get_package_share_directory
         candidates.append(Path(get_package_share_directory('faster_deployment_ros'))
                           / 'config' / LARGE_DATA_XML)
-    except Exception:
+    except Exception:  # noqa: B902 - not installed: the source tree's copy
         pass
     return next((c for c in candidates if c.is_file()), None)
 
 
 def large_data_env(env: Dict[str, str], own_graph: bool = False) -> Optional[str]:
-    """Transport settings for camera-sized frames, applied to ``env`` (e.g. os.environ) before
-    the process creates its first ROS context; returns a warning for the user, or None.
+    """Apply transport settings for camera-sized frames to ``env`` (e.g. os.environ).
+
+    Call before the process creates its first ROS context; returns a warning for the user, or
+    None.
 
     Best-effort camera frames across processes need FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA
     (which fails under ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST) or config/fastdds_large_data.xml
@@ -160,7 +162,7 @@ class _Prefetcher(threading.Thread):
                     break
                 if not self._put((ts, data)):
                     return
-        except BaseException as exc:  # handed to the player
+        except BaseException as exc:  # noqa: B902 - handed to the player
             self.error = exc
         finally:
             self._put(None)
@@ -222,8 +224,9 @@ def _build_publisher_msg(rb_msg, msgtype: str, reuse):
 
 
 def _destroy_node(node, log: Callable[[str], None], timeout_s: float = 10.0) -> bool:
-    """Destroy the replay node, collecting garbage first so no abandoned executor state still
-    marks its handles in use.
+    """Destroy the replay node, collecting garbage first.
+
+    Then no abandoned executor state still marks its handles in use.
 
     Seen here in full test runs: destroy_node blocked forever in rclpy's
     destroy_when_not_in_use (after rclpy had been shut down and re-initialised in the same

@@ -14,8 +14,10 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Record:
-    """One message: its header stamp (ns), frame_id, and a local monotonic time in ns
-    (publish time for inputs, receipt time for outputs)."""
+    """One message: its header stamp (ns), frame_id, and a local monotonic time in ns.
+
+    The local time is the publish time for inputs, the receipt time for outputs.
+    """
 
     stamp_ns: int
     frame_id: str
@@ -34,7 +36,7 @@ def percentiles_ms(values_ns: Sequence[float]) -> Optional[Dict[str, float]]:
 
 
 def order_violations(outputs: Sequence[Record]) -> int:
-    """Outputs (in receipt order) whose stamp is not strictly greater than the previous one."""
+    """Count outputs (in receipt order) whose stamp is not greater than the previous one."""
     if len(outputs) < 2:
         return 0
     s = np.fromiter((r.stamp_ns for r in outputs), np.int64, len(outputs))
