@@ -161,7 +161,8 @@ def test_two_cameras_one_detector_each_output_gets_its_own_frames_in_order(
     assert len(plaza) == len(campus) == n
     g = graph(DetectorNode,
               {'model_path': str(yolox_model), 'model_family': 'yolox', 'conf_threshold': 0.3,
-               'workers': 2, 'inputs': ['/mc_front/image_raw', '/mc_rear/image_raw/compressed']},
+               'workers': 2, 'inputs': ['/mc_front/image_raw', '/mc_rear/image_raw/compressed'],
+               'diagnostics_stale_after': 1.0, 'diagnostics_max_latency_ms': 0.0},
               cameras={'front': ('/mc_front/image_raw', Image),
                        'rear': ('/mc_rear/image_raw/compressed', CompressedImage)},
               outputs={'front': '/mc_front/detections', 'rear': '/mc_rear/detections'})
@@ -200,10 +201,22 @@ def test_two_cameras_one_detector_each_output_gets_its_own_frames_in_order(
                         ('mc_rear', '/mc_rear/image_raw/compressed')):
         s = statuses[f'detector: camera {name}']
         values = {kv.key: kv.value for kv in s.values}
-        assert s.level == DiagnosticStatus.OK
-        assert values['input'] == topic and values['frames_out'] == str(n)
-        assert values['dropped'] == '0' and 'latency_p50_ms' in values
+        assert s.level == DiagnosticStatus.OK, s.message
+        assert values['input'] == topic and values['published'] == str(n)
+        assert values['frames_in'] == str(n) and values['dropped'] == '0'
+        assert 'pipeline_latency_p50_ms' in values
     assert set(statuses) <= {s.name for s in g.node.diagnostic_statuses()}
+
+    # One camera goes quiet while the other keeps sending: only its status turns STALE.
+    def levels() -> Dict[str, bytes]:
+        return {s.name.rsplit(' ', 1)[1]: s.level for s in g.node.camera_diagnostics()}
+    deadline, i = time.monotonic() + 20, n
+    while levels()['mc_rear'] != DiagnosticStatus.STALE:
+        assert time.monotonic() < deadline, 'the silent camera never turned STALE'
+        g.pubs['front'].publish(image_msg(plaza[i % n], t0 + i * 20_000_000, 'front_optical'))
+        i += 1
+        time.sleep(0.1)  # a camera's frame period, not a synchronisation
+    assert levels()['mc_front'] == DiagnosticStatus.OK
 
 
 def test_two_cameras_one_depth_node(graph, plaza_video, campus_video):

@@ -17,9 +17,11 @@ from dataclasses import dataclass
 import threading
 from typing import Any, Dict, List, Optional, Sequence
 
-from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticStatus
 
+from .health import diagnostic_status
 from .params import ParameterError
+from ..core.health import Health, HealthStatus, STALE
 from ..core.stats import RateMeter, RollingStats
 
 COMPRESSED_SUFFIX = '/compressed'
@@ -81,23 +83,35 @@ def resolve_inputs(inputs: Sequence[str], input_type: str = 'raw') -> Optional[L
 
 
 class CameraStats:
-    """What one camera's results did: output rate and latency (submit -> delivered).
+    """What happened to one camera's frames: a Health window (core/health.py), rate, latency.
 
-    Written from the delivery thread, read by diagnostics.
+    Received and failed frames are reported by the node, published ones from the delivery
+    thread; queue drops come from the pipeline's per-source counter (sync_drops, called before
+    each status), so the pipeline needs no per-camera callback.
     """
 
-    def __init__(self, window: int = 1000) -> None:
+    def __init__(self, health: Optional[Health] = None, window: int = 1000) -> None:
+        self.health = health if health is not None else Health()
         self.published = 0
         self.dropped_before_queue = 0  # `block`: the feeder's backlog was full
         self.latency = RollingStats(window)
         self.rate = RateMeter(max(2, window))
+        self._dropped_seen = 0
         self._lock = threading.Lock()
 
     def add(self, total_s: float, t: float) -> None:
+        """Record one published result (its pipeline time `total_s`, at perf_counter `t`)."""
+        self.health.published(total_s)
         with self._lock:
             self.published += 1
             self.latency.add(total_s)
             self.rate.tick(t)
+
+    def sync_drops(self, dropped_total: int) -> None:
+        """Report the pipeline's drops of this source since the last call to the health."""
+        with self._lock:
+            delta, self._dropped_seen = dropped_total - self._dropped_seen, dropped_total
+        self.health.dropped(delta)
 
     def summary(self) -> Dict[str, Any]:
         with self._lock:
@@ -110,34 +124,26 @@ def camera_statuses(node_name: str, cameras: Sequence[CameraInput],
                     active: bool, hardware_id: str = '') -> List[DiagnosticStatus]:
     """Build one DiagnosticStatus per camera.
 
-    Each holds the camera's topics, the pipeline's counters for its source (in, out, dropped,
-    failed, queued) and its output rate and latency; WARN while it drops more than half of its
-    frames (input faster than its share of the model).
+    Level and message come from the camera's own health window (STALE when that camera stops
+    sending, WARN while it drops or fails too many frames, ERROR when nearly all fail), so one
+    dead camera shows even while the others run. Values: its topics, the health counters, the
+    pipeline's counters for its source (queued) and its latency p50 / p99.
     """
     out = []
     for cam, st in zip(cameras, stats):
         c = sources.get(cam.index, {})
+        st.sync_drops(c.get('dropped', 0))
+        health = st.health.status()
+        if not active:
+            health = HealthStatus(STALE, 'inactive', health.values)
         s = st.summary()
-        values = [('input', cam.topic), ('outputs_in', cam.namespace or '(node namespace)'),
-                  ('frames_in', c.get('frames_in', 0)), ('frames_out', c.get('frames_out', 0)),
-                  ('dropped', c.get('dropped', 0)), ('failed', c.get('failed', 0)),
-                  ('queued', c.get('queued', 0)), ('fps', f"{s['fps']:.2f}")]
+        extra = [('input', cam.topic), ('outputs_in', cam.namespace or '(node namespace)'),
+                 ('queued', c.get('queued', 0))]
         if st.dropped_before_queue:
-            values.append(('dropped_before_queue', st.dropped_before_queue))
+            extra.append(('dropped_before_queue', st.dropped_before_queue))
         for q in ('p50', 'p99'):
             if q in s['latency_ms']:
-                values.append((f'latency_{q}_ms', f"{s['latency_ms'][q]:.2f}"))
-        level, message = DiagnosticStatus.OK, 'active'
-        if not active:
-            level, message = DiagnosticStatus.STALE, 'inactive'
-        elif c.get('frames_in', 0) == 0:
-            level, message = DiagnosticStatus.STALE, 'no input yet'
-        elif c.get('dropped', 0) * 2 > c.get('frames_in', 0):
-            level, message = DiagnosticStatus.WARN, (
-                f"dropping {c['dropped']} of {c['frames_in']} frames (input faster than this "
-                "camera's share of the model)")
-        out.append(DiagnosticStatus(
-            level=level, name=f'{node_name}: camera {cam.name}', message=message,
-            hardware_id=hardware_id,
-            values=[KeyValue(key=k, value=str(v)) for k, v in values]))
+                extra.append((f'pipeline_latency_{q}_ms', f"{s['latency_ms'][q]:.2f}"))
+        out.append(diagnostic_status(health, f'{node_name}: camera {cam.name}', hardware_id,
+                                     extra))
     return out

@@ -427,7 +427,9 @@ class PerceptionNode(LifecycleNode):
                 except Exception as exc:  # noqa: BLE001 - rclpy raises several kinds
                     raise params.ParameterError(f'inputs: {topic!r} is not a valid topic name '
                                                 f'({exc})') from exc
-        self.camera_stats = [CameraStats() for _ in self.cameras]
+        # a health window per camera, sharing the node's limits (runtime changes apply to all)
+        self.camera_stats = [CameraStats(Health(cam.name, self.health.limits))
+                             for cam in self.cameras]
 
     def _subscribe_cameras(self, cfg: params.CommonConfig, qos: QoSProfile) -> None:
         """One subscription per camera.
@@ -437,8 +439,9 @@ class PerceptionNode(LifecycleNode):
         """
         pipeline = self.pipeline
         for cam in self.cameras:
+            stats = self.camera_stats[cam.index]
+            stats.health.restart()
             if cfg.full_policy == 'block':
-                stats = self.camera_stats[cam.index]
                 self._camera_feeders[cam.index] = Feeder(
                     partial(_submit_from, pipeline, cam.index), self._backlog(cfg),
                     partial(_dropped_before_queue, self.health, stats),
@@ -447,7 +450,8 @@ class PerceptionNode(LifecycleNode):
                 CompressedImage if cam.compressed else Image, cam.topic,
                 partial(self._on_image, source=cam.index), qos,
                 callback_group=MutuallyExclusiveCallbackGroup(),
-                event_callbacks=message_lost_event_callbacks(self.health.lost))))
+                event_callbacks=message_lost_event_callbacks(
+                    partial(_lost, self.health, stats)))))
         self.get_logger().info('active: ' + ', '.join(
             f'{self.resolve_topic_name(c.topic)} -> '
             f'{self.resolve_topic_name(c.output("x"))[:-1]}*'
@@ -462,7 +466,7 @@ class PerceptionNode(LifecycleNode):
         self._camera_feeders = {}
 
     def camera_diagnostics(self) -> List[DiagnosticStatus]:
-        """One status per camera (empty without `inputs`): its counters, rate and latency."""
+        """Return one status per camera (none without `inputs`): its health and latency."""
         if not self.cameras or self.pipeline is None:
             return []
         return camera_statuses(self.get_name(), self.cameras, self.camera_stats,
@@ -481,6 +485,8 @@ class PerceptionNode(LifecycleNode):
                 self.hops['transport'].add(age)
             # stamp gaps only make sense within one camera's series
             self.health.received(stamp.sec + 1e-9 * stamp.nanosec if source is None else None)
+            if source is not None:
+                self.camera_stats[source].health.received(stamp.sec + 1e-9 * stamp.nanosec)
             feeder = self._feeder if source is None else self._camera_feeders.get(source)
             if feeder is not None:  # block: handed to the feeder thread, never waits here
                 feeder.put(msg, msg.header)
@@ -522,6 +528,9 @@ class PerceptionNode(LifecycleNode):
         if fr.error is not None:
             self._errors += 1
             self.health.failed(f'{type(fr.error).__name__}: {fr.error}')
+            if fr.source is not None:
+                self.camera_stats[fr.source].health.failed(
+                    f'{type(fr.error).__name__}: {fr.error}')
             now = time.monotonic()
             if now - self._last_error_log > 1.0:  # throttled: one bad stream must not flood logs
                 self._last_error_log = now
@@ -632,7 +641,13 @@ def _submit_from(pipeline: Pipeline, source: int, msg, header) -> bool:
 
 def _dropped_before_queue(health, stats: CameraStats, header) -> None:
     health.dropped()
+    stats.health.dropped()
     stats.dropped_before_queue += 1
+
+
+def _lost(health, stats: CameraStats, count: int) -> None:
+    health.lost(count)
+    stats.health.lost(count)
 
 
 def make_executor(kind: str = ''):
