@@ -37,7 +37,7 @@ COMMON_PARAMETERS: Dict[str, tuple] = {
     'diagnostics_period': (1.0, 'seconds between /diagnostics updates; 0 disables them'),
     'autotune': (False, 'at configure, measure the model and choose workers, threads and '
                  'queue_size for camera_rate within latency_budget_ms (overrides them)'),
-    'camera_rate': (30.0, 'expected input rate in Hz (autotune)'),
+    'camera_rate': (30.0, 'expected input rate in Hz of each camera (autotune)'),
     'latency_budget_ms': (100.0, 'accepted latency, frame in to result out, in ms (autotune)'),
     'autotune_image': ('', 'image to time pre/post-processing on (autotune); empty: a '
                        'synthetic 1280x720 frame'),

@@ -342,7 +342,9 @@ class PerceptionNode(LifecycleNode):
         # A GPU backend (uses_threads False) has no thread knob: tune workers (its execution
         # contexts) and the queue only; threads 0 costs no CPU core in the cost model.
         uses_threads = getattr(backend_class(cfg.backend), 'uses_threads', True)
-        choice = autotune(make, self.make_adapter, [frame], cfg.camera_rate,
+        # camera_rate is per camera: several cameras (`inputs`) share the model
+        rate = cfg.camera_rate * max(1, len(self.cameras))
+        choice = autotune(make, self.make_adapter, [frame], rate,
                           cfg.latency_budget_ms, threads=None if uses_threads else [0],
                           iters=10, overhead_ms=overhead_ms,
                           time_limit_s=30.0, validate_s=2.0, validate_top=2, log=log)
