@@ -14,7 +14,7 @@ import subprocess
 import sys
 from typing import Dict, List, Tuple
 
-from conftest import SHARED, shared_file
+from conftest import shared_file
 import cv2
 import numpy as np
 import pytest
@@ -63,7 +63,8 @@ def converted(target: str, onnx: Path, precision: str, tmp_dir: Path) -> Path:
     name = model_name(target, onnx, precision)
     cached = CONVERTED / name
     stamp = cached.with_name(cached.name + '.stamp')
-    if cached.exists() and stamp.exists() and stamp.read_text().strip() == _stamp_key(onnx, precision):
+    fresh = stamp.exists() and stamp.read_text().strip() == _stamp_key(onnx, precision)
+    if cached.exists() and fresh:
         return cached
     key = (target, str(onnx), precision)
     if key not in _session_cache:
@@ -146,7 +147,8 @@ def compare_yolov8(ref: np.ndarray, got: np.ndarray) -> dict:
     """
     assert got.shape == ref.shape, (got.shape, ref.shape)
     r, g = ref[0].astype(np.float64), got[0].astype(np.float64)
-    return {'box_px': float(np.abs(r[:4] - g[:4]).max()), 'score': float(np.abs(r[4:] - g[4:]).max()),
+    return {'box_px': float(np.abs(r[:4] - g[:4]).max()),
+            'score': float(np.abs(r[4:] - g[4:]).max()),
             'anchors': int(r.shape[1])}
 
 
@@ -160,8 +162,10 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def match_detections(ref_boxes, ref_classes, got_boxes, got_classes, iou: float = 0.5):
-    """(matched count, worst corner difference in px) pairing each reference detection with the
-    best-overlapping detection of the same class."""
+    """Return (matched count, worst corner difference in px).
+
+    Each reference detection is paired with the best-overlapping detection of the same class.
+    """
     if len(ref_boxes) == 0 or len(got_boxes) == 0:
         return 0, 0.0
     m = box_iou(np.asarray(ref_boxes, np.float64), np.asarray(got_boxes, np.float64))
@@ -174,7 +178,7 @@ def match_detections(ref_boxes, ref_classes, got_boxes, got_classes, iou: float 
     return int(ok.sum()), worst
 
 
-_FP16_REFERENCE = r'''
+_FP16_REFERENCE = r"""
 import sys, numpy as np, onnx, onnxruntime as ort
 from onnx import numpy_helper
 model = onnx.load(sys.argv[1])
@@ -187,7 +191,7 @@ name = sess.get_inputs()[0].name
 with np.load(sys.argv[2]) as z:
     outs = [sess.run(None, {name: z[k]})[0] for k in sorted(z.files, key=int)]
 np.savez(sys.argv[3], *outs)
-'''
+"""
 
 
 def fp16_weight_reference(onnx: Path, inputs: List[np.ndarray], tmp_dir: Path) -> List[np.ndarray]:

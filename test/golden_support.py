@@ -82,8 +82,11 @@ def golden_frames(info: dict) -> Dict[str, np.ndarray]:
 
 def assert_detections_equal(det, boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray,
                             what: str, box_tol: float = 1.0, score_tol: float = 1e-3) -> None:
-    """Same count; a one-to-one pairing with the same class, boxes within 1 px and scores within
-    1e-3. Paired, not compared in order: scores equal to ~1e-7 may swap places between runtimes."""
+    """Assert the same count and a one-to-one pairing: same class, boxes within 1 px.
+
+    Scores agree within 1e-3. Paired, not compared in order: scores equal to ~1e-7 may swap
+    places between runtimes.
+    """
     n = len(scores)
     assert len(det) == n, f'{what}: {len(det)} detections, reference has {n}'
     assert n > 0, f'{what}: the reference has no detections: the case proves nothing'

@@ -1,5 +1,8 @@
-"""Auto-tuning: the chooser on measured-like stage times, one real measurement on YOLOX-nano,
-the detector node with `autotune: true`, and the pipeline's just-in-time schedule it relies on."""
+"""Auto-tuning: the chooser, a real measurement, the node with it, the pipeline it relies on.
+
+The chooser on measured-like stage times, one real measurement on YOLOX-nano, the detector node
+with `autotune: true`, and the pipeline's just-in-time schedule.
+"""
 from __future__ import annotations
 
 import statistics
@@ -18,7 +21,7 @@ import yaml
 
 # Shaped like the issue's 16-core measurements of YOLOv8n-640 (1x16: 36 fps at 27 ms, 4x4: 74
 # fps, 8x2: 93 fps): threads scale sub-linearly, small sessions do more per core.
-GPU_BOX = dict(pre_ms=3.0, post_ms=1.5, cores=16, pre_p90_ms=3.5, post_p90_ms=2.0,
+GPU_BOX = dict(pre_ms=3.0, post_ms=1.5, cores=16, pre_p90_ms=3.5, post_p90_ms=2.0,  # noqa: C408
                infer_ms={1: 170.0, 2: 86.0, 3: 66.0, 4: 54.0, 5: 46.0, 7: 37.0, 8: 35.0,
                          15: 28.0, 16: 27.0},
                infer_p90_ms={1: 180.0, 2: 92.0, 3: 70.0, 4: 58.0, 5: 50.0, 7: 40.0, 8: 38.0,
@@ -112,8 +115,8 @@ def test_queue_depth_follows_the_load():
 def test_params_yaml_is_a_ros_parameter_file():
     choice = autotune.choose(stage_times(), 30.0, 100.0)
     text = params_yaml({'model_path': '/m/y "8".onnx', **choice.params(), 'autotune': False,
-                           'onnxruntime.providers': ['CPUExecutionProvider']},
-                          comment=choice.reason)
+                        'onnxruntime.providers': ['CPUExecutionProvider']},
+                       comment=choice.reason)
     doc = yaml.safe_load(text)
     p = doc['/**']['ros__parameters']
     assert p['workers'] == choice.workers and p['threads'] == choice.threads
@@ -174,8 +177,8 @@ def test_real_measurement_on_yolox_nano(yolox_model, plaza_video):
 
     logs = []
     choice = autotune.autotune(make, adapter, frames, camera_rate=5.0, latency_budget_ms=5000.0,
-                         threads=[1, 2], cores=2, iters=3, refine=1, validate_s=1.0,
-                         validate_top=1, log=logs.append)
+                               threads=[1, 2], cores=2, iters=3, refine=1, validate_s=1.0,
+                               validate_top=1, log=logs.append)
     st = choice.stage_times
     assert set(st.infer_ms) == {1, 2} and all(v > 0 for v in st.infer_ms.values())
     assert st.pre_ms > 0 and st.post_ms > 0
@@ -198,7 +201,8 @@ def test_pipeline_just_in_time_schedule_keeps_overload_latency_at_one_pass():
     """
     def run(schedule):
         lat = []
-        p = Pipeline(lambda x: (time.sleep(0.004), (x, None))[1], [lambda t: time.sleep(0.04) or t],
+        p = Pipeline(lambda x: (time.sleep(0.004), (x, None))[1],
+                     [lambda t: time.sleep(0.04) or t],
                      lambda o, m: o, lambda fr: lat.append(time.perf_counter() - fr.context),
                      queue_size=1, full_policy='drop_oldest', schedule=schedule, name=schedule)
         t0 = time.perf_counter()
@@ -230,9 +234,9 @@ def test_node_with_autotune_configures_and_reports_its_choice(yolox_model):
     rclpy.init()
     node = None
     try:
-        overrides = dict(model_path=str(yolox_model), model_family='yolox', autotune=True,
-                         camera_rate=5.0, latency_budget_ms=5000.0, workers=7, threads=7,
-                         queue_size=9, diagnostics_period=0.0)
+        overrides = {'model_path': str(yolox_model), 'model_family': 'yolox', 'autotune': True,
+                     'camera_rate': 5.0, 'latency_budget_ms': 5000.0, 'workers': 7, 'threads': 7,
+                     'queue_size': 9, 'diagnostics_period': 0.0}
         node = DetectorNode(parameter_overrides=[Parameter(k, value=v)
                                                  for k, v in overrides.items()])
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS

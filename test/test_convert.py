@@ -1,6 +1,8 @@
-"""`fdr-convert`: target discovery, re-running in the converter venvs, progress, sidecars, the
-ncnn graph rewrites, and clear failures. Numeric agreement of the converted models is tested in
-test_ncnn_backend.py / test_rknn_backend.py."""
+"""`fdr-convert`: discovery, converter venvs, progress, sidecars, rewrites, clear failures.
+
+Numeric agreement of the converted models is tested in test_ncnn_backend.py /
+test_rknn_backend.py.
+"""
 from __future__ import annotations
 
 import io
@@ -95,7 +97,7 @@ def test_ncnn_yolov8_keeps_ultralytics_metadata(tmp_path_factory):
     assert not any('space-to-depth' in r for r in side['converter']['rewrites'])
 
 
-_REWRITE_CHECK = textwrap.dedent('''
+_REWRITE_CHECK = textwrap.dedent("""
     import numpy as np, onnx, onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
     from faster_deployment_ros.tools.convert_ncnn import rewrite_focus
@@ -134,7 +136,7 @@ _REWRITE_CHECK = textwrap.dedent('''
         got = ort.InferenceSession(m.SerializeToString()).run(None, {'x': x})[0]
         assert np.array_equal(ref, got), order
     print('ok')
-''')
+""")
 
 
 def test_focus_rewrite_orders():

@@ -69,7 +69,8 @@ def test_network_sizes(case):
     if name == 'depth_anything_v2_vits':
         assert adapter.fixed_size == (518, 518) and adapter.upsampling == 'bilinear_align_corners'
     else:
-        assert adapter.fixed_size is None and adapter.target_size == (256, 256)  # metadata net_size
+        # metadata net_size
+        assert adapter.fixed_size is None and adapter.target_size == (256, 256)
         assert adapter.network_size((720, 1280)) == (128, 256)  # upper_bound, multiple of 32
         assert adapter.upsampling == 'bicubic'
 
@@ -90,7 +91,8 @@ def test_metric_outputs(case):
     negative = create_adapter(FAMILY[name], backend.inputs, backend.outputs, backend.metadata,
                               output='metric_from_inverse', depth_scale=1.0,
                               depth_shift=-float(np.median(inv))).postprocess(out, meta)
-    assert np.isnan(negative.depth).any() and (negative.depth[np.isfinite(negative.depth)] > 0).all()
+    finite = negative.depth[np.isfinite(negative.depth)]
+    assert np.isnan(negative.depth).any() and (finite > 0).all()
     raw = create_adapter(FAMILY[name], backend.inputs, backend.outputs, backend.metadata,
                          output='metric', depth_scale=2.0).postprocess(out, meta)
     np.testing.assert_allclose(raw.depth, 2.0 * inv, rtol=1e-6)
@@ -118,7 +120,8 @@ def test_reference_size_rules():
     assert reference_size((480, 640), (518, 518), 14, 'lower_bound') == (518, 686)
     # MiDaS: upper bound, multiples of 32.
     assert reference_size((576, 768), (384, 384), 32, 'upper_bound') == (288, 384)
-    assert reference_size((720, 1280), (384, 384), 32, 'upper_bound', keep_aspect_ratio=False) == (384, 384)
+    assert reference_size((720, 1280), (384, 384), 32, 'upper_bound',
+                          keep_aspect_ratio=False) == (384, 384)
 
 
 def test_rejects_non_depth_models():

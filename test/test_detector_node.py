@@ -284,8 +284,10 @@ def _stop(proc) -> None:
 
 
 def test_console_script_across_processes_best_effort_720p(ros, yolox_model, plaza_video):
-    """The installed console script with the shipped YAML, a best-effort 720p stream from
-    another process (this one), results back in order."""
+    """The installed console script with the shipped YAML returns results in order.
+
+    A best-effort 720p stream comes from another process (this one).
+    """
     node = rclpy.create_node('console_script_peer')
     with console_node('--params-file', str(ROOT / 'config/yolox_nano_onnxruntime.yaml'),
                       '-p', f'model_path:={yolox_model}', '-p', 'full_policy:=block',
@@ -338,9 +340,11 @@ def test_console_script_across_processes_best_effort_720p(ros, yolox_model, plaz
 
 
 class GpuPathStandIn(OnnxRuntimeBackend):
-    """Exposes the TensorRT backend's GPU-path interface (supports_gpu_pipeline,
-    enable_gpu_pipeline, detect_image) over real ONNX Runtime, because TensorRT cannot run here:
-    it checks the node's wiring of that path, not the kernels (test_gpu_kernels does those)."""
+    """The TensorRT backend's GPU-path interface over real ONNX Runtime.
+
+    (supports_gpu_pipeline, enable_gpu_pipeline, detect_image) TensorRT cannot run here: this
+    checks the node's wiring of that path, not the kernels (test_gpu_kernels does those).
+    """
 
     supports_gpu_pipeline = True
     calls: list = []

@@ -19,8 +19,9 @@ import pytest
 
 pytest.importorskip('rclpy')
 
-from edge_assets import converted, match_detections, ROOT, yolov8_onnx  # noqa: E402
-from faster_deployment_ros.tools.replay import play_record, read_detection_msgs, ReplayConfig
+from edge_assets import converted, match_detections, ROOT, yolov8_onnx  # noqa: E402, I100
+from faster_deployment_ros.tools.replay import (  # noqa: E402
+    play_record, read_detection_msgs, ReplayConfig)
 from faster_deployment_ros.tools.video_to_bag import video_to_bag  # noqa: E402
 
 FRAMES = 12
@@ -53,8 +54,10 @@ def run_outputs(bag: Path, out_dir: Path, config: str, model: Path, *extra: str)
 
 
 def run_node(bag: Path, out_dir: Path, config: str, model: Path, *extra: str):
-    """Start the node with the shipped `config` YAML, replay `bag` into it, return
-    {stamp_ns: (boxes xyxy, class ids)}. Runs once per session and arguments."""
+    """Start the node with the shipped `config` YAML and replay `bag` into it.
+
+    Returns {stamp_ns: (boxes xyxy, class ids)}. Runs once per session and arguments.
+    """
     key = (str(bag), config, str(model), extra)
     if key in _RUNS:
         return _RUNS[key][1]
@@ -97,7 +100,7 @@ def run_node(bag: Path, out_dir: Path, config: str, model: Path, *extra: str):
 
 
 def compare(ref: dict, got: dict):
-    """(reference detections, matched, worst matched corner difference px, got detections)."""
+    """Return (reference detections, matched, worst matched corner difference px, got)."""
     assert sorted(got) == sorted(ref), 'frames differ'
     total = matched = n_got = 0
     worst = 0.0
@@ -117,8 +120,8 @@ def yolox_ref(bag, yolox_model, tmp_path_factory):
 @pytest.fixture(scope='module')
 def yolov8_ref(bag, tmp_path_factory):
     onnx = yolov8_onnx()
-    return onnx, run_node(bag, tmp_path_factory.mktemp('node') / 'ort8', 'yolov8n_onnxruntime.yaml',
-                          onnx)
+    return onnx, run_node(bag, tmp_path_factory.mktemp('node') / 'ort8',
+                          'yolov8n_onnxruntime.yaml', onnx)
 
 
 # (backend, precision, extra params, min matched fraction, max corner px on matched boxes)
@@ -157,8 +160,8 @@ def test_yolov8_node_matches_onnxruntime(backend, precision, extra, bag, yolov8_
     """
     onnx, ref = yolov8_ref
     model = converted(backend, onnx, precision, tmp_path_factory.mktemp('m'))
-    got = run_node(bag, tmp_path_factory.mktemp('node') / (backend + '8'), f'yolov8n_{backend}.yaml',
-                   model, *extra)
+    got = run_node(bag, tmp_path_factory.mktemp('node') / (backend + '8'),
+                   f'yolov8n_{backend}.yaml', model, *extra)
     total, matched, worst, n_got = compare(ref, got)
     print(f'yolov8n node {backend} {precision}: {matched}/{total} ORT detections matched '
           f'({n_got} found), worst corner {worst:.3g} px')

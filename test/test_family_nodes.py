@@ -42,7 +42,7 @@ CASES = {
 
 
 def yaml_parameters(name: str) -> dict:
-    """The YAML's ros__parameters, nested keys flattened as ROS does (onnxruntime.providers)."""
+    """Return the YAML's ros__parameters, nested keys flattened as ROS does."""
     doc = yaml.safe_load((ROOT / 'config' / name).read_text())
     params = doc['/**']['ros__parameters']
     flat = {}

@@ -244,8 +244,10 @@ def test_yolox_decode_equals_adapter(device, yolox_runs, params):
 
 @gpu
 def test_yolox_full_gpu_path_equals_cpu_path(device, yolox_runs):
-    """Frame -> GPU letterbox -> model -> GPU decode equals frame -> adapter (CPU) -> model ->
-    adapter; the model is ONNX Runtime on the CPU behind a copy (TensorRT is not available)."""
+    """Frame -> GPU letterbox -> model -> GPU decode equals the CPU adapter around the model.
+
+    The model is ONNX Runtime on the CPU behind a copy (TensorRT is not available).
+    """
     from faster_deployment_ros.gpu.cuda import DeviceBuffer
     from faster_deployment_ros.gpu.pipeline import GpuFramePipeline, specs_for_adapter
     from faster_deployment_ros.models import create_adapter

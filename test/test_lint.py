@@ -21,7 +21,8 @@ PATHS = ['faster_deployment_ros', 'test', 'scripts', 'benchmarks', 'launch', 'se
 PLUGINS = ('flake8-blind-except', 'flake8-builtins', 'flake8-class-newline',
            'flake8-comprehensions', 'flake8-deprecated', 'flake8-docstrings',
            'flake8_import_order', 'flake8-quotes')
-LINE = re.compile(r'^(?P<path>[^:]+):(?P<line>\d+):(?P<col>\d+): (?P<code>[A-Z]+\d+) (?P<text>.*)$')
+LINE = re.compile(r'^(?P<path>[^:]+):(?P<line>\d+):(?P<col>\d+): '
+                  r'(?P<code>[A-Z]+\d+) (?P<text>.*)$')
 
 
 def flake8(*args: str) -> subprocess.CompletedProcess:

@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SUB = textwrap.dedent('''
+SUB = textwrap.dedent("""
     import time, rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
@@ -27,9 +27,9 @@ SUB = textwrap.dedent('''
     while time.monotonic() < end and len(got) < 10:
         rclpy.spin_once(n, timeout_sec=0.05)
     print('GOT', len(got), flush=True)
-''')
+""")
 
-PUB = textwrap.dedent('''
+PUB = textwrap.dedent("""
     import time, numpy as np, rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
@@ -44,7 +44,7 @@ PUB = textwrap.dedent('''
     m, frame = Image(), np.random.randint(0, 255, (720, 1280, 3), np.uint8)
     for i in range(10):
         fill_image_msg(m, frame, 'bgr8'); m.header.stamp.sec = i; p.publish(m); time.sleep(0.1)
-''')
+""")
 
 
 def run_pair(env_changes: dict) -> int:

@@ -65,9 +65,11 @@ def test_yolox_matches_onnxruntime(precision, yolox_model, yolox_ref, frames, tm
 
 @pytest.mark.parametrize('precision', ['fp32', 'fp16'])
 def test_yolov8_matches_onnxruntime(precision, yolov8_ref, frames, tmp_path_factory):
-    """yolov8n has random weights, whose wide box distributions make fp16 move boxes by tens of
-    px (ONNX Runtime itself does, with the weights rounded to fp16): fp16 is held to that
-    yardstick, fp32 to fixed bounds."""
+    """Hold fp16 to ONNX Runtime's own fp16 drift, fp32 to fixed bounds.
+
+    yolov8n has random weights, whose wide box distributions make fp16 move boxes by tens of
+    px (ONNX Runtime itself does, with the weights rounded to fp16).
+    """
     onnx, xs, refs = yolov8_ref
     model = converted('ncnn', onnx, precision, tmp_path_factory.mktemp('ncnn'))
     with create_backend('ncnn', str(model), threads=2) as b:

@@ -1,4 +1,4 @@
-"""ONNX Runtime backend against the real runtime: the shared YOLOX model and tiny generated models."""
+"""ONNX Runtime backend against the real runtime: shared YOLOX model, tiny generated models."""
 from __future__ import annotations
 
 from faster_deployment_ros.backends import BackendError, create_backend

@@ -1,7 +1,9 @@
-"""What `colcon build` + `ros2 launch` on a robot rely on, checked without ROS's launch system
-(launch/launch_ros are not installable here): each launch file names a console script that
+"""What `colcon build` + `ros2 launch` on a robot rely on, checked without ROS's launch system.
+
+(launch/launch_ros are not installable here.) Each launch file names a console script that
 setup.py installs and a parameter file that config/ ships, and every shipped YAML holds only
-parameters the nodes declare."""
+parameters the nodes declare.
+"""
 from __future__ import annotations
 
 import ast

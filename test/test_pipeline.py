@@ -1,4 +1,4 @@
-"""The ordered bounded-queue pipeline, with real threads and real timing (no timed speed asserts)."""
+"""The ordered bounded-queue pipeline with real threads and real timing (no timed asserts)."""
 from __future__ import annotations
 
 import logging

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 rclpy = pytest.importorskip('rclpy')
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402, I100
 from faster_deployment_ros.backends import register_backend  # noqa: E402
 from faster_deployment_ros.core.image_codec import encode_compressed, fill_image_msg  # noqa: E402
 from faster_deployment_ros.ros.depth_node import DepthNode  # noqa: E402

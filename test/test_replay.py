@@ -1,5 +1,7 @@
-"""Replay tooling: report functions (pure), and play-record end to end in a real rclpy graph
-against small in-test nodes (a faithful echo and a misbehaving one)."""
+"""Replay tooling: report functions (pure), and play-record end to end in a real rclpy graph.
+
+The graph has small in-test nodes: a faithful echo and a misbehaving one.
+"""
 from __future__ import annotations
 
 import json

@@ -57,12 +57,15 @@ def test_rknnlite_missing_is_explained(yolox_case):
 
 
 def test_runtime_factory_gets_core_and_pixels(yolox_case, tmp_path):
-    """An injected runtime (here ONNX Runtime behind RKNNLite's call shape) receives the core mask
-    and the de-normalised NCHW pixels; its outputs come back in the ONNX shapes."""
+    """An injected runtime gets the core mask and de-normalised NCHW pixels.
+
+    Here ONNX Runtime behind RKNNLite's call shape; its outputs come back in the ONNX shapes.
+    """
     model, xs, refs = yolox_case
     seen = {}
 
     class OrtRuntime:
+
         def __init__(self, path, core_mask):
             seen['path'], seen['core'] = path, core_mask
             self.b = create_backend('onnxruntime', sidecar(model)['source_path'])

@@ -79,7 +79,8 @@ def test_defaults_are_ultralytics(case):
     assert adapter.num_anchors == anchor_count((640, 640)) == 8400
     # Names come from ultralytics' metadata (a Python dict literal).
     assert backend.metadata['names'].startswith('{0: ')
-    assert adapter.class_names[:3] == ['person', 'bicycle', 'car'] and len(adapter.class_names) == 80
+    assert adapter.class_names[:3] == ['person', 'bicycle', 'car']
+    assert len(adapter.class_names) == 80
     named = create_adapter('yolov8', backend.inputs, backend.outputs, backend.metadata,
                            class_names=[f'c{i}' for i in range(80)])
     assert named.class_names[5] == 'c5'
@@ -100,9 +101,10 @@ def test_max_detections_and_agnostic(case):
     if name == 'yolo26n':
         assert adapter_end2end(backend)
         return
-    aware, agnostic = (create_adapter('yolov8', backend.inputs, backend.outputs, backend.metadata,
-                                      max_detections=10000, class_agnostic=a).postprocess(out, meta)
-                       for a in (False, True))
+    aware, agnostic = (
+        create_adapter('yolov8', backend.inputs, backend.outputs, backend.metadata,
+                       max_detections=10000, class_agnostic=a).postprocess(out, meta)
+        for a in (False, True))
     assert 0 < len(agnostic) < len(aware)  # boxes of other classes now suppress each other
 
 
@@ -133,7 +135,7 @@ def test_boxes_use_ultralytics_per_axis_gain(case):
     name, golden, info, backend, frames, outputs = case
     _, meta, _ = outputs['dog']
     _, new_w, new_h, left, top = letterbox_geometry((meta.src_h, meta.src_w), (640, 640),
-                                                     center=True, rounding='round')
+                                                    center=True, rounding='round')
     assert (left, top) == (meta.pad_x, meta.pad_y)
     assert (new_w, new_h) == (640, 480) and (meta.pad_x, meta.pad_y) == (0, 80)
 

@@ -208,9 +208,9 @@ def test_adapter_matches_reference_on_real_data(name, images, raw_outputs, backe
 
 
 @pytest.mark.parametrize('name,params', [
-    ('plaza100', dict(conf_threshold=0.05, nms_threshold=0.5)),
-    ('dog', dict(conf_threshold=0.05, nms_threshold=0.3, class_agnostic=True)),
-    ('campus300', dict(conf_threshold=0.1, nms_threshold=0.65, class_agnostic=True)),
+    ('plaza100', {'conf_threshold': 0.05, 'nms_threshold': 0.5}),
+    ('dog', {'conf_threshold': 0.05, 'nms_threshold': 0.3, 'class_agnostic': True}),
+    ('campus300', {'conf_threshold': 0.1, 'nms_threshold': 0.65, 'class_agnostic': True}),
 ])
 def test_adapter_matches_reference_with_other_settings(name, params, images, raw_outputs, backend):
     adapter = YoloxAdapter(backend.inputs, backend.outputs, {}, **params)

@@ -88,7 +88,8 @@ def postprocess(raw, input_hw, ratio, src_hw, conf=0.3, nms_thr=0.45, class_agno
         if best_score <= conf:
             continue
         cx, cy, w, h = (float(v) for v in row[:4])
-        box = [(cx - w / 2) / ratio, (cy - h / 2) / ratio, (cx + w / 2) / ratio, (cy + h / 2) / ratio]
+        box = [(cx - w / 2) / ratio, (cy - h / 2) / ratio,
+               (cx + w / 2) / ratio, (cy + h / 2) / ratio]
         dets.append((best_score, best_cls, box))
 
     kept = []
