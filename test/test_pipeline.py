@@ -296,6 +296,28 @@ def test_on_result_exception_is_logged_and_delivery_continues(make, caplog):
     assert p.stats()['frames_out'] == 12
 
 
+def test_a_dead_stage_thread_is_reported_not_silent(make, caplog):
+    """A bug in the pipeline's own code (here: its latency bookkeeping raising) must not leave
+    a silently stalled pipeline: it is logged, reported in stats()['fault'] and submit refuses."""
+
+    class Broken:
+        def add(self, value):
+            raise RuntimeError('bookkeeping bug')
+
+        def summary(self):
+            return {}
+
+    p, sink = make(queue_size=2, full_policy='block')
+    p._stats['pre'] = Broken()
+    with caplog.at_level(logging.CRITICAL, logger='faster_deployment_ros.pipeline'):
+        assert p.submit(1)
+        assert wait_until(lambda: 'fault' in p.stats())
+    assert 'deliver' in p.stats()['fault'] and 'bookkeeping bug' in p.stats()['fault']
+    assert any('thread died' in r.getMessage() for r in caplog.records)
+    assert not p.submit(2)
+    assert p.close(timeout=5)
+
+
 # ---------------------------------------------------------------------------- shutdown
 def _pipeline_threads(name):
     return [t for t in threading.enumerate() if t.name.startswith(name + '-')]

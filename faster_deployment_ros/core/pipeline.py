@@ -185,13 +185,15 @@ class Pipeline:
         self._stats = {k: RollingStats(stats_window) for k in STAGES}
         self._rate = RateMeter(max(2, stats_window))
 
+        self._fault: Optional[str] = None  # set when a stage thread dies (see _guarded)
         self._threads: List[threading.Thread] = []
         targets = [('pre', self._pre_loop, ())]
         targets += [(f'infer{i}', self._infer_loop, (i,)) for i in range(n)]
         targets += [('post', self._post_loop, ()), ('deliver', self._deliver_loop, ())]
         for suffix, target, args in targets:
             # daemon: a hung model call must not keep the interpreter alive; close() still joins.
-            t = threading.Thread(target=target, args=args, name=f'{name}-{suffix}', daemon=True)
+            t = threading.Thread(target=self._guarded, args=(target, *args),
+                                 name=f'{name}-{suffix}', daemon=True)
             self._threads.append(t)
         for t in self._threads:
             t.start()
@@ -337,6 +339,8 @@ class Pipeline:
                 'workers': len(self._infer), 'rejected': self._rejected,
                 'queued': self._queued, 'per_worker': list(self._per_worker),
             }
+            if self._fault is not None:
+                out['fault'] = self._fault
             if any(k is not None for k in self._sources):
                 # named sources (several cameras): counters per source
                 out['sources'] = {k: s.counters() for k, s in self._sources.items()}
@@ -345,6 +349,25 @@ class Pipeline:
         return out
 
     # ------------------------------------------------------------------ stage threads
+    def _guarded(self, target: Callable[..., None], *args: Any) -> None:
+        """Run a stage loop; if the pipeline's own code fails, say so instead of dying silently.
+
+        Stage callables are already caught per frame; an exception here is a bug in the
+        pipeline. It is logged, kept in `stats()['fault']` (health reports it as an error) and
+        the pipeline stops accepting frames rather than stalling with a dead thread.
+        """
+        try:
+            target(*args)
+        except BaseException as exc:  # noqa: BLE001 - a dead stage thread must be visible
+            LOG.critical('%s: %s thread died: %r; the pipeline stops', self.name,
+                         threading.current_thread().name, exc, exc_info=True)
+            with self._lock:
+                self._fault = f'{threading.current_thread().name}: {exc!r}'
+                self._closing = True
+                for c in (self._c_space, self._c_input, self._c_infer, self._c_reorder,
+                          self._c_deliver, self._c_done):
+                    c.notify_all()
+
     def _pre_loop(self) -> None:
         while True:
             with self._lock:
