@@ -297,10 +297,14 @@ def test_on_result_exception_is_logged_and_delivery_continues(make, caplog):
 
 
 def test_a_dead_stage_thread_is_reported_not_silent(make, caplog):
-    """A bug in the pipeline's own code (here: its latency bookkeeping raising) must not leave
-    a silently stalled pipeline: it is logged, reported in stats()['fault'] and submit refuses."""
+    """Make a bug in the pipeline's own code visible.
+
+    Here its latency bookkeeping raises: the pipeline must not stall silently but log it, report
+    it in stats()['fault'] and refuse further frames.
+    """
 
     class Broken:
+
         def add(self, value):
             raise RuntimeError('bookkeeping bug')
 
