@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT))
 import cv2  # noqa: E402
 from faster_deployment_ros.backends import create_backend  # noqa: E402
 from faster_deployment_ros.backends import tensorrt_backend as TB  # noqa: E402
-from faster_deployment_ros.backends import tensorrt_engine as E  # noqa: E402
-from faster_deployment_ros.backends import tensorrt_modelopt as M  # noqa: E402
+from faster_deployment_ros.backends import tensorrt_engine as engines  # noqa: E402
+from faster_deployment_ros.backends import tensorrt_modelopt as modelopt  # noqa: E402
 from faster_deployment_ros.models import adapter_factory, create_adapter  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -103,16 +103,16 @@ def main() -> int:
                              'calibration_preprocess': args.family,
                              'adapter_factory': adapter_factory()})
     ins, _, _ = TB.onnx_tensors(args.model)
-    shapes = E.resolve_input_shapes([(t.name, t.shape) for t in ins], {})
-    paths = E.list_calibration_images(calib)
+    shapes = engines.resolve_input_shapes([(t.name, t.shape) for t in ins], {})
+    paths = engines.list_calibration_images(calib)
     batches = TB.calibration_batches(args.model, opts, paths, shapes, print)
-    feeds = M.calibration_feeds(batches.all_batches(), list(shapes))
-    python = M.modelopt_python()
+    feeds = modelopt.calibration_feeds(batches.all_batches(), list(shapes))
+    python = modelopt.modelopt_python()
     models = {'fp32': args.model}
     for precision in ('fp16', 'int8'):
         out = tmp / f'{args.model.stem}-{precision}.onnx'
-        models[precision] = M.convert(args.model, out, precision, python,
-                                      feeds if precision == 'int8' else None, print)
+        models[precision] = modelopt.convert(args.model, out, precision, python,
+                                             feeds if precision == 'int8' else None, print)
 
     results = {}
     for precision, path in models.items():

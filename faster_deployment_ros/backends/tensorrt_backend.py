@@ -26,8 +26,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import tensorrt_engine as E
-from . import tensorrt_modelopt as M
+from . import tensorrt_engine as engines
+from . import tensorrt_modelopt as modelopt
 from .base import Backend, BackendError, flag_option
 from .onnx_signature import OnnxReadError, read_signature
 from ..core.types import Detections, TensorSpec
@@ -61,12 +61,12 @@ def parse_options(options: Dict[str, Any]) -> Dict[str, Any]:
                            f'{", ".join(_OPTIONS)}')
     o = dict(options)
     precision = str(o.get('precision') or 'fp16').lower()
-    if precision not in E.PRECISIONS:
-        raise BackendError(f'tensorrt precision must be one of {", ".join(E.PRECISIONS)}, '
+    if precision not in engines.PRECISIONS:
+        raise BackendError(f'tensorrt precision must be one of {", ".join(engines.PRECISIONS)}, '
                            f'not {precision!r}')
     try:
-        workspace = E.parse_bytes(o.get('workspace') or '1GiB')
-        shapes = E.parse_input_shapes(o.get('input_shape'))
+        workspace = engines.parse_bytes(o.get('workspace') or '1GiB')
+        shapes = engines.parse_input_shapes(o.get('input_shape'))
         device = int(o.get('device') or 0)
         limit = int(o.get('calibration_limit') or 0)
         threads = int(o.get('threads') or 0)
@@ -85,7 +85,7 @@ def parse_options(options: Dict[str, Any]) -> Dict[str, Any]:
     pre = str(o.get('calibration_preprocess') or 'auto').lower()
     return {
         'precision': precision, 'workspace': workspace, 'input_shapes': shapes, 'device': device,
-        'cache_dir': Path(o['cache_dir']) if o.get('cache_dir') else E.default_cache_dir(),
+        'cache_dir': Path(o['cache_dir']) if o.get('cache_dir') else engines.default_cache_dir(),
         'timing_cache': Path(o['timing_cache']) if o.get('timing_cache') else None,
         'int8_calibration': calib,
         'calibration_cache': Path(calib_cache) if calib_cache else None,
@@ -203,8 +203,8 @@ class TensorRTBackend(Backend):
         if path.suffix.lower() not in ('.onnx', *ENGINE_SUFFIXES):
             raise BackendError(f'the tensorrt backend loads .onnx (built and cached) or '
                                f'{"/".join(ENGINE_SUFFIXES)} files, not {path.name}')
-        trt = E.import_tensorrt()
-        self._api = E.TrtApi(trt)
+        trt = engines.import_tensorrt()
+        self._api = engines.TrtApi(trt)
         if path.suffix.lower() in ENGINE_SUFFIXES:
             self._check_engine_file(path)  # before the GPU: the version says it already
         from ..gpu.cuda import DeviceBuffer, get_device, GpuUnavailable, PinnedBuffer, Stream
@@ -434,7 +434,7 @@ class TensorRTBackend(Backend):
 
 def _resolved_shapes(inputs: List[TensorSpec], opts: Dict[str, Any]) -> Dict[str, Tuple[int, ...]]:
     try:
-        return E.resolve_input_shapes(
+        return engines.resolve_input_shapes(
             [(t.name, tuple(d if isinstance(d, int) and d > 0 else None for d in t.shape))
              for t in inputs], opts['input_shapes'])
     except ValueError as exc:
@@ -446,32 +446,33 @@ def _calibration_id(opts: Dict[str, Any]) -> Tuple[List[Path], str]:
         return [], ''
     if opts['int8_calibration']:
         try:
-            paths = E.list_calibration_images(opts['int8_calibration'],
-                                              opts['calibration_limit'] or None)
+            paths = engines.list_calibration_images(opts['int8_calibration'],
+                                                    opts['calibration_limit'] or None)
         except ValueError as exc:
             raise BackendError(str(exc)) from None
-        return paths, E.calibration_fingerprint(paths, opts['calibration_preprocess'])
-    return [], 'cache:' + E.file_sha256(opts['calibration_cache'])[:16]
+        return paths, engines.calibration_fingerprint(paths, opts['calibration_preprocess'])
+    return [], 'cache:' + engines.file_sha256(opts['calibration_cache'])[:16]
 
 
 def _uses_modelopt(api: Any, opts: Dict[str, Any]) -> bool:
     """Strongly typed build from a converted ONNX: 11.x for fp16/int8; 10.x when asked."""
     if opts['precision'] == 'fp32':
         return False
-    return not E.has_weak_typing(api.version) or bool(opts.get('strongly_typed'))
+    return not engines.has_weak_typing(api.version) or bool(opts.get('strongly_typed'))
 
 
 def engine_key_path(onnx_path: Path, opts: Dict[str, Any], api: Any, device: Any
-                    ) -> Tuple[Path, 'E.EngineKey', Dict[str, str]]:
+                    ) -> Tuple[Path, 'engines.EngineKey', Dict[str, str]]:
     """(engine path, key, metadata) for this model and settings, without building anything."""
     inputs, _, metadata = onnx_tensors(onnx_path)
     shapes = _resolved_shapes(inputs, opts)
     _, calib_id = _calibration_id(opts)
-    conversion = f'modelopt-r{M.RECIPE}' if _uses_modelopt(api, opts) else ''
-    key = E.EngineKey.create(E.file_sha256(onnx_path), api.version_text, device.info.name,
-                             device.info.compute_capability, opts['precision'],
-                             opts['workspace'], shapes, calib_id, conversion)
-    return E.engine_path(opts['cache_dir'], onnx_path, key), key, metadata
+    conversion = f'modelopt-r{modelopt.RECIPE}' if _uses_modelopt(api, opts) else ''
+    key = engines.EngineKey.create(engines.file_sha256(onnx_path), api.version_text,
+                                   device.info.name, device.info.compute_capability,
+                                   opts['precision'],
+                                   opts['workspace'], shapes, calib_id, conversion)
+    return engines.engine_path(opts['cache_dir'], onnx_path, key), key, metadata
 
 
 def calibration_adapter(onnx_path: Path, family: str, shapes: Dict[str, Tuple[int, ...]],
@@ -496,7 +497,7 @@ def calibration_adapter(onnx_path: Path, family: str, shapes: Dict[str, Tuple[in
 
 def calibration_batches(onnx_path: Path, opts: Dict[str, Any], paths: Sequence[Path],
                         shapes: Dict[str, Tuple[int, ...]],
-                        log=lambda s: None) -> 'E.CalibrationBatches':
+                        log=lambda s: None) -> 'engines.CalibrationBatches':
     """Images -> tensors through the adapter's own preprocess, checked against the inputs."""
     adapter = calibration_adapter(onnx_path, opts['calibration_preprocess'], shapes,
                                   opts.get('adapter_factory'))
@@ -518,14 +519,14 @@ def calibration_batches(onnx_path: Path, opts: Dict[str, Any], paths: Sequence[P
         return tensors
 
     log(f'int8 calibration: {len(paths)} image(s) through the {adapter.family} pre-processing')
-    return E.CalibrationBatches(
+    return engines.CalibrationBatches(
         paths, preprocess, batch,
         on_batch=lambda i, n: (log(f'  calibration batch {i}/{n}')
                                if i == n or i % 10 == 0 else None))
 
 
 def prepare_engine(onnx_path: Path, opts: Dict[str, Any], api: Any, device: Any,
-                   log=print) -> Tuple[Path, 'E.EngineKey', Dict[str, str], bool]:
+                   log=print) -> Tuple[Path, 'engines.EngineKey', Dict[str, str], bool]:
     """(engine path, key, metadata, built).
 
     The cached engine for this model and settings, building (and caching) it first when there is
@@ -548,28 +549,29 @@ def prepare_engine(onnx_path: Path, opts: Dict[str, Any], api: Any, device: Any,
                                'ONNX, which needs int8_calibration images (a calibration_cache '
                                'is for the builder-flag INT8 of 8.6/10.x)')
         stem = path.name[:path.name.rindex(f'-{opts["precision"]}-')]
-        target = M.converted_path(opts['cache_dir'], E.file_sha256(onnx_path), stem,
-                                  opts['precision'], calib_id)
-        feeds = (M.calibration_feeds(batches.all_batches(), list(shapes))
+        target = modelopt.converted_path(opts['cache_dir'], engines.file_sha256(onnx_path), stem,
+                                         opts['precision'], calib_id)
+        feeds = (modelopt.calibration_feeds(batches.all_batches(), list(shapes))
                  if batches is not None else None)
         try:
-            source = M.convert(onnx_path, target, opts['precision'],
-                               M.modelopt_python(opts.get('modelopt_python')), feeds, log,
-                               api.version_text)
+            source = modelopt.convert(onnx_path, target, opts['precision'],
+                                      modelopt.modelopt_python(opts.get('modelopt_python')),
+                                      feeds, log, api.version_text)
         except RuntimeError as exc:
             raise BackendError(str(exc)) from None
         batches = None
-    build = E.BuildOptions(precision=opts['precision'], workspace_bytes=opts['workspace'],
-                           input_shapes=shapes, timing_cache=opts['timing_cache'],
-                           strongly_typed=strongly_typed, calibration=batches,
-                           calibration_cache=opts['calibration_cache'], verbose=opts['verbose'])
-    data = E.build_engine(api, source, build, device, log=log,
-                          logger=_TrtLog(api.trt, opts['verbose']))
-    E.atomic_write(path, data)
+    build = engines.BuildOptions(precision=opts['precision'], workspace_bytes=opts['workspace'],
+                                 input_shapes=shapes, timing_cache=opts['timing_cache'],
+                                 strongly_typed=strongly_typed, calibration=batches,
+                                 calibration_cache=opts['calibration_cache'],
+                                 verbose=opts['verbose'])
+    data = engines.build_engine(api, source, build, device, log=log,
+                                logger=_TrtLog(api.trt, opts['verbose']))
+    engines.atomic_write(path, data)
     side = {'source_model': str(onnx_path), 'built_from': str(source), 'key': key.as_dict(),
             'metadata': metadata,
             'inputs': [{'name': n, 'shape': list(s)} for n, s in shapes.items()]}
-    E.atomic_write(_sidecar(path), (json.dumps(side, indent=2) + '\n').encode())
+    engines.atomic_write(_sidecar(path), (json.dumps(side, indent=2) + '\n').encode())
     with _engines_lock:
         _built_here[str(path)] = _stamp(path)
     log(f'engine written to {path} ({len(data) / 1e6:.1f} MB)')

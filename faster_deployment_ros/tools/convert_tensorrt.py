@@ -76,7 +76,7 @@ def backend_options(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..backends import tensorrt_engine as E
+    from ..backends import tensorrt_engine as engines
     from ..backends.base import BackendError
     from ..backends.tensorrt_backend import parse_options, prepare_engine
 
@@ -86,8 +86,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         opts = parse_options(backend_options(args))
         with progress.step('checking TensorRT and the GPU'):
-            trt = E.import_tensorrt()
-            api = E.TrtApi(trt)
+            trt = engines.import_tensorrt()
+            api = engines.TrtApi(trt)
             from ..gpu.cuda import get_device, GpuUnavailable
             try:
                 device = get_device(opts['device'])
