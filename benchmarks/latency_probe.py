@@ -15,7 +15,7 @@ import sys
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from faster_deployment_ros.tools import benchmark as B  # noqa: E402
+from faster_deployment_ros.tools import benchmark  # noqa: E402
 
 
 def main() -> None:
@@ -30,17 +30,18 @@ def main() -> None:
     ap.add_argument('--spin', default='on,off')
     ap.add_argument('--out', required=True)
     args = ap.parse_args()
-    frames = B.load_frames(Path(args.video), args.frames)
-    progress = B.Progress(False)
+    frames = benchmark.load_frames(Path(args.video), args.frames)
+    progress = benchmark.Progress(False)
     rows = []
     for spin in args.spin.split(','):
         ns = argparse.Namespace(model=args.model, backend='onnxruntime', providers='',
                                 family=args.family, conf=0.3,
                                 backend_option=[f'allow_spinning={spin == "on"}'])
-        model = B.Model(ns)
-        for w, t in B.parse_configs(args.configs):
-            r = B.run_pipeline(model, frames, w, t, 1, 'drop_oldest', args.rate, args.duration,
-                               progress, label=f'{w}x{t} spin {spin}', schedule='just_in_time')
+        model = benchmark.Model(ns)
+        for w, t in benchmark.parse_configs(args.configs):
+            r = benchmark.run_pipeline(model, frames, w, t, 1, 'drop_oldest', args.rate,
+                                       args.duration, progress, label=f'{w}x{t} spin {spin}',
+                                       schedule='just_in_time')
             r['spin'] = spin
             rows.append(r)
     Path(args.out).write_text(json.dumps(rows, indent=2) + '\n')
