@@ -5,91 +5,48 @@ models (scripts/test_assets.d/20_test_models.sh).
 """
 from __future__ import annotations
 
-import gc
 import os
 from pathlib import Path
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
 import pytest
 
 rclpy = pytest.importorskip('rclpy')
-from faster_deployment_ros.backends import create_backend  # noqa: E402
+from faster_deployment_ros.backends import create_backend  # noqa: E402, I100
 from faster_deployment_ros.core.image_codec import fill_image_msg, msg_to_numpy  # noqa: E402
 from faster_deployment_ros.models import create_adapter  # noqa: E402
 from faster_deployment_ros.ros.depth_node import DepthNode  # noqa: E402
 from golden_support import model_path, read_frame  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from node_harness import (header_key, image_msg, NodeHarness, RELIABLE,  # noqa: E402
+                          TEST_PARAMETERS)
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 
 
-class Harness:
+class Harness(NodeHarness):
     """A depth node and a peer (publisher + recorder) spinning in one executor."""
 
     def __init__(self, model: Path, **params) -> None:
-        overrides = dict(model_path=str(model), model_family='auto', qos_reliability='reliable',
-                         full_policy='block', queue_size=4, qos_depth=50, diagnostics_period=0.0)
-        overrides.update(params)
-        self.node = DepthNode(parameter_overrides=[Parameter(k, value=v)
-                                                   for k, v in overrides.items()])
-        self.peer = rclpy.create_node('depth_test_peer')
-        self.image_pub = self.peer.create_publisher(Image, 'image', RELIABLE)
-        self.depth: list = []
-        self.colored: list = []
-        self._cv = threading.Condition()
-        self.peer.create_subscription(Image, 'depth', lambda m: self._keep(self.depth, m),
-                                      RELIABLE)
-        self.peer.create_subscription(Image, 'depth_colored', lambda m: self._keep(self.colored, m),
-                                      RELIABLE)
-        self.executor = MultiThreadedExecutor(num_threads=3)
-        self.executor.add_node(self.node)
-        self.executor.add_node(self.peer)
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self._thread.start()
-
-    def _keep(self, into: list, msg) -> None:
-        with self._cv:
-            into.append(msg)
-            self._cv.notify_all()
+        super().__init__(DepthNode, {'model_path': str(model), 'model_family': 'auto',
+                                     **TEST_PARAMETERS, **params}, 'depth_test_peer',
+                         inputs={'image': (Image, 'image')},
+                         outputs={'depth': (Image, 'depth'), 'colored': (Image, 'depth_colored')})
+        self.image_pub = self.pubs['image']
+        self.depth, self.colored = self.got['depth'], self.got['colored']
 
     def wait_for(self, into: list, n: int, timeout: float = 60.0) -> list:
-        deadline = time.monotonic() + timeout
-        with self._cv:
-            while len(into) < n and time.monotonic() < deadline:
-                self._cv.wait(0.1)
-            return list(into)
-
-    def start(self) -> None:
-        assert self.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-        assert self.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-        deadline = time.monotonic() + 10
-        while self.image_pub.get_subscription_count() == 0:
-            assert time.monotonic() < deadline, 'the depth node never subscribed'
-            time.sleep(0.05)
+        return self.wait_count(into, n, timeout)
 
     def publish(self, frame: np.ndarray, stamp_ns: int, frame_id: str = 'camera') -> Image:
-        msg = fill_image_msg(Image(), frame, 'bgr8')
-        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
-        msg.header.frame_id = frame_id
+        msg = image_msg(frame, stamp_ns, frame_id)
         self.image_pub.publish(msg)
         return msg
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self._thread.join(5)
-        self.node._release()
-        gc.collect()  # drop executor generators that may still hold entity handles
-        self.node.destroy_node()
-        self.peer.destroy_node()
 
 
 @pytest.fixture
@@ -119,16 +76,13 @@ def expected_depth(model: Path, frame: np.ndarray, family: str, **params) -> np.
         return adapter.postprocess(b.infer(inputs), meta).depth
 
 
-def header_key(h) -> tuple:
-    return (h.stamp.sec, h.stamp.nanosec, h.frame_id)
-
-
 def test_depth_32fc1_with_source_header_and_size(harness, frames):
     model = model_path('midas_small_style')
     h = harness(model)
     h.start()
     assert type(h.node.adapter).__name__ == 'DepthAdapter' and h.node.adapter.family == 'midas'
-    sent = [h.publish(f, 1_000_000_000 + 33_000_000 * i, f'cam{i % 2}') for i, f in enumerate(frames)]
+    sent = [h.publish(f, 1_000_000_000 + 33_000_000 * i, f'cam{i % 2}')
+            for i, f in enumerate(frames)]
     got = h.wait_for(h.depth, len(frames))
     assert len(got) == len(frames)
     assert [header_key(m.header) for m in got] == [header_key(m.header) for m in sent]

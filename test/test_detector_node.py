@@ -5,12 +5,10 @@ Real rclpy, real Fast DDS, real ONNX Runtime, the real YOLOX-nano model, real ca
 from __future__ import annotations
 
 import contextlib
-import gc
 from pathlib import Path
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import cv2
@@ -18,13 +16,15 @@ import numpy as np
 import pytest
 
 rclpy = pytest.importorskip('rclpy')
-from faster_deployment_ros.backends.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
+from faster_deployment_ros.backends.onnxruntime_backend import (  # noqa: E402, I100
+    OnnxRuntimeBackend)
 from faster_deployment_ros.core.image_codec import encode_compressed, fill_image_msg  # noqa: E402
 from faster_deployment_ros.models import create_adapter  # noqa: E402
 from faster_deployment_ros.ros.detector_node import DetectorNode  # noqa: E402
 from faster_deployment_ros.tools.frames import read_frames  # noqa: E402
 from lifecycle_msgs.msg import State  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from node_harness import (header_key, image_msg, NodeHarness, RELIABLE,  # noqa: E402
+                          TEST_PARAMETERS)
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
@@ -32,7 +32,6 @@ from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 
 
 def video_frames(path: Path, n: int, step: int = 1) -> list:
@@ -41,70 +40,25 @@ def video_frames(path: Path, n: int, step: int = 1) -> list:
     return frames
 
 
-class Harness:
+class Harness(NodeHarness):
     """A detector node and a test node (publisher + recorder) spinning in one executor."""
 
     def __init__(self, model: Path, **params) -> None:
-        overrides = dict(model_path=str(model), model_family='yolox', conf_threshold=0.3,
-                         qos_reliability='reliable', full_policy='block', queue_size=4,
-                         qos_depth=50, diagnostics_period=0.0)
-        overrides.update(params)
-        self.node = DetectorNode(parameter_overrides=[Parameter(k, value=v)
-                                                      for k, v in overrides.items()])
-        self.peer = rclpy.create_node('detector_test_peer')
-        self.image_pub = self.peer.create_publisher(Image, 'image', RELIABLE)
-        self.compressed_pub = self.peer.create_publisher(
-            CompressedImage, 'image/compressed', RELIABLE)
-        self.received: list = []
-        self.debug_images: list = []
-        self._cv = threading.Condition()
-        self.peer.create_subscription(Detection2DArray, 'detections', self._on_det, RELIABLE)
-        self.peer.create_subscription(Image, 'debug_image', self._on_debug, RELIABLE)
-        self.executor = MultiThreadedExecutor(num_threads=3)
-        self.executor.add_node(self.node)
-        self.executor.add_node(self.peer)
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self._thread.start()
-
-    def _on_det(self, msg) -> None:
-        with self._cv:
-            self.received.append(msg)
-            self._cv.notify_all()
-
-    def _on_debug(self, msg) -> None:
-        with self._cv:
-            self.debug_images.append(msg)
-            self._cv.notify_all()
+        overrides = {'model_path': str(model), 'model_family': 'yolox', 'conf_threshold': 0.3,
+                     **TEST_PARAMETERS, **params}
+        super().__init__(DetectorNode, overrides, 'detector_test_peer',
+                         inputs={'image': (Image, 'image'),
+                                 'compressed': (CompressedImage, 'image/compressed')},
+                         outputs={'detections': (Detection2DArray, 'detections'),
+                                  'debug': (Image, 'debug_image')})
+        self.image_pub, self.compressed_pub = self.pubs['image'], self.pubs['compressed']
+        self.received, self.debug_images = self.got['detections'], self.got['debug']
 
     def wait_for(self, n: int, timeout: float = 30.0) -> list:
-        deadline = time.monotonic() + timeout
-        with self._cv:
-            while len(self.received) < n and time.monotonic() < deadline:
-                self._cv.wait(0.1)
-            return list(self.received)
-
-    def wait_matched(self, pub, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while pub.get_subscription_count() == 0:
-            assert time.monotonic() < deadline, 'the detector never subscribed'
-            time.sleep(0.05)
-
-    def state(self) -> int:
-        return self.node._state_machine.current_state[0]
+        return self.wait_count(self.received, n, timeout)
 
     def image_msg(self, frame: np.ndarray, stamp_ns: int, frame_id: str = 'camera') -> Image:
-        msg = fill_image_msg(Image(), frame, 'bgr8')
-        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
-        msg.header.frame_id = frame_id
-        return msg
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self._thread.join(5)
-        self.node._release()
-        gc.collect()  # drop executor generators that may still hold entity handles
-        self.node.destroy_node()
-        self.peer.destroy_node()
+        return image_msg(frame, stamp_ns, frame_id)
 
 
 @pytest.fixture
@@ -119,10 +73,6 @@ def harness(ros, yolox_model):
     yield make
     for h in made:
         h.close()
-
-
-def header_key(h) -> tuple:
-    return (h.stamp.sec, h.stamp.nanosec, h.frame_id)
 
 
 def test_frames_come_back_in_order_with_identical_headers(harness, plaza_video):
@@ -172,7 +122,8 @@ def test_nothing_published_while_inactive(harness, campus_video):
     assert len(h.received) == 1, 'a deactivated node must not publish'
 
 
-def test_bad_model_path_fails_configure_and_node_stays_unconfigured(harness, yolox_model, tmp_path):
+def test_bad_model_path_fails_configure_and_node_stays_unconfigured(harness, yolox_model,
+                                                                    tmp_path):
     h = harness(model_path=str(tmp_path / 'missing.onnx'))
     assert h.node.trigger_configure() == TransitionCallbackReturn.FAILURE
     assert h.state() == State.PRIMARY_STATE_UNCONFIGURED
@@ -267,7 +218,8 @@ def console_node(*ros_args: str):
     except AssertionError as exc:
         _stop(proc)
         log.seek(0)
-        raise AssertionError(f'{exc}\n--- detector_node output ---\n{log.read()[-4000:]}') from None
+        raise AssertionError(f'{exc}\n--- detector_node output ---\n'
+                             f'{log.read()[-4000:]}') from None
     finally:
         _stop(proc)
         log.close()

@@ -8,22 +8,18 @@ Each result must carry the source header and equal what the family's adapter giv
 from __future__ import annotations
 
 from pathlib import Path
-import threading
-import time
 
 import numpy as np
 import pytest
 import yaml
 
 rclpy = pytest.importorskip('rclpy')
-from faster_deployment_ros.backends import create_backend  # noqa: E402
-from faster_deployment_ros.core.image_codec import fill_image_msg, msg_to_numpy  # noqa: E402
+from faster_deployment_ros.backends import create_backend  # noqa: E402, I100
+from faster_deployment_ros.core.image_codec import msg_to_numpy  # noqa: E402
 from faster_deployment_ros.ros.depth_node import DepthNode  # noqa: E402
 from faster_deployment_ros.ros.detector_node import DetectorNode  # noqa: E402
 from golden_support import golden_frames, load_golden, model_path  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
-from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
+from node_harness import header_key, image_msg, NodeHarness  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
@@ -66,51 +62,24 @@ def test_family_node_with_its_yaml(ros, model):
     params = yaml_parameters(yaml_name)
     params.update(model_path=str(path), autostart=False, qos_reliability='reliable',
                   full_policy='block', queue_size=4, qos_depth=4, diagnostics_period=0.0)
-    node = node_cls(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
-    peer = rclpy.create_node(f'family_peer_{model.replace("-", "_")}')
-    pub = peer.create_publisher(Image, 'image', RELIABLE)
-    got, cv = [], threading.Condition()
-
-    def keep(msg):
-        with cv:
-            got.append(msg)
-            cv.notify_all()
-    peer.create_subscription(msg_type, topic, keep, RELIABLE)
-    executor = MultiThreadedExecutor(num_threads=3)
-    executor.add_node(node)
-    executor.add_node(peer)
-    spin = threading.Thread(target=executor.spin, daemon=True)
-    spin.start()
+    h = NodeHarness(node_cls, params, f'family_peer_{model.replace("-", "_")}',
+                    inputs={'image': (Image, 'image')}, outputs={'result': (msg_type, topic)},
+                    qos=RELIABLE)
     try:
-        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-        deadline = time.monotonic() + 10
-        while pub.get_subscription_count() == 0:
-            assert time.monotonic() < deadline, 'the node never subscribed'
-            time.sleep(0.05)
+        h.start()
         keys = ['dog', 'plaza30']
         sent = []
         for i, key in enumerate(keys):
-            msg = fill_image_msg(Image(), frames[key], 'bgr8')
-            msg.header.stamp.sec, msg.header.stamp.nanosec = 1000 + i, 500 * i
-            msg.header.frame_id = f'cam_{key}'
-            pub.publish(msg)
+            msg = image_msg(frames[key], (1000 + i) * 1_000_000_000 + 500 * i, f'cam_{key}')
+            h.pubs['image'].publish(msg)
             sent.append(msg.header)
-        deadline = time.monotonic() + 90
-        with cv:
-            while len(got) < len(keys) and time.monotonic() < deadline:
-                cv.wait(0.1)
+        got = h.wait_count(h.got['result'], len(keys), timeout=90)
         assert len(got) == len(keys)
         for msg, header, key in zip(got, sent, keys):
-            assert (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id) == \
-                (header.stamp.sec, header.stamp.nanosec, header.frame_id)
-            check_result(msg, frames[key], node, path)
+            assert header_key(msg.header) == header_key(header)
+            check_result(msg, frames[key], h.node, path)
     finally:
-        executor.shutdown()
-        spin.join(5)
-        node._release()
-        node.destroy_node()
-        peer.destroy_node()
+        h.close()
 
 
 def check_result(msg, frame, node, path):

@@ -1,0 +1,109 @@
+"""One harness for node tests: the node under test and a peer in one real rclpy executor.
+
+The peer publishes frames on the node's input topics and records what comes back on its output
+topics; waits are on a condition variable (no sleeps as synchronisation). Node test files build
+their own small helpers on top (see test_detector_node.py, test_depth_node.py).
+"""
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+from faster_deployment_ros.core.image_codec import fill_image_msg
+import numpy as np
+import rclpy
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+
+RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+#: what node tests run with unless they say otherwise: every frame processed and delivered
+TEST_PARAMETERS = {'qos_reliability': 'reliable', 'full_policy': 'block', 'queue_size': 4,
+                   'qos_depth': 50, 'diagnostics_period': 0.0}
+
+
+def image_msg(frame: np.ndarray, stamp_ns: int, frame_id: str = 'camera',
+              encoding: str = 'bgr8') -> Image:
+    """Build a sensor_msgs/Image of `frame` with the given stamp and frame_id."""
+    msg = fill_image_msg(Image(), frame, encoding)
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    msg.header.frame_id = frame_id
+    return msg
+
+
+def header_key(header) -> Tuple[int, int, str]:
+    """Return what identifies a frame: (stamp sec, stamp nanosec, frame_id)."""
+    return (header.stamp.sec, header.stamp.nanosec, header.frame_id)
+
+
+class NodeHarness:
+    """A node and a peer (publishers + recorders) spinning in one MultiThreadedExecutor.
+
+    `inputs` maps a name to (message type, topic) the peer publishes on; `outputs` maps a name
+    to (message type, topic) the peer records into `self.got[name]`.
+    """
+
+    def __init__(self, node_cls: type, params: Dict[str, Any], peer_name: str,
+                 inputs: Dict[str, Tuple[type, str]], outputs: Dict[str, Tuple[type, str]],
+                 qos: QoSProfile = RELIABLE) -> None:
+        self.node = node_cls(parameter_overrides=[Parameter(k, value=v)
+                                                  for k, v in params.items()])
+        self.peer = rclpy.create_node(peer_name)
+        self.pubs = {name: self.peer.create_publisher(msg_type, topic, qos)
+                     for name, (msg_type, topic) in inputs.items()}
+        self.got: Dict[str, List[Any]] = {name: [] for name in outputs}
+        self._cv = threading.Condition()
+        for name, (msg_type, topic) in outputs.items():
+            self.peer.create_subscription(msg_type, topic, self._keeper(self.got[name]), qos)
+        self.executor = MultiThreadedExecutor(num_threads=3)
+        self.executor.add_node(self.node)
+        self.executor.add_node(self.peer)
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
+
+    def _keeper(self, into: List[Any]):
+        def keep(msg) -> None:
+            with self._cv:
+                into.append(msg)
+                self._cv.notify_all()
+        return keep
+
+    def wait_count(self, into: List[Any], n: int, timeout: float = 30.0) -> List[Any]:
+        """Wait until `into` (one of self.got's lists) holds `n` messages; return a copy."""
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while len(into) < n and time.monotonic() < deadline:
+                self._cv.wait(0.1)
+            return list(into)
+
+    def wait_matched(self, pub, timeout: float = 10.0) -> None:
+        """Wait until the node subscribes to `pub`'s topic."""
+        deadline = time.monotonic() + timeout
+        while pub.get_subscription_count() == 0:
+            assert time.monotonic() < deadline, 'the node never subscribed'
+            time.sleep(0.05)
+
+    def start(self, inputs: Optional[Iterable[str]] = None) -> None:
+        """Configure and activate the node, then wait until it subscribes to the inputs."""
+        assert self.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert self.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        for name in (inputs if inputs is not None else list(self.pubs)[:1]):
+            self.wait_matched(self.pubs[name])
+
+    def state(self) -> int:
+        return self.node._state_machine.current_state[0]
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self._thread.join(5)
+        self.node._release()
+        gc.collect()  # drop executor generators that may still hold entity handles
+        self.node.destroy_node()
+        self.peer.destroy_node()
+
+
+__all__ = ['NodeHarness', 'RELIABLE', 'TEST_PARAMETERS', 'image_msg', 'header_key']
