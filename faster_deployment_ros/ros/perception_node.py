@@ -20,7 +20,6 @@ import faulthandler
 from functools import partial
 import os
 import signal
-import sys
 import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
@@ -679,28 +678,23 @@ def run_node(node_cls, args=None) -> None:
     exit 0. rclpy's own handlers would invalidate the context first, so results still in the
     pipeline would be published into a dead context. The signals are taken by a thread of
     their own (sigwait), so they are seen even while the main thread is inside a call; if the
-    orderly stop has not finished within SHUTDOWN_LIMIT_S, every thread's stack is written to
-    stderr and the process exits 1. A second signal exits at once.
+    process has not exited SHUTDOWN_LIMIT_S after the signal (teardown included), every
+    thread's stack is written to stderr and it exits 1. A second signal exits at once.
     """
     reuse_large_buffers()
     limit_malloc_arenas()  # memory comes back after cleanup (see core/memory.py)
-    stop, stopped = threading.Event(), threading.Event()
+    stop = threading.Event()
     signals = {signal.SIGINT, signal.SIGTERM}
     lock = threading.RLock()  # the handler may run inside begin_stop on the main thread
-
-    def watchdog() -> None:
-        if not stopped.wait(SHUTDOWN_LIMIT_S):
-            sys.stderr.write(f'shutdown did not finish within {SHUTDOWN_LIMIT_S:g} s; thread '
-                             'stacks follow, exiting 1\n')
-            faulthandler.dump_traceback(all_threads=True)
-            os._exit(1)
 
     def begin_stop(*_) -> None:
         with lock:
             if stop.is_set():
                 os._exit(0)  # asked twice: the operator wants it gone now
             stop.set()
-        threading.Thread(target=watchdog, name='shutdown-watchdog', daemon=True).start()
+        # A C-level timer (no GIL needed): it also covers the interpreter's own teardown,
+        # where the middleware's participants are destroyed, after run_node has returned.
+        faulthandler.dump_traceback_later(SHUTDOWN_LIMIT_S, exit=True)
 
     def waiter() -> None:
         while True:
@@ -737,7 +731,6 @@ def run_node(node_cls, args=None) -> None:
             node.destroy_node()
         finally:
             rclpy.try_shutdown()
-            stopped.set()
 
 
 #: seconds an orderly stop may take after SIGINT / SIGTERM before run_node gives up (exit 1)
