@@ -2,8 +2,8 @@
 
 A model adapter states its frame -> tensor pre-processing (`PreprocessSpec`) and, for detector
 heads, its decode (`DecodeSpec`). Consumers that redo that work elsewhere (the GPU path in
-`gpu.pipeline`, TensorRT int8 calibration) read these values instead of the adapter's
-internals, so they cannot disagree with the CPU path and need not know any model family.
+`gpu.pipeline`) read these values instead of the adapter's internals, so they cannot disagree
+with the CPU path and need not know any model family.
 """
 from __future__ import annotations
 
