@@ -48,7 +48,7 @@ class PreprocessSpec:
 
 
 #: Pre-processing conventions by name (named after the projects that define them), for a
-#: model input of (h, w): what `preset` builds and `calibration_preprocess` options name.
+#: model input of (h, w): what `preset` builds for the adapters that follow them.
 PRESETS: Dict[str, Dict] = {
     'yolox': {'center': False, 'pad_value': 114, 'swap_rb': False},
     'ultralytics': {'center': True, 'pad_value': 114, 'swap_rb': True, 'scale': (1 / 255,) * 3},
