@@ -225,14 +225,13 @@ def test_pipeline_just_in_time_schedule_keeps_overload_latency_at_one_pass():
                  schedule='sometimes')
 
 
-def test_node_with_autotune_configures_and_reports_its_choice(yolox_model):
-    rclpy = pytest.importorskip('rclpy')
+def test_node_with_autotune_configures_and_reports_its_choice(ros, yolox_model):
+    pytest.importorskip('rclpy')
     from faster_deployment_ros.ros.detector_node import DetectorNode
     from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.parameter import Parameter
 
-    rclpy.init()
-    node = None
+    node = None  # the session's rclpy context (conftest `ros`)
     try:
         overrides = {'model_path': str(yolox_model), 'model_family': 'yolox', 'autotune': True,
                      'camera_rate': 5.0, 'latency_budget_ms': 5000.0, 'workers': 7, 'threads': 7,
@@ -256,17 +255,15 @@ def test_node_with_autotune_configures_and_reports_its_choice(yolox_model):
         if node is not None:
             node._release()
             node.destroy_node()
-        rclpy.try_shutdown()
 
 
-def test_node_autotune_needs_a_rate_and_a_budget(yolox_model):
-    rclpy = pytest.importorskip('rclpy')
+def test_node_autotune_needs_a_rate_and_a_budget(ros, yolox_model):
+    pytest.importorskip('rclpy')
     from faster_deployment_ros.ros.detector_node import DetectorNode
     from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.parameter import Parameter
 
-    rclpy.init()
-    node = None
+    node = None  # the session's rclpy context (conftest `ros`)
     try:
         node = DetectorNode(parameter_overrides=[
             Parameter('model_path', value=str(yolox_model)),
@@ -278,4 +275,3 @@ def test_node_autotune_needs_a_rate_and_a_budget(yolox_model):
         if node is not None:
             node._release()
             node.destroy_node()
-        rclpy.try_shutdown()

@@ -51,10 +51,8 @@ def test_cdr_bytes_are_the_message(frame_id, n, mode):
         assert d.header == header
 
 
-def test_subscriber_receives_the_bytes_as_a_message():
+def test_subscriber_receives_the_bytes_as_a_message(ros):
     """Published as bytes (rclpy's raw publish), received as an ordinary message."""
-    if not rclpy.ok():
-        rclpy.init()
     node = rclpy.create_node('cdr_roundtrip')
     got, done = [], threading.Event()
     qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
