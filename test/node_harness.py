@@ -6,10 +6,15 @@ their own small helpers on top (see test_detector_node.py, test_depth_node.py).
 """
 from __future__ import annotations
 
+import contextlib
 import gc
+from pathlib import Path
+import subprocess
+import sys
+import tempfile
 import threading
 import time
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from faster_deployment_ros.core.image_codec import fill_image_msg
 import numpy as np
@@ -38,6 +43,44 @@ def image_msg(frame: np.ndarray, stamp_ns: int, frame_id: str = 'camera',
 def header_key(header) -> Tuple[int, int, str]:
     """Return what identifies a frame: (stamp sec, stamp nanosec, frame_id)."""
     return (header.stamp.sec, header.stamp.nanosec, header.frame_id)
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """Stop a node process as Ctrl-C would (SIGINT), killing it if it does not exit."""
+    if proc.poll() is None:
+        proc.send_signal(2)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def console_script(executable: str, args: Sequence[str] = (),
+                   command: Optional[Callable[[str], List[str]]] = None,
+                   env: Optional[Dict[str, str]] = None) -> Iterator[subprocess.Popen]:
+    """Run an installed console script (e.g. detector_node) as a child process.
+
+    `command(path)` builds the whole command line from the script's path (default: the path,
+    then `args`). Its output goes to a file (no pipe to fill) and is added to a failing
+    assertion; the process is always stopped on exit.
+    """
+    exe = Path(sys.executable).with_name(executable)
+    assert exe.exists(), f'the {executable} console script is not installed in the venv'
+    cmd = command(str(exe)) if command is not None else [str(exe), *args]
+    log = tempfile.TemporaryFile(mode='w+')
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        yield proc
+    except AssertionError as exc:
+        stop_process(proc)
+        log.seek(0)
+        raise AssertionError(f'{exc}\n--- {executable} output ---\n'
+                             f'{log.read()[-4000:]}') from None
+    finally:
+        stop_process(proc)
+        log.close()
 
 
 class NodeHarness:
@@ -106,4 +149,5 @@ class NodeHarness:
         self.peer.destroy_node()
 
 
-__all__ = ['NodeHarness', 'RELIABLE', 'TEST_PARAMETERS', 'image_msg', 'header_key']
+__all__ = ['NodeHarness', 'RELIABLE', 'TEST_PARAMETERS', 'image_msg', 'header_key',
+           'console_script', 'stop_process']

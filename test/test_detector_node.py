@@ -4,11 +4,7 @@ Real rclpy, real Fast DDS, real ONNX Runtime, the real YOLOX-nano model, real ca
 """
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
-import subprocess
-import sys
-import tempfile
 import time
 
 import cv2
@@ -23,8 +19,8 @@ from faster_deployment_ros.models import create_adapter  # noqa: E402
 from faster_deployment_ros.ros.detector_node import DetectorNode  # noqa: E402
 from faster_deployment_ros.tools.frames import read_frames  # noqa: E402
 from lifecycle_msgs.msg import State  # noqa: E402
-from node_harness import (header_key, image_msg, NodeHarness, RELIABLE,  # noqa: E402
-                          TEST_PARAMETERS)
+from node_harness import (console_script, header_key, image_msg, NodeHarness,  # noqa: E402
+                          RELIABLE, TEST_PARAMETERS)
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
@@ -201,38 +197,9 @@ def test_class_id_mode_index(harness, dog_image_path):
     assert '16' in ids and '1' in ids  # COCO: 16 dog, 1 bicycle
 
 
-@contextlib.contextmanager
 def console_node(*ros_args: str):
-    """Return the installed detector_node console script as a child process.
-
-    When the test fails, the node's own output is added to the failure, then the node is stopped
-    (SIGINT).
-    """
-    exe = Path(sys.executable).with_name('detector_node')
-    assert exe.exists(), 'the detector_node console script is not installed in the venv'
-    log = tempfile.TemporaryFile(mode='w+')
-    proc = subprocess.Popen([str(exe), '--ros-args', *ros_args], stdout=log,
-                            stderr=subprocess.STDOUT, text=True)
-    try:
-        yield proc
-    except AssertionError as exc:
-        _stop(proc)
-        log.seek(0)
-        raise AssertionError(f'{exc}\n--- detector_node output ---\n'
-                             f'{log.read()[-4000:]}') from None
-    finally:
-        _stop(proc)
-        log.close()
-
-
-def _stop(proc) -> None:
-    if proc.poll() is None:
-        proc.send_signal(2)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    """Run the installed detector_node console script (see node_harness.console_script)."""
+    return console_script('detector_node', ['--ros-args', *ros_args])
 
 
 def test_console_script_across_processes_best_effort_720p(ros, yolox_model, plaza_video):

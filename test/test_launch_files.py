@@ -14,9 +14,6 @@ import ast
 import contextlib
 import os
 from pathlib import Path
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 
@@ -24,6 +21,7 @@ import cv2
 from faster_deployment_ros.core.image_codec import fill_image_msg
 from faster_deployment_ros.ros.launch_spec import (ARGUMENTS, env_defaults, launch_arguments,
                                                    node_spec, parse_inputs, ros_command)
+from node_harness import console_script
 import pytest
 import rclpy
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -75,26 +73,9 @@ def launched(launch_file: str, **launch_line: str):
     executable, name, yaml_name = launch_for_args(launch_file)
     args = {**launch_arguments(name, yaml_name, str(ROOT)), **launch_line}
     spec = node_spec(executable, name, args)
-    exe = Path(sys.executable).with_name(executable)
-    assert exe.exists(), f'the {executable} console script is not installed in the venv'
     env = {**os.environ, **env_defaults(os.environ, str(ROOT))}
-    log = tempfile.TemporaryFile(mode='w+')
-    proc = subprocess.Popen(ros_command(spec, str(exe)), stdout=log, stderr=subprocess.STDOUT,
-                            text=True, env=env)
-    try:
+    with console_script(executable, command=lambda exe: ros_command(spec, exe), env=env):
         yield spec
-    except AssertionError as exc:
-        log.seek(0)
-        raise AssertionError(f'{exc}\n--- node output ---\n{log.read()[-4000:]}') from None
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(2)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        log.close()
 
 
 def answers_a_frame(frame, image_topic: str, out_topic: str, out_type, node_name: str):

@@ -11,17 +11,13 @@ ROS provides them).
 """
 from __future__ import annotations
 
-import contextlib
-from pathlib import Path
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 import uuid
 
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
+from node_harness import console_script
 import pytest
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
@@ -128,29 +124,11 @@ class ManagerPeer:
         self.node.destroy_node()
 
 
-@contextlib.contextmanager
 def managed_node(yolox_model, *extra: str):
-    exe = Path(sys.executable).with_name('detector_node')
-    assert exe.exists(), 'the detector_node console script is not installed in the venv'
-    log = tempfile.TemporaryFile(mode='w+')
-    proc = subprocess.Popen(
-        [str(exe), '--ros-args', '-r', f'__node:={NODE}', '-p', f'model_path:={yolox_model}',
-         '-p', 'model_family:=yolox', '-p', 'diagnostics_period:=0.0', *extra],
-        stdout=log, stderr=subprocess.STDOUT, text=True)
-    try:
-        yield proc
-    except AssertionError as exc:
-        log.seek(0)
-        raise AssertionError(f'{exc}\n--- node output ---\n{log.read()[-4000:]}') from None
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(2)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        log.close()
+    """Run the detector_node console script under this test's node name."""
+    return console_script('detector_node', [
+        '--ros-args', '-r', f'__node:={NODE}', '-p', f'model_path:={yolox_model}',
+        '-p', 'model_family:=yolox', '-p', 'diagnostics_period:=0.0', *extra])
 
 
 def test_lifecycle_manager_startup_bond_reset_shutdown(ros, yolox_model):
