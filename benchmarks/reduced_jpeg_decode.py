@@ -1,6 +1,7 @@
-"""Compressed input decoded at reduced scale (JPEG DCT scaling, OpenCV's IMREAD_REDUCED_COLOR_2)
-against the full decode: time saved per 720p frame and how far YOLOX-nano's boxes move once
-scaled back. The node keeps the full decode: many boxes move by more than 1 px (the bar the
+"""Compressed input decoded at reduced scale (JPEG DCT scaling) against the full decode.
+
+OpenCV's IMREAD_REDUCED_COLOR_2: time saved per 720p frame and how far YOLOX-nano's boxes move
+once scaled back. The node keeps the full decode: many boxes move by more than 1 px (the bar the
 issue set); docs/performance.md has the figures.
 
   .venv/bin/python benchmarks/reduced_jpeg_decode.py
@@ -9,13 +10,12 @@ from pathlib import Path
 import sys
 import time
 
-import cv2
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import cv2  # noqa: E402
 from faster_deployment_ros.backends import create_backend  # noqa: E402
 from faster_deployment_ros.models import create_adapter  # noqa: E402
 from faster_deployment_ros.tools.frames import read_frames  # noqa: E402
+import numpy as np  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / 'shared'
 

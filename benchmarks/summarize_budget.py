@@ -66,7 +66,8 @@ def main(paths):
               f'alone {s["pipeline_alone_fps"]:.1f} = {s["fps_ratio"]}; node CPU '
               f'{x["node_cpu_ms_per_frame_out"]:.1f} ms per delivered frame, inference alone '
               f'{x["infer_cpu_ms_per_frame"]:.1f} ms: outside inference '
-              f'**{s["cpu_outside_inference_ms"]:.1f} ms**; other users '
+              f'**{s["cpu_outside_inference_ms"]:.1f} ms** (transport floor alone '
+              f'{x.get("floor_cpu_ms_per_frame", float("nan")):.1f} ms per frame); other users '
               f'{x["node"]["foreign_cpu_cores"]:.2f}.\n')
         if 'ultralytics' in t:
             u = t['ultralytics']

@@ -74,6 +74,7 @@ def test_benchmark_smoke(tmp_path, yolox_model, plaza_video):
     assert budget['rounds'][0]['floor']['fps'] > 0
     assert overload['ideal_p50_ms'] > overload['half_period_ms'] > 0
     assert sat['infer_cpu_ms_per_frame'] > 0 and sat['node']['node_cpu_ms_per_frame_out'] > 0
+    assert sat['floor_cpu_ms_per_frame'] > 0 and sat['floor']['order_violations'] == 0
 
     tuned = yaml.safe_load(params.read_text())['/**']['ros__parameters']
     auto = report['autotune']
