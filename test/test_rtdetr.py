@@ -48,7 +48,7 @@ def test_matches_reference(case):
             det = ad.postprocess(out, meta)
             ref = golden[f'{tag}/boxes']
             assert_detections_equal(det, ref, golden[f'{tag}/scores'], golden[f'{tag}/classes'],
-                                    f'{name} {tag}')
+                                    f'{name} {tag}', threshold=conf)
             # Clipped (the default) is the reference's boxes clipped to the frame.
             clipped = create_adapter('rtdetr', backend.inputs, backend.outputs, backend.metadata,
                                      conf_threshold=conf).postprocess(out, meta)
@@ -56,7 +56,8 @@ def test_matches_reference(case):
             expect = np.stack([ref[:, 0].clip(0, w), ref[:, 1].clip(0, h), ref[:, 2].clip(0, w),
                                ref[:, 3].clip(0, h)], 1)
             assert_detections_equal(clipped, expect, golden[f'{tag}/scores'],
-                                    golden[f'{tag}/classes'], f'{name} {tag} clipped')
+                                    golden[f'{tag}/classes'], f'{name} {tag} clipped',
+                                    threshold=conf)
             checked += len(det)
     assert checked >= 50
 
