@@ -315,11 +315,14 @@ def main_args(a: argparse.Namespace) -> int:
     warning = large_data_env(os.environ, own_graph=not a.no_launch)
     if warning:
         log(f'warning: {warning}')
-    proc = None if a.no_launch else start_node(a, out)
     import rclpy
-    rclpy.init()
+    own_context = not rclpy.ok()  # in-process callers (tests) may already hold a context
+    if own_context:
+        rclpy.init()
+    proc = None
     code = 0
     try:
+        proc = None if a.no_launch else start_node(a, out)
         pid = proc.pid if proc else a.node_pid
         count = iter(range(1000))
 
@@ -346,7 +349,8 @@ def main_args(a: argparse.Namespace) -> int:
             from .demo import stop_process
             stop_process(proc)
             proc.logfile.close()
-        rclpy.try_shutdown()
+        if own_context:
+            rclpy.try_shutdown()
     result['uptime'] = _uptime()
     (out / 'bench.json').write_text(json.dumps(result, indent=2) + '\n')
     if code == 0:

@@ -243,11 +243,13 @@ def run(args: argparse.Namespace) -> int:
         env.setdefault('FDR_RKNN_PYTHON', str(rknn_python))
     cmd = node_command(model, params, GOLDEN_NODE_PARAMS if golden else ())
     log('starting: ' + ' '.join(cmd))
+    import rclpy
+    own_context = not rclpy.ok()  # in-process callers (tests) may already hold a context
+    if own_context:
+        rclpy.init()
     node_log = open(out / 'detector_node.log', 'w')
     proc = subprocess.Popen(cmd, env=env, stdout=node_log, stderr=subprocess.STDOUT,
                             start_new_session=True)
-    import rclpy
-    rclpy.init()
     report: Optional[Dict[str, Any]] = None
     try:
         t0 = time.monotonic()
@@ -265,7 +267,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         code = stop_process(proc)
         node_log.close()
-        rclpy.try_shutdown()
+        if own_context:
+            rclpy.try_shutdown()
     log(f'detector_node stopped (exit code {code})')
     if report is None:
         tail = (out / 'detector_node.log').read_text(errors='replace').splitlines()[-25:]

@@ -78,11 +78,13 @@ def run(args: argparse.Namespace) -> int:
     cmd += ['--ros-args', '--params-file', str(params), '-p', f'model_path:={model}',
             '-p', 'autostart:=true', '-p', f'inputs:={inputs}']
     log('starting: ' + ' '.join(cmd))
+    import rclpy
+    own_context = not rclpy.ok()  # in-process callers (tests) may already hold a context
+    if own_context:
+        rclpy.init()
     node_log = open(out / 'detector_node.log', 'w')
     proc = subprocess.Popen(cmd, env=dict(os.environ), stdout=node_log,
                             stderr=subprocess.STDOUT, start_new_session=True)
-    import rclpy
-    rclpy.init()
     ok = False
     try:
         t0 = time.monotonic()
@@ -96,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         code = stop_process(proc)
         node_log.close()
-        rclpy.try_shutdown()
+        if own_context:
+            rclpy.try_shutdown()
     log(f'detector_node stopped (exit code {code})')
     if not ok:
         tail = (out / 'detector_node.log').read_text(errors='replace').splitlines()[-25:]

@@ -309,7 +309,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     cores = os.cpu_count() or 1
     import rclpy
-    rclpy.init()
+    own_context = not rclpy.ok()  # in-process callers (tests) may already hold a context
+    if own_context:
+        rclpy.init()
     results = []
     try:
         for _ in range(args.repeat):  # rows of one kind spread over the run: load drifts
@@ -340,7 +342,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                             c, args, Path(args.fair_params),
                                             Path(args.fair_model)))
     finally:
-        rclpy.try_shutdown()
+        if own_context:
+            rclpy.try_shutdown()
     if 'fair-pipeline' in want:
         for per_source in (False, True):
             results.append(pipeline_fairness(Path(args.fair_model), frames, args.fair_rates,
