@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
+from conftest import destroy_node
 from faster_deployment_ros.core.image_codec import fill_image_msg
 import numpy as np
 import rclpy
@@ -145,8 +146,8 @@ class NodeHarness:
         self._thread.join(5)
         self.node._release()
         gc.collect()  # drop executor generators that may still hold entity handles
-        self.node.destroy_node()
-        self.peer.destroy_node()
+        destroy_node(self.node)
+        destroy_node(self.peer)
 
 
 __all__ = ['NodeHarness', 'RELIABLE', 'TEST_PARAMETERS', 'image_msg', 'header_key',

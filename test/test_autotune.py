@@ -8,6 +8,7 @@ from __future__ import annotations
 import statistics
 import time
 
+from conftest import destroy_node
 import cv2
 from faster_deployment_ros.backends import create_backend
 from faster_deployment_ros.core import autotune
@@ -254,7 +255,7 @@ def test_node_with_autotune_configures_and_reports_its_choice(ros, yolox_model):
     finally:
         if node is not None:
             node._release()
-            node.destroy_node()
+            destroy_node(node)
 
 
 def test_node_autotune_needs_a_rate_and_a_budget(ros, yolox_model):
@@ -274,4 +275,4 @@ def test_node_autotune_needs_a_rate_and_a_budget(ros, yolox_model):
     finally:
         if node is not None:
             node._release()
-            node.destroy_node()
+            destroy_node(node)

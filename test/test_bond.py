@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 
+from conftest import destroy_node
 from faster_deployment_ros.ros.bond import ALIVE, Bond, DEAD, DYING
 import pytest
 import rclpy
@@ -70,8 +71,8 @@ class Peer:
     def close(self) -> None:
         self.executor.shutdown()
         self.thread.join(5)
-        self.ours.destroy_node()
-        self.theirs.destroy_node()
+        destroy_node(self.ours)
+        destroy_node(self.theirs)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+from conftest import destroy_node
 import numpy as np
 import pytest
 
@@ -175,4 +176,4 @@ def test_console_script_across_processes(ros, frames):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
-        peer.destroy_node()
+        destroy_node(peer)

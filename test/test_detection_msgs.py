@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 
+from conftest import destroy_node
 from faster_deployment_ros.core.types import Detections
 from faster_deployment_ros.ros.detection_msgs import detection_array_cdr, to_detection_array
 import numpy as np
@@ -78,4 +79,4 @@ def test_subscriber_receives_the_bytes_as_a_message(ros):
     finally:
         executor.shutdown()
         node.destroy_subscription(sub)
-        node.destroy_node()
+        destroy_node(node)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 import time
 
+from conftest import destroy_node
 import cv2
 import numpy as np
 import pytest
@@ -255,7 +256,7 @@ def test_console_script_across_processes_best_effort_720p(ros, yolox_model, plaz
         assert all(m.header.frame_id == 'plaza' for m in received)
         assert sum(any(d.results[0].hypothesis.class_id == 'person' for d in m.detections)
                    for m in received) >= len(frames) - 1
-    node.destroy_node()
+    destroy_node(node)
 
 
 class GpuPathStandIn(OnnxRuntimeBackend):
@@ -345,7 +346,7 @@ def test_lifecycle_services_drive_the_console_script(ros, yolox_model):
         assert call(change, ChangeState.Request(
             transition=Transition(id=Transition.TRANSITION_DEACTIVATE))).success
         assert call(get, GetState.Request()).current_state.id == State.PRIMARY_STATE_INACTIVE
-    node.destroy_node()
+    destroy_node(node)
 
 
 def test_latency_budget_per_hop_on_diagnostics(harness, plaza_video):

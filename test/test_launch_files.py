@@ -17,6 +17,7 @@ from pathlib import Path
 import threading
 import time
 
+from conftest import destroy_node
 import cv2
 from faster_deployment_ros.core.image_codec import fill_image_msg
 from faster_deployment_ros.ros.launch_spec import (ARGUMENTS, env_defaults, launch_arguments,
@@ -110,7 +111,7 @@ def answers_a_frame(frame, image_topic: str, out_topic: str, out_type, node_name
         assert got.is_set(), f'no {out_topic} from {node_name}'
         return received[0]
     finally:
-        peer.destroy_node()
+        destroy_node(peer)
 
 
 @pytest.fixture(scope='module')

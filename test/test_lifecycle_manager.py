@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 
+from conftest import destroy_node
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from node_harness import console_script
@@ -121,7 +122,7 @@ class ManagerPeer:
     def close(self) -> None:
         self.executor.shutdown()
         self._thread.join(5)
-        self.node.destroy_node()
+        destroy_node(self.node)
 
 
 def managed_node(yolox_model, *extra: str):

@@ -11,6 +11,7 @@ import threading
 import time
 from typing import Dict, List
 
+from conftest import destroy_node
 import numpy as np
 import pytest
 
@@ -111,8 +112,8 @@ class Graph:
         self._thread.join(5)
         self.node._release()
         gc.collect()  # drop executor generators that may still hold entity handles
-        self.node.destroy_node()
-        self.peer.destroy_node()
+        destroy_node(self.node)
+        destroy_node(self.peer)
 
 
 @pytest.fixture
@@ -250,7 +251,7 @@ def test_clashing_inputs_fail_configure_with_the_reason(ros, yolox_model):
         assert 'same topics' in node._configure_error
     finally:
         node._release()
-        node.destroy_node()
+        destroy_node(node)
 
 
 def test_single_camera_default_is_unchanged(graph, yolox_model, plaza_video):
@@ -280,7 +281,7 @@ def test_model_loaded_once_for_all_cameras(ros, yolox_model):
         assert node.output_topics('detections') == [f'/mm{i}/detections' for i in range(4)]
     finally:
         node._release()
-        node.destroy_node()
+        destroy_node(node)
 
 
 def test_multicam_player_restamps_and_interleaves_cameras(plaza_video):

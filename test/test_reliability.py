@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 
+from conftest import destroy_node
 import numpy as np
 import pytest
 
@@ -159,8 +160,8 @@ class Rig:
         self._thread.join(5)
         self.node._release()
         gc.collect()
-        self.node.destroy_node()
-        self.peer.destroy_node()
+        destroy_node(self.node)
+        destroy_node(self.peer)
 
 
 @pytest.fixture
@@ -537,7 +538,7 @@ def run_and_signal(model: Path, frame: np.ndarray, policy: str, sig: int) -> tup
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-            node.destroy_node()
+            destroy_node(node)
         out.seek(0)
         return rc, elapsed, out.read().decode(errors='replace')
 

@@ -8,6 +8,7 @@ import json
 import threading
 import time
 
+from conftest import destroy_node
 import cv2
 from faster_deployment_ros.core.image_codec import msg_to_numpy
 from faster_deployment_ros.tools.bag_types import make_typestore
@@ -158,7 +159,7 @@ class EchoNode:
         self.stop.set()
         self.thread.join()
         self.executor.shutdown()
-        self.node.destroy_node()
+        destroy_node(self.node)
         self.ctx.try_shutdown()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import sys
 
+from conftest import destroy_node
 from faster_deployment_ros.backends import backend_class
 from faster_deployment_ros.gpu import gpu_status
 import pytest
@@ -40,7 +41,7 @@ def test_common_parameters_reach_the_tensorrt_backend(ros, yolox_model, tmp_path
     finally:
         node._release()
         gc.collect()
-        node.destroy_node()
+        destroy_node(node)
 
 
 def test_tensorrt_declares_no_thread_knob():

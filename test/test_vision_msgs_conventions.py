@@ -11,6 +11,7 @@ from pathlib import Path
 import threading
 import time
 
+from conftest import destroy_node
 import cv2
 from faster_deployment_ros.core.image_codec import fill_image_msg
 from faster_deployment_ros.ros.detector_node import DetectorNode
@@ -91,8 +92,8 @@ class Graph:
         self._thread.join(5)
         self.node._release()
         gc.collect()
-        self.node.destroy_node()
-        self.peer.destroy_node()
+        destroy_node(self.node)
+        destroy_node(self.peer)
 
 
 @pytest.fixture
