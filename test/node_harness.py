@@ -7,7 +7,6 @@ their own small helpers on top (see test_detector_node.py, test_depth_node.py).
 from __future__ import annotations
 
 import contextlib
-import gc
 from pathlib import Path
 import subprocess
 import sys
@@ -142,13 +141,20 @@ class NodeHarness:
         return self.node._state_machine.current_state[0]
 
     def close(self) -> None:
-        self.executor.shutdown()
-        self._thread.join(5)
-        self.node._release()
-        gc.collect()  # drop executor generators that may still hold entity handles
-        destroy_node(self.node)
-        destroy_node(self.peer)
+        close_rig(self)
 
 
-__all__ = ['NodeHarness', 'RELIABLE', 'TEST_PARAMETERS', 'image_msg', 'header_key',
+def close_rig(rig) -> None:
+    """Tear down a node rig that has `executor`, `_thread`, `node` and `peer`.
+
+    Stop spinning, release the node's pipeline and backends, destroy both nodes (bounded, see
+    conftest.destroy_node).
+    """
+    rig.executor.shutdown()
+    rig._thread.join(5)
+    rig.node._release()
+    destroy_node(rig.node, rig.peer)
+
+
+__all__ = ['NodeHarness', 'close_rig', 'RELIABLE', 'TEST_PARAMETERS', 'image_msg', 'header_key',
            'console_script', 'stop_process']

@@ -6,7 +6,6 @@ headers.
 """
 from __future__ import annotations
 
-import gc
 import threading
 import time
 from typing import Dict, List
@@ -25,6 +24,7 @@ from faster_deployment_ros.ros.detector_node import DetectorNode  # noqa: E402
 from faster_deployment_ros.ros.params import ParameterError  # noqa: E402
 from faster_deployment_ros.tools.frames import read_frames  # noqa: E402
 from golden_support import model_path  # noqa: E402
+from node_harness import close_rig  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
@@ -108,12 +108,7 @@ class Graph:
             return {c: list(v) for c, v in self.got.items()}
 
     def close(self) -> None:
-        self.executor.shutdown()
-        self._thread.join(5)
-        self.node._release()
-        gc.collect()  # drop executor generators that may still hold entity handles
-        destroy_node(self.node)
-        destroy_node(self.peer)
+        close_rig(self)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ library logs on /rosout, and SIGINT / SIGTERM under both queue policies.
 """
 from __future__ import annotations
 
-import gc
 import os
 from pathlib import Path
 import signal
@@ -29,6 +28,7 @@ from faster_deployment_ros.ros.depth_node import DepthNode  # noqa: E402
 from faster_deployment_ros.ros.detector_node import DetectorNode  # noqa: E402
 import fault_backend  # noqa: E402
 from hypothesis import given, HealthCheck, settings, strategies as st  # noqa: E402
+from node_harness import close_rig  # noqa: E402
 from rcl_interfaces.msg import Log  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
@@ -156,12 +156,7 @@ class Rig:
         return h.frames_in == h.published_total + h.dropped_total + h.failed_total + h.in_flight
 
     def close(self) -> None:
-        self.executor.shutdown()
-        self._thread.join(5)
-        self.node._release()
-        gc.collect()
-        destroy_node(self.node)
-        destroy_node(self.peer)
+        close_rig(self)
 
 
 @pytest.fixture

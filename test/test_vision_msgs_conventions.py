@@ -6,16 +6,15 @@ reference thresholds unless the user sets them; a 12-bit mono16 camera decoded w
 """
 from __future__ import annotations
 
-import gc
 from pathlib import Path
 import threading
 import time
 
-from conftest import destroy_node
 import cv2
 from faster_deployment_ros.core.image_codec import fill_image_msg
 from faster_deployment_ros.ros.detector_node import DetectorNode
 from faster_deployment_ros.tools.frames import read_frames
+from node_harness import close_rig
 import numpy as np
 import pytest
 import rclpy
@@ -88,12 +87,7 @@ class Graph:
         self.image_pub.publish(msg)
 
     def close(self) -> None:
-        self.executor.shutdown()
-        self._thread.join(5)
-        self.node._release()
-        gc.collect()
-        destroy_node(self.node)
-        destroy_node(self.peer)
+        close_rig(self)
 
 
 @pytest.fixture
