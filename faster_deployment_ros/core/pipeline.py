@@ -204,6 +204,11 @@ class Pipeline:
         return len(self._infer)
 
     @property
+    def fault(self) -> Optional[str]:
+        """Why a stage thread died (a bug in the pipeline's own code), or None."""
+        return self._fault
+
+    @property
     def closed(self) -> bool:
         return self._closing
 

@@ -610,10 +610,10 @@ class PerceptionNode(LifecycleNode):
             else:
                 level, message = STALE, state
             health = HealthStatus(level, message, health.values)
-        elif self.pipeline is not None and self.pipeline.stats().get('fault'):
-            fault = self.pipeline.stats()['fault']
-            health = HealthStatus(ERROR, f'pipeline stopped: {fault} (reconfigure the node)',
-                                  health.values)
+        elif self.pipeline is not None and self.pipeline.fault:
+            health = HealthStatus(
+                ERROR, f'pipeline stopped: {self.pipeline.fault} (reconfigure the node)',
+                health.values)
         extra = [(v.key, v.value) for v in self._pipeline_values()]
         return [diagnostic_status(health, name, hardware, extra)] + self.camera_diagnostics()
 
