@@ -18,12 +18,14 @@ GATE ?= --min-recall 0.98 --min-precision 0.98 --max-box-drift-px 2 --box-drift-
 PYTEST_ARGS ?=
 TESTS ?= test
 
-# Large camera frames over Fast DDS (see config/fastdds_large_data.xml and the README), and
-# reused frame buffers instead of fresh mmaps per frame.
-export FASTDDS_BUILTIN_TRANSPORTS ?= LARGE_DATA
-ifneq ($(filter jazzy humble,$(ROS_DISTRO_WHEELS)),)
-# Fast DDS 2.x reads the shipped profile from this variable (LARGE_DATA alone is not enough there)
-export FASTRTPS_DEFAULT_PROFILES_FILE ?= $(ROOT)/config/fastdds_large_data.xml
+# Large camera frames over Fast DDS: the shipped profile (64 MB shared memory + UDP) on every
+# distro, read by Fast DDS 3.x (Kilted) and 2.x (Humble, Jazzy) from these variables; not the
+# LARGE_DATA builtin, whose TCP transport stalled and deadlocked here (README, "Middleware").
+# And reused frame buffers instead of fresh mmaps per frame.
+# A transport the user chose (a profile or a builtin set) is kept as it is.
+ifeq ($(strip $(FASTDDS_BUILTIN_TRANSPORTS)$(FASTDDS_DEFAULT_PROFILES_FILE)$(FASTRTPS_DEFAULT_PROFILES_FILE)),)
+export FASTDDS_DEFAULT_PROFILES_FILE := $(ROOT)/config/fastdds_large_data.xml
+export FASTRTPS_DEFAULT_PROFILES_FILE := $(ROOT)/config/fastdds_large_data.xml
 endif
 export MALLOC_MMAP_THRESHOLD_ ?= 33554432
 export MALLOC_TRIM_THRESHOLD_ ?= 268435456

@@ -18,9 +18,10 @@ import gc
 import json
 import os
 from pathlib import Path
-import random
 import sys
 import threading
+
+from faster_deployment_ros.ros.middleware_env import apply_camera_env, private_domain
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get('FDR_SHARED', ROOT.parent / 'shared'))
@@ -46,7 +47,8 @@ def main(argv=None) -> int:
                     help="keep glibc's default arena count (run_node limits it)")
     ap.add_argument('--out', default='out/cleanup_cycles.json')
     args = ap.parse_args(argv)
-    os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 200)))
+    private_domain(os.environ)
+    apply_camera_env(os.environ)
 
     import cv2
     from faster_deployment_ros.core.image_codec import fill_image_msg

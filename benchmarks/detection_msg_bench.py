@@ -8,19 +8,22 @@ message is built and serialised either way).
 """
 import os
 from pathlib import Path
-import random
 import sys
 import time
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 200)))
 from faster_deployment_ros.core.types import Detections  # noqa: E402
 from faster_deployment_ros.ros.detection_msgs import (detection_array_cdr,  # noqa: E402
                                                       to_detection_array)
+from faster_deployment_ros.ros.middleware_env import (apply_camera_env,  # noqa: E402
+                                                      private_domain)
 import numpy as np  # noqa: E402
 import rclpy  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
+
+private_domain(os.environ)
+apply_camera_env(os.environ)
 
 
 def per_call_ms(fn, n: int = 300) -> float:

@@ -16,7 +16,7 @@ OUT=${OUT:-out/latency_budget}
 BIN=${BIN:-.venv/bin}
 DUR=${DUR:-10}
 ROUNDS=${ROUNDS:-2}
-export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-$((RANDOM % 200 + 1))}
+export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-$((RANDOM % 100 + 1))}
 mkdir -p "$OUT"
 run() {  # name model overload-rate extra...
   local name=$1 model=$2 overload=$3; shift 3

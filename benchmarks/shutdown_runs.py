@@ -23,6 +23,7 @@ import threading
 import time
 
 import cv2
+from faster_deployment_ros.ros.middleware_env import apply_camera_env, private_domain
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,8 +102,8 @@ def main(argv=None) -> int:
     ap.add_argument('--signals', default='SIGINT,SIGTERM')
     ap.add_argument('--out', default='out/shutdown_runs.json')
     args = ap.parse_args(argv)
-    os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 200)))
-    os.environ.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
+    private_domain(os.environ)
+    apply_camera_env(os.environ)
     import rclpy
     rclpy.init()
     frame = cv2.imread(args.image, cv2.IMREAD_COLOR)

@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 from pathlib import Path
-import random
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ import threading
 import time
 
 import cv2
+from faster_deployment_ros.ros.middleware_env import apply_camera_env, private_domain
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,8 +50,8 @@ def main(argv=None) -> int:
     ap.add_argument('--video', default=str(SHARED / 'data/pedestrians_plaza_1280x720_50fps.avi'))
     ap.add_argument('--out', default='out/soak_reliability.json')
     args = ap.parse_args(argv)
-    os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 200)))
-    os.environ.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
+    private_domain(os.environ)
+    apply_camera_env(os.environ)
 
     from diagnostic_msgs.msg import DiagnosticArray
     from faster_deployment_ros.core.image_codec import fill_image_msg

@@ -5,16 +5,17 @@ import contextlib
 import os
 from pathlib import Path
 
+from faster_deployment_ros.ros.middleware_env import apply_camera_env, private_domain
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get('FDR_SHARED', ROOT.parent / 'shared'))
 CACHE = ROOT / '.cache'
 
-# Concurrent test runs on one machine must not hear each other's topics. (Do not set
-# ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST: with it, large frames never reach another process.)
-os.environ.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 200))
-os.environ.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
+# Concurrent test runs on one machine must not hear each other's topics; every process of the
+# tests' graphs gets the transports the README prescribes (ros/middleware_env.py).
+private_domain(os.environ, seed=os.getpid())
+apply_camera_env(os.environ)
 
 
 def ros_distro() -> str:
@@ -33,11 +34,6 @@ def ros_distro() -> str:
         return 'kilted'
 
 
-if ros_distro() in ('humble', 'jazzy'):
-    # Fast DDS 2.x: LARGE_DATA alone lost most best-effort 720p frames across processes on
-    # Jazzy here; the shipped profile (read from FASTRTPS_DEFAULT_PROFILES_FILE) carries them.
-    os.environ.setdefault('FASTRTPS_DEFAULT_PROFILES_FILE',
-                          str(ROOT / 'config' / 'fastdds_large_data.xml'))
 os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
 
 

@@ -57,15 +57,18 @@ def test_launch_arguments_and_spec():
     assert multi['parameters'][1] == {'inputs': ['/a/image', '/b/image']}
 
 
-def test_environment_per_distro():
-    env = env_defaults({}, str(ROOT))
-    assert env['FASTDDS_BUILTIN_TRANSPORTS'] == 'LARGE_DATA'
-    assert env_defaults({'FASTDDS_BUILTIN_TRANSPORTS': 'UDPv4'}, str(ROOT))[
-        'FASTDDS_BUILTIN_TRANSPORTS'] == 'UDPv4'  # the user's choice stays
-    for distro in ('humble', 'jazzy'):  # Fast DDS 2.x: the shipped profile instead
-        env = env_defaults({'ROS_DISTRO': distro}, str(ROOT))
+def test_environment_is_the_shipped_profile_unless_the_user_chose_a_transport():
+    for environ in ({}, {'ROS_DISTRO': 'jazzy'}, {'ROS_DISTRO': 'kilted'}):
+        env = env_defaults(environ, str(ROOT))
         assert 'FASTDDS_BUILTIN_TRANSPORTS' not in env
-        assert Path(env['FASTRTPS_DEFAULT_PROFILES_FILE']).is_file()
+        for var in ('FASTDDS_DEFAULT_PROFILES_FILE', 'FASTRTPS_DEFAULT_PROFILES_FILE'):
+            assert Path(env[var]) == ROOT / 'config' / 'fastdds_large_data.xml'
+        assert env['MALLOC_MMAP_THRESHOLD_'] == '33554432'
+    # the user's choice stays, and no profile is added beside it (the two would not match)
+    env = env_defaults({'FASTDDS_BUILTIN_TRANSPORTS': 'LARGE_DATA'}, str(ROOT))
+    assert not any(k.endswith('PROFILES_FILE') for k in env)
+    env = env_defaults({'FASTRTPS_DEFAULT_PROFILES_FILE': '/robot.xml'}, str(ROOT))
+    assert not any(k.endswith('PROFILES_FILE') for k in env)
 
 
 @contextlib.contextmanager

@@ -1,7 +1,7 @@
 """What the README promises about the middleware.
 
-Best-effort 1280x720 bgr8 frames cross processes with the shipped settings (LARGE_DATA builtin
-transports, or the XML profile).
+Best-effort 1280x720 bgr8 frames cross processes with the shipped settings (the XML profile that
+ros/middleware_env.py gives every process, on every distro).
 """
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import subprocess
 import sys
 import textwrap
 
-from conftest import ros_distro
-import pytest
+from faster_deployment_ros.ros.middleware_env import apply_camera_env, camera_env, private_domain
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,18 +58,23 @@ def run_pair(env_changes: dict) -> int:
     return int(out.split('GOT')[1])
 
 
-# Fast DDS 2.x (Humble, Jazzy) reads the profile from FASTRTPS_DEFAULT_PROFILES_FILE, 3.x
-# (Kilted) from FASTDDS_DEFAULT_PROFILES_FILE; the README says which setting each distro needs.
-PROFILE_VAR = ('FASTRTPS_DEFAULT_PROFILES_FILE' if ros_distro() in ('humble', 'jazzy')
-               else 'FASTDDS_DEFAULT_PROFILES_FILE')
+def test_best_effort_720p_crosses_processes_with_the_shipped_profile():
+    env = camera_env({})
+    assert Path(env['FASTDDS_DEFAULT_PROFILES_FILE']) == ROOT / 'config' / 'fastdds_large_data.xml'
+    assert run_pair(env) >= 9
 
 
-@pytest.mark.parametrize('settings', [
-    {'FASTDDS_BUILTIN_TRANSPORTS': 'LARGE_DATA'},
-    {PROFILE_VAR: str(ROOT / 'config/fastdds_large_data.xml')},
-], ids=['LARGE_DATA', 'xml_profile'])
-def test_best_effort_720p_crosses_processes(settings):
-    if 'FASTDDS_BUILTIN_TRANSPORTS' in settings and ros_distro() in ('humble', 'jazzy'):
-        pytest.skip(f'{ros_distro()}: the README prescribes the XML profile, not LARGE_DATA '
-                    '(on Jazzy LARGE_DATA alone lost most frames here)')
-    assert run_pair(settings) >= 9
+def test_camera_env_is_applied_once_and_keeps_the_users_choice():
+    environ = {}
+    env = apply_camera_env(environ)
+    assert environ == env and env['FASTRTPS_DEFAULT_PROFILES_FILE'] == env[
+        'FASTDDS_DEFAULT_PROFILES_FILE']
+    robot = {'FASTDDS_BUILTIN_TRANSPORTS': 'LARGE_DATA', 'MALLOC_MMAP_THRESHOLD_': '1'}
+    apply_camera_env(robot)  # another transport on the robot: ours would not even match it
+    assert robot == {'FASTDDS_BUILTIN_TRANSPORTS': 'LARGE_DATA', 'MALLOC_MMAP_THRESHOLD_': '1',
+                     'MALLOC_TRIM_THRESHOLD_': '268435456'}
+
+
+def test_private_domain_stays_in_the_ids_ros_documents_as_safe():
+    assert {private_domain({}, seed=s) for s in range(1000)} == {str(i) for i in range(1, 101)}
+    assert private_domain({'ROS_DOMAIN_ID': '7'}, seed=3) == '7'

@@ -339,18 +339,3 @@ def test_demo_golden_record_then_check(plaza_video, yolox_model, tmp_path):
     # no golden bag: a clear error, exit 2
     proc = demo('none', '--check-golden', str(tmp_path / 'nothing'))
     assert proc.returncode == 2 and 'record one first' in proc.stderr
-
-
-def test_large_data_env_choices():
-    from faster_deployment_ros.tools.replay import large_data_env, large_data_profile
-    env = {}
-    assert large_data_env(env) is None and env == {'FASTDDS_BUILTIN_TRANSPORTS': 'LARGE_DATA'}
-    env = {'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST'}
-    warning = large_data_env(env)  # someone else's processes: never change their transport
-    assert 'LOCALHOST' in warning and 'FASTDDS_DEFAULT_PROFILES_FILE' not in env
-    env = {'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST'}
-    assert large_data_env(env, own_graph=True) is None  # the demo starts both sides
-    assert env['FASTDDS_DEFAULT_PROFILES_FILE'] == str(large_data_profile())
-    env = {'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST', 'FASTDDS_DEFAULT_PROFILES_FILE': 'x'}
-    assert large_data_env(env, own_graph=True) is None
-    assert env['FASTDDS_DEFAULT_PROFILES_FILE'] == 'x'

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from typing import Dict, List, Mapping, Optional, Tuple
 
+from .middleware_env import camera_env
+
 PACKAGE = 'faster_deployment_ros'
 
 #: (name, default, description) of the launch arguments; None: set per launch file
@@ -27,21 +29,10 @@ ARGUMENTS: List[Tuple[str, Optional[str], str]] = [
 def env_defaults(environ: Mapping[str, str], share: str) -> Dict[str, str]:
     """Return the middleware and allocator environment for camera-sized frames.
 
-    Large-data transports (Kilted) or the shipped large shared-memory profile (Humble, Jazzy),
-    and buffer reuse for multi-MB frames; a variable already set in `environ` keeps its value.
+    The shipped Fast DDS profile under `share` and buffer reuse (ros/middleware_env.py, on every
+    distro); a variable already set in `environ` keeps its value.
     """
-    defaults = {
-        'FASTDDS_BUILTIN_TRANSPORTS': 'LARGE_DATA',
-        'MALLOC_MMAP_THRESHOLD_': '33554432',
-        'MALLOC_TRIM_THRESHOLD_': '268435456',
-    }
-    if environ.get('ROS_DISTRO') in ('humble', 'jazzy'):
-        # Fast DDS 2.x: Humble's 2.6 has no LARGE_DATA builtin, and with Jazzy's 2.14 it lost
-        # most best-effort 720p frames across processes (test_middleware); the profile does not.
-        defaults = {k: v for k, v in defaults.items() if not k.startswith('FASTDDS')}
-        defaults['FASTRTPS_DEFAULT_PROFILES_FILE'] = os.path.join(
-            share, 'config', 'fastdds_large_data.xml')
-    return {k: environ.get(k, v) for k, v in defaults.items()}
+    return camera_env(environ, share)
 
 
 def parse_inputs(text: str) -> list:

@@ -215,7 +215,7 @@ def peak_search(run: Callable[[float], Dict[str, Any]], start_hz: float, max_hz:
 # --- node ---------------------------------------------------------------------------------------
 
 def start_node(a: argparse.Namespace, out: Path) -> subprocess.Popen:
-    from .demo import find_model, find_params, NODE_ENV
+    from .demo import find_model, find_params
     model, params = find_model(a.model), find_params(a.params)
     if model is None or params is None:
         raise SystemExit(f'fdr-bag bench: model {a.model!r} or params {a.params!r} not found')
@@ -228,7 +228,7 @@ def start_node(a: argparse.Namespace, out: Path) -> subprocess.Popen:
             '-p', 'autostart:=true']
     for p in a.param:
         cmd += ['-p', p]
-    env = {**os.environ, **{k: os.environ.get(k, v) for k, v in NODE_ENV.items()}}
+    env = dict(os.environ)  # main_args applied the camera environment
     log('starting: ' + ' '.join(cmd))
     logf = open(out / f'{a.node}.log', 'w')
     proc = subprocess.Popen(cmd, env=env, stdout=logf, stderr=subprocess.STDOUT,
@@ -297,7 +297,8 @@ def _input_size(bag: Path, topic: Optional[str]) -> str:
 
 
 def main_args(a: argparse.Namespace) -> int:
-    from .replay import large_data_env, ReplayError
+    from ..ros.middleware_env import apply_camera_env
+    from .replay import ReplayError
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     if a.out_topic is None or a.out_type is None:
@@ -312,9 +313,7 @@ def main_args(a: argparse.Namespace) -> int:
         'latency_hz': a.latency_hz, 'duration_s': a.duration, 'params': a.params,
         'param_overrides': a.param, 'model': a.model, 'uptime_before': _uptime(),
         'baseline_cpu_pct': baseline_cpu()}
-    warning = large_data_env(os.environ, own_graph=not a.no_launch)
-    if warning:
-        log(f'warning: {warning}')
+    apply_camera_env(os.environ)  # before the first ROS context; the node inherits it
     import rclpy
     own_context = not rclpy.ok()  # in-process callers (tests) may already hold a context
     if own_context:

@@ -46,11 +46,10 @@ def _from_video(a: argparse.Namespace) -> int:
 def _play_record(a: argparse.Namespace) -> int:
     import os
 
-    from .replay import large_data_env, play_record, ReplayConfig, ReplayError
+    from ..ros.middleware_env import apply_camera_env
+    from .replay import play_record, ReplayConfig, ReplayError
     from .report import format_report
-    warning = large_data_env(os.environ)
-    if warning:
-        print(f'fdr-bag: warning: {warning}', file=sys.stderr)
+    apply_camera_env(os.environ)  # the transports the README prescribes for the node too
     cfg = ReplayConfig(in_bag=Path(a.in_bag), out_dir=Path(a.out_dir), in_topic=a.in_topic,
                        out_topic=a.out_topic, out_type=a.out_type, bag_topic=a.bag_topic,
                        rate=a.rate, reliable=a.reliable, depth=a.depth,

@@ -37,7 +37,6 @@ SHARED = Path(os.environ.get('FDR_SHARED', ROOT.parent / 'shared'))
 MODEL_DIRS = (SHARED / 'models', Path.home() / '.cache' / 'faster_deployment_ros' / 'models')
 DEFAULT_PARAMS = 'config/yolox_nano_onnxruntime.yaml'
 USAGE = 'make demo INPUT=/path/video.avi MODEL=/path/model.onnx'
-NODE_ENV = {'MALLOC_MMAP_THRESHOLD_': '33554432', 'MALLOC_TRIM_THRESHOLD_': '268435456'}
 # Golden runs: the same stamps every time, and no frame dropped between player and node.
 GOLDEN_START_NS = 1_700_000_000_000_000_000
 GOLDEN_QOS_DEPTH = 50
@@ -219,7 +218,8 @@ def run(args: argparse.Namespace) -> int:
         print(f'demo: pass the video and an ONNX detector, e.g.\n  {USAGE}', file=sys.stderr)
         return 2
 
-    from .replay import large_data_env, play_record, ReplayConfig
+    from ..ros.middleware_env import apply_camera_env
+    from .replay import play_record, ReplayConfig
     from .report import format_report
 
     out = Path(args.out)
@@ -236,8 +236,8 @@ def run(args: argparse.Namespace) -> int:
         shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
 
     # Before this process's first ROS context: the child and we use the same transports.
-    large_data_env(os.environ, own_graph=True)
-    env = {**os.environ, **{k: os.environ.get(k, v) for k, v in NODE_ENV.items()}}
+    apply_camera_env(os.environ)
+    env = dict(os.environ)
     rknn_python = ROOT / '.venv-rknn' / 'bin' / 'python'  # the dev tree's RKNN simulator, if any
     if rknn_python.exists():
         env.setdefault('FDR_RKNN_PYTHON', str(rknn_python))

@@ -18,13 +18,13 @@ import argparse
 import json
 import os
 from pathlib import Path
-import random
 import subprocess
 import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
-from .demo import DEFAULT_PARAMS, find_model, find_params, NODE_ENV, SHARED, stop_process
+from .demo import DEFAULT_PARAMS, find_model, find_params, SHARED, stop_process
+from ..ros.middleware_env import apply_camera_env, private_domain
 
 CAMERAS = (('front', 'pedestrians_plaza_1280x720_50fps.avi', 50.0),
            ('rear', 'campus_walkway_480x360_10fps.avi', 10.0))
@@ -55,9 +55,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 200)))
-    for k, v in {**NODE_ENV, 'FASTDDS_BUILTIN_TRANSPORTS': 'LARGE_DATA'}.items():
-        os.environ.setdefault(k, v)
+    private_domain(os.environ)
+    apply_camera_env(os.environ)
 
     from sensor_msgs.msg import Image
 

@@ -26,16 +26,15 @@ import argparse
 import json
 import os
 from pathlib import Path
-import random
 import subprocess
 import sys
 import threading
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
+from ..ros.middleware_env import apply_camera_env, private_domain
+
 ROOT = Path(__file__).resolve().parents[2]
-NODE_ENV = {'MALLOC_MMAP_THRESHOLD_': '33554432', 'MALLOC_TRIM_THRESHOLD_': '268435456',
-            'FASTDDS_BUILTIN_TRANSPORTS': 'LARGE_DATA'}
 CLK = os.sysconf('SC_CLK_TCK')
 
 
@@ -128,7 +127,7 @@ def _run_scenario(label: str, nodes: List[List[str]], cams: List[Dict[str, Any]]
     from .multicam import play_streams, serialise_images, Stream, stream_report
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **{k: os.environ.get(k, v) for k, v in NODE_ENV.items()}}
+    env = dict(os.environ)  # main applied the camera environment
     procs = []
     for i, extra in enumerate(nodes):
         logf = open(out_dir / f'{label.replace(" ", "_")}_node{i}.log', 'w')
@@ -294,9 +293,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument('--out', default=str(ROOT / 'out' / 'multicam_bench'))
     p.add_argument('--json', help='write all results here')
     args = p.parse_args(argv)
-    os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 200)))
-    for k, v in NODE_ENV.items():
-        os.environ.setdefault(k, v)
+    private_domain(os.environ)
+    apply_camera_env(os.environ)
     model, params = Path(args.model), Path(args.params)
     frames = camera_frames(Path(args.shared))
     want = set(args.only) or {'single', 'separate', 'shared', 'fair', 'fair-pipeline'}

@@ -57,48 +57,6 @@ class ReplayError(RuntimeError):
     pass
 
 
-LARGE_DATA_XML = 'fastdds_large_data.xml'
-
-
-def large_data_profile() -> Optional[Path]:
-    """config/fastdds_large_data.xml from the source tree or the installed share directory."""
-    candidates = [Path(__file__).resolve().parents[2] / 'config' / LARGE_DATA_XML]
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        candidates.append(Path(get_package_share_directory('faster_deployment_ros'))
-                          / 'config' / LARGE_DATA_XML)
-    except Exception:  # noqa: B902 - not installed: the source tree's copy
-        pass
-    return next((c for c in candidates if c.is_file()), None)
-
-
-def large_data_env(env: Dict[str, str], own_graph: bool = False) -> Optional[str]:
-    """Apply transport settings for camera-sized frames to ``env`` (e.g. os.environ).
-
-    Call before the process creates its first ROS context; returns a warning for the user, or
-    None.
-
-    Best-effort camera frames across processes need FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA
-    (which fails under ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST) or config/fastdds_large_data.xml
-    (shared memory + UDP, works in both cases; README, "Middleware"; test/test_middleware.py),
-    but a process with the profile and one with LARGE_DATA do not even match. So the profile is
-    only chosen when ``own_graph`` (the caller starts every process of the graph with this env,
-    as the demo does).
-    """
-    env.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
-    profiled = (env.get('FASTDDS_DEFAULT_PROFILES_FILE')
-                or env.get('FASTRTPS_DEFAULT_PROFILES_FILE'))
-    if profiled or env.get('ROS_AUTOMATIC_DISCOVERY_RANGE', '').upper() != 'LOCALHOST':
-        return None
-    prof = large_data_profile()
-    if own_graph and prof is not None:
-        env['FASTDDS_DEFAULT_PROFILES_FILE'] = str(prof)
-        return None
-    return ('ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST with LARGE_DATA loses most large frames '
-            'between processes; unset it, or give every process '
-            f'FASTDDS_DEFAULT_PROFILES_FILE={prof or "config/" + LARGE_DATA_XML}')
-
-
 def import_message(name: str):
     """'pkg/msg/Type' (or pkg/Type) -> the rclpy message class."""
     pkg, kind, typ = normalize_type(name).split('/')

@@ -19,8 +19,6 @@ from ...models import available_families, create_adapter
 
 REPO = Path(__file__).resolve().parents[3]
 SHARED_REL = Path('shared/data/pedestrians_plaza_1280x720_50fps.avi')
-NODE_ENV = {'FASTDDS_BUILTIN_TRANSPORTS': 'LARGE_DATA', 'MALLOC_MMAP_THRESHOLD_': '33554432',
-            'MALLOC_TRIM_THRESHOLD_': '268435456'}
 #: the shipped parameter file per family: the node runs with it unless --node-params says else
 SHIPPED_PARAMS = {'yolox': 'config/yolox_nano_onnxruntime.yaml',
                   'yolov8': 'config/yolov8n_onnxruntime.yaml',

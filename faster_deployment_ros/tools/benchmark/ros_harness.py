@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-import random
 import shutil
 import signal
 import subprocess
@@ -24,10 +23,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .common import (foreign, lat_summary, Model, NODE_ENV, order_violations, Progress, REPO,
+from .common import (foreign, lat_summary, Model, order_violations, Progress, REPO,
                      scalar, SHIPPED_PARAMS)
 from .cpu import CpuWatch, load_avg
 from .measure import bare_reference, flatness, infer_cpu_ms, run_pipeline, windows
+from ...ros.middleware_env import apply_camera_env, private_domain
 
 _now = time.perf_counter
 
@@ -90,9 +90,7 @@ class RosBench:
         from vision_msgs.msg import Detection2DArray
 
         args = list(cmd) + (['-r', f'__ns:=/{namespace}'] if namespace else [])
-        env = dict(os.environ)
-        for k, v in NODE_ENV.items():
-            env.setdefault(k, v)
+        env = dict(os.environ)  # run_ros applied the camera environment
         log_path = self.out_dir / f'{name}.log'
         log = open(log_path, 'w')
         proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -386,9 +384,8 @@ def parse_rate(text: str, capacity: float) -> Tuple[float, str]:
 # ------------------------------------------------------------------------------ the sections
 def run_ros(args, res: Dict[str, Any], model: Model, frames: List[np.ndarray],
             out_dir: Path, progress: Progress) -> None:
-    os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 200)))
-    for k, v in NODE_ENV.items():
-        os.environ.setdefault(k, v)
+    private_domain(os.environ)
+    env = apply_camera_env(os.environ)  # the node and this process: the same transports
     pf, over, eff = node_settings(args, model)
     workers, threads, queue = int(eff['workers']), int(eff['threads']), int(eff['queue_size'])
     extra = backend_extra(eff, args.backend)
@@ -417,7 +414,7 @@ def run_ros(args, res: Dict[str, Any], model: Model, frames: List[np.ndarray],
     res['ros_node'] = {'params_file': str(pf) if pf else None, 'overrides': over,
                        'effective': dict(eff),
                        'command': ' '.join(node.cmd),
-                       'env': {k: os.environ.get(k) for k in ('ROS_DOMAIN_ID', *NODE_ENV)}}
+                       'env': {'ROS_DOMAIN_ID': os.environ['ROS_DOMAIN_ID'], **env}}
     cfg = f'{workers}x{threads}q{queue}'
     res['ros'] = []
     try:
