@@ -19,13 +19,16 @@ PYTEST_ARGS ?=
 TESTS ?= test
 
 # Large camera frames over Fast DDS: the shipped profile (64 MB shared memory + UDP) on every
-# distro, read by Fast DDS 3.x (Kilted) and 2.x (Humble, Jazzy) from these variables; not the
+# distro, read by Fast DDS 3.x (Kilted) and 2.x (Humble, Jazzy) from its own variable; not the
 # LARGE_DATA builtin, whose TCP transport stalled and deadlocked here (README, "Middleware").
 # And reused frame buffers instead of fresh mmaps per frame.
 # A transport the user chose (a profile or a builtin set) is kept as it is.
 ifeq ($(strip $(FASTDDS_BUILTIN_TRANSPORTS)$(FASTDDS_DEFAULT_PROFILES_FILE)$(FASTRTPS_DEFAULT_PROFILES_FILE)),)
+ifeq ($(filter jazzy humble,$(ROS_DISTRO_WHEELS)),)
 export FASTDDS_DEFAULT_PROFILES_FILE := $(ROOT)/config/fastdds_large_data.xml
+else
 export FASTRTPS_DEFAULT_PROFILES_FILE := $(ROOT)/config/fastdds_large_data.xml
+endif
 endif
 export MALLOC_MMAP_THRESHOLD_ ?= 33554432
 export MALLOC_TRIM_THRESHOLD_ ?= 268435456

@@ -18,22 +18,6 @@ private_domain(os.environ, seed=os.getpid())
 apply_camera_env(os.environ)
 
 
-def ros_distro() -> str:
-    """Return the ROS 2 distribution under test.
-
-    The sourced one, else the index wheels' (Jazzy's are named ros-jazzy-*; Kilted's are the
-    unprefixed ones).
-    """
-    if os.environ.get('ROS_DISTRO'):
-        return os.environ['ROS_DISTRO']
-    from importlib.metadata import PackageNotFoundError, version
-    try:
-        version('ros-jazzy-rclpy')
-        return 'jazzy'
-    except PackageNotFoundError:
-        return 'kilted'
-
-
 os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
 
 

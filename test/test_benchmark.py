@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import cv2
+from faster_deployment_ros.ros.middleware_env import profile_var
 import pytest
 import yaml
 
@@ -63,8 +64,7 @@ def test_benchmark_smoke(tmp_path, yolox_model, plaza_video):
     assert int(diag['pipeline_frames_in']) == (
         int(diag['pipeline_frames_out']) + int(diag['pipeline_dropped'])
         + int(diag['pipeline_in_flight']))
-    assert report['ros_node']['env']['FASTDDS_DEFAULT_PROFILES_FILE'].endswith(
-        'config/fastdds_large_data.xml')
+    assert report['ros_node']['env'][profile_var()].endswith('config/fastdds_large_data.xml')
     # the node runs with the family's shipped YAML; its per-hop budget comes from /diagnostics
     assert report['ros_node']['params_file'].endswith('config/yolox_nano_onnxruntime.yaml')
     hops = budget['node_hops_ms']

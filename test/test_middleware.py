@@ -11,7 +11,8 @@ import subprocess
 import sys
 import textwrap
 
-from faster_deployment_ros.ros.middleware_env import apply_camera_env, camera_env, private_domain
+from faster_deployment_ros.ros.middleware_env import (apply_camera_env, camera_env, private_domain,
+                                                      profile_var)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,15 +61,14 @@ def run_pair(env_changes: dict) -> int:
 
 def test_best_effort_720p_crosses_processes_with_the_shipped_profile():
     env = camera_env({})
-    assert Path(env['FASTDDS_DEFAULT_PROFILES_FILE']) == ROOT / 'config' / 'fastdds_large_data.xml'
+    assert Path(env[profile_var()]) == ROOT / 'config' / 'fastdds_large_data.xml'
     assert run_pair(env) >= 9
 
 
 def test_camera_env_is_applied_once_and_keeps_the_users_choice():
     environ = {}
     env = apply_camera_env(environ)
-    assert environ == env and env['FASTRTPS_DEFAULT_PROFILES_FILE'] == env[
-        'FASTDDS_DEFAULT_PROFILES_FILE']
+    assert environ == env and profile_var() in env
     robot = {'FASTDDS_BUILTIN_TRANSPORTS': 'LARGE_DATA', 'MALLOC_MMAP_THRESHOLD_': '1'}
     apply_camera_env(robot)  # another transport on the robot: ours would not even match it
     assert robot == {'FASTDDS_BUILTIN_TRANSPORTS': 'LARGE_DATA', 'MALLOC_MMAP_THRESHOLD_': '1',

@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Dict, Mapping, MutableMapping, Optional
 
 PROFILE_NAME = 'fastdds_large_data.xml'
-#: Fast DDS 3.x (Kilted) reads the first, 2.x (Humble, Jazzy) the second
+#: Fast DDS 3.x (Kilted) reads the first, 2.x (Humble, Jazzy) the second (Kilted's rmw warns
+#: that the second is deprecated, so each distro gets only its own)
 PROFILE_VARS = ('FASTDDS_DEFAULT_PROFILES_FILE', 'FASTRTPS_DEFAULT_PROFILES_FILE')
+FAST_DDS_2_DISTROS = ('humble', 'jazzy')
 #: reuse multi-MB frame buffers instead of mapping them afresh for every frame (latency stalls)
 ALLOCATOR_ENV = {'MALLOC_MMAP_THRESHOLD_': '33554432', 'MALLOC_TRIM_THRESHOLD_': '268435456'}
 
@@ -37,6 +39,26 @@ def profile_path(share: Optional[str] = None) -> Optional[Path]:
     return next((c for c in candidates if c.is_file()), None)
 
 
+def ros_distro(environ: Mapping[str, str] = os.environ) -> str:
+    """Return the ROS 2 distribution: the sourced one, else the index wheels'.
+
+    Jazzy's wheels are named ros-jazzy-*; Kilted's are the unprefixed ones.
+    """
+    if environ.get('ROS_DISTRO'):
+        return environ['ROS_DISTRO']
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        version('ros-jazzy-rclpy')
+        return 'jazzy'
+    except PackageNotFoundError:
+        return 'kilted'
+
+
+def profile_var(environ: Mapping[str, str] = os.environ) -> str:
+    """Return the variable this distro's Fast DDS reads its profile file from."""
+    return PROFILE_VARS[1] if ros_distro(environ) in FAST_DDS_2_DISTROS else PROFILE_VARS[0]
+
+
 def user_chose_transport(environ: Mapping[str, str]) -> bool:
     """Return True when `environ` already names a Fast DDS transport (profile or builtin set)."""
     return any(environ.get(k) for k in (*PROFILE_VARS, 'FASTDDS_BUILTIN_TRANSPORTS'))
@@ -47,7 +69,7 @@ def camera_env(environ: Mapping[str, str], share: Optional[str] = None) -> Dict[
     wanted = dict(ALLOCATOR_ENV)
     profile = profile_path(share)
     if profile is not None and not user_chose_transport(environ):
-        wanted.update({k: str(profile) for k in PROFILE_VARS})
+        wanted[profile_var(environ)] = str(profile)
     return {k: environ.get(k) or v for k, v in wanted.items()}
 
 
