@@ -154,3 +154,11 @@ def test_spinning_policy_follows_the_core_count(sub_path):
     assert create_backend('onnxruntime', str(sub_path), allow_spinning='on').allow_spinning
     with pytest.raises(BackendError, match='allow_spinning'):
         create_backend('onnxruntime', str(sub_path), allow_spinning='maybe')
+    # ORT's session.force_spinning_stop: spin inside a run only (an A/B of latency_budget.sh)
+    b = create_backend('onnxruntime', str(sub_path), allow_spinning=True,
+                       force_spinning_stop='true')
+    assert b.force_spinning_stop is True and 'force_spinning_stop=True' in b.describe()
+    a, c = np.array([[5.0, 7.0]], np.float32), np.array([[1.0, 3.0]], np.float32)
+    np.testing.assert_array_equal(b.infer([a, c])[0], a - c)
+    with pytest.raises(BackendError, match='force_spinning_stop'):
+        create_backend('onnxruntime', str(sub_path), force_spinning_stop='sometimes')

@@ -16,7 +16,7 @@ from ..core.types import ONNX_DTYPES
 
 _OPT_LEVELS = ('disable', 'basic', 'extended', 'all')
 _OPTIONS = ('providers', 'intra_op_threads', 'inter_op_threads', 'threads', 'graph_optimization',
-            'log_severity', 'allow_spinning')
+            'log_severity', 'allow_spinning', 'force_spinning_stop')
 
 
 def _import_ort():
@@ -85,7 +85,9 @@ class OnnxRuntimeBackend(Backend):
     false or 'auto', the default: idle intra-op threads spin between inferences only on more
     than SPIN_MIN_CORES cores; on a small CPU the spinning threads take the cores the executor,
     the pipeline threads and the camera driver need, which costs far more latency than the
-    spin saves; see docs/performance.md), log_severity (0-4,
+    spin saves; see docs/performance.md), force_spinning_stop (true: threads that spin do so
+    only inside a run and stop the moment it returns, ORT's `session.force_spinning_stop`;
+    default false), log_severity (0-4,
     default 3 = errors only). Unknown options are errors: a typo must not pass silently.
     """
 
@@ -127,6 +129,13 @@ class OnnxRuntimeBackend(Backend):
             so.add_session_config_entry('session.intra_op.allow_spinning', '0')
             so.add_session_config_entry('session.inter_op.allow_spinning', '0')
         try:
+            stop_spin = parse_bool(options.get('force_spinning_stop', False),
+                                   'force_spinning_stop')
+        except ValueError as exc:
+            raise BackendError(str(exc)) from None
+        if stop_spin:
+            so.add_session_config_entry('session.force_spinning_stop', '1')
+        try:
             self._session = ort.InferenceSession(path, sess_options=so, providers=providers)
         except Exception as exc:  # noqa: B902 - ORT raises several private exception types
             raise BackendError(f'cannot load ONNX model {path}: {exc}') from exc
@@ -139,7 +148,7 @@ class OnnxRuntimeBackend(Backend):
         self._metadata = dict(self._session.get_modelmeta().custom_metadata_map or {})
         self.providers = list(self._session.get_providers())
         self.intra_op_threads, self.inter_op_threads, self.graph_optimization = intra, inter, level
-        self.allow_spinning = spin
+        self.allow_spinning, self.force_spinning_stop = spin, stop_spin
 
     @staticmethod
     def _spec(arg: Any) -> TensorSpec:
@@ -170,7 +179,8 @@ class OnnxRuntimeBackend(Backend):
                 f'intra_op_threads={self.intra_op_threads} '
                 f'inter_op_threads={self.inter_op_threads} '
                 f'graph_optimization={self.graph_optimization} '
-                f'allow_spinning={self.allow_spinning}')
+                f'allow_spinning={self.allow_spinning} '
+                f'force_spinning_stop={self.force_spinning_stop}')
 
     def close(self) -> None:
         self._session = None
