@@ -10,7 +10,7 @@ import time
 import uuid
 
 from conftest import destroy_node
-from faster_deployment_ros.ros.bond import ALIVE, Bond, DEAD, DYING
+from faster_deployment_ros.ros.bond import ALIVE, Bond, DEAD, DYING, WAITING
 import pytest
 import rclpy
 from rclpy.executors import MultiThreadedExecutor
@@ -60,13 +60,18 @@ class Peer:
                 self._cv.wait(min(left, 0.05))
             return True
 
-    def until(self, pred, timeout: float = 5.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while not pred():
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.01)
-        return True
+    def changed(self, _state: str) -> None:
+        """Bond(on_change=...): wake the waits below."""
+        with self._cv:
+            self._cv.notify_all()
+
+    def bond(self, *args, **kwargs) -> Bond:
+        """Our Bond on the peer's topic, whose state changes wake `wait`."""
+        return Bond(self.ours, *args, topic=self.topic, on_change=self.changed, **kwargs)
+
+    def entered(self, bond: Bond, state: str, timeout: float = 5.0) -> bool:
+        """Wait until `bond` has entered `state` (even if it has left it since)."""
+        return self.wait(lambda: state in bond.history, timeout)
 
     def close(self) -> None:
         self.executor.shutdown()
@@ -83,40 +88,40 @@ def peer(ros):
 
 
 def test_forms_then_times_out_when_the_peer_goes_silent(peer):
-    bond = Bond(peer.ours, 'cam', heartbeat_period=0.05, heartbeat_timeout=0.5, topic=peer.topic)
+    bond = peer.bond('cam', heartbeat_period=0.05, heartbeat_timeout=0.5)
     try:
         assert peer.wait(lambda: any(m.id == 'cam' and m.active for m in peer.heard))
         first = peer.heard[0]
         assert (first.heartbeat_period, first.heartbeat_timeout) == (
             pytest.approx(0.05), pytest.approx(0.5))
         peer.send('cam', True)
-        assert peer.until(lambda: bond.state == ALIVE) and bond.formed
+        assert peer.entered(bond, ALIVE) and bond.formed
         peer.send('other_bond', False)  # another bond's status changes nothing
         # silence from the peer: after heartbeat_timeout the bond is dead and heartbeats stop
-        assert peer.until(lambda: bond.state == DEAD, timeout=5.0)
+        assert peer.entered(bond, DEAD)
+        assert bond.history == [WAITING, ALIVE, DEAD]
     finally:
         bond.destroy()
 
 
 def test_peer_breaks_it_and_gets_an_answer(peer):
-    bond = Bond(peer.ours, 'cam', heartbeat_period=0.05, topic=peer.topic)
+    bond = peer.bond('cam', heartbeat_period=0.05)
     try:
         peer.send('cam', True)
-        assert peer.until(lambda: bond.state == ALIVE)
+        assert peer.entered(bond, ALIVE)
         mark = len(peer.heard)
         peer.send('cam', False)
-        assert peer.until(lambda: bond.state == DEAD)
+        assert peer.entered(bond, DEAD) and bond.history == [WAITING, ALIVE, DEAD]
         assert peer.wait(lambda: any(not m.active for m in peer.heard[mark:]))
     finally:
         bond.destroy()
 
 
 def test_we_break_it_until_the_peer_agrees(peer):
-    bond = Bond(peer.ours, 'cam', heartbeat_period=0.05, topic=peer.topic,
-                disconnect_timeout=5.0)
+    bond = peer.bond('cam', heartbeat_period=0.05, disconnect_timeout=5.0)
     try:
         peer.send('cam', True)
-        assert peer.until(lambda: bond.state == ALIVE)
+        assert peer.entered(bond, ALIVE)
         mark = len(peer.heard)
         bond.break_bond()
         assert bond.state == DYING
@@ -126,6 +131,6 @@ def test_we_break_it_until_the_peer_agrees(peer):
         first_dead = next(i for i, m in enumerate(after) if not m.active)
         assert all(not m.active for m in after[first_dead:]), 'a heartbeat after the break'
         peer.send('cam', False)
-        assert peer.until(lambda: bond.state == DEAD)
+        assert peer.entered(bond, DEAD) and bond.history == [WAITING, ALIVE, DYING, DEAD]
     finally:
         bond.destroy()

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Optional
+from typing import Any, Callable, List, Optional
 import uuid
 
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -52,7 +52,8 @@ class Bond:
     def __init__(self, node: Any, bond_id: str, heartbeat_period: float,
                  heartbeat_timeout: float = NAV2_HEARTBEAT_TIMEOUT, topic: str = 'bond',
                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-                 disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT) -> None:
+                 disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
+                 on_change: Optional[Callable[[str], None]] = None) -> None:
         status = status_type()
         if status is None:
             raise ImportError('the bond messages (bond/msg/Status) are not installed')
@@ -65,7 +66,9 @@ class Bond:
         self._connect_timeout = float(connect_timeout)
         self._disconnect_timeout = float(disconnect_timeout)
         self._lock = threading.Lock()
-        self.state = WAITING
+        self._on_change = on_change
+        self._state = WAITING
+        self.history: List[str] = [WAITING]  # every state entered, in order
         self.sister_instance_id = ''
         self._since = time.monotonic()  # state entered / last heard from the sister
         self._pub = node.create_publisher(
@@ -78,6 +81,19 @@ class Bond:
         self._timer = node.create_timer(self.heartbeat_period, self._heartbeat)
         self._dead_timer = None
         self._publish(True)
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @state.setter
+    def state(self, value: str) -> None:
+        """Enter `value` (with the lock held); on_change hears each change and must be short."""
+        if value != self._state:
+            self._state = value
+            self.history.append(value)
+            if self._on_change is not None:
+                self._on_change(value)
 
     @property
     def formed(self) -> bool:
