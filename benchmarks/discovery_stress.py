@@ -2,12 +2,12 @@
 
 Each trial starts a subscriber process and a publisher process at the same moment (as a test or
 the demo starts a node and its player) in a fresh domain, waits up to 12 s for the publisher to
-see the subscription, then stops both. Trials alternate between the transports compared:
-`profile` (config/fastdds_large_data.xml, what ros/middleware_env.py prescribes) and
-`large_data` (FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA). A process that does not exit within 20 s
-is a hang; with --stacks its threads' native stacks are written with gdb.
+see the subscription, then both destroy their node and shut down. Trials alternate between the
+transports compared: `profile` (config/fastdds_large_data.xml, what ros/middleware_env.py
+prescribes) and `large_data` (FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA). A process that does not
+exit within 20 s is a hang; with --stacks its threads' native stacks are written with gdb.
 
-  .venv/bin/python benchmarks/discovery_stress.py --trials 600 --out out/discovery_stress
+  .venv/bin/python benchmarks/discovery_stress.py --trials 400 --stacks --out out/discovery_stress
 """
 from __future__ import annotations
 
@@ -20,20 +20,21 @@ import subprocess
 import sys
 import time
 
-from faster_deployment_ros.ros.middleware_env import profile_path, PROFILE_VARS
+from faster_deployment_ros.ros.middleware_env import profile_path, profile_var, PROFILE_VARS
 
 SUB = """
-import rclpy
-from rclpy.executors import ExternalShutdownException
+import sys, threading, rclpy
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 rclpy.init()
 n = Node('stress_sub')
 n.create_subscription(Image, '/image', lambda m: None, 1)
-try:
-    rclpy.spin(n)
-except (KeyboardInterrupt, ExternalShutdownException):
-    pass
+stop = threading.Event()  # stdin closed: stop (a signal could race rclpy's own handlers)
+threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+while not stop.is_set():
+    rclpy.spin_once(n, timeout_sec=0.1)
+n.destroy_node()
+rclpy.shutdown()
 """
 PUB = """
 import time, rclpy
@@ -56,7 +57,7 @@ def mode_env(mode: str, domain: int) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in TRANSPORT_VARS}
     env['ROS_DOMAIN_ID'] = str(domain)
     if mode == 'profile':
-        env.update({k: str(profile_path()) for k in PROFILE_VARS})
+        env[profile_var()] = str(profile_path())
     else:
         env['FASTDDS_BUILTIN_TRANSPORTS'] = 'LARGE_DATA'
     return env
@@ -94,13 +95,13 @@ def main() -> int:
     for i in range(a.trials):
         mode = modes[i % len(modes)]
         env = mode_env(mode, random.randint(1, 100))
-        sub = subprocess.Popen([sys.executable, '-c', SUB], env=env)
+        sub = subprocess.Popen([sys.executable, '-c', SUB], env=env, stdin=subprocess.PIPE)
         pub = subprocess.Popen([sys.executable, '-c', PUB], env=env, stdout=subprocess.PIPE,
                                text=True)
         t0 = time.monotonic()
         exited = finish(pub, out, f'hang_pub_{mode}_{i}', a.stacks)
         matched = exited and pub.stdout.read().strip() not in ('', '0')
-        sub.terminate()
+        sub.stdin.close()  # the subscriber destroys its node and shuts down
         exited = finish(sub, out, f'hang_sub_{mode}_{i}', a.stacks) and exited
         c = counts[mode]
         c['trials'] += 1
