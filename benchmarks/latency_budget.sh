@@ -12,6 +12,7 @@
 #
 #   bash benchmarks/latency_budget.sh            # DUR=10 ROUNDS=2 OUT=out/latency_budget
 #   VARIANTS='q2d5:queue_size=2,qos_depth=5' bash benchmarks/latency_budget.sh   # other A/B
+#   VARIANTS=' ' V8_OVERLOAD=2x bash benchmarks/latency_budget.sh   # no A/B; YOLOv8n at 2x capacity
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out/latency_budget}
@@ -33,4 +34,4 @@ run() {  # name model overload-rate extra...
     | tee -a "$OUT/$name.log"
 }
 run yolox_nano ../shared/models/yolox_nano_coco_416.onnx 2x
-run yolov8n .cache/models/yolov8n.onnx 15 --ultralytics-python auto
+run yolov8n .cache/models/yolov8n.onnx "${V8_OVERLOAD:-15}" --ultralytics-python auto

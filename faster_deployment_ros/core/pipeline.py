@@ -45,6 +45,10 @@ LOG = logging.getLogger('faster_deployment_ros.pipeline')
 FULL_POLICIES = ('block', 'drop_oldest')
 SCHEDULES = ('eager', 'just_in_time')
 STAGES = ('pre', 'infer', 'post', 'queue', 'total')
+#: just-in-time pre-processing starts JIT_PRE_FACTOR x the mean pre-processing time plus
+#: JIT_WAKEUP_S (a thread wake-up) before a worker is due to free (benchmarks/jit_lead_ab.py)
+JIT_PRE_FACTOR = 1.0
+JIT_WAKEUP_S = 0.0003
 
 _now = time.perf_counter
 
@@ -530,8 +534,9 @@ class Pipeline:
         k = len(self._infer_q) - (len(self._busy_since) - len(busy))
         if k < 0 or k >= len(busy):
             return 0.0
-        # a little early: an idle worker costs throughput, the thread's wake-up is not free
-        lead = self._mean_pre * 1.25 + 0.001
+        # start one pre-processing time plus a thread wake-up early: the frame is ready as the
+        # worker frees (a larger margin only ages the frame; docs/performance.md, JIT lead)
+        lead = self._mean_pre * JIT_PRE_FACTOR + JIT_WAKEUP_S
         return busy[k] + self._mean_infer - lead - _now()
 
     def _report_drops(self, frames: Sequence[_Frame]) -> None:
