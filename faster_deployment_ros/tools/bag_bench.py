@@ -215,19 +215,12 @@ def peak_search(run: Callable[[float], Dict[str, Any]], start_hz: float, max_hz:
 # --- node ---------------------------------------------------------------------------------------
 
 def start_node(a: argparse.Namespace, out: Path) -> subprocess.Popen:
-    from .demo import find_model, find_params
+    from .demo import find_model, find_params, node_command
     model, params = find_model(a.model), find_params(a.params)
     if model is None or params is None:
         raise SystemExit(f'fdr-bag bench: model {a.model!r} or params {a.params!r} not found')
-    exe = Path(sys.executable).parent / a.node
-    module = 'detector_node' if a.node == 'detector_node' else 'depth_node'
-    cmd = [str(exe)] if exe.is_file() else [
-        sys.executable, '-c',
-        f'from faster_deployment_ros.ros.{module} import main; main()']
-    cmd += ['--ros-args', '--params-file', str(params), '-p', f'model_path:={model}',
-            '-p', 'autostart:=true']
-    for p in a.param:
-        cmd += ['-p', p]
+    cmd = node_command(model, params, a.param,
+                       'detector_node' if a.node == 'detector_node' else 'depth_node')
     env = dict(os.environ)  # main_args applied the camera environment
     log('starting: ' + ' '.join(cmd))
     logf = open(out / f'{a.node}.log', 'w')

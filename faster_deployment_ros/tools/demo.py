@@ -17,6 +17,7 @@ both runs whatever the machine's load.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -27,7 +28,8 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from types import SimpleNamespace
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -101,10 +103,12 @@ def cached_bag(video: Path, out: Path, max_frames: Optional[int],
     return bag
 
 
-def node_command(model: Path, params: Path, extra: Sequence[str] = ()) -> List[str]:
-    exe = Path(sys.executable).parent / 'detector_node'
+def node_command(model: Path, params: Path, extra: Sequence[str] = (),
+                 executable: str = 'detector_node') -> List[str]:
+    """Command line of a node (detector_node or depth_node) with autostart and `-p` extras."""
+    exe = Path(sys.executable).parent / executable
     prefix = [str(exe)] if exe.is_file() else [
-        sys.executable, '-c', 'from faster_deployment_ros.ros.detector_node import main; main()']
+        sys.executable, '-c', f'from faster_deployment_ros.ros.{executable} import main; main()']
     cmd = prefix + ['--ros-args', '--params-file', str(params), '-p', f'model_path:={model}',
                     '-p', 'autostart:=true']
     for p in extra:
@@ -123,6 +127,40 @@ def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> int:
         except subprocess.TimeoutExpired:
             continue
     return proc.returncode if proc.returncode is not None else -9
+
+
+@contextlib.contextmanager
+def node_process(cmd: List[str], log_path: Path, tool: str, log: Callable[[str], None],
+                 env: Optional[Dict[str, str]] = None) -> Iterator[SimpleNamespace]:
+    """Run a tool's node for the body of a `with`, its output in `log_path`.
+
+    rclpy is initialised here unless this process already holds a context (in-process callers,
+    e.g. tests). The body's exception is printed, not raised; the node is then stopped (SIGINT
+    first) and, when the body did not finish, the last lines of its log are printed. The yielded
+    `run` has `proc`, and `ok` and `code` (the node's exit code) once the `with` has ended.
+    """
+    import rclpy
+    own_context = not rclpy.ok()
+    if own_context:
+        rclpy.init()
+    name = Path(log_path).stem
+    with open(log_path, 'w') as node_log:
+        run = SimpleNamespace(ok=False, code=None, proc=subprocess.Popen(
+            cmd, env=env if env is not None else dict(os.environ), stdout=node_log,
+            stderr=subprocess.STDOUT, start_new_session=True))
+        try:
+            yield run
+            run.ok = True
+        except Exception as exc:  # noqa: BLE001 - reported with the node's log
+            print(f'{tool}: {type(exc).__name__}: {exc}', file=sys.stderr)
+        finally:
+            run.code = stop_process(run.proc)
+            if own_context:
+                rclpy.try_shutdown()
+    log(f'{name} stopped (exit code {run.code})')
+    if not run.ok:
+        tail = Path(log_path).read_text(errors='replace').splitlines()[-25:]
+        print(f'{tool}: {name} log (last lines):\n  ' + '\n  '.join(tail), file=sys.stderr)
 
 
 def wait_for_subscriber(topic: str, proc: subprocess.Popen, timeout: float) -> None:
@@ -243,17 +281,10 @@ def run(args: argparse.Namespace) -> int:
         env.setdefault('FDR_RKNN_PYTHON', str(rknn_python))
     cmd = node_command(model, params, GOLDEN_NODE_PARAMS if golden else ())
     log('starting: ' + ' '.join(cmd))
-    import rclpy
-    own_context = not rclpy.ok()  # in-process callers (tests) may already hold a context
-    if own_context:
-        rclpy.init()
-    node_log = open(out / 'detector_node.log', 'w')
-    proc = subprocess.Popen(cmd, env=env, stdout=node_log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
     report: Optional[Dict[str, Any]] = None
-    try:
+    with node_process(cmd, out / 'detector_node.log', 'demo', log, env) as run:
         t0 = time.monotonic()
-        wait_for_subscriber('/image', proc, args.node_timeout)
+        wait_for_subscriber('/image', run.proc, args.node_timeout)
         log(f'detector_node active after {time.monotonic() - t0:.1f} s')
         cfg = ReplayConfig(in_bag=in_bag, out_dir=out, rate=args.rate,
                            settle_timeout=args.settle_timeout, wait_timeout=args.node_timeout,
@@ -262,17 +293,7 @@ def run(args: argparse.Namespace) -> int:
                            extra_report={'demo': {'input': str(video), 'model': str(model),
                                                   'params': str(params)}})
         report = play_record(cfg, log=log)
-    except Exception as exc:  # noqa: BLE001 - reported with the node's log
-        print(f'demo: {type(exc).__name__}: {exc}', file=sys.stderr)
-    finally:
-        code = stop_process(proc)
-        node_log.close()
-        if own_context:
-            rclpy.try_shutdown()
-    log(f'detector_node stopped (exit code {code})')
     if report is None:
-        tail = (out / 'detector_node.log').read_text(errors='replace').splitlines()[-25:]
-        print('demo: detector_node log (last lines):\n  ' + '\n  '.join(tail), file=sys.stderr)
         return 1
 
     pngs = annotate(in_bag, out / 'outputs', out, args.frames)

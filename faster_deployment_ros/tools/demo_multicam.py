@@ -18,12 +18,12 @@ import argparse
 import json
 import os
 from pathlib import Path
-import subprocess
 import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
-from .demo import DEFAULT_PARAMS, find_model, find_params, SHARED, stop_process
+from .demo import (DEFAULT_PARAMS, find_model, find_params, node_command, node_process,
+                   SHARED)
 from ..ros.middleware_env import apply_camera_env, private_domain
 
 CAMERAS = (('front', 'pedestrians_plaza_1280x720_50fps.avi', 50.0),
@@ -71,39 +71,15 @@ def run(args: argparse.Namespace) -> int:
                               payloads=serialise_images(frames, f'{name}_camera'),
                               msg_type=Image, rate=fps * args.rate, keep_output_data=True))
     inputs = '[' + ','.join(s.in_topic for s in streams) + ']'
-    exe = Path(sys.executable).parent / 'detector_node'
-    cmd = ([str(exe)] if exe.is_file() else [
-        sys.executable, '-c', 'from faster_deployment_ros.ros.detector_node import main; main()'])
-    cmd += ['--ros-args', '--params-file', str(params), '-p', f'model_path:={model}',
-            '-p', 'autostart:=true', '-p', f'inputs:={inputs}']
+    cmd = node_command(model, params, [f'inputs:={inputs}'])
     log('starting: ' + ' '.join(cmd))
-    import rclpy
-    own_context = not rclpy.ok()  # in-process callers (tests) may already hold a context
-    if own_context:
-        rclpy.init()
-    node_log = open(out / 'detector_node.log', 'w')
-    proc = subprocess.Popen(cmd, env=dict(os.environ), stdout=node_log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    ok = False
-    try:
+    with node_process(cmd, out / 'detector_node.log', 'demo-multicam', log) as run:
         t0 = time.monotonic()
         play_streams(streams, args.duration, node_name='fdr_demo_multicam',
                      wait_timeout=args.node_timeout, log=log)
         log(f'played {args.duration:g} s after {time.monotonic() - t0 - args.duration:.1f} s '
             'of start-up')
-        ok = True
-    except Exception as exc:  # noqa: BLE001 - reported with the node's log
-        print(f'demo-multicam: {type(exc).__name__}: {exc}', file=sys.stderr)
-    finally:
-        code = stop_process(proc)
-        node_log.close()
-        if own_context:
-            rclpy.try_shutdown()
-    log(f'detector_node stopped (exit code {code})')
-    if not ok:
-        tail = (out / 'detector_node.log').read_text(errors='replace').splitlines()[-25:]
-        print('demo-multicam: detector_node log (last lines):\n  ' + '\n  '.join(tail),
-              file=sys.stderr)
+    if not run.ok:
         return 1
     reports = {s.name: stream_report(s) for s in streams}
     report = {'cameras': reports, 'model': str(model), 'params': str(params),
