@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 
-from faster_deployment_ros.ros.middleware_env import profile_path, profile_var, PROFILE_VARS
+from faster_deployment_ros.ros.middleware_env import profile_path, profile_var, TRANSPORT_VARS
 
 SUB = """
 import sys, threading, rclpy
@@ -50,7 +50,6 @@ print(p.get_subscription_count(), flush=True)
 n.destroy_node()
 rclpy.shutdown()
 """
-TRANSPORT_VARS = (*PROFILE_VARS, 'FASTDDS_BUILTIN_TRANSPORTS')
 
 
 def mode_env(mode: str, domain: int) -> dict:

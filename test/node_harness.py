@@ -45,12 +45,12 @@ def header_key(header) -> Tuple[int, int, str]:
     return (header.stamp.sec, header.stamp.nanosec, header.frame_id)
 
 
-def stop_process(proc: subprocess.Popen) -> None:
+def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
     """Stop a node process as Ctrl-C would (SIGINT), killing it if it does not exit."""
     if proc.poll() is None:
         proc.send_signal(2)
         try:
-            proc.wait(10)
+            proc.wait(timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

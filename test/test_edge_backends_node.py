@@ -23,6 +23,7 @@ from edge_assets import converted, match_detections, ROOT, yolov8_onnx  # noqa: 
 from faster_deployment_ros.tools.replay import (  # noqa: E402
     play_record, read_detection_msgs, ReplayConfig)
 from faster_deployment_ros.tools.video_to_bag import video_to_bag  # noqa: E402
+from node_harness import stop_process  # noqa: E402
 
 FRAMES = 12
 NODE = Path(sys.executable).with_name('detector_node')
@@ -76,12 +77,7 @@ def run_node(bag: Path, out_dir: Path, config: str, model: Path, *extra: str):
                                           idle_timeout=10), log=lambda s: None)
         assert proc.poll() is None, out_dir.with_suffix('.log').read_text()
     finally:
-        proc.send_signal(2)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=20)
         log.close()
     msgs = read_detection_msgs(out_dir / 'outputs')
     assert len(msgs) == FRAMES, (report, out_dir.with_suffix('.log').read_text()[-2000:])

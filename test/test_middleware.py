@@ -12,7 +12,7 @@ import sys
 import textwrap
 
 from faster_deployment_ros.ros.middleware_env import (apply_camera_env, camera_env, private_domain,
-                                                      profile_var)
+                                                      profile_var, TRANSPORT_VARS)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,9 +48,7 @@ PUB = textwrap.dedent("""
 
 
 def run_pair(env_changes: dict) -> int:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ('FASTDDS_BUILTIN_TRANSPORTS', 'FASTDDS_DEFAULT_PROFILES_FILE',
-                        'FASTRTPS_DEFAULT_PROFILES_FILE')}
+    env = {k: v for k, v in os.environ.items() if k not in TRANSPORT_VARS}
     env.update(env_changes)
     sub = subprocess.Popen([sys.executable, '-c', SUB], env=env, stdout=subprocess.PIPE, text=True)
     pub = subprocess.run([sys.executable, '-c', PUB], env=env, timeout=60)

@@ -21,6 +21,8 @@ PROFILE_NAME = 'fastdds_large_data.xml'
 #: Fast DDS 3.x (Kilted) reads the first, 2.x (Humble, Jazzy) the second (Kilted's rmw warns
 #: that the second is deprecated, so each distro gets only its own)
 PROFILE_VARS = ('FASTDDS_DEFAULT_PROFILES_FILE', 'FASTRTPS_DEFAULT_PROFILES_FILE')
+#: every variable that chooses a Fast DDS transport (a profile file or a builtin set)
+TRANSPORT_VARS = (*PROFILE_VARS, 'FASTDDS_BUILTIN_TRANSPORTS')
 FAST_DDS_2_DISTROS = ('humble', 'jazzy')
 #: reuse multi-MB frame buffers instead of mapping them afresh for every frame (latency stalls)
 ALLOCATOR_ENV = {'MALLOC_MMAP_THRESHOLD_': '33554432', 'MALLOC_TRIM_THRESHOLD_': '268435456'}
@@ -61,7 +63,7 @@ def profile_var(environ: Mapping[str, str] = os.environ) -> str:
 
 def user_chose_transport(environ: Mapping[str, str]) -> bool:
     """Return True when `environ` already names a Fast DDS transport (profile or builtin set)."""
-    return any(environ.get(k) for k in (*PROFILE_VARS, 'FASTDDS_BUILTIN_TRANSPORTS'))
+    return any(environ.get(k) for k in TRANSPORT_VARS)
 
 
 def camera_env(environ: Mapping[str, str], share: Optional[str] = None) -> Dict[str, str]:
@@ -79,8 +81,7 @@ def apply_camera_env(environ: MutableMapping[str, str] = os.environ) -> Dict[str
     Returns the transport and allocator variables now in effect, for reports.
     """
     environ.update(camera_env(environ))
-    return {k: environ[k] for k in (*PROFILE_VARS, 'FASTDDS_BUILTIN_TRANSPORTS', *ALLOCATOR_ENV)
-            if environ.get(k)}
+    return {k: environ[k] for k in (*TRANSPORT_VARS, *ALLOCATOR_ENV) if environ.get(k)}
 
 
 def private_domain(environ: MutableMapping[str, str] = os.environ,

@@ -221,10 +221,10 @@ def start_node(a: argparse.Namespace, out: Path) -> subprocess.Popen:
         raise SystemExit(f'fdr-bag bench: model {a.model!r} or params {a.params!r} not found')
     cmd = node_command(model, params, a.param,
                        'detector_node' if a.node == 'detector_node' else 'depth_node')
-    env = dict(os.environ)  # main_args applied the camera environment
     log('starting: ' + ' '.join(cmd))
     logf = open(out / f'{a.node}.log', 'w')
-    proc = subprocess.Popen(cmd, env=env, stdout=logf, stderr=subprocess.STDOUT,
+    # the node inherits the camera environment main_args applied
+    proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
                             start_new_session=True)
     proc.logfile = logf  # closed in main_args
     return proc

@@ -146,7 +146,7 @@ def node_process(cmd: List[str], log_path: Path, tool: str, log: Callable[[str],
     name = Path(log_path).stem
     with open(log_path, 'w') as node_log:
         run = SimpleNamespace(ok=False, code=None, proc=subprocess.Popen(
-            cmd, env=env if env is not None else dict(os.environ), stdout=node_log,
+            cmd, env=env, stdout=node_log,
             stderr=subprocess.STDOUT, start_new_session=True))
         try:
             yield run

@@ -127,12 +127,12 @@ def _run_scenario(label: str, nodes: List[List[str]], cams: List[Dict[str, Any]]
     from .multicam import play_streams, serialise_images, Stream, stream_report
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)  # main applied the camera environment
     procs = []
     for i, extra in enumerate(nodes):
         logf = open(out_dir / f'{label.replace(" ", "_")}_node{i}.log', 'w')
+        # the nodes inherit the camera environment main applied
         procs.append(subprocess.Popen(node_command(params, model, f'bench_det{i}', extra),
-                                      env=env, stdout=logf, stderr=subprocess.STDOUT,
+                                      stdout=logf, stderr=subprocess.STDOUT,
                                       start_new_session=True))
         logf.close()
     streams = [Stream(name=c['name'], in_topic=c['topic'], out_topic=c['out'],
