@@ -71,7 +71,22 @@ class ManagerPeer:
         return future.result()
 
     def state(self) -> int:
-        return self._call(self.get_state, GetState.Request()).current_state.id
+        """get_state, re-sent each second within the same service_timeout.
+
+        A request can reach a service before the service has matched the client's reply reader
+        (rmw_fastrtps then drops the reply: "failed to send response (timeout)", seen once on
+        Jazzy); get_state changes nothing, so asking again is safe. change_state is never re-sent.
+        """
+        assert self.get_state.wait_for_service(timeout_sec=SERVICE_TIMEOUT), \
+            f'{self.get_state.srv_name} not available within service_timeout'
+        deadline = time.monotonic() + SERVICE_TIMEOUT
+        while True:
+            done = threading.Event()
+            future = self.get_state.call_async(GetState.Request())
+            future.add_done_callback(lambda _: done.set())
+            if done.wait(max(0.0, min(1.0, deadline - time.monotonic()))):
+                return future.result().current_state.id
+            assert time.monotonic() < deadline, f'{self.get_state.srv_name} did not answer in time'
 
     def change(self, transition: int, expect: int) -> None:
         """changeStateForNode: change_state, then get_state must be the transition's goal."""
