@@ -137,8 +137,9 @@ class NodeHarness:
         for name in (inputs if inputs is not None else list(self.pubs)[:1]):
             self.wait_matched(self.pubs[name])
 
-    def state(self) -> int:
-        return self.node._state_machine.current_state[0]
+    def state(self) -> str:
+        """Return the node's lifecycle state label ('unconfigured', 'inactive', 'active', ...)."""
+        return self.node.lifecycle_state
 
     def close(self) -> None:
         close_rig(self)
@@ -152,7 +153,7 @@ def close_rig(rig) -> None:
     """
     rig.executor.shutdown()
     rig._thread.join(5)
-    rig.node._release()
+    rig.node.release()
     destroy_node(rig.node, rig.peer)
 
 

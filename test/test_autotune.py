@@ -254,7 +254,7 @@ def test_node_with_autotune_configures_and_reports_its_choice(ros, yolox_model):
         node.adapter.postprocess(node.backends[0].infer(x), meta)
     finally:
         if node is not None:
-            node._release()
+            node.release()
             destroy_node(node)
 
 
@@ -274,5 +274,5 @@ def test_node_autotune_needs_a_rate_and_a_budget(ros, yolox_model):
         assert node.autotune_choice is None
     finally:
         if node is not None:
-            node._release()
+            node.release()
             destroy_node(node)

@@ -1,7 +1,7 @@
 """The package's layers, checked from the source (docs/architecture.md describes them).
 
-core <- gpu <- backends <- models <- ros / tools: each layer imports only the layers below it
-(models need no backend: they see tensors described by core.types), so a backend never knows a
+core <- gpu <- backends / models <- runtime <- ros <- tools: each layer imports only the layers
+below it (models need no backend: they see tensors described by core.types), so a backend never knows a
 model family and the ROS layer stays thin. Imports are read with `ast`, including the ones
 inside functions (a lazy import is still a dependency). A module also never imports another
 module's private (underscore) names: what is shared gets a public name in its one home.
@@ -23,8 +23,10 @@ ALLOWED = {
     'gpu': {'core'},
     'models': {'core'},
     'backends': {'core', 'gpu'},  # gpu: for GPU-capable backends (TensorRT)
-    'ros': {'core', 'gpu', 'models', 'backends'},
-    'tools': {'core', 'gpu', 'models', 'backends', 'ros'},
+    # runtime: backends per worker + adapter + pipeline, the parameter table (ROS-free)
+    'runtime': {'core', 'gpu', 'models', 'backends'},
+    'ros': {'core', 'gpu', 'models', 'backends', 'runtime'},
+    'tools': {'core', 'gpu', 'models', 'backends', 'runtime', 'ros'},
 }
 TOP = '(package)'  # faster_deployment_ros/__init__.py
 ALLOWED[TOP] = set()

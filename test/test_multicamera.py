@@ -21,7 +21,7 @@ from faster_deployment_ros.core.image_codec import (encode_compressed,  # noqa: 
 from faster_deployment_ros.ros.camera_inputs import resolve_inputs  # noqa: E402
 from faster_deployment_ros.ros.depth_node import DepthNode  # noqa: E402
 from faster_deployment_ros.ros.detector_node import DetectorNode  # noqa: E402
-from faster_deployment_ros.ros.params import ParameterError  # noqa: E402
+from faster_deployment_ros.runtime import ParameterError  # noqa: E402
 from faster_deployment_ros.tools.frames import read_frames  # noqa: E402
 from golden_support import model_path  # noqa: E402
 from node_harness import close_rig  # noqa: E402
@@ -243,9 +243,9 @@ def test_clashing_inputs_fail_configure_with_the_reason(ros, yolox_model):
         Parameter('inputs', value=['/cam/left', '/cam/right'])])
     try:
         assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
-        assert 'same topics' in node._configure_error
+        assert 'same topics' in node.configure_error
     finally:
-        node._release()
+        node.release()
         destroy_node(node)
 
 
@@ -262,7 +262,7 @@ def test_single_camera_default_is_unchanged(graph, yolox_model, plaza_video):
         sent.append(key(msg.header))
     got = g.wait_for({'one': 2})
     assert [key(m.header) for m in got['one']] == sent
-    assert g.node.cameras == [] and g.node.camera_diagnostics() == []
+    assert len(g.node.cameras) == 1 and g.node.camera_diagnostics() == []
     assert 'sources' not in g.node.pipeline.stats()
 
 
@@ -275,7 +275,7 @@ def test_model_loaded_once_for_all_cameras(ros, yolox_model):
         assert len(node.backends) == 1 and len(node.cameras) == 4
         assert node.output_topics('detections') == [f'/mm{i}/detections' for i in range(4)]
     finally:
-        node._release()
+        node.release()
         destroy_node(node)
 
 

@@ -38,11 +38,11 @@ def test_shipped_yaml_uses_only_declared_parameters(path):
     from faster_deployment_ros.backends import available_backends
     from faster_deployment_ros.ros.depth_node import DepthNode
     from faster_deployment_ros.ros.detector_node import DetectorNode
-    from faster_deployment_ros.ros.params import COMMON_PARAMETERS
+    from faster_deployment_ros.runtime import table
 
     params = yaml.safe_load(path.read_text())['/**']['ros__parameters']
     node = DepthNode if 'depth' in path.name else DetectorNode
-    known = set(COMMON_PARAMETERS) | set(node.TASK_PARAMETERS)
+    known = set(table(node.TASK))
     unknown = [k for k, v in params.items() if k not in known
                and not (k in available_backends() and isinstance(v, dict))]
     assert not unknown, f'{path.name}: parameters no node reads: {unknown}'

@@ -226,7 +226,7 @@ def test_hostile_images_fail_cleanly_and_the_node_keeps_working(rig, dog):
     assert h.failed_total - failed == len(cases) - len(decodable), h.last_error
     assert h.published_total - published == len(decodable) + 1
     assert r.accounted()
-    assert r.node._state_machine.current_state[1] == 'active'
+    assert r.node.lifecycle_state == 'active'
 
 
 def test_huge_and_corrupt_compressed_images_are_refused_before_decoding(rig, dog):
@@ -403,7 +403,7 @@ def test_runtime_parameters_apply_to_the_next_frame_or_are_rejected(rig, dog):
                                 ('workers', 2, 'needs reconfigure: workers'),
                                 ('model_path', '/x.onnx', 'needs reconfigure: model_path'),
                                 ('classes', ['unicorn'], 'not a class of this model'),
-                                ('max_detections', 0, 'must be >= 1')]:
+                                ('max_detections', 0, 'must be an integer >= 1')]:
         res = r.node.set_parameters([Parameter(name, value=value)])[0]
         assert not res.successful and reason in res.reason, (name, res.reason)
     assert r.node.get_parameter('conf_threshold').value == 0.5

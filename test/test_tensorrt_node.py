@@ -24,7 +24,6 @@ def test_common_parameters_reach_the_tensorrt_backend(ros, yolox_model, tmp_path
     if gpu_status()[0]:
         pytest.skip('a GPU is present: configure would succeed (test_tensorrt_gpu.py)')
     from faster_deployment_ros.ros.detector_node import DetectorNode
-    from lifecycle_msgs.msg import State
     from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.parameter import Parameter
     monkeypatch.setitem(sys.modules, 'tensorrt', load(version))
@@ -34,12 +33,12 @@ def test_common_parameters_reach_the_tensorrt_backend(ros, yolox_model, tmp_path
     node = DetectorNode(parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
     try:
         assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
-        assert node._state_machine.current_state[0] == State.PRIMARY_STATE_UNCONFIGURED
-        error = node._configure_error
+        assert node.lifecycle_state == 'unconfigured'
+        error = node.configure_error
         assert 'needs an NVIDIA GPU' in error, error
         assert 'unknown tensorrt option' not in error
     finally:
-        node._release()
+        node.release()
         gc.collect()
         destroy_node(node)
 

@@ -42,6 +42,11 @@ class Backend:
     #: the caller passes `adapter_factory` (models.adapter_factory), since backends sit below
     #: the models layer and cannot import it.
     takes_adapter_factory = False
+    #: True where the backend runs a whole detection frame on its device: letterbox from the
+    #: raw frame, the model, decode and NMS (TensorRT with the GPU kernels). The runtime then
+    #: calls `enable_gpu_pipeline` once and `detect_image` per frame instead of the adapter's
+    #: CPU pre/post-processing.
+    supports_gpu_pipeline = False
 
     def __init__(self, model_path: str, **options: Any) -> None:
         self.model_path = model_path
@@ -66,6 +71,19 @@ class Backend:
 
     def infer(self, inputs: Sequence[np.ndarray]) -> List[np.ndarray]:
         raise NotImplementedError
+
+    def enable_gpu_pipeline(self, preprocess: Any, decode: Any = None) -> None:
+        """Set up the device path from the adapter's `PreprocessSpec` and `DecodeSpec`.
+
+        Only where `supports_gpu_pipeline` is True.
+        """
+        raise NotImplementedError(f'the {self.name} backend has no GPU pipeline '
+                                  '(supports_gpu_pipeline is False)')
+
+    def detect_image(self, image_bgr: np.ndarray, class_names: Sequence[str] = ()) -> Any:
+        """Return `core.types.Detections` for one bgr8 frame in source pixels (GPU path)."""
+        raise NotImplementedError(f'the {self.name} backend has no GPU pipeline '
+                                  '(supports_gpu_pipeline is False)')
 
     def close(self) -> None:
         """Release the runtime's resources; the instance is unusable afterwards."""

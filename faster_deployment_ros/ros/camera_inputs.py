@@ -1,7 +1,7 @@
 """Several cameras into one node: topics in and out per camera, and what each camera got.
 
-Per camera: which topic it is read from, where its results go, its counters, latency and
-diagnostic status.
+Per camera: which topic it is read from, where its results go, and its diagnostic status (its
+counters and latency are kept by runtime.telemetry.CameraStats).
 
 The `inputs` parameter lists image topics; each is one camera and one pipeline source (its own
 input queue, served in turn with the others, see core/pipeline.py). A camera's results go to
@@ -9,20 +9,20 @@ its input's namespace, the way image_transport users expect: `/front/image_raw` 
 `/front/detections` (`/front/depth`, `/front/debug_image`, ...). An entry ending in
 `/compressed` is read as sensor_msgs/CompressedImage (the image_transport topic of that name);
 `input_type: compressed` reads every entry's `/compressed` topic. Without `inputs` the node reads
-the single `image` topic (or `image/compressed`) and publishes next to it, as it always did.
+the single `image` topic (or `image/compressed`) and publishes next to it: the one-camera case
+(`default_input`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-import threading
 from typing import Any, Dict, List, Optional, Sequence
 
 from diagnostic_msgs.msg import DiagnosticStatus
 
 from .health import diagnostic_status
-from .params import ParameterError
-from ..core.health import Health, HealthStatus, STALE
-from ..core.stats import RateMeter, RollingStats
+from ..core.health import HealthStatus, STALE
+from ..runtime.parameters import ParameterError
+from ..runtime.telemetry import CameraStats
 
 COMPRESSED_SUFFIX = '/compressed'
 
@@ -80,43 +80,6 @@ def resolve_inputs(inputs: Sequence[str], input_type: str = 'raw') -> Optional[L
         name = namespace.strip('/') or base.strip('/')
         cameras.append(CameraInput(i, name, topic, compressed, namespace))
     return cameras
-
-
-class CameraStats:
-    """What happened to one camera's frames: a Health window (core/health.py), rate, latency.
-
-    Received and failed frames are reported by the node, published ones from the delivery
-    thread; queue drops come from the pipeline's per-source counter (sync_drops, called before
-    each status), so the pipeline needs no per-camera callback.
-    """
-
-    def __init__(self, health: Optional[Health] = None, window: int = 1000) -> None:
-        self.health = health if health is not None else Health()
-        self.published = 0
-        self.dropped_before_queue = 0  # `block`: the feeder's backlog was full
-        self.latency = RollingStats(window)
-        self.rate = RateMeter(max(2, window))
-        self._dropped_seen = 0
-        self._lock = threading.Lock()
-
-    def add(self, total_s: float, t: float) -> None:
-        """Record one published result (its pipeline time `total_s`, at perf_counter `t`)."""
-        self.health.published(total_s)
-        with self._lock:
-            self.published += 1
-            self.latency.add(total_s)
-            self.rate.tick(t)
-
-    def sync_drops(self, dropped_total: int) -> None:
-        """Report the pipeline's drops of this source since the last call to the health."""
-        with self._lock:
-            delta, self._dropped_seen = dropped_total - self._dropped_seen, dropped_total
-        self.health.dropped(delta)
-
-    def summary(self) -> Dict[str, Any]:
-        with self._lock:
-            lat = self.latency.summary() if len(self.latency) else {}
-            return {'published': self.published, 'fps': self.rate.rate(), 'latency_ms': lat}
 
 
 def camera_statuses(node_name: str, cameras: Sequence[CameraInput],

@@ -316,7 +316,7 @@ def node_settings(args, model: Model) -> Tuple[Optional[Path], Dict[str, Any], D
     as the bare runs'). --node WxT[,queue] overrides the pipeline shape.
     """
     import yaml
-    from ...ros.params import COMMON_PARAMETERS
+    from ...runtime import COMMON
 
     pf: Optional[Path] = None
     if args.node_params != 'none':
@@ -324,7 +324,7 @@ def node_settings(args, model: Model) -> Tuple[Optional[Path], Dict[str, Any], D
             REPO / SHIPPED_PARAMS[model.family] if model.family in SHIPPED_PARAMS else None)
     if pf is not None and not pf.is_file():
         raise SystemExit(f'node parameter file not found: {pf}')
-    eff: Dict[str, Any] = {k: v[0] for k, v in COMMON_PARAMETERS.items()}
+    eff: Dict[str, Any] = {k: p.default for k, p in COMMON.items()}
     if pf is not None:
         doc = yaml.safe_load(pf.read_text()) or {}
         for section in doc.values():

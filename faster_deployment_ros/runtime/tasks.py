@@ -1,0 +1,202 @@
+"""What a node of one task makes of its parameters: the adapter and its per-frame settings.
+
+A task is built from the checked values of its parameter table (runtime/parameters.py). It
+makes the model adapter for the runtime (`make_adapter`, no side effects: autotune calls it
+for every measured session), is bound to the running model's adapter (`bind`), checks a
+change of its runtime parameters against the running model (`check_change`, before anything is
+applied), applies it (`apply`), and finishes each frame's result (`finish`, e.g. the class filter). ROS-free; the
+nodes add publishing.
+"""
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+
+from .parameters import ParameterError
+from ..core.types import Detections
+from ..models import create_adapter, resolve_family
+
+Log = Callable[[str], None]
+DEPTH_FAMILIES = ('depth', 'depth_anything_v2', 'midas')
+
+
+def class_filter(value: Sequence[str], class_names: Sequence[str],
+                 mode: str) -> Optional[frozenset]:
+    """Return the class indices `classes` keeps (None: all); unknown entries are an error."""
+    wanted = [str(c).strip() for c in (value or []) if str(c).strip()]
+    if not wanted:
+        return None
+    names = list(class_names or [])
+    keep = set()
+    for c in wanted:
+        if mode == 'index' or c.isdigit():
+            if not c.isdigit() or int(c) >= len(names):
+                raise ParameterError(f'classes: {c!r} is not a class index of this model '
+                                     f'(0..{len(names) - 1}); with class_id_mode: index give '
+                                     'indices, with name give class names')
+            keep.add(int(c))
+        elif c in names:
+            keep.add(names.index(c))
+        else:
+            more = ', ...' if len(names) > 8 else ''
+            raise ParameterError(f'classes: {c!r} is not a class of this model (it has '
+                                 f'{", ".join(names[:8])}{more})')
+    return frozenset(keep)
+
+
+class Task:
+    """Common part: the values, and what every task answers."""
+
+    task = ''
+
+    def __init__(self, values: Mapping[str, Any], log: Log = print) -> None:
+        self.values: Dict[str, Any] = dict(values)
+        self.log = log
+        self.adapter: Any = None
+
+    def make_adapter(self, model_family: str, model_path: str, backend: Any,
+                     input_size: Optional[tuple]) -> Any:
+        raise NotImplementedError
+
+    def bind(self, adapter: Any) -> None:
+        """Use `adapter` (the running model's) for runtime changes and `finish`."""
+        self.adapter = adapter
+
+    def wants_image(self) -> bool:
+        """Whether `finish` needs the decoded source image (e.g. for a debug overlay)."""
+        return False
+
+    def check_change(self, name: str, value: Any, values: Mapping[str, Any],
+                     gpu_path: bool) -> None:
+        """Raise ParameterError if runtime parameter `name` cannot take `value` now.
+
+        `values` are all parameter values as they would be after the change (combinations
+        that are valid alone but not together are refused here).
+        """
+
+    def apply(self, name: str, value: Any) -> None:
+        """Apply an accepted runtime change of a task parameter to the next frame."""
+        self.values[name] = value
+
+    def finish(self, result: Any) -> Any:
+        return result
+
+    def _check_task(self, adapter: Any, model_path: str) -> Any:
+        if adapter.task != self.task:
+            node = 'detector_node' if adapter.task == 'detection' else f'{adapter.task}_node'
+            raise ParameterError(f'{model_path} is a {adapter.task} model; use the {node}')
+        return adapter
+
+
+class DetectionTask(Task):
+    """2D detection: thresholds, class names and filter, class id mode, debug image."""
+
+    task = 'detection'
+    THRESHOLDS = ('conf_threshold', 'nms_threshold', 'max_detections')
+
+    def __init__(self, values: Mapping[str, Any], log: Log = print) -> None:
+        super().__init__(values, log)
+        names: List[str] = [n for n in (self.values['class_names'] or []) if n]
+        labels_file = self.values['labels_file']
+        if labels_file:
+            path = Path(labels_file)
+            if not path.is_file():
+                raise ParameterError(f'labels_file {labels_file!r} does not exist: give a text '
+                                     'file with one class name per line')
+            names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        self.class_names = names or None
+        self.keep_classes: Optional[frozenset] = None
+
+    @property
+    def class_id_mode(self) -> str:
+        return self.values['class_id_mode']
+
+    @property
+    def debug(self) -> bool:
+        return bool(self.values['publish_debug_image'])
+
+    def wants_image(self) -> bool:
+        return self.debug
+
+    def make_adapter(self, model_family, model_path, backend, input_size):
+        v = self.values
+        knobs: Dict[str, Any] = {'max_detections': v['max_detections'],
+                                 'class_names': self.class_names}
+        for name in ('conf_threshold', 'nms_threshold'):  # negative: the family's default
+            if v[name] >= 0.0:
+                knobs[name] = v[name]
+        if input_size:
+            knobs['input_size'] = tuple(input_size)
+        adapter = self._check_task(create_adapter(model_family, backend.inputs, backend.outputs,
+                                                  backend.metadata, **knobs), model_path)
+        class_filter(v['classes'], adapter.class_names, self.class_id_mode)  # fail at configure
+        return adapter
+
+    def bind(self, adapter: Any) -> None:
+        super().bind(adapter)
+        self.keep_classes = class_filter(self.values['classes'], adapter.class_names,
+                                         self.class_id_mode)
+
+    def check_change(self, name, value, values, gpu_path):
+        if self.adapter is None:
+            return
+        if name in self.THRESHOLDS:
+            if gpu_path:
+                raise ParameterError(f'needs reconfigure: {name} (the GPU decode holds it)')
+            if not hasattr(self.adapter, name):
+                raise ParameterError(f'{name} does not apply to {self.adapter.family} models '
+                                     '(no such step in their decoding)')
+        if name in ('classes', 'class_id_mode'):
+            class_filter(values['classes'], self.adapter.class_names, values['class_id_mode'])
+
+    def apply(self, name, value):
+        super().apply(name, value)
+        if name in self.THRESHOLDS and self.adapter is not None:
+            if name != 'max_detections' and value < 0.0:  # back to the family's own
+                value = inspect.signature(type(self.adapter)).parameters[name].default
+            self.adapter.set_thresholds(**{name: value})
+        elif name in ('classes', 'class_id_mode') and self.adapter is not None:
+            self.keep_classes = class_filter(self.values['classes'], self.adapter.class_names,
+                                             self.class_id_mode)
+
+    def finish(self, det: Detections) -> Detections:
+        keep = self.keep_classes
+        if keep is not None and len(det):
+            mask = np.isin(det.class_ids, list(keep))
+            det = Detections(det.boxes[mask], det.scores[mask], det.class_ids[mask],
+                             det.class_names)
+        return det
+
+
+class DepthTask(Task):
+    """Monocular depth: output kind, metric scale / shift, aspect handling, colour view."""
+
+    task = 'depth'
+
+    def __init__(self, values: Mapping[str, Any], log: Log = print) -> None:
+        super().__init__(values, log)
+        if values['depth_output'] != 'relative_inverse' and values['depth_scale'] <= 0:
+            raise ParameterError('depth_scale must be > 0 for metric output')
+
+    def make_adapter(self, model_family, model_path, backend, input_size):
+        v = self.values
+        knobs = {'output': v['depth_output'], 'depth_scale': v['depth_scale'],
+                 'depth_shift': v['depth_shift'], 'keep_aspect_ratio': v['keep_aspect_ratio']}
+        if input_size:
+            knobs['input_size'] = tuple(input_size)
+        family = model_family
+        if family in ('auto', ''):
+            family, reason = resolve_family(family, backend.inputs, backend.outputs,
+                                            backend.metadata)
+            self.log(f'model_family auto -> {family} ({reason})')
+            if family not in DEPTH_FAMILIES:
+                raise ParameterError(f'{model_path} looks like a {family} model (detection); '
+                                     'use the detector_node')
+        return self._check_task(create_adapter(family, backend.inputs, backend.outputs,
+                                               backend.metadata, **knobs), model_path)
+
+
+TASK_CLASSES = {'detection': DetectionTask, 'depth': DepthTask}
