@@ -1,8 +1,8 @@
 """The package's layers, checked from the source (docs/architecture.md describes them).
 
 core <- gpu <- backends / models <- runtime <- ros <- tools: each layer imports only the layers
-below it (models need no backend: they see tensors described by core.types), so a backend never knows a
-model family and the ROS layer stays thin. Imports are read with `ast`, including the ones
+below it (models need no backend: they see tensors described by core.types), so a backend never
+knows a model family and the ROS layer stays thin. Imports are read with `ast`, including the ones
 inside functions (a lazy import is still a dependency). A module also never imports another
 module's private (underscore) names: what is shared gets a public name in its one home.
 """

@@ -1,11 +1,11 @@
 """What a node of one task makes of its parameters: the adapter and its per-frame settings.
 
-A task is built from the checked values of its parameter table (runtime/parameters.py). It
-makes the model adapter for the runtime (`make_adapter`, no side effects: autotune calls it
-for every measured session), is bound to the running model's adapter (`bind`), checks a
-change of its runtime parameters against the running model (`check_change`, before anything is
-applied), applies it (`apply`), and finishes each frame's result (`finish`, e.g. the class filter). ROS-free; the
-nodes add publishing.
+A task is built from the checked values of its parameter table (runtime/parameters.py). It makes
+the model adapter for the runtime (`make_adapter`, no side effects: autotune calls it for every
+measured session), is bound to the running model's adapter (`bind`), checks a change of its runtime
+parameters against the running model (`check_change`, before anything is applied), applies it
+(`apply`), and finishes each frame's result (`finish`, e.g. the class filter). ROS-free; the nodes
+add publishing.
 """
 from __future__ import annotations
 
