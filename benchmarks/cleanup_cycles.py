@@ -53,8 +53,8 @@ def main(argv=None) -> int:
     import cv2
     from faster_deployment_ros.core.image_codec import fill_image_msg
     from faster_deployment_ros.core.memory import limit_malloc_arenas, reuse_large_buffers
-    from faster_deployment_ros.ros import perception_node
     from faster_deployment_ros.ros.detector_node import DetectorNode
+    from faster_deployment_ros.runtime import perception_runtime
     import rclpy
     from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.parameter import Parameter
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     if not args.all_arenas:
         limit_malloc_arenas()
     if args.no_trim:
-        perception_node.trim_heap = lambda: False
+        perception_runtime.trim_heap = lambda: False
     rclpy.init()
     node = DetectorNode(parameter_overrides=[
         Parameter('model_path', value=args.model), Parameter('model_family', value='yolox'),

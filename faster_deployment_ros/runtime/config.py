@@ -36,14 +36,21 @@ class RuntimeConfig:
     #: cameras sharing the model (autotune sizes for camera_rate x sources)
     sources: int = 1
     name: str = 'perception'
+    #: the pipeline's schedule ('eager', 'just_in_time'); empty: just in time under
+    #: drop_oldest (the frame inferred is the newest), eager under block
+    schedule: str = ''
 
-    @property
-    def schedule(self) -> str:
-        """Pipeline schedule: just in time under drop_oldest (the newest frame is inferred)."""
+    def pipeline_schedule(self) -> str:
+        if self.schedule:
+            return self.schedule
         return 'just_in_time' if self.full_policy == 'drop_oldest' else 'eager'
 
     def with_shape(self, workers: int, threads: int, queue_size: int) -> 'RuntimeConfig':
         return replace(self, workers=workers, threads=threads, queue_size=queue_size)
+
+    def replace(self, **changes: Any) -> 'RuntimeConfig':
+        """Return a copy with `changes` (dataclasses.replace)."""
+        return replace(self, **changes)
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any], backend_options: Mapping[str, Any],

@@ -103,6 +103,7 @@ class PerceptionRuntime:
             if config.autotune:
                 self._autotune()
             self._warn_oversubscribed()  # before loading workers x models
+            config = self.config  # autotune may have chosen the shape
             for i in range(config.workers):
                 self.backends.append(create_worker_backend(config, i))
             self.adapter = make_adapter(self.backends[0])
@@ -110,7 +111,8 @@ class PerceptionRuntime:
             self.pipeline = Pipeline(
                 preprocess=preprocess, infer=infer, postprocess=postprocess,
                 on_result=on_result, queue_size=config.queue_size,
-                full_policy=config.full_policy, name=config.name, schedule=config.schedule,
+                full_policy=config.full_policy, name=config.name,
+                schedule=config.pipeline_schedule(),
                 on_drop=on_drop)
         except BaseException:  # noqa: B902 - release what was built, then re-raise
             self.close()

@@ -199,11 +199,8 @@ def pipeline_fairness(model: Path, frames: List[tuple], rates: Sequence[float],
     """
     import numpy as np
 
-    from ..backends import create_backend
-    from ..core.pipeline import Pipeline
     from ..models import create_adapter
-    backend = create_backend('onnxruntime', str(model))
-    adapter = create_adapter('auto', backend.inputs, backend.outputs, backend.metadata)
+    from ..runtime import PerceptionRuntime, RuntimeConfig
     got: Dict[int, list] = {0: [], 1: []}
     sent = [0, 0]
 
@@ -211,9 +208,10 @@ def pipeline_fairness(model: Path, frames: List[tuple], rates: Sequence[float],
         cam = r.context
         got[cam].append(r.timings['total'])
 
-    pipe = Pipeline(adapter.preprocess, [backend.infer], adapter.postprocess, on_result,
-                    queue_size=2, full_policy='drop_oldest', name='fairness',
-                    schedule='just_in_time')
+    pipe = PerceptionRuntime(
+        RuntimeConfig(model_path=str(model), queue_size=2, full_policy='drop_oldest',
+                      schedule='just_in_time', name='fairness'),
+        lambda b: create_adapter('auto', b.inputs, b.outputs, b.metadata), on_result)
     stop = threading.Event()
 
     def produce(cam: int) -> None:
@@ -223,8 +221,7 @@ def pipeline_fairness(model: Path, frames: List[tuple], rates: Sequence[float],
             due = t0 + k * period
             if stop.wait(max(0.0, due - time.monotonic())):
                 break
-            pipe.submit(imgs[k % len(imgs)], context=cam,
-                        source=cam if per_source else None)
+            pipe.submit(imgs[k % len(imgs)], context=cam, source=cam if per_source else None)
             sent[cam] += 1
             k += 1
     threads = [threading.Thread(target=produce, args=(c,), daemon=True) for c in (0, 1)]
@@ -234,8 +231,8 @@ def pipeline_fairness(model: Path, frames: List[tuple], rates: Sequence[float],
     stop.set()
     for t in threads:
         t.join()
-    pipe.close(drain=True, timeout=10)
-    backend.close()
+    pipe.flush(timeout=10)
+    pipe.close()
     queues = 'a queue per camera' if per_source else 'one shared queue'
     out = {'scenario': f'fair-pipeline, {queues}', 'rates_hz': list(rates), 'per_camera': []}
     for cam in (0, 1):

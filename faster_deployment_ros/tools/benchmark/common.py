@@ -5,17 +5,19 @@ Frames, the model (backend factory + adapter), summaries and the progress line.
 from __future__ import annotations
 
 import argparse
+import copy
 from pathlib import Path
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from ..frames import read_frames
-from ...backends import create_backend
+from ...core.pipeline import FrameResult
 from ...core.stats import summarize
 from ...models import available_families, create_adapter
+from ...runtime import create_worker_backend, PerceptionRuntime, RuntimeConfig
 
 REPO = Path(__file__).resolve().parents[3]
 SHARED_REL = Path('shared/data/pedestrians_plaza_1280x720_50fps.avi')
@@ -120,7 +122,7 @@ def scalar(text: str) -> Any:
 
 
 class Model:
-    """Backend factory + one adapter, shared by the in-process sections."""
+    """The run's model as a RuntimeConfig: backends, one adapter, runtimes of any shape."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.path, self.backend_name = args.model, args.backend
@@ -130,8 +132,11 @@ class Model:
         for kv in args.backend_option or []:
             key, _, val = kv.partition('=')
             self.options[key.strip()] = scalar(val.strip())
+        self.config = RuntimeConfig(model_path=args.model, backend=args.backend,
+                                    backend_options=dict(self.options), gpu_pipeline=False)
         probe = self.make(1)
         self.family = guess_family(args.model, args.family, probe)
+        self.config = self.config.replace(model_family=self.family)
         self.adapter_params = {'conf_threshold': args.conf}
         self.adapter = self.make_adapter(probe)
         self.inputs = [(s.name, s.shape) for s in probe.inputs]
@@ -139,8 +144,23 @@ class Model:
 
     def make(self, threads: int, **extra: Any):
         """Return a backend with `threads` (0: the runtime's default) and the run's options."""
-        return create_backend(self.backend_name, self.path, threads=threads,
-                              **{**self.options, **extra})
+        cfg = self.config.replace(backend_options={**self.options, **extra})
+        return create_worker_backend(cfg, 0, threads)
+
+    def with_options(self, extra: Dict[str, Any]) -> 'Model':
+        """Return this model with backend options `extra` added (same adapter)."""
+        other = copy.copy(self)
+        other.options = {**self.options, **extra}
+        other.config = self.config.replace(backend_options=dict(other.options))
+        return other
+
+    def runtime(self, workers: int, threads: int, queue_size: int, full_policy: str,
+                on_result: Callable[[FrameResult], None], name: str,
+                schedule: str = '') -> PerceptionRuntime:
+        """Return a PerceptionRuntime of this model in the given pipeline shape."""
+        cfg = self.config.replace(workers=workers, threads=threads, queue_size=queue_size,
+                                  full_policy=full_policy, schedule=schedule, name=name)
+        return PerceptionRuntime(cfg, self.make_adapter, on_result)
 
     def make_adapter(self, backend):
         return create_adapter(self.family, backend.inputs, backend.outputs, backend.metadata,

@@ -20,7 +20,7 @@ from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
 from ...core.memory import reuse_large_buffers
-from ...ros.perception_node import make_executor
+from ...ros.node_main import make_executor
 
 
 class EchoNode(Node):

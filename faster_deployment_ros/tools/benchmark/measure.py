@@ -19,7 +19,7 @@ import numpy as np
 from .common import foreign, lat_summary, Model, order_violations, Progress, REPO
 from .cpu import CpuWatch, load_avg
 from ...core.autotune import autotune, Choice
-from ...core.pipeline import FrameResult, Pipeline
+from ...core.pipeline import FrameResult
 from ...core.stage_timing import time_stages
 from ...core.stats import summarize
 
@@ -93,12 +93,6 @@ def run_pipeline(model: Model, frames: List[np.ndarray], workers: int, threads: 
     Free-running (rate 0, the producer blocks) or at `rate` Hz. Latency runs from the producer
     taking the frame to its delivery.
     """
-    backends = [model.make(threads) for _ in range(workers)]
-    adapter = model.adapter
-    x, _ = adapter.preprocess(frames[0])
-    for b in backends:
-        for _ in range(2):
-            b.infer(x)
     lock = threading.Lock()
     # index, t_capture, t_delivered, worker, ok
     got: List[Tuple[int, float, float, int, bool]] = []
@@ -109,9 +103,12 @@ def run_pipeline(model: Model, frames: List[np.ndarray], workers: int, threads: 
             got.append((fr.context[0], fr.context[1], t, fr.worker, fr.ok))
 
     name = label or f'{workers}x{threads}'
-    p = Pipeline(adapter.preprocess, [b.infer for b in backends], adapter.postprocess, on_result,
-                 queue_size=queue_size, full_policy=full_policy, name=f'bench-{name}',
-                 schedule=schedule)
+    rt = model.runtime(workers, threads, queue_size, full_policy, on_result, f'bench-{name}',
+                       schedule)
+    x, _ = model.adapter.preprocess(frames[0])
+    for b in rt.backends:
+        for _ in range(2):
+            b.infer(x)
     warm = min(1.0, 0.2 * duration_s)
     i = 0
     watch, t0 = CpuWatch(), _now()
@@ -124,20 +121,19 @@ def run_pipeline(model: Model, frames: List[np.ndarray], workers: int, threads: 
                 due = t0 + i / rate
                 if due > now:
                     time.sleep(due - now)
-            p.submit(frames[i % len(frames)], context=(i, _now()))
+            rt.submit(frames[i % len(frames)], context=(i, _now()))
             i += 1
             if i % 8 == 0:
                 with lock:
                     n = len(got)
                 progress.update(f'pipeline {name}', _now() - t0, duration_s, f'{n} out')
         t_stop = _now()
-        p.close(drain=True, timeout=60)
+        rt.flush(timeout=60)
+        stats = rt.stats()
     finally:
-        for b in backends:
-            b.close()
+        rt.close()
     cw = watch.read()
     cpu = cw['own']
-    stats = p.stats()
     idx = [g[0] for g in got]
     steady = [g for g in got if g[1] >= t0 + warm and g[4]]
     lat = [g[2] - g[1] for g in steady]

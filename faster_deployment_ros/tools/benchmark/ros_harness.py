@@ -535,15 +535,10 @@ def saturation_section(args, bench: RosBench, node: _Target, floor: _Target, ref
     policy = str(eff.get('full_policy', 'drop_oldest'))
     sched = 'just_in_time' if policy == 'drop_oldest' else 'eager'
 
-    class _M:  # the node's backend options for the in-process pipeline
-        adapter = model.adapter
-
-        @staticmethod
-        def make(t: int):
-            return model.make(t, **extra)
-
-    pipe = run_pipeline(_M, frames, workers, threads, queue, policy, rate, duration, progress,
-                        label=f'alone {workers}x{threads}q{queue}', schedule=sched)
+    # the node's backend options for the in-process pipeline
+    pipe = run_pipeline(model.with_options(extra), frames, workers, threads, queue, policy, rate,
+                        duration, progress, label=f'alone {workers}x{threads}q{queue}',
+                        schedule=sched)
     nd = bench.phase(node, rate, duration, f'{workers}x{threads}q{queue} saturated {label}')
     fl = bench.phase(floor, rate, duration, f'transport floor saturated {label}')
     inf_cpu = infer_cpu_ms(ref_backend, model.adapter, frames)
