@@ -225,6 +225,7 @@ class PerceptionNode(LifecycleNode):
         self.get_logger().error(f'transition from {state.label} failed: releasing everything '
                                 '(configure again to resume)')
         self.release()
+        super().on_error(state)
         return SUCCESS
 
     def destroy_node(self) -> None:
