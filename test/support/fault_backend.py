@@ -1,7 +1,7 @@
 """A backend that misbehaves on purpose, for test_reliability.py.
 
 It runs the real model on ONNX Runtime and, as its `mode` option says, raises, hangs or is slow.
-Registered through the real backend registry (`register_backend('fault', 'fault_backend',
+Registered through the real backend registry (`register_backend('fault', 'support.fault_backend',
 'FaultBackend')`), so the node loads it exactly as it loads any backend: `backend: fault`, options
 `fault.mode` etc.
 """
