@@ -55,6 +55,7 @@ def yaml_parameters(name: str) -> dict:
     return flat
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('model', sorted(CASES))
 def test_family_node_with_its_yaml(ros, model):
     node_cls, yaml_name, msg_type, topic = CASES[model]

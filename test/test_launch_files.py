@@ -138,6 +138,7 @@ def test_detector_launch_as_documented(ros, yolox_model, small_frame):
     assert out.header.frame_id == 'launch_test' and out.detections
 
 
+@pytest.mark.slow
 def test_depth_launch_as_documented(ros, small_frame):
     model = MODELS / 'depth_anything_v2_vits.onnx'
     if not model.exists():

@@ -267,6 +267,7 @@ def test_play_record_lockstep_feeds_a_slow_node_every_frame(campus_bag, echo, tm
 
 # ---------------------------------------------------------------- the demo driver (real node)
 
+@pytest.mark.slow
 @pytest.mark.ros
 def test_demo_driver_on_plaza(plaza_video, yolox_model, tmp_path):
     """`make demo` on 40 frames of the plaza video: the real detector_node in a subprocess."""
@@ -305,6 +306,7 @@ def test_demo_driver_on_plaza(plaza_video, yolox_model, tmp_path):
     assert 'make demo INPUT=/path/video.avi MODEL=/path/model.onnx' in again.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.ros
 def test_demo_golden_record_then_check(plaza_video, yolox_model, tmp_path):
     """
