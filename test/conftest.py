@@ -1,39 +1,39 @@
-"""Shared test fixtures: real data from ../shared, and an isolated ROS 2 domain per test run."""
+"""Fixtures and hooks of the test run: real data from ../shared, an isolated ROS 2 domain.
+
+Helpers live in the `support` package (test/support); nothing imports this file as a module.
+The markers ros / gpu / slow are registered in setup.cfg; `gpu` tests skip here without a GPU.
+"""
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 
 from faster_deployment_ros.ros.middleware_env import apply_camera_env, private_domain
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get('FDR_SHARED', ROOT.parent / 'shared'))
-CACHE = ROOT / '.cache'
-
-# Concurrent test runs on one machine must not hear each other's topics; every process of the
-# tests' graphs gets the transports the README prescribes (ros/middleware_env.py).
-private_domain(os.environ, seed=os.getpid())
-apply_camera_env(os.environ)
+from support.shared_data import shared_file
 
 
-os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
+def pytest_configure(config) -> None:
+    """Give every process of the tests' graphs a private ROS domain and the README's transports.
 
-
-def shared_file(rel: str) -> Path:
-    """Return a file of the shared test data.
-
-    Skipped where it is absent, except in CI (CI=true), where the data is laid beside the clone and
-    a missing file is a failure.
+    Concurrent test runs on one machine must not hear each other's topics (ros/middleware_env.py).
     """
-    path = SHARED / rel
-    if not path.exists():
-        reason = f'{path} not found (the shared test data lives in ../shared)'
-        if os.environ.get('CI', '').lower() in ('true', '1', 'yes'):
-            pytest.fail(f'{reason}; CI must have it', pytrace=False)
-        pytest.skip(reason)
-    return path
+    private_domain(os.environ, seed=os.getpid())
+    apply_camera_env(os.environ)
+    os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Skip the tests marked `gpu` where no usable GPU is (cuda-python, driver, device)."""
+    gpu_items = [item for item in items if item.get_closest_marker('gpu') is not None]
+    if not gpu_items:
+        return
+    from faster_deployment_ros.gpu import gpu_status
+    ok, why = gpu_status()
+    if not ok:
+        skip = pytest.mark.skip(reason=f'needs a usable GPU and cuda-python: {why}')
+        for item in gpu_items:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope='session')
@@ -68,38 +68,3 @@ def ros():
         rclpy.init()
     yield
     rclpy.try_shutdown()
-
-
-def destroy_node(*nodes) -> None:
-    """Destroy test nodes without letting rclpy's teardown hang the run.
-
-    Node.destroy_node waits until no executor holds the node's entities; a generator of a
-    spin_once (rclpy's global executor keeps its last one) can hold them indefinitely. The
-    garbage is collected first, the global executor forgets its generator, and each destroy
-    is bounded: a node still stuck after 10 s is left to the process exit, with a warning.
-    """
-    import gc
-    import threading
-    import warnings
-
-    executor = _global_executor()
-    if executor is not None:
-        for node in nodes:
-            with contextlib.suppress(Exception):
-                executor.remove_node(node)
-        executor._cb_iter = None  # its last wait's generator holds entity handles
-    gc.collect()
-    for node in nodes:
-        t = threading.Thread(target=node.destroy_node, name='test-destroy-node', daemon=True)
-        t.start()
-        t.join(10.0)
-        if t.is_alive():
-            warnings.warn(f'destroy_node of {node.get_name()} still blocked after 10 s')
-
-
-def _global_executor():
-    try:
-        import rclpy
-        return rclpy.get_global_executor() if rclpy.ok() else None
-    except Exception:  # noqa: BLE001 - no rclpy, no executor to reset
-        return None

@@ -8,7 +8,6 @@ from __future__ import annotations
 import statistics
 import time
 
-from conftest import destroy_node
 import cv2
 from faster_deployment_ros.backends import create_backend
 from faster_deployment_ros.core import autotune
@@ -18,6 +17,7 @@ from faster_deployment_ros.core.pipeline import Pipeline
 from faster_deployment_ros.models import create_adapter
 import numpy as np
 import pytest
+from support.ros_nodes import destroy_node
 import yaml
 
 # Shaped like the 16-core measurements of YOLOv8n-640 (1x16: 36 fps at 27 ms, 4x4: 74
@@ -226,13 +226,14 @@ def test_pipeline_just_in_time_schedule_keeps_overload_latency_at_one_pass():
                  schedule='sometimes')
 
 
+@pytest.mark.ros
 def test_node_with_autotune_configures_and_reports_its_choice(ros, yolox_model):
     pytest.importorskip('rclpy')
     from faster_deployment_ros.ros.detector_node import DetectorNode
     from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.parameter import Parameter
 
-    node = None  # the session's rclpy context (conftest `ros`)
+    node = None  # the session's rclpy context (the `ros` fixture)
     try:
         overrides = {'model_path': str(yolox_model), 'model_family': 'yolox', 'autotune': True,
                      'camera_rate': 5.0, 'latency_budget_ms': 5000.0, 'workers': 7, 'threads': 7,
@@ -258,13 +259,14 @@ def test_node_with_autotune_configures_and_reports_its_choice(ros, yolox_model):
             destroy_node(node)
 
 
+@pytest.mark.ros
 def test_node_autotune_needs_a_rate_and_a_budget(ros, yolox_model):
     pytest.importorskip('rclpy')
     from faster_deployment_ros.ros.detector_node import DetectorNode
     from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.parameter import Parameter
 
-    node = None  # the session's rclpy context (conftest `ros`)
+    node = None  # the session's rclpy context (the `ros` fixture)
     try:
         node = DetectorNode(parameter_overrides=[
             Parameter('model_path', value=str(yolox_model)),

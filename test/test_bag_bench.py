@@ -59,6 +59,8 @@ def test_repeated_trials_count_by_their_median_drop_share():
     assert median_trial(rows[:1]) is rows[0]
 
 
+@pytest.mark.slow
+@pytest.mark.ros
 def test_bench_runs_detector_node_from_a_bag(campus_video, yolox_model, tmp_path, capsys):
     """Latency run at 10 Hz and a 2-trial peak search on 12 campus frames."""
     pytest.importorskip('rclpy')

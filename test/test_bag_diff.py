@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 
-from bag_diff_support import depth_image, detections_bag, write_bag
 import cv2
 from faster_deployment_ros.tools import bag_cli
 from faster_deployment_ros.tools.bag_diff import (check, depth_errors, Dets, diff_detections,
                                                   match_greedy, read_outputs, Thresholds)
 import numpy as np
 import pytest
+from support.bag_diff import depth_image, detections_bag, write_bag
 
 S0 = 1_700_000_000_000_000_000
 GOLDEN = {
@@ -147,7 +147,7 @@ def test_cli_gate_on_bags(tmp_path, capsys):
 
 
 def test_replay_out_dir_and_topic_selection(tmp_path, capsys):
-    from bag_diff_support import detection_array
+    from support.bag_diff import detection_array
     two = write_bag(tmp_path / 'run' / 'outputs', {
         '/a/detections': ('vision_msgs/msg/Detection2DArray', [detection_array(S0, [])]),
         '/b/detections': ('vision_msgs/msg/Detection2DArray',
@@ -188,7 +188,7 @@ def test_depth_bags(tmp_path, capsys):
 @pytest.fixture(scope='module')
 def edge(campus_video, yolox_model, tmp_path_factory):
     pytest.importorskip('rclpy')
-    from edge_assets import converted
+    from support.edge_assets import converted
     import test_edge_backends_node as e
     bag = e.campus_bag(campus_video, tmp_path_factory)
 
@@ -224,6 +224,7 @@ EDGE_CASES = [
 ]
 
 
+@pytest.mark.ros
 @pytest.mark.parametrize('backend,precision,extra,max_px,max_score', EDGE_CASES,
                          ids=[f'{b}-{p}' for b, p, *_ in EDGE_CASES])
 def test_edge_backend_runs_pass_the_gate_against_onnxruntime(edge, tmp_path, backend, precision,
@@ -239,6 +240,7 @@ def test_edge_backend_runs_pass_the_gate_against_onnxruntime(edge, tmp_path, bac
     assert (tmp_path / f'{backend}-{precision} vs onnxruntime.png').is_file()
 
 
+@pytest.mark.ros
 def test_ncnn_fp16_against_rknn_fp16(edge, tmp_path):
     code, r = diff(edge('ncnn', 'fp16'), edge('rknn', 'fp16', 'rknn.simulator:=true'), tmp_path,
                    'ncnn-fp16 vs rknn-fp16', *GATE)
@@ -246,6 +248,7 @@ def test_ncnn_fp16_against_rknn_fp16(edge, tmp_path):
     assert r['overall']['recall'] == 1.0 and r['overall']['box_drift_px_max'] <= 0.5
 
 
+@pytest.mark.ros
 def test_raised_conf_threshold_fails_the_gate(edge, tmp_path):
     """A configuration that loses detections: conf_threshold 0.3 -> 0.6 on the same model."""
     golden = edge('onnxruntime', 'fp32')

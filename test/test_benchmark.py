@@ -19,6 +19,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
+@pytest.mark.ros
 def test_benchmark_smoke(tmp_path, yolox_model, plaza_video):
     exe = Path(sys.executable).with_name('fdr-benchmark')
     assert exe.exists(), 'fdr-benchmark console script not installed (pip install -e .)'

@@ -9,14 +9,16 @@ import threading
 import time
 import uuid
 
-from conftest import destroy_node
 from faster_deployment_ros.ros.bond import ALIVE, Bond, DEAD, DYING, WAITING
 import pytest
 import rclpy
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from support.ros_nodes import destroy_node
 
 bond_msg = pytest.importorskip('bond.msg', reason='bond messages not built (make setup)')
+
+pytestmark = pytest.mark.ros
 
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 

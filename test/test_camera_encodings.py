@@ -20,6 +20,8 @@ import pytest
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import Image
 
+pytestmark = pytest.mark.ros
+
 # ROS Bayer name -> (OpenCV code cv_bridge uses, colour of the 2x2 block's pixels in row order)
 BAYER = {'rggb': (cv2.COLOR_BayerBG2BGR, 'rggb'), 'bggr': (cv2.COLOR_BayerRG2BGR, 'bggr'),
          'gbrg': (cv2.COLOR_BayerGR2BGR, 'gbrg'), 'grbg': (cv2.COLOR_BayerGB2BGR, 'grbg')}

@@ -11,9 +11,9 @@ import subprocess
 import sys
 import textwrap
 
-from edge_assets import converted, need_venv, ROOT, sidecar, VENVS, yolov8_onnx
 from faster_deployment_ros.tools import convert
 import pytest
+from support.edge_assets import converted, need_venv, ROOT, sidecar, VENVS, yolov8_onnx
 
 FDR_CONVERT = ROOT / '.venv' / 'bin' / 'fdr-convert'
 

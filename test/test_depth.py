@@ -14,9 +14,9 @@ from faster_deployment_ros.core.types import DepthMap, TensorSpec
 from faster_deployment_ros.models import create_adapter
 from faster_deployment_ros.models.depth import (DepthAdapter, reference_size,
                                                 resize_bilinear_align_corners)
-from golden_support import golden_frames, load_golden, model_path
 import numpy as np
 import pytest
+from support.golden import golden_frames, load_golden, model_path
 
 FAMILY = {'depth_anything_v2_vits': 'depth_anything_v2', 'midas_small_style': 'midas'}
 

@@ -11,21 +11,23 @@ import subprocess
 import sys
 import time
 
-from conftest import destroy_node
 import numpy as np
 import pytest
+from support.ros_nodes import destroy_node
 
 rclpy = pytest.importorskip('rclpy')
 from faster_deployment_ros.backends import create_backend  # noqa: E402, I100
 from faster_deployment_ros.core.image_codec import fill_image_msg, msg_to_numpy  # noqa: E402
 from faster_deployment_ros.models import create_adapter  # noqa: E402
 from faster_deployment_ros.ros.depth_node import DepthNode  # noqa: E402
-from golden_support import model_path, read_frame  # noqa: E402
-from node_harness import (header_key, image_msg, NodeHarness, RELIABLE,  # noqa: E402
-                          TEST_PARAMETERS)
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
+from support.golden import model_path, read_frame  # noqa: E402
+from support.node_harness import (header_key, image_msg, NodeHarness, RELIABLE,  # noqa: E402
+                                  TEST_PARAMETERS)
+
+pytestmark = pytest.mark.ros
 
 ROOT = Path(__file__).resolve().parents[1]
 

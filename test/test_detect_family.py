@@ -11,9 +11,9 @@ from faster_deployment_ros.models.detect_family import detect_family
 from faster_deployment_ros.models.rtdetr import RtdetrAdapter
 from faster_deployment_ros.models.yolov8 import Yolov8Adapter
 from faster_deployment_ros.models.yolox import YoloxAdapter
-from golden_support import model_path
 import numpy as np
 import pytest
+from support.golden import model_path
 
 EXPECTED = {
     'yolov8n': ('yolov8', Yolov8Adapter),

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 
-from conftest import destroy_node
 from faster_deployment_ros.core.types import Detections
 from faster_deployment_ros.ros.detection_msgs import detection_array_cdr, to_detection_array
 import numpy as np
@@ -17,7 +16,10 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message, serialize_message
 from std_msgs.msg import Header
+from support.ros_nodes import destroy_node
 from vision_msgs.msg import Detection2DArray
+
+pytestmark = pytest.mark.ros
 
 
 def _detections(n: int, rng, names) -> Detections:

@@ -7,10 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 import time
 
-from conftest import destroy_node
 import cv2
 import numpy as np
 import pytest
+from support.ros_nodes import destroy_node
 
 rclpy = pytest.importorskip('rclpy')
 from faster_deployment_ros.backends.onnxruntime_backend import (  # noqa: E402, I100
@@ -20,13 +20,15 @@ from faster_deployment_ros.models import create_adapter  # noqa: E402
 from faster_deployment_ros.ros.detector_node import DetectorNode  # noqa: E402
 from faster_deployment_ros.tools.frames import read_frames  # noqa: E402
 from lifecycle_msgs.msg import State  # noqa: E402
-from node_harness import (console_script, header_key, image_msg, NodeHarness,  # noqa: E402
-                          RELIABLE, TEST_PARAMETERS)
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+from support.node_harness import (console_script, header_key, image_msg, NodeHarness,  # noqa: E402
+                                  RELIABLE, TEST_PARAMETERS)
 from vision_msgs.msg import Detection2DArray  # noqa: E402
+
+pytestmark = pytest.mark.ros
 
 ROOT = Path(__file__).resolve().parents[1]
 

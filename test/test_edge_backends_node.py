@@ -19,11 +19,13 @@ import pytest
 
 pytest.importorskip('rclpy')
 
-from edge_assets import converted, match_detections, ROOT, yolov8_onnx  # noqa: E402, I100
-from faster_deployment_ros.tools.replay import (  # noqa: E402
+from faster_deployment_ros.tools.replay import (  # noqa: E402, I100
     play_record, read_detection_msgs, ReplayConfig)
 from faster_deployment_ros.tools.video_to_bag import video_to_bag  # noqa: E402
-from node_harness import stop_process  # noqa: E402
+from support.edge_assets import converted, match_detections, ROOT, yolov8_onnx  # noqa: E402
+from support.node_harness import stop_process  # noqa: E402
+
+pytestmark = pytest.mark.ros
 
 FRAMES = 12
 NODE = Path(sys.executable).with_name('detector_node')

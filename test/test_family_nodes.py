@@ -18,11 +18,13 @@ from faster_deployment_ros.backends import create_backend  # noqa: E402, I100
 from faster_deployment_ros.core.image_codec import msg_to_numpy  # noqa: E402
 from faster_deployment_ros.ros.depth_node import DepthNode  # noqa: E402
 from faster_deployment_ros.ros.detector_node import DetectorNode  # noqa: E402
-from golden_support import golden_frames, load_golden, model_path  # noqa: E402
-from node_harness import header_key, image_msg, NodeHarness  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
+from support.golden import golden_frames, load_golden, model_path  # noqa: E402
+from support.node_harness import header_key, image_msg, NodeHarness  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
+
+pytestmark = pytest.mark.ros
 
 ROOT = Path(__file__).resolve().parents[1]
 RELIABLE = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE)
@@ -53,6 +55,7 @@ def yaml_parameters(name: str) -> dict:
     return flat
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('model', sorted(CASES))
 def test_family_node_with_its_yaml(ros, model):
     node_cls, yaml_name, msg_type, topic = CASES[model]

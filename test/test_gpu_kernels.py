@@ -18,8 +18,7 @@ import numpy as np
 import pytest
 
 GPU_OK, GPU_REASON = gpu_status()
-gpu = pytest.mark.skipif(not GPU_OK, reason='GPU kernels need a CUDA GPU and cuda-python: '
-                                            f'{GPU_REASON}')
+gpu = pytest.mark.gpu  # skipped with the reason where no usable GPU is (conftest)
 
 
 def _read_frames(path, count: int, step: int):

@@ -32,6 +32,7 @@ def random_image(encoding: str, h: int = 37, w: int = 53) -> np.ndarray:
     return RNG.integers(0, np.iinfo(dtype).max, shape, endpoint=True).astype(dtype)
 
 
+@pytest.mark.ros
 @pytest.mark.parametrize('encoding', sorted(CASES))
 def test_roundtrip_rclpy_message(encoding):
     img = random_image(encoding)

@@ -17,17 +17,19 @@ from pathlib import Path
 import threading
 import time
 
-from conftest import destroy_node
 import cv2
 from faster_deployment_ros.core.image_codec import fill_image_msg
 from faster_deployment_ros.ros.launch_spec import (ARGUMENTS, env_defaults, launch_arguments,
                                                    node_spec, parse_inputs, ros_command)
-from node_harness import console_script
 import pytest
 import rclpy
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
+from support.node_harness import console_script
+from support.ros_nodes import destroy_node
 from vision_msgs.msg import Detection2DArray
+
+pytestmark = pytest.mark.ros
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / '.cache' / 'models'
@@ -136,6 +138,7 @@ def test_detector_launch_as_documented(ros, yolox_model, small_frame):
     assert out.header.frame_id == 'launch_test' and out.detections
 
 
+@pytest.mark.slow
 def test_depth_launch_as_documented(ros, small_frame):
     model = MODELS / 'depth_anything_v2_vits.onnx'
     if not model.exists():

@@ -15,16 +15,18 @@ import threading
 import time
 import uuid
 
-from conftest import destroy_node
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
-from node_harness import console_script
 import pytest
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from support.node_harness import console_script
+from support.ros_nodes import destroy_node
 
 bond_msg = pytest.importorskip('bond.msg', reason='bond messages not built (make setup)')
+
+pytestmark = pytest.mark.ros
 
 # nav2_lifecycle_manager's parameter defaults
 SERVICE_TIMEOUT = 5.0

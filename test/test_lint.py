@@ -46,6 +46,7 @@ def test_setup_cfg_holds_the_ament_settings():
         in text
 
 
+@pytest.mark.slow
 def test_no_lint_warnings():
     if flake8('--version').returncode != 0:
         pytest.fail('flake8 is missing: pip install -r requirements/dev.txt')

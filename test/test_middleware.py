@@ -13,6 +13,7 @@ import textwrap
 
 from faster_deployment_ros.ros.middleware_env import (apply_camera_env, camera_env, private_domain,
                                                       profile_var, TRANSPORT_VARS)
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,6 +58,7 @@ def run_pair(env_changes: dict) -> int:
     return int(out.split('GOT')[1])
 
 
+@pytest.mark.ros
 def test_best_effort_720p_crosses_processes_with_the_shipped_profile():
     env = camera_env({})
     assert Path(env[profile_var()]) == ROOT / 'config' / 'fastdds_large_data.xml'

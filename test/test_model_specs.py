@@ -11,9 +11,9 @@ from faster_deployment_ros.core.specs import DecodeSpec, PreprocessSpec
 from faster_deployment_ros.gpu.pipeline import preprocess_cpu, specs_for_adapter
 from faster_deployment_ros.gpu.postprocess import MAX_CANDIDATES
 from faster_deployment_ros.models import create_adapter
-from golden_support import model_path
 import numpy as np
 import pytest
+from support.golden import model_path
 
 
 @pytest.fixture(scope='module')

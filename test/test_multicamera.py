@@ -10,9 +10,9 @@ import threading
 import time
 from typing import Dict, List
 
-from conftest import destroy_node
 import numpy as np
 import pytest
+from support.ros_nodes import destroy_node
 
 rclpy = pytest.importorskip('rclpy')
 from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402, I100 - after the skip
@@ -23,14 +23,16 @@ from faster_deployment_ros.ros.depth_node import DepthNode  # noqa: E402
 from faster_deployment_ros.ros.detector_node import DetectorNode  # noqa: E402
 from faster_deployment_ros.runtime import ParameterError  # noqa: E402
 from faster_deployment_ros.tools.frames import read_frames  # noqa: E402
-from golden_support import model_path  # noqa: E402
-from node_harness import close_rig  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+from support.golden import model_path  # noqa: E402
+from support.node_harness import close_rig  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
+
+pytestmark = pytest.mark.ros
 
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import logging
 
-from edge_assets import (compare_yolov8, compare_yolox, converted, fp16_weight_reference,
-                         real_frames, sidecar, yolov8_input, yolov8_onnx, yolox_input)
 from faster_deployment_ros.backends import BackendError, create_backend
 import numpy as np
 import pytest
+from support.edge_assets import (compare_yolov8, compare_yolox, converted, fp16_weight_reference,
+                                 real_frames, sidecar, yolov8_input, yolov8_onnx, yolox_input)
 
 ncnn = pytest.importorskip('ncnn')
 

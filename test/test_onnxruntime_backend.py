@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from faster_deployment_ros.backends import BackendError, create_backend
 from faster_deployment_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
-from fixtures.tiny_onnx import sub_model
 import numpy as np
 import onnxruntime as ort
 import pytest
+from support.tiny_onnx import sub_model
 
 META = {'names': "{0: 'cat', 1: 'dog'}", 'stride': '32', 'imgsz': '[64, 64]'}
 

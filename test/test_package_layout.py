@@ -33,6 +33,7 @@ def test_launch_file_names_installed_executable_and_shipped_config(path):
     assert (ROOT / 'config' / params).is_file()
 
 
+@pytest.mark.ros
 @pytest.mark.parametrize('path', sorted((ROOT / 'config').glob('*.yaml')), ids=lambda p: p.name)
 def test_shipped_yaml_uses_only_declared_parameters(path):
     from faster_deployment_ros.backends import available_backends

@@ -148,14 +148,14 @@ class ParamClient:
         return self.call(self.state_client, GetState.Request()).current_state.label
 
     def close(self) -> None:
-        from conftest import destroy_node
+        from support.ros_nodes import destroy_node
         destroy_node(self.node)
 
 
 @pytest.fixture(scope='module')
 def running_detector(ros, yolox_model):
     """Run a detector_node process (shipped YAML, autostart); yield it and a client."""
-    from node_harness import console_script
+    from support.node_harness import console_script
     args = ['--ros-args', '--params-file', str(ROOT / 'config/yolox_nano_onnxruntime.yaml'),
             '-p', f'model_path:={yolox_model}', '-p', 'diagnostics_period:=0.0',
             '-r', '__node:=param_fuzz_target']
@@ -188,6 +188,7 @@ REFUSED = [
 ]
 
 
+@pytest.mark.ros
 @pytest.mark.parametrize('name,value,reason', REFUSED, ids=[f'{n}={v!r}' for n, v, _ in REFUSED])
 def test_a_client_sending_bad_values_gets_a_reason_and_the_node_runs_on(
         running_detector, name, value, reason):
@@ -201,6 +202,7 @@ def test_a_client_sending_bad_values_gets_a_reason_and_the_node_runs_on(
     assert client.state() == 'active'
 
 
+@pytest.mark.ros
 def test_combination_valid_alone_but_not_together_is_refused(running_detector):
     """class_id_mode index while `classes` holds names: refused, nothing changes."""
     proc, client = running_detector
@@ -217,6 +219,7 @@ def test_combination_valid_alone_but_not_together_is_refused(running_detector):
 INT64 = st.integers(min_value=-2 ** 63, max_value=2 ** 63 - 1)
 
 
+@pytest.mark.ros
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=st.sampled_from(sorted(table('detection'))),
@@ -231,9 +234,10 @@ def test_fuzzed_parameter_service_never_kills_or_wedges_the_node(running_detecto
     assert client.state() == 'active'
 
 
+@pytest.mark.ros
 def test_a_wrong_type_at_start_is_a_clear_configure_failure(ros, yolox_model):
     """`-p workers:=two`: the node starts, refuses to configure and says why."""
-    from node_harness import console_script
+    from support.node_harness import console_script
     args = ['--ros-args', '-p', f'model_path:={yolox_model}', '-p', 'workers:=two',
             '-p', 'autostart:=true', '-p', 'diagnostics_period:=0.0',
             '-r', '__node:=wrong_type_probe']

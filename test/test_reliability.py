@@ -16,9 +16,9 @@ import tempfile
 import threading
 import time
 
-from conftest import destroy_node
 import numpy as np
 import pytest
+from support.ros_nodes import destroy_node
 
 rclpy = pytest.importorskip('rclpy')
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402, I100
@@ -26,23 +26,25 @@ from faster_deployment_ros.backends import register_backend  # noqa: E402
 from faster_deployment_ros.core.image_codec import encode_compressed, fill_image_msg  # noqa: E402
 from faster_deployment_ros.ros.depth_node import DepthNode  # noqa: E402
 from faster_deployment_ros.ros.detector_node import DetectorNode  # noqa: E402
-import fault_backend  # noqa: E402
 from hypothesis import given, HealthCheck, settings, strategies as st  # noqa: E402
-from node_harness import close_rig  # noqa: E402
 from rcl_interfaces.msg import Log  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+from support import fault_backend  # noqa: E402
+from support.node_harness import close_rig  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
+
+pytestmark = pytest.mark.ros
 
 ROOT = Path(__file__).resolve().parents[1]
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 SUCCESS = TransitionCallbackReturn.SUCCESS
 OK, WARN, ERROR, STALE = 0, 1, 2, 3
 
-register_backend('fault', 'fault_backend', 'FaultBackend')
+register_backend('fault', 'support.fault_backend', 'FaultBackend')
 
 
 @pytest.fixture(scope='module')

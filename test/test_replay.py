@@ -8,7 +8,6 @@ import json
 import threading
 import time
 
-from conftest import destroy_node
 import cv2
 from faster_deployment_ros.core.image_codec import msg_to_numpy
 from faster_deployment_ros.tools.bag_types import make_typestore
@@ -19,6 +18,7 @@ from faster_deployment_ros.tools.video_to_bag import video_to_bag
 import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader
+from support.ros_nodes import destroy_node
 
 START = 1_700_000_000_000_000_000
 
@@ -78,6 +78,7 @@ def test_detection_classes_takes_best_hypothesis():
     assert detection_classes(msg) == ['cat', 'person']
 
 
+@pytest.mark.ros
 def test_cdr_header_matches_rclpy_serialization():
     from faster_deployment_ros.tools.replay import cdr_header, has_header, import_message
     from rclpy.serialization import serialize_message
@@ -193,6 +194,7 @@ def read_outputs(bag, msgtype):
         return [(ts, store.deserialize_cdr(d, c.msgtype)) for c, ts, d in r.messages()]
 
 
+@pytest.mark.ros
 @pytest.mark.parametrize('mode', ['raw', 'msg'])
 def test_play_record_echo(campus_bag, echo, tmp_path, mode):
     from faster_deployment_ros.tools.replay import play_record, ReplayConfig
@@ -220,6 +222,7 @@ def test_play_record_echo(campus_bag, echo, tmp_path, mode):
     assert stamps == sorted(means) == [START + i * 100_000_000 for i in range(30)]
 
 
+@pytest.mark.ros
 @pytest.mark.parametrize('echo', [{'misbehave': True}], indirect=True)
 def test_play_record_reports_misbehaviour(campus_bag, echo, tmp_path):
     from faster_deployment_ros.tools.replay import play_record, ReplayConfig
@@ -232,6 +235,7 @@ def test_play_record_reports_misbehaviour(campus_bag, echo, tmp_path):
     assert rep['latency_ms']['n'] == 26
 
 
+@pytest.mark.ros
 @pytest.mark.parametrize('echo', [{'image_out': True}], indirect=True)
 def test_play_record_any_type(campus_bag, echo, tmp_path):
     from faster_deployment_ros.tools.replay import play_record, ReplayConfig
@@ -245,6 +249,7 @@ def test_play_record_any_type(campus_bag, echo, tmp_path):
     assert [(m.height, m.width, m.encoding) for _, m in outputs] == [(45, 60, 'bgr8')] * 12
 
 
+@pytest.mark.ros
 @pytest.mark.parametrize('echo', [{'work_s': 0.03}], indirect=True)
 def test_play_record_lockstep_feeds_a_slow_node_every_frame(campus_bag, echo, tmp_path):
     """
@@ -262,6 +267,8 @@ def test_play_record_lockstep_feeds_a_slow_node_every_frame(campus_bag, echo, tm
 
 # ---------------------------------------------------------------- the demo driver (real node)
 
+@pytest.mark.slow
+@pytest.mark.ros
 def test_demo_driver_on_plaza(plaza_video, yolox_model, tmp_path):
     """`make demo` on 40 frames of the plaza video: the real detector_node in a subprocess."""
     import subprocess
@@ -299,6 +306,8 @@ def test_demo_driver_on_plaza(plaza_video, yolox_model, tmp_path):
     assert 'make demo INPUT=/path/video.avi MODEL=/path/model.onnx' in again.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.ros
 def test_demo_golden_record_then_check(plaza_video, yolox_model, tmp_path):
     """
     `make golden`, then `make demo-check`: the same run passes, conf_threshold 0.6 fails.

@@ -6,13 +6,13 @@ mask) cannot run here (no Rockchip NPU), and is covered by its error path and th
 """
 from __future__ import annotations
 
-from edge_assets import (compare_yolov8, compare_yolox, converted, fp16_weight_reference,
-                         match_detections, need_venv, real_frames, sidecar, yolov8_input,
-                         yolov8_onnx, yolox_input)
 from faster_deployment_ros.backends import backend_class, BackendError, create_backend
 from faster_deployment_ros.backends.rknn_backend import resolve_core_mask
 import numpy as np
 import pytest
+from support.edge_assets import (compare_yolov8, compare_yolox, converted, fp16_weight_reference,
+                                 match_detections, need_venv, real_frames, sidecar, yolov8_input,
+                                 yolov8_onnx, yolox_input)
 
 FP16 = {'box_px': 3.0, 'score': 0.05}
 

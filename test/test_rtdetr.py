@@ -12,9 +12,9 @@ from faster_deployment_ros.backends import create_backend
 from faster_deployment_ros.core.types import TensorSpec
 from faster_deployment_ros.models import create_adapter
 from faster_deployment_ros.models.rtdetr import rtdetr_layout, RtdetrAdapter
-from golden_support import assert_detections_equal, golden_frames, load_golden, model_path
 import numpy as np
 import pytest
+from support.golden import assert_detections_equal, golden_frames, load_golden, model_path
 
 LAYOUT = {'rtdetr-l': 'ultralytics', 'rtdetr-l-legacy': 'ultralytics_legacy',
           'rtdetr-l-orig': 'original'}

@@ -1,8 +1,8 @@
 """The TensorRT backend end to end on a GPU, under the stand-ins of TensorRT 8.6, 10.x and 11.x.
 
 The stand-in engine really runs the network: device buffers in, ONNX Runtime on the host, device
-buffers out (test/trt_standins/_core.py), so everything around TensorRT runs for real: engine
-build and cache, backend load, `infer`, the GPU letterbox + decode/NMS path, several workers
+buffers out (test/support/trt_standins/_core.py), so everything around TensorRT runs for real:
+engine build and cache, backend load, `infer`, the GPU letterbox + decode/NMS path, several workers
 (execution contexts) on one engine behind the ordered pipeline, autotune, INT8 calibration
 through device pointers, rebuild and engine release, the errors. Compared with the ONNX Runtime
 CPU path on frames of the shared video. Skips without a GPU and cuda-python (CI has none); run
@@ -21,19 +21,17 @@ import shutil
 import sys
 import threading
 
-from conftest import CACHE
 import cv2
 from faster_deployment_ros.backends import BackendError, create_backend
 from faster_deployment_ros.backends import tensorrt_backend as TB
-from faster_deployment_ros.gpu import gpu_status
 from faster_deployment_ros.models import adapter_factory
 import numpy as np
 import pytest
-from trt_standins import load
-from trt_standins.support import calibration_frames, MODELOPT_PYTHON
+from support.shared_data import CACHE
+from support.tensorrt_assets import calibration_frames, MODELOPT_PYTHON
+from support.trt_standins import load
 
-ok, why = gpu_status()
-pytestmark = pytest.mark.skipif(not ok, reason=f'no usable GPU: {why}')
+pytestmark = pytest.mark.gpu  # skipped with the reason where no usable GPU is (conftest)
 
 # FDR_TRT_REAL=1: the installed TensorRT instead of the stand-ins (on a device that has it).
 REAL = os.environ.get('FDR_TRT_REAL', '').lower() in ('1', 'true', 'yes')

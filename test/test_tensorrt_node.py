@@ -10,13 +10,14 @@ from __future__ import annotations
 import gc
 import sys
 
-from conftest import destroy_node
 from faster_deployment_ros.backends import backend_class
 from faster_deployment_ros.gpu import gpu_status
 import pytest
-from trt_standins import load
+from support.ros_nodes import destroy_node
+from support.trt_standins import load
 
 
+@pytest.mark.ros
 @pytest.mark.parametrize('version', ['8.6', '10', '11'])
 @pytest.mark.parametrize('params', [{'threads': 2}, {'autotune': True, 'workers': 2}])
 def test_common_parameters_reach_the_tensorrt_backend(ros, yolox_model, tmp_path, monkeypatch,

@@ -1,7 +1,7 @@
 """The TensorRT backend's build and configuration paths under strict stand-ins of TensorRT.
 
-Stand-ins of 8.6, 10.x and 11.x (test/trt_standins: only the names each version has, its return
-values and error conventions). These run without a GPU: engine builds through
+Stand-ins of 8.6, 10.x and 11.x (test/support/trt_standins: only the names each version has, its
+return values and error conventions). These run without a GPU: engine builds through
 `prepare_engine`, each version's precision route (builder flags on 8.6/10.x, ModelOpt-converted
 strongly typed ONNX on 11.x), INT8 calibration inputs from the model adapters, the engine
 cache, and the errors a user sees. What needs a GPU (load, infer, the GPU pre/post path,
@@ -13,7 +13,6 @@ import json
 import struct
 import sys
 
-from conftest import CACHE
 from faster_deployment_ros.backends import BackendError, create_backend
 from faster_deployment_ros.backends import tensorrt_engine as engines
 from faster_deployment_ros.backends.tensorrt_backend import (calibration_batches, onnx_tensors,
@@ -21,9 +20,10 @@ from faster_deployment_ros.backends.tensorrt_backend import (calibration_batches
 from faster_deployment_ros.models import adapter_factory
 import numpy as np
 import pytest
-from trt_standins import load
-from trt_standins._core import MAGIC
-from trt_standins.support import calibration_frames, device_identity, modelopt_python
+from support.shared_data import CACHE
+from support.tensorrt_assets import calibration_frames, device_identity, modelopt_python
+from support.trt_standins import load
+from support.trt_standins._core import MAGIC
 
 VERSIONS = ['8.6', '10', '11']
 
@@ -275,10 +275,9 @@ def test_modelopt_fp16_and_int8_on_11(monkeypatch, tmp_path, yolox_model, plaza_
 # ---------------------------------------------------------------- calibration inputs --------
 
 def _model(name):
-    from conftest import shared_file  # noqa: F401 - same skip/fail rule as shared data
+    from support.shared_data import in_ci  # same skip/fail rule as the shared data
     path = CACHE / 'models' / name
     if not path.is_file():
-        from trt_standins.support import in_ci
         if in_ci():
             pytest.fail(f'{path} missing; make test-assets builds it', pytrace=False)
         pytest.skip(f'{path} missing (make test-assets)')

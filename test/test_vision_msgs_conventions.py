@@ -14,7 +14,6 @@ import cv2
 from faster_deployment_ros.core.image_codec import fill_image_msg
 from faster_deployment_ros.ros.detector_node import DetectorNode
 from faster_deployment_ros.tools.frames import read_frames
-from node_harness import close_rig
 import numpy as np
 import pytest
 import rclpy
@@ -23,7 +22,10 @@ from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
+from support.node_harness import close_rig
 from vision_msgs.msg import Detection2DArray, LabelInfo
+
+pytestmark = pytest.mark.ros
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / '.cache' / 'models'

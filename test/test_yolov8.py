@@ -12,9 +12,9 @@ from faster_deployment_ros.backends import create_backend
 from faster_deployment_ros.core.letterbox import letterbox_geometry
 from faster_deployment_ros.models import create_adapter
 from faster_deployment_ros.models.yolov8 import anchor_count, Yolov8Adapter
-from golden_support import assert_detections_equal, golden_frames, load_golden, model_path
 import numpy as np
 import pytest
+from support.golden import assert_detections_equal, golden_frames, load_golden, model_path
 
 MODELS = ('yolov8n', 'yolo11n', 'yolo26n')  # yolo26n: the NMS-free (end2end) 1x300x6 export
 FAMILY = {'yolov8n': 'yolov8', 'yolo11n': 'yolo11', 'yolo26n': 'yolo26'}

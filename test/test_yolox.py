@@ -1,6 +1,6 @@
 """YOLOX adapter, letterbox and NMS against an independent plain reference, on real model and data.
 
-The reference (test/reference/yolox_reference.py) runs its own ONNX Runtime session on its own
+The reference (test/support/yolox_reference.py) runs its own ONNX Runtime session on its own
 pre-processed tensor, so preprocessing, decoding, scoring, NMS and the mapping back to source
 pixels are all checked end to end.
 """
@@ -20,7 +20,7 @@ from faster_deployment_ros.models.yolox import YoloxAdapter
 import numpy as np
 import onnxruntime as ort
 import pytest
-from reference import yolox_reference as ref
+from support import yolox_reference as ref
 
 SIZE = (416, 416)
 SHAPES = [(576, 768), (720, 1280), (360, 480), (481, 641), (1000, 333), (416, 416), (100, 101)]

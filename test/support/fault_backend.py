@@ -4,7 +4,7 @@ It runs the real model on ONNX Runtime and, as its `mode` option says, raises, h
 `fail_worker: k` makes the construction of worker k fail. Every instance is kept in `INSTANCES`
 and records whether `close` came while one of its calls was running (`closed_in_call`), so a
 test can prove that nothing is freed under a running call.
-Registered through the real backend registry (`register_backend('fault', 'fault_backend',
+Registered through the real backend registry (`register_backend('fault', 'support.fault_backend',
 'FaultBackend')`), so the node loads it exactly as it loads any backend: `backend: fault`, options
 `fault.mode` etc.
 """

@@ -1,22 +1,17 @@
-"""Test support for the TensorRT stand-ins.
+"""Assets of the TensorRT tests that run on the stand-ins (support.trt_standins).
 
 The device identity used where no GPU is, the ModelOpt interpreter, and calibration images cut from
 the shared video.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from support.shared_data import in_ci, ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 MODELOPT_PYTHON = ROOT / '.venv-modelopt' / 'bin' / 'python'
-
-
-def in_ci() -> bool:
-    return os.environ.get('CI', '').lower() in ('true', '1', 'yes')
 
 
 def device_identity(name: str = 'NVIDIA H200', cc=(9, 0)) -> SimpleNamespace:

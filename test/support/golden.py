@@ -12,11 +12,11 @@ import json
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
-from conftest import CACHE, ROOT, shared_file
 import cv2
 from faster_deployment_ros.core.hashing import file_sha256
 import numpy as np
 import pytest
+from support.shared_data import CACHE, ROOT, shared_file
 
 MODELS = CACHE / 'models'
 GOLDEN_DIRS = (ROOT / 'test' / 'fixtures', CACHE / 'golden')

@@ -15,7 +15,6 @@ import threading
 import time
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from conftest import destroy_node
 from faster_deployment_ros.core.image_codec import fill_image_msg
 import numpy as np
 import rclpy
@@ -24,6 +23,7 @@ from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
+from support.ros_nodes import destroy_node
 
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 #: what node tests run with unless they say otherwise: every frame processed and delivered
@@ -149,7 +149,7 @@ def close_rig(rig) -> None:
     """Tear down a node rig that has `executor`, `_thread`, `node` and `peer`.
 
     Stop spinning, release the node's pipeline and backends, destroy both nodes (bounded, see
-    conftest.destroy_node).
+    support.ros_nodes.destroy_node).
     """
     rig.executor.shutdown()
     rig._thread.join(5)

@@ -14,13 +14,11 @@ import subprocess
 import sys
 from typing import Dict, List, Tuple
 
-from conftest import shared_file
 import cv2
 import numpy as np
 import pytest
+from support.shared_data import CACHE, ROOT, shared_file
 
-ROOT = Path(__file__).resolve().parents[1]
-CACHE = ROOT / '.cache'
 CONVERTED = CACHE / 'models' / 'converted'
 YOLOV8_ONNX = CACHE / 'models' / 'yolov8n.onnx'
 VENVS = {'ncnn': ROOT / '.venv-convert', 'rknn': ROOT / '.venv-rknn'}

@@ -1,1 +1,0 @@
-"""Independent, deliberately plain reference implementations the adapters are checked against."""
