@@ -15,10 +15,10 @@ rclpy = pytest.importorskip('rclpy')
 from faster_deployment_ros.backends import register_backend  # noqa: E402, I100
 from faster_deployment_ros.ros.detector_node import DetectorNode  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
 from support import fault_backend  # noqa: E402
 from support.node_harness import (image_msg, NodeHarness, RELIABLE,  # noqa: E402
                                   TEST_PARAMETERS)
-from sensor_msgs.msg import Image  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
