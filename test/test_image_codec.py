@@ -8,7 +8,8 @@ import subprocess
 import sys
 
 import cv2
-from faster_deployment_ros.core.image_codec import (check_decoded_size, compressed_image_size,
+from faster_deployment_ros.core.image_codec import (BitDepthHint, check_decoded_size,
+                                                    compressed_image_size,
                                                     decode_compressed, encode_compressed,
                                                     fill_image_msg, image_to_numpy,
                                                     ImageCodecError, jpeg_header,
@@ -355,3 +356,34 @@ def test_header_probe_agrees_with_opencv_on_fuzzed_input():
     assert run.returncode == 0 and run.stdout.strip().endswith('ok'), run.stdout[-4000:] + \
         '\n'.join(line for line in run.stderr.splitlines()
                   if 'JPEG' not in line and 'libpng' not in line)[-4000:]
+
+
+# ---- 16-bit frames that use fewer bits: a one-time hint to set bit_depth ---------------------
+@pytest.mark.parametrize('bits, hint', [(10, 'set bit_depth: 10'), (12, 'set bit_depth: 12'),
+                                        (14, 'set bit_depth: 14'), (16, None)])
+def test_bit_depth_hint_for_narrow_16_bit_frames(bits, hint):
+    det = BitDepthHint(frames=30)
+    got = []
+    for k in range(100):
+        frame = RNG.integers(0, 1 << bits, (24, 32), dtype=np.uint16)
+        got.append(det.observe(frame, 'mono16', 16))
+    said = [g for g in got if g is not None]
+    if hint is None:
+        assert said == []
+        return
+    assert len(said) == 1 and got[29] == said[0]  # once, after the first 30 frames
+    assert hint in said[0] and f'({bits} significant bits)' in said[0]
+    assert 'bit_depth is 16' in said[0] and 'nearly black' in said[0]
+
+
+def test_bit_depth_hint_quiet_when_set_right_and_loud_when_saturating():
+    twelve = RNG.integers(0, 4096, (8, 8), dtype=np.uint16)
+    det = BitDepthHint(frames=3)
+    assert [det.observe(twelve, 'mono16', 12) for _ in range(5)] == [None] * 5
+    det = BitDepthHint(frames=3)
+    out = [det.observe(twelve, '16UC1', 10) for _ in range(3)]
+    assert out[:2] == [None, None] and 'saturate to white' in out[2] and 'set bit_depth: 12' in \
+        out[2]
+    det = BitDepthHint(frames=1)  # 8-bit frames and black frames tell nothing
+    assert det.observe(np.full((4, 4), 200, np.uint8), 'mono8') is None
+    assert det.observe(np.zeros((4, 4), np.uint16), 'mono16') is None

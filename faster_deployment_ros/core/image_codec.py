@@ -20,7 +20,7 @@ __all__ = [
     'ImageCodecError', 'ENCODINGS', 'encoding_info', 'image_to_numpy', 'msg_to_numpy',
     'numpy_to_image_fields', 'fill_image_msg', 'to_bgr8', 'to_8bit', 'decode_compressed',
     'encode_compressed', 'compressed_image_size', 'check_image_size', 'check_decoded_size',
-    'jpeg_header', 'JpegHeader', 'JPEG_MAX_EXAMINED', 'JPEG_MAX_MARKERS',
+    'jpeg_header', 'JpegHeader', 'JPEG_MAX_EXAMINED', 'JPEG_MAX_MARKERS', 'BitDepthHint',
 ]
 
 
@@ -240,6 +240,49 @@ def to_bgr8(array: np.ndarray, encoding: str, bit_depth: int = 16) -> np.ndarray
     if base == 'bgr':
         return a
     return cv2.cvtColor(a, _TO_BGR[base])
+
+
+class BitDepthHint:
+    """Notices 16-bit frames whose values never use the bits `bit_depth` assumes, once.
+
+    Cameras often put 10 or 12 significant bits in 16-bit words (mono16, 16UC1, bayer_*16);
+    with `bit_depth: 16` (cv_bridge's scaling) such frames come out nearly black. `observe`
+    looks at the maximum of the first `frames` 16-bit frames (one ``max`` each, nothing after)
+    and then returns a hint string exactly once when the brightest value fits in fewer bits
+    than `bit_depth` says (16 -> 10, 12 or 14), or exceeds it (values saturate to white);
+    otherwise None. Call it from one thread (the pre-processing thread).
+    """
+
+    def __init__(self, frames: int = 30) -> None:
+        self.frames = frames
+        self.seen = 0
+        self.peak = 0
+        self.done = False
+
+    def observe(self, array: np.ndarray, encoding: str, bit_depth: int = 16) -> Optional[str]:
+        if self.done or array.dtype != np.uint16 or array.size == 0:
+            return None
+        self.peak = max(self.peak, int(array.max()))
+        self.seen += 1
+        if self.seen < self.frames:
+            return None
+        self.done = True
+        bits = max(1, self.peak.bit_length())
+        full = (1 << int(bit_depth)) - 1
+        if self.peak == 0:
+            return None
+        if self.peak > full:
+            return (f'{encoding} frames reach {self.peak} but bit_depth is {bit_depth} (up to '
+                    f'{full}): brighter pixels saturate to white; set bit_depth: '
+                    f'{max(bits, 8)} or more (16 for the full 16-bit range)')
+        for depth in (10, 12, 14):
+            if bits <= depth < int(bit_depth):
+                return (f'{encoding} frames never exceed {self.peak} over the first '
+                        f'{self.seen} frames ({bits} significant bits) but bit_depth is '
+                        f'{bit_depth}: the image reaches only {100 * self.peak / full:.1f} % of '
+                        f'the 8-bit range (nearly black); if the camera delivers {depth}-bit '
+                        f'data, set bit_depth: {depth}')
+        return None
 
 
 def _decoded_encoding(img: np.ndarray) -> str:
