@@ -65,6 +65,10 @@ def main() -> None:
     for mb in (1, 10, 100):
         cases.append((f'{mb} MB fill after SOI', b'\xff\xd8' + b'\xff' * (mb << 20) + frame[2:]))
     cases.append(('stuffed zero hiding 320x240', hostile.stuffed_zero_hides_the_frame()[0]))
+    big = cv2.imencode('.jpg', np.full((8192, 8192, 3), 128, np.uint8))[1].tobytes()
+    segments, rest = hostile.split_jpeg(big)
+    cases.append(('stuffed zero hiding 8192x8192',
+                  hostile.join_jpeg([hostile.hidden_sof(16, 16)] + segments, rest)))
     print(f'{"input":30} {"probe ms":>9} {"examined":>9}  {"old scan ms":>11}  '
           f'{"imdecode ms":>11}  result (probe / old scan)')
     for name, data in cases:
