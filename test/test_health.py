@@ -263,6 +263,16 @@ def test_a_clock_step_restarts_the_gap_estimate(step_s):
     assert h.gaps.missing == 2
 
 
+def test_a_new_activation_starts_a_new_stamp_series():
+    # deactivated for 10 s, then active again: the pause was no 299 lost frames
+    h, clock = make()
+    camera(h, clock, 30, 2)
+    clock.t += 10
+    h.restart()
+    camera(h, clock, 30, 2)
+    assert h.gaps.missing == 0 and h.status().level == OK
+
+
 def test_a_clock_step_without_arrival_times_is_not_counted_as_loss():
     gaps = StampGaps()
     for k in range(10):

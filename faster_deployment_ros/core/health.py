@@ -106,6 +106,11 @@ class StampGaps:
         self._deltas.clear()
         self._pending.clear()
 
+    def restart(self) -> None:
+        """Start a new series (a new activation): the time in between is no gap; counters kept."""
+        self._restart()
+        self._last = self._last_arrival = None
+
     def add(self, stamp_s: float, arrival_s: Optional[float] = None) -> int:
         """Record a stamp and its arrival time (monotonic clock; None: unknown).
 
@@ -198,6 +203,7 @@ class Health:
             self._gap_events.clear()
             self._latency.clear()
             self._qos_problem, self._qos_problem_t = '', None
+            self.gaps.restart()
 
     # ---- events ----------------------------------------------------------------------------
     def received(self, stamp_s: Optional[float] = None) -> None:
