@@ -193,3 +193,127 @@ def test_huge_png_is_refused_from_its_header():
     assert (kind, w, h) == ('png', 16384, 16384)
     with pytest.raises(ImageCodecError, match='refused before decoding'):
         check_image_size(w, h, 7680 * 4320, 'png image')
+
+
+# ---- #19 item 5: health that tells the truth ------------------------------------------------
+def camera(h, clock, rate_hz, seconds, skip=()):
+    """Feed frames of a camera at `rate_hz`, all published; numbers in `skip` never arrive.
+
+    Stamps are on the camera's clock, which runs at the same speed as the arrival clock.
+    """
+    for k in range(int(rate_hz * seconds)):
+        clock.t += 1.0 / rate_hz
+        if k in skip:
+            continue
+        h.received(clock.t - 900.0)  # a stamp on the camera's clock: arrival minus an offset
+        h.published(0.02)
+
+
+def test_a_camera_that_slows_down_is_not_losing_frames():
+    # 30 Hz, then 10 Hz, both well below what the node can do: nothing is lost. The period
+    # estimate never came down before: every 10 Hz frame showed 2 "missing", WARN forever.
+    h, clock = make()
+    camera(h, clock, 30, 3)
+    camera(h, clock, 10, 10)
+    s = h.status()
+    assert s.level == OK, s.message
+    assert values(s)['stamp_gaps'] == '0' and h.gaps.rate_changes == 1
+    # real losses at the new rate still count: 3 frames missing, once the stream is back
+    camera(h, clock, 10, 2, skip=(5, 6, 7))
+    assert h.gaps.missing == 3
+    # and speeding up again counts nothing either
+    camera(h, clock, 30, 5)
+    assert h.gaps.missing == 3 and h.status().level == OK
+
+
+def test_stamp_gaps_keep_counting_irregular_losses():
+    gaps = StampGaps()
+    t, missing = 0.0, 0
+    for _ in range(10):
+        t += 0.1
+        missing += gaps.add(t, t)
+    for k in (3, 2, 4, 3, 2, 5, 2, 3):  # a lossy link: gaps of varying length in a row
+        t += 0.1 * k
+        missing += gaps.add(t, t)
+    t += 0.1
+    missing += gaps.add(t, t)  # back at the period: everything pending counts
+    assert missing == gaps.missing == sum(k - 1 for k in (3, 2, 4, 3, 2, 5, 2, 3))
+    assert gaps.rate_changes == 0
+
+
+@pytest.mark.parametrize('step_s', [1e9, 3600.0, -3600.0, -0.5])
+def test_a_clock_step_restarts_the_gap_estimate(step_s):
+    # NTP stepping the camera's clock after boot: the stamps jump while the frames keep coming
+    # every 33 ms. Before: a jump of 1e9 s read as 3e10 frames lost.
+    h, clock = make()
+    offset = 5000.0
+    for k in range(120):
+        clock.t += 1 / 30
+        if k == 60:
+            offset += step_s
+        h.received(clock.t + offset)
+        h.published(0.02)
+    s = h.status()
+    assert s.level == OK, s.message
+    v = values(s)
+    assert v['stamp_gaps'] == '0'
+    assert v.get('stamp_clock_steps', '0') == ('1' if abs(step_s) > 2.0 else '0')
+    # after the restart, a real gap counts again
+    camera(h, clock, 30, 1, skip=(10, 11))
+    assert h.gaps.missing == 2
+
+
+def test_a_new_activation_starts_a_new_stamp_series():
+    # deactivated for 10 s, then active again: the pause was no 299 lost frames
+    h, clock = make()
+    camera(h, clock, 30, 2)
+    clock.t += 10
+    h.restart()
+    camera(h, clock, 30, 2)
+    assert h.gaps.missing == 0 and h.status().level == OK
+
+
+def test_a_clock_step_without_arrival_times_is_not_counted_as_loss():
+    gaps = StampGaps()
+    for k in range(10):
+        gaps.add(100.0 + k / 30)
+    assert gaps.add(100.0 + 1e9) == 0 and gaps.clock_steps == 1 and gaps.missing == 0
+
+
+def test_a_stuck_worker_is_an_error_naming_it():
+    h, clock = make()
+    for _ in range(10):  # the symptom as it looked: everything else dropped
+        feed(h, clock, 1, 'ok')
+        feed(h, clock, 3, 'drop')
+    assert 'dropping' in h.status().message
+    s = h.status(busy_workers={0: 0.01, 1: 12.34}, mean_infer_s=0.02)
+    assert s.level == ERROR
+    assert s.message.startswith('inference worker 1 stuck in one call for 12.3 s (bound 5.0 s')
+    assert 'the other 1 carry the load' in s.message and 'restart the node' in s.message
+    assert values(s)['worker_busy_s'] == '0: 0.0, 1: 12.3'
+    # the bound follows the model: 20 x a 0.5 s inference is 10 s
+    assert h.status(busy_workers={0: 8.0}, mean_infer_s=0.5).level != ERROR
+    s = h.status(busy_workers={0: 10.5}, mean_infer_s=0.5)
+    assert s.level == ERROR and 'bound 10.0 s = max(5 s, 20 x the mean inference 500 ms)' in \
+        s.message and 'no worker left' in s.message
+    # with no input at all (stale) the stuck worker still wins: it is the cause
+    clock.t += 100
+    assert h.status(busy_workers={0: 100.0}, mean_infer_s=None).level == ERROR
+    with pytest.raises(ValueError, match='stuck_min_s'):
+        HealthLimits(stuck_min_s=float('nan')).validate()
+
+
+def test_incompatible_qos_is_a_warning_with_the_fix():
+    h, clock = make()
+    clock.t += 0.5
+    h.incompatible_qos('incompatible QoS on /image (RELIABILITY): set qos_reliability: ...')
+    s = h.status()
+    assert s.level == WARN and 'RELIABILITY' in s.message
+    clock.t += 10  # no input since: the likely reason is said instead of a bare STALE
+    s = h.status()
+    assert s.level == WARN and s.message.startswith('no input yet for 10.5 s: incompatible QoS')
+    assert values(s)['incompatible_qos'].startswith('1: incompatible QoS on /image')
+    feed(h, clock, 10, 'ok')  # a compatible publisher came: the warning ends after the window
+    clock.t += 5
+    feed(h, clock, 10, 'ok')
+    assert h.status().level == OK

@@ -2,14 +2,20 @@
 from __future__ import annotations
 
 import array
+import os
+from pathlib import Path
 import subprocess
 import sys
 
 import cv2
-from faster_deployment_ros.core.image_codec import (decode_compressed, encode_compressed,
+from faster_deployment_ros.core.image_codec import (BitDepthHint, check_decoded_size,
+                                                    compressed_image_size,
+                                                    decode_compressed, encode_compressed,
                                                     fill_image_msg, image_to_numpy,
-                                                    ImageCodecError, msg_to_numpy,
+                                                    ImageCodecError, jpeg_header,
+                                                    JPEG_MAX_EXAMINED, msg_to_numpy,
                                                     numpy_to_image_fields, to_bgr8)
+import hostile_images as hostile
 import numpy as np
 import pytest
 from sensor_msgs.msg import CompressedImage, Image
@@ -214,3 +220,171 @@ def test_codec_imports_without_rclpy():
     code = ('import sys, faster_deployment_ros.core.image_codec; '
             'sys.exit(any(m.startswith("rclpy") for m in sys.modules))')
     assert subprocess.run([sys.executable, '-c', code]).returncode == 0
+
+
+# ---- hostile compressed input: the header probe agrees with the decoder, in bounded work ----
+LIMIT = 100 * 100  # max_input_pixels for these tests: 320x240 is over it, 24x16 under
+
+
+def opencv_shape(data: bytes):
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    return None if img is None else img.shape
+
+
+def test_a_stuffed_zero_cannot_hide_the_real_frame_size():
+    # 0xFF 0x00 then two bytes: libjpeg skips them and reads the real 320x240 frame header; the
+    # old scan read them as a segment length, landed on a fake 16x16 header in a comment and
+    # let the frame past max_input_pixels.
+    data, (w, h) = hostile.stuffed_zero_hides_the_frame(16)
+    assert opencv_shape(data) == (h, w, 3)  # what the decoder really does
+    assert compressed_image_size(data) == ('jpeg', w, h)
+    with pytest.raises(ImageCodecError, match=r'jpeg image 320x240 .* over max_input_pixels '
+                       r'10000; refused before decoding \(raise max_input_pixels'):
+        decode_compressed('jpeg', data, max_pixels=LIMIT)
+    assert decode_compressed('jpeg', data, max_pixels=0)[0].shape == (h, w, 3)
+
+
+def test_a_fake_frame_header_in_a_comment_is_not_read():
+    segments, rest = hostile.split_jpeg(hostile.jpeg(24, 16))
+    data = hostile.join_jpeg([hostile.segment(0xFE, hostile.sof(9000, 9000))] + segments, rest)
+    assert compressed_image_size(data) == ('jpeg', 24, 16) and opencv_shape(data) == (16, 24, 3)
+
+
+@pytest.mark.parametrize('second', [(16, 16), (5000, 5000)])
+def test_several_frame_headers_are_refused(second):
+    segments, rest = hostile.split_jpeg(hostile.jpeg(24, 16))
+    k = hostile.sof_index(segments)
+    for where in (k, k + 1, len(segments)):  # before, right after, after the tables
+        data = hostile.join_jpeg(segments[:where] + [hostile.sof(*second)] + segments[where:],
+                                 rest)
+        assert opencv_shape(data) is None  # libjpeg refuses a second SOF too
+        with pytest.raises(ImageCodecError, match='a second frame header .* fix or replace'):
+            decode_compressed('jpeg', data, max_pixels=LIMIT)
+
+
+def test_fill_runs_cost_bounded_work():
+    segments, rest = hostile.split_jpeg(hostile.jpeg(24, 16))
+    k = hostile.sof_index(segments)
+    # fill and stray bytes libjpeg skips are skipped here too, up to the budget
+    for pad in (b'\xff' * 1000, b'\x00\xff\x00' * 300, b'\xff' * (JPEG_MAX_EXAMINED - 500)):
+        data = hostile.join_jpeg(segments[:k] + [pad] + segments[k:], rest)
+        hdr = jpeg_header(data)
+        assert (hdr.width, hdr.height) == (24, 16) and opencv_shape(data) == (16, 24, 3)
+        assert len(pad) <= hdr.examined <= JPEG_MAX_EXAMINED + 64
+    # 10 MB of fill: the old scan read it byte by byte in Python (about 0.2 s per MB); now it
+    # stops after the budget, wherever the run lies (benchmarks/jpeg_header_scan.py times it)
+    ten_mb = b'\xff' * (10 << 20)
+    for data in (b'\xff\xd8' + ten_mb + hostile.jpeg()[2:],
+                 hostile.join_jpeg(segments[:k] + [ten_mb] + segments[k:], rest),
+                 hostile.join_jpeg(segments[:k] + [b'\xff\x00' * (5 << 20)] + segments[k:],
+                                   rest)):
+        with pytest.raises(ImageCodecError, match=f'more than {JPEG_MAX_EXAMINED} fill .* '
+                           'fix or replace it') as err:
+            decode_compressed('jpeg', data, max_pixels=LIMIT)
+        assert err.value.examined <= JPEG_MAX_EXAMINED + 64
+    # many tiny segments: bounded by the marker count
+    many = [hostile.segment(0xFE, b'')] * 5000
+    with pytest.raises(ImageCodecError, match='more than 512 markers') as err:
+        jpeg_header(hostile.join_jpeg(many + segments, rest))
+    assert err.value.examined <= 4 * 513 + 2
+
+
+def test_truncated_and_malformed_headers_are_refused_with_a_reason():
+    data = hostile.jpeg(24, 16)
+    sos = jpeg_header(data).sos_offset
+    for cut in range(sos + 1):  # every cut before the first scan
+        with pytest.raises(ImageCodecError, match='truncated|not a jpeg|neither jpeg'):
+            compressed_image_size(data[:cut])
+    for cut in range(sos + 2, len(data), 7):  # a cut scan: the header size, or refused
+        try:
+            out, _ = decode_compressed('jpeg', data[:cut], max_pixels=LIMIT)
+        except ImageCodecError:
+            continue
+        assert out.shape == (16, 24, 3)
+    segments, rest = hostile.split_jpeg(data)
+    for bad, reason in ((hostile.segment(0x02, b''), 'reserved marker 0xFF02'),
+                        (b'\xff\xd8', 'second start-of-image'),
+                        (b'\xff\xd9', 'end of image'),
+                        (hostile.sof(24, 16, marker=0xC5), 'does not support'),
+                        (b'\xff\xfe\x00\x01', 'length 1')):
+        with pytest.raises(ImageCodecError, match=reason):
+            compressed_image_size(hostile.join_jpeg([bad] + segments, rest))
+    no_sof = [s for s in segments if s[1] != 0xC0]
+    with pytest.raises(ImageCodecError, match='before any frame header'):
+        compressed_image_size(hostile.join_jpeg(no_sof, rest))
+
+
+def test_hostile_pngs_are_refused():
+    assert compressed_image_size(hostile.png(16, 16)) == ('png', 16, 16)
+    huge = hostile.png(16, 16, ihdr_size=(60000, 60000))
+    with pytest.raises(ImageCodecError, match='png image 60000x60000 .* over max_input_pixels'):
+        decode_compressed('png', huge, max_pixels=LIMIT)
+    bad_crc = bytearray(hostile.png(16, 16))
+    bad_crc[29] ^= 1
+    long_ihdr = hostile.PNG_SIGNATURE + hostile.chunk(b'IHDR', bytes(25))
+    for data in (bytes(bad_crc), long_ihdr):
+        assert opencv_shape(data) is None
+        with pytest.raises(ImageCodecError, match='IHDR chunk has a wrong length or CRC'):
+            compressed_image_size(data)
+    # IHDR says small, the pixel data is big: the decoder follows IHDR (and drops the rest)
+    lying = hostile.png(400, 400, ihdr_size=(16, 16))
+    assert decode_compressed('png', lying, max_pixels=LIMIT)[0].shape == (16, 16)
+    whole = hostile.png(64, 64)
+    for cut in range(0, len(whole) - 12, 5):
+        with pytest.raises(ImageCodecError):
+            decode_compressed('png', whole[:cut], max_pixels=LIMIT)
+
+
+def test_decoded_size_is_checked_against_the_header():
+    img = np.zeros((16, 24, 3), np.uint8)
+    check_decoded_size(img, 24, 16, LIMIT)
+    with pytest.raises(ImageCodecError, match='decoded to 24x16, but its header says 16x16'):
+        check_decoded_size(img, 16, 16, LIMIT)
+    with pytest.raises(ImageCodecError, match=r'over max_input_pixels 100 \(raise'):
+        check_decoded_size(img, 24, 16, 100)
+
+
+def test_header_probe_agrees_with_opencv_on_fuzzed_input():
+    # hypothesis mutates real JPEGs and PNGs (fill, stray bytes, stuffed zeros, fake and extra
+    # frame headers, any marker, byte flips, cuts); for everything OpenCV decodes, the probe
+    # refused it or named the decoded size. In a child process with OpenCV's own pixel cap low,
+    # so a mutated header claiming a huge frame costs nothing.
+    env = dict(os.environ, OPENCV_IO_MAX_IMAGE_PIXELS=str(1 << 22),
+               PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1])]
+                                          + [os.environ.get('PYTHONPATH', '')]))
+    run = subprocess.run([sys.executable, str(Path(__file__).with_name('hostile_images.py')),
+                          '600'], env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0 and run.stdout.strip().endswith('ok'), run.stdout[-4000:] + \
+        '\n'.join(line for line in run.stderr.splitlines()
+                  if 'JPEG' not in line and 'libpng' not in line)[-4000:]
+
+
+# ---- 16-bit frames that use fewer bits: a one-time hint to set bit_depth ---------------------
+@pytest.mark.parametrize('bits, hint', [(10, 'set bit_depth: 10'), (12, 'set bit_depth: 12'),
+                                        (14, 'set bit_depth: 14'), (16, None)])
+def test_bit_depth_hint_for_narrow_16_bit_frames(bits, hint):
+    det = BitDepthHint(frames=30)
+    got = []
+    for k in range(100):
+        frame = RNG.integers(0, 1 << bits, (24, 32), dtype=np.uint16)
+        got.append(det.observe(frame, 'mono16', 16))
+    said = [g for g in got if g is not None]
+    if hint is None:
+        assert said == []
+        return
+    assert len(said) == 1 and got[29] == said[0]  # once, after the first 30 frames
+    assert hint in said[0] and f'({bits} significant bits)' in said[0]
+    assert 'bit_depth is 16' in said[0] and 'nearly black' in said[0]
+
+
+def test_bit_depth_hint_quiet_when_set_right_and_loud_when_saturating():
+    twelve = RNG.integers(0, 4096, (8, 8), dtype=np.uint16)
+    det = BitDepthHint(frames=3)
+    assert [det.observe(twelve, 'mono16', 12) for _ in range(5)] == [None] * 5
+    det = BitDepthHint(frames=3)
+    out = [det.observe(twelve, '16UC1', 10) for _ in range(3)]
+    assert out[:2] == [None, None] and 'saturate to white' in out[2] and 'set bit_depth: 12' in \
+        out[2]
+    det = BitDepthHint(frames=1)  # 8-bit frames and black frames tell nothing
+    assert det.observe(np.full((4, 4), 200, np.uint8), 'mono8') is None
+    assert det.observe(np.zeros((4, 4), np.uint16), 'mono16') is None

@@ -517,3 +517,36 @@ def test_onnxruntime_two_workers_match_serial(make, yolox_model):
     for r, ref in zip(sink.results, serial):
         assert r.error is None and r.result.shape == (1, 3549, 85)
         np.testing.assert_allclose(r.result, ref, rtol=1e-5, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------- stuck worker
+def test_busy_workers_report_a_stuck_call_and_health_names_it(make):
+    from faster_deployment_ros.core.health import ERROR, Health, HealthLimits
+    release, entered = threading.Event(), threading.Event()
+
+    def infer(t):
+        if t == 'hang':
+            entered.set()
+            release.wait(30)
+        return t
+
+    p, sink = make(infer=[infer, lambda t: t])
+    assert p.busy_workers() == {0: 0.0, 1: 0.0} and p.mean_infer_s is None
+    assert p.submit('fine') and p.flush(10)
+    assert p.mean_infer_s is not None and p.mean_infer_s < 1.0
+    health = Health('tp', HealthLimits(stuck_min_s=0.2))
+    p.submit('hang')  # whichever worker takes it: only worker 0's callable hangs
+    while not entered.is_set():  # worker 1 may take it first; feed until worker 0 does
+        assert p.submit('hang')
+        entered.wait(0.05)
+    assert wait_until(lambda: p.busy_workers()[0] > 0.3)
+    busy = p.busy_workers()
+    assert busy[1] == 0.0 or busy[1] < busy[0]
+    s = health.status(busy_workers=busy, mean_infer_s=p.mean_infer_s)
+    assert s.level == ERROR and s.message.startswith('inference worker 0 stuck in one call for')
+    assert 'the other 1 carry the load' in s.message
+    release.set()
+    assert p.flush(10)
+    assert p.busy_workers() == {0: 0.0, 1: 0.0}
+    assert health.status(busy_workers=p.busy_workers(),
+                         mean_infer_s=p.mean_infer_s).level != ERROR

@@ -10,7 +10,8 @@ from __future__ import annotations
 import array as _array
 import re
 import sys
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+import zlib
 
 import cv2
 import numpy as np
@@ -18,12 +19,18 @@ import numpy as np
 __all__ = [
     'ImageCodecError', 'ENCODINGS', 'encoding_info', 'image_to_numpy', 'msg_to_numpy',
     'numpy_to_image_fields', 'fill_image_msg', 'to_bgr8', 'to_8bit', 'decode_compressed',
-    'encode_compressed', 'compressed_image_size', 'check_image_size',
+    'encode_compressed', 'compressed_image_size', 'check_image_size', 'check_decoded_size',
+    'jpeg_header', 'JpegHeader', 'JPEG_MAX_EXAMINED', 'JPEG_MAX_MARKERS', 'BitDepthHint',
 ]
 
 
 class ImageCodecError(ValueError):
-    """An image message that cannot be turned into an array (or the other way round)."""
+    """An image message that cannot be turned into an array (or the other way round).
+
+    `examined`: for a JPEG refused by its header scan, how many bytes the scan looked at.
+    """
+
+    examined: Optional[int] = None
 
 
 # encoding -> (numpy dtype, channels)
@@ -235,6 +242,49 @@ def to_bgr8(array: np.ndarray, encoding: str, bit_depth: int = 16) -> np.ndarray
     return cv2.cvtColor(a, _TO_BGR[base])
 
 
+class BitDepthHint:
+    """Notices 16-bit frames whose values never use the bits `bit_depth` assumes, once.
+
+    Cameras often put 10 or 12 significant bits in 16-bit words (mono16, 16UC1, bayer_*16);
+    with `bit_depth: 16` (cv_bridge's scaling) such frames come out nearly black. `observe`
+    looks at the maximum of the first `frames` 16-bit frames (one ``max`` each, nothing after)
+    and then returns a hint string exactly once when the brightest value fits in fewer bits
+    than `bit_depth` says (16 -> 10, 12 or 14), or exceeds it (values saturate to white);
+    otherwise None. Call it from one thread (the pre-processing thread).
+    """
+
+    def __init__(self, frames: int = 30) -> None:
+        self.frames = frames
+        self.seen = 0
+        self.peak = 0
+        self.done = False
+
+    def observe(self, array: np.ndarray, encoding: str, bit_depth: int = 16) -> Optional[str]:
+        if self.done or array.dtype != np.uint16 or array.size == 0:
+            return None
+        self.peak = max(self.peak, int(array.max()))
+        self.seen += 1
+        if self.seen < self.frames:
+            return None
+        self.done = True
+        bits = max(1, self.peak.bit_length())
+        full = (1 << int(bit_depth)) - 1
+        if self.peak == 0:
+            return None
+        if self.peak > full:
+            return (f'{encoding} frames reach {self.peak} but bit_depth is {bit_depth} (up to '
+                    f'{full}): brighter pixels saturate to white; set bit_depth: '
+                    f'{max(bits, 8)} or more (16 for the full 16-bit range)')
+        for depth in (10, 12, 14):
+            if bits <= depth < int(bit_depth):
+                return (f'{encoding} frames never exceed {self.peak} over the first '
+                        f'{self.seen} frames ({bits} significant bits) but bit_depth is '
+                        f'{bit_depth}: the image reaches only {100 * self.peak / full:.1f} % of '
+                        f'the 8-bit range (nearly black); if the camera delivers {depth}-bit '
+                        f'data, set bit_depth: {depth}')
+        return None
+
+
 def _decoded_encoding(img: np.ndarray) -> str:
     depth = {np.dtype(np.uint8): '8', np.dtype(np.uint16): '16'}.get(img.dtype)
     if depth is None:
@@ -251,13 +301,19 @@ _CONVERT = {('bgr8', 'rgb8'): cv2.COLOR_BGR2RGB, ('bgr8', 'mono8'): cv2.COLOR_BG
             ('mono8', 'rgb8'): cv2.COLOR_GRAY2RGB}
 
 
-def decode_compressed(compressed_format: str, data: Any) -> Tuple[np.ndarray, str]:
+def decode_compressed(compressed_format: str, data: Any,
+                      max_pixels: Optional[int] = None) -> Tuple[np.ndarray, str]:
     """sensor_msgs/CompressedImage (format, data) -> (array, encoding).
 
     ``compressed_format`` follows image_transport ('rgb8; jpeg compressed bgr8') or is just
     'jpeg'/'png'.
     When it names an original encoding OpenCV can produce from the decoded image, the result is
     converted to it (so 'rgb8; ...' comes back rgb8); otherwise bgr8/bgra8/mono8/mono16.
+
+    With `max_pixels` (0: no pixel limit) only JPEG and PNG are accepted, and the size is
+    checked three times: read from the header the way the decoder reads it
+    (``compressed_image_size``), refused over the limit before decoding, and checked again on
+    the decoded image (``check_decoded_size``). None decodes whatever OpenCV reads, unchecked.
     """
     fmt = (compressed_format or '').strip()
     if 'compresseddepth' in fmt.lower().replace(' ', ''):
@@ -266,11 +322,22 @@ def decode_compressed(compressed_format: str, data: Any) -> Tuple[np.ndarray, st
     buf = _as_uint8_buffer(data)
     if buf.size == 0:
         raise ImageCodecError(f'empty compressed image (format {compressed_format!r})')
-    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    header = None
+    if max_pixels is not None:
+        header = compressed_image_size(buf)
+        check_image_size(header[1], header[2], max_pixels, f'{header[0]} image')
+    try:
+        img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:  # e.g. over OpenCV's own OPENCV_IO_MAX_IMAGE_PIXELS
+        raise ImageCodecError(
+            f'cannot decode compressed image: format {compressed_format!r}, {buf.size} bytes: '
+            f'{str(exc).strip().splitlines()[-1]}') from exc
     if img is None:
         raise ImageCodecError(
             f'cannot decode compressed image: format {compressed_format!r}, {buf.size} bytes '
             f'starting {bytes(buf[:8]).hex()} (corrupt or not jpeg/png)')
+    if header is not None:
+        check_decoded_size(img, header[1], header[2], max_pixels, f'{header[0]} image')
     enc = _decoded_encoding(img)
     want = fmt.split(';', 1)[0].strip() if ';' in fmt else ''
     code = _CONVERT.get((enc, want))
@@ -316,50 +383,171 @@ def encode_compressed(array: np.ndarray, fmt: str = 'jpeg', quality: int = 90,
 # ---- input size limits, checked before any pixel is touched or decoded ----------------------
 
 _PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
-# JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic); not C4/C8/CC
-_JPEG_SOF = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE,
-                       0xCF))
+# JPEG markers as libjpeg(-turbo)'s marker reader (jdmarker.c, read_markers) treats them on the
+# way to the first scan: frame headers it reads, frame headers it refuses, segments it skips or
+# parses by their length, and markers without a length.
+_JPEG_SOF = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC9, 0xCA, 0xCB))
+_JPEG_SOF_UNSUPPORTED = frozenset((0xC5, 0xC6, 0xC7, 0xC8, 0xCD, 0xCE, 0xCF))
+_JPEG_SEGMENTS = frozenset((0xC4, 0xCC, 0xDB, 0xDC, 0xDD, 0xFE, *range(0xE0, 0xF0)))
+_JPEG_NO_LENGTH = frozenset((0x01, *range(0xD0, 0xD8)))
+_JPEG_SOI, _JPEG_EOI, _JPEG_SOS = 0xD8, 0xD9, 0xDA
+#: the header scan examines at most this many bytes of a JPEG, whatever its size: marker and
+#: length fields and any fill (0xFF) or stray bytes between segments; segment contents are
+#: skipped by their length without being read. A camera's encoder writes a few hundred.
+JPEG_MAX_EXAMINED = 1 << 16
+#: and reads at most this many markers before the first scan (a photo with EXIF, ICC profile,
+#: tables and thumbnails has about 20)
+JPEG_MAX_MARKERS = 512
+_FIRST_WINDOW = 256  # bytes searched for the next marker before the rest of the budget
+
+
+class JpegHeader(NamedTuple):
+    """What the frame header of a JPEG says, read the way libjpeg reads it.
+
+    `sof` is the start-of-frame marker (0xC0 baseline, 0xC2 progressive, ...), `sos_offset`
+    where the first scan starts, `examined` how many bytes the scan looked at (at most
+    ``JPEG_MAX_EXAMINED`` plus a few per marker) and `markers` how many it read.
+    """
+
+    width: int
+    height: int
+    sof: int
+    sos_offset: int
+    examined: int
+    markers: int
+
+
+def _jpeg_error(what: str, fix: str = 'the sender (camera driver or its jpeg encoder) writes a '
+                'broken stream: fix or replace it') -> ImageCodecError:
+    return ImageCodecError(f'refused jpeg image: {what}; {fix}')
+
+
+def jpeg_header(data: Any) -> JpegHeader:
+    """Read a JPEG's frame size as libjpeg's ``jpeg_read_header`` does, in bounded time.
+
+    Markers are found as libjpeg's ``next_marker`` finds them (stray bytes skipped, 0xFF fill
+    swallowed, a stuffed 0xFF 0x00 is no marker) up to the first start of scan, so the size
+    returned is the size OpenCV's decoder allocates. What libjpeg refuses (a second frame
+    header or SOI, a scan before the frame header, reserved markers, processes it cannot
+    decode) and what this scan cannot settle cheaply (more than ``JPEG_MAX_EXAMINED`` bytes
+    examined, more than ``JPEG_MAX_MARKERS`` markers, a stream ending before the first scan)
+    raise ImageCodecError saying what is wrong. The cost does not depend on the data's length.
+    """
+    seen = [0]
+    try:
+        return _scan_jpeg(_as_uint8_buffer(data), seen)
+    except ImageCodecError as exc:
+        exc.examined = seen[0]
+        raise
+
+
+def _scan_jpeg(buf: np.ndarray, seen: List[int]) -> JpegHeader:
+    """jpeg_header's scan; keeps the count of bytes examined in seen[0] as it goes."""
+    n = int(buf.size)
+    if n < 4 or buf[0] != 0xFF or buf[1] != _JPEG_SOI:
+        raise ImageCodecError(f'not a jpeg image ({n} bytes starting {bytes(buf[:4]).hex()})')
+    mv = memoryview(np.ascontiguousarray(buf))
+    i, examined, markers = 2, 2, 0
+    frame: Optional[Tuple[int, int, int]] = None
+    while True:
+        # -- the next marker, as libjpeg's next_marker finds it --------------------------------
+        if i + 1 < n and mv[i] == 0xFF and mv[i + 1] not in (0x00, 0xFF):
+            marker, i, examined = mv[i + 1], i + 2, examined + 2
+        else:
+            found, at_end = -1, False
+            for size in (_FIRST_WINDOW, JPEG_MAX_EXAMINED):
+                size = min(size, JPEG_MAX_EXAMINED - examined, n - i)
+                at_end = i + size >= n
+                if size >= 2:
+                    w = buf[i:i + size]
+                    hits = np.flatnonzero((w[:-1] == 0xFF) & (w[1:] != 0x00) & (w[1:] != 0xFF))
+                    examined += size
+                    if hits.size:
+                        found = int(hits[0])
+                        break
+                if at_end:
+                    break
+            seen[0] = examined
+            if found < 0:
+                if at_end:
+                    raise _jpeg_error(f'the data ends after {n} bytes, before the first scan '
+                                      '(truncated)')
+                raise _jpeg_error(
+                    f'more than {JPEG_MAX_EXAMINED} fill (0xFF) or stray bytes between its '
+                    f'header markers (from byte {i}), where an encoder writes none')
+            marker, i = mv[i + found + 1], i + found + 2
+        markers += 1
+        seen[0] = examined
+        if markers > JPEG_MAX_MARKERS:
+            raise _jpeg_error(f'more than {JPEG_MAX_MARKERS} markers before the first scan')
+        at = i - 2
+        # -- what libjpeg's read_markers does with it ------------------------------------------
+        if marker in _JPEG_NO_LENGTH:
+            continue
+        if marker == _JPEG_SOS:
+            if frame is None:
+                raise _jpeg_error(f'a scan starts at byte {at} before any frame header (SOF)')
+            return JpegHeader(frame[0], frame[1], frame[2], at, examined, markers)
+        if marker == _JPEG_SOI:
+            raise _jpeg_error(f'a second start-of-image marker at byte {at}')
+        if marker == _JPEG_EOI:
+            raise _jpeg_error(f'end of image at byte {at} before any scan (no picture)')
+        if marker in _JPEG_SOF_UNSUPPORTED:
+            raise _jpeg_error(f'frame header 0x{marker:02X} at byte {at} is a jpeg process the '
+                              'decoder does not support (hierarchical or arithmetic-coded '
+                              'differential)', 'send baseline or progressive jpeg')
+        if marker not in _JPEG_SOF and marker not in _JPEG_SEGMENTS:
+            raise _jpeg_error(f'reserved marker 0xFF{marker:02X} at byte {at}')
+        if i + 2 > n:
+            raise _jpeg_error(f'the data ends inside the marker at byte {at} (truncated)')
+        length = (mv[i] << 8) | mv[i + 1]
+        examined += 2
+        seen[0] = examined
+        if length < 2:
+            raise _jpeg_error(f'segment 0xFF{marker:02X} at byte {at} has length {length} (< 2)')
+        if i + length > n:
+            raise _jpeg_error(f'segment 0xFF{marker:02X} at byte {at} of length {length} runs '
+                              f'past the end of the {n} bytes (truncated)')
+        if marker in _JPEG_SOF:
+            if length < 8 or length != 8 + 3 * mv[i + 7] or mv[i + 7] == 0:
+                raise _jpeg_error(f'frame header at byte {at} has length {length}, which does '
+                                  'not match its component count')
+            dims = ((mv[i + 5] << 8) | mv[i + 6], (mv[i + 3] << 8) | mv[i + 4])
+            if frame is not None:
+                raise _jpeg_error(f'a second frame header (SOF) at byte {at}: the first said '
+                                  f'{frame[0]}x{frame[1]}, this one {dims[0]}x{dims[1]}')
+            frame = (dims[0], dims[1], marker)
+            examined += 6
+        seen[0] = examined
+        i += length
 
 
 def compressed_image_size(data: Any) -> Tuple[str, int, int]:
-    """(kind, width, height) read from a PNG or JPEG header, without decoding.
+    """(kind, width, height) of a PNG or JPEG, read from its header without decoding.
 
-    Raises ImageCodecError when the data is neither or its header is cut short, so a decoder
-    never sees a payload whose size is unknown.
+    The size is the one OpenCV's decoder allocates: JPEG as libjpeg reads its markers
+    (``jpeg_header``), PNG from an IHDR chunk that must come first, be 13 bytes long and carry
+    a valid CRC, as libpng requires. Raises ImageCodecError when the data is neither, or its
+    header is cut short, inconsistent or hostile, so a decoder never sees a payload whose size
+    is unknown.
     """
     buf = _as_uint8_buffer(data)
     head = bytes(buf[:8])
     if head == _PNG_SIGNATURE:
-        if buf.size < 24 or bytes(buf[12:16]) != b'IHDR':
-            raise ImageCodecError('png image without an IHDR header (truncated or corrupt)')
-        w = int.from_bytes(bytes(buf[16:20]), 'big')
-        h = int.from_bytes(bytes(buf[20:24]), 'big')
+        ihdr = bytes(buf[8:33])
+        if len(ihdr) < 25 or ihdr[4:8] != b'IHDR':
+            raise ImageCodecError('refused png image: no IHDR chunk right after the signature '
+                                  '(truncated or corrupt); fix the sender')
+        if ihdr[:4] != b'\x00\x00\x00\x0d' or \
+                zlib.crc32(ihdr[4:21]) != int.from_bytes(ihdr[21:25], 'big'):
+            raise ImageCodecError('refused png image: its IHDR chunk has a wrong length or CRC '
+                                  '(corrupt; libpng refuses it too); fix the sender')
+        w = int.from_bytes(ihdr[8:12], 'big')
+        h = int.from_bytes(ihdr[12:16], 'big')
         return 'png', w, h
     if head[:2] == b'\xff\xd8':
-        i, n = 2, int(buf.size)
-        while i + 3 < n:
-            if buf[i] != 0xFF:
-                raise ImageCodecError(f'corrupt jpeg: no marker at byte {i}')
-            marker = int(buf[i + 1])
-            if marker == 0xFF:  # fill byte
-                i += 1
-                continue
-            if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # no length field
-                i += 2
-                continue
-            if marker in (0xD9, 0xDA):  # end of image / start of scan before any frame header
-                break
-            length = (int(buf[i + 2]) << 8) | int(buf[i + 3])
-            if marker in _JPEG_SOF:
-                if i + 9 > n:
-                    break
-                h = (int(buf[i + 5]) << 8) | int(buf[i + 6])
-                w = (int(buf[i + 7]) << 8) | int(buf[i + 8])
-                return 'jpeg', w, h
-            if length < 2:
-                raise ImageCodecError(f'corrupt jpeg: segment length {length} at byte {i}')
-            i += 2 + length
-        raise ImageCodecError('jpeg image without a frame header (truncated or corrupt)')
+        hdr = jpeg_header(buf)
+        return 'jpeg', hdr.width, hdr.height
     raise ImageCodecError(f'compressed image is neither jpeg nor png ({buf.size} bytes starting '
                           f'{head.hex()}); only those are accepted')
 
@@ -372,4 +560,23 @@ def check_image_size(width: int, height: int, max_pixels: int, what: str = 'imag
     if max_pixels and width * height > max_pixels:
         raise ImageCodecError(
             f'{what} {width}x{height} has {width * height} pixels, over max_input_pixels '
-            f'{max_pixels}; refused before decoding (raise max_input_pixels if it is genuine)')
+            f'{max_pixels}; refused before decoding (raise max_input_pixels if it is genuine, '
+            'else fix the camera)')
+
+
+def check_decoded_size(image: np.ndarray, width: int, height: int, max_pixels: int,
+                       what: str = 'image') -> None:
+    """Raise ImageCodecError when a decoded image is not the size its header said, or too big.
+
+    The check after decoding: a header probe that disagreed with the decoder would otherwise
+    hand on an image of a size nobody checked.
+    """
+    h, w = int(image.shape[0]), int(image.shape[1])
+    if (w, h) != (int(width), int(height)):
+        raise ImageCodecError(
+            f'{what} decoded to {w}x{h}, but its header says {width}x{height} (a malformed or '
+            'hostile stream); refused, fix the sender')
+    if max_pixels and w * h > max_pixels:
+        raise ImageCodecError(
+            f'{what} decoded to {w}x{h} = {w * h} pixels, over max_input_pixels {max_pixels} '
+            '(raise max_input_pixels if it is genuine, else fix the camera)')

@@ -220,6 +220,21 @@ class Pipeline:
     def threads(self) -> List[threading.Thread]:
         return list(self._threads)
 
+    def busy_workers(self) -> Dict[int, float]:
+        """{worker index: seconds since it entered its current inference call (0.0: idle)}.
+
+        Every worker is listed. One that stays in one call far longer than the mean inference
+        time is stuck (core/health.py turns that into ERROR naming it).
+        """
+        now = _now()
+        with self._lock:
+            return {i: 0.0 if t is None else now - t for i, t in enumerate(self._busy_since)}
+
+    @property
+    def mean_infer_s(self) -> Optional[float]:
+        """Running mean of the inference calls' duration (s); None before the first one ends."""
+        return self._mean_infer
+
     def submit(self, item: Any, context: Any = None, timeout: Optional[float] = None,
                source: Any = None) -> bool:
         """Queue `item` in `source`'s input queue; True if accepted.

@@ -60,10 +60,50 @@ class DiagnosticsPublisher:
             self._pub = None
 
 
-def message_lost_event_callbacks(on_lost: Callable[[int], None]) -> Optional[Any]:
-    """Build SubscriptionEventCallbacks that report messages the middleware lost.
+#: policy name (rclpy QoSPolicyKind) -> what does not match and how to fix it, for a
+#: subscription that requested more than a publisher offers
+_QOS_FIXES = {
+    'RELIABILITY': ('a publisher is best effort and this subscription requires reliable, so '
+                    'none of its messages arrive: set qos_reliability: best_effort (or make '
+                    'the publisher reliable)'),
+    'DURABILITY': ('a publisher is volatile and this subscription requires transient local: '
+                   'make the subscription volatile (or the publisher transient local)'),
+    'DEADLINE': ("a publisher's deadline is longer than this subscription's: relax the "
+                 "subscription's deadline (or tighten the publisher's)"),
+    'LIVELINESS': ("a publisher's liveliness kind is weaker than this subscription requires: "
+                   'make them match'),
+    'LIVELINESS_LEASE_DURATION': ("a publisher's liveliness lease is longer than this "
+                                  "subscription's: make them match"),
+}
 
-    rclpy's message-lost QoS event (Humble, Jazzy, Kilted); None where this rclpy lacks it.
+
+def incompatible_qos_message(policy: Any, topic: str = '') -> str:
+    """Say which QoS policy keeps a publisher from matching our subscription, and the fix.
+
+    `policy` is rclpy's ``QoSPolicyKind`` (or its int, or a policy name).
+    """
+    name = str(policy)
+    try:
+        from rclpy.qos import QoSPolicyKind
+        name = QoSPolicyKind(int(policy)).name
+    except (ImportError, TypeError, ValueError):
+        name = getattr(policy, 'name', name)
+    where = f' on {topic}' if topic else ''
+    fix = _QOS_FIXES.get(name, "make the publisher's QoS and the subscription's compatible "
+                               '(`ros2 topic info -v` shows both)')
+    return f'incompatible QoS{where} ({name}): {fix}'
+
+
+def message_lost_event_callbacks(on_lost: Callable[[int], None],
+                                 on_incompatible_qos: Optional[Callable[[str], None]] = None,
+                                 topic: str = '') -> Optional[Any]:
+    """Build SubscriptionEventCallbacks that report what keeps messages from arriving.
+
+    `on_lost(n)`: rclpy's message-lost QoS event (n messages the middleware lost).
+    `on_incompatible_qos(reason)`: the requested-incompatible-QoS event, raised when a
+    publisher whose QoS cannot match the subscription appears; `reason` names the policy and
+    the fix (`incompatible_qos_message`), e.g. `Health.incompatible_qos`. Both events exist in
+    Humble, Jazzy and Kilted; None where this rclpy lacks them.
     """
     try:
         from rclpy.event_handler import SubscriptionEventCallbacks
@@ -76,8 +116,14 @@ def message_lost_event_callbacks(on_lost: Callable[[int], None]) -> Optional[Any
     def lost(info) -> None:
         on_lost(int(getattr(info, 'total_count_change', 0)))
 
+    kwargs = {'message_lost': lost}
+    if on_incompatible_qos is not None:
+        def incompatible(info) -> None:
+            on_incompatible_qos(incompatible_qos_message(getattr(info, 'last_policy_kind', ''),
+                                                         topic))
+        kwargs['incompatible_qos'] = incompatible
     try:
-        return SubscriptionEventCallbacks(message_lost=lost)
+        return SubscriptionEventCallbacks(**kwargs)
     except TypeError:
         return None
 
@@ -163,4 +209,5 @@ def detach_log_handler(handler: Optional[NodeLogHandler]) -> None:
 
 
 __all__ = ['DiagnosticsPublisher', 'NodeLogHandler', 'attach_log_handler', 'detach_log_handler',
-           'diagnostic_status', 'guard_event_handlers', 'message_lost_event_callbacks']
+           'diagnostic_status', 'guard_event_handlers', 'incompatible_qos_message',
+           'message_lost_event_callbacks']
