@@ -16,8 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'test'))
 import cv2  # noqa: E402
 from faster_deployment_ros.core.image_codec import ImageCodecError, jpeg_header  # noqa: E402
-import hostile_images as hostile  # noqa: E402
 import numpy as np  # noqa: E402
+from support import hostile_images as hostile  # noqa: E402
 
 
 def old_scan(buf: np.ndarray):

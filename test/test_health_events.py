@@ -7,16 +7,19 @@ from __future__ import annotations
 import threading
 import time
 
-from conftest import destroy_node
 from diagnostic_msgs.msg import DiagnosticArray
 from faster_deployment_ros.core.health import Health, HealthStatus, WARN
 from faster_deployment_ros.ros.health import (diagnostic_status, DiagnosticsPublisher,
                                               incompatible_qos_message,
                                               message_lost_event_callbacks)
+import pytest
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
+from support.ros_nodes import destroy_node
+
+pytestmark = pytest.mark.ros
 
 
 def test_incompatible_publisher_is_reported_on_diagnostics(ros):

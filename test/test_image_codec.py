@@ -15,10 +15,10 @@ from faster_deployment_ros.core.image_codec import (BitDepthHint, check_decoded_
                                                     ImageCodecError, jpeg_header,
                                                     JPEG_MAX_EXAMINED, msg_to_numpy,
                                                     numpy_to_image_fields, to_bgr8)
-import hostile_images as hostile
 import numpy as np
 import pytest
 from sensor_msgs.msg import CompressedImage, Image
+from support import hostile_images as hostile
 
 RNG = np.random.default_rng(7)
 
@@ -28,6 +28,7 @@ CASES = {  # encoding -> (dtype, channels)
     '16UC1': (np.uint16, 1), '32FC1': (np.float32, 1), '8UC1': (np.uint8, 1),
     '8UC3': (np.uint8, 3),
 }
+HOSTILE_SCRIPT = Path(__file__).parent / 'support' / 'hostile_images.py'
 
 
 def random_image(encoding: str, h: int = 37, w: int = 53) -> np.ndarray:
@@ -352,7 +353,7 @@ def test_header_probe_agrees_with_opencv_on_fuzzed_input():
     env = dict(os.environ, OPENCV_IO_MAX_IMAGE_PIXELS=str(1 << 22),
                PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1])]
                                           + [os.environ.get('PYTHONPATH', '')]))
-    run = subprocess.run([sys.executable, str(Path(__file__).with_name('hostile_images.py')),
+    run = subprocess.run([sys.executable, str(HOSTILE_SCRIPT),
                           '600'], env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0 and run.stdout.strip().endswith('ok'), run.stdout[-4000:] + \
         '\n'.join(line for line in run.stderr.splitlines()

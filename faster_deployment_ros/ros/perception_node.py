@@ -35,7 +35,7 @@ from .health import (attach_log_handler, detach_log_handler, diagnostic_status,
                      DiagnosticsPublisher, guard_event_handlers, message_lost_event_callbacks)
 from ..core.feeder import Feeder
 from ..core.health import ERROR, HealthStatus, STALE
-from ..core.image_codec import (check_image_size, compressed_image_size, decode_compressed,
+from ..core.image_codec import (BitDepthHint, check_image_size, decode_compressed,
                                 ImageCodecError, msg_to_numpy, to_bgr8)
 from ..core.pipeline import FrameResult
 from ..runtime import (ParameterError, PerceptionRuntime, refusal, RUNTIME, RuntimeConfig,
@@ -71,6 +71,7 @@ class PerceptionNode(LifecycleNode):
         self._internal_set = False  # configure writing back autotune's choice
         self._bond: Optional[Bond] = None
         self._build_s = 0.0
+        self._bit_depth_hint = BitDepthHint()
         self._log_handler = attach_log_handler(self)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._diagnostics = DiagnosticsPublisher(
@@ -278,7 +279,9 @@ class PerceptionNode(LifecycleNode):
                 partial(self._on_image, source=source), qos,
                 callback_group=MutuallyExclusiveCallbackGroup(),
                 event_callbacks=message_lost_event_callbacks(
-                    partial(self.telemetry.lost, source=source)))))
+                    partial(self.telemetry.lost, source=source),
+                    partial(self.telemetry.incompatible_qos, source=source),
+                    topic=self.resolve_topic_name(cam.topic)))))
         self.get_logger().info('active: ' + ', '.join(
             f'{self.resolve_topic_name(c.topic)} -> '
             f'{self.resolve_topic_name(c.output("x"))[:-1]}*' for c in self.cameras))
@@ -312,14 +315,16 @@ class PerceptionNode(LifecycleNode):
         self.telemetry.dropped(source, where='feeder')
 
     def _decode(self, msg) -> np.ndarray:
+        """Decode a frame within `max_input_pixels` (header probe, then the decoded size)."""
         limit, bits = self.values['max_input_pixels'], self.values['bit_depth']
         if isinstance(msg, CompressedImage):
-            kind, w, h = compressed_image_size(msg.data)
-            check_image_size(w, h, limit, f'{kind} image')
-            array, encoding = decode_compressed(msg.format, msg.data)
+            array, encoding = decode_compressed(msg.format, msg.data, max_pixels=limit)
         else:
             check_image_size(msg.width, msg.height, limit, f'{msg.encoding!r} image')
             array, encoding = msg_to_numpy(msg), msg.encoding
+        hint = self._bit_depth_hint.observe(array, encoding, bits)
+        if hint:
+            self.get_logger().warning(hint)
         return to_bgr8(array, encoding, bits)
 
     # ---- output ---------------------------------------------------------------------------
@@ -419,8 +424,14 @@ class PerceptionNode(LifecycleNode):
         state = self.lifecycle_state
         hardware = self.config.backend if self.config else str(
             self.get_parameter('backend').value)
-        health = self.telemetry.health.status(extra_latency_s=self.telemetry.input_age_s())
-        if not self._active.is_set():
+        pipeline = self.pipeline
+        health = self.telemetry.health.status(
+            extra_latency_s=self.telemetry.input_age_s(),
+            busy_workers=pipeline.busy_workers() if pipeline is not None else None,
+            mean_infer_s=pipeline.mean_infer_s if pipeline is not None else None)
+        # a worker stuck in one call stays ERROR in every state until it returns
+        stuck = health.level == ERROR and health.message.startswith('inference worker')
+        if not self._active.is_set() and not stuck:
             if state == 'unconfigured' and self.configure_error:
                 level, message = ERROR, f'unconfigured: {self.configure_error}'
             elif state == 'unconfigured':

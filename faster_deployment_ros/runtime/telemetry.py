@@ -123,6 +123,12 @@ class Telemetry:
         if source is not None:
             self.cameras[source].health.lost(count)
 
+    def incompatible_qos(self, reason: str, source: Optional[int] = None) -> None:
+        """Report a publisher whose QoS cannot match camera `source`'s subscription."""
+        self.health.incompatible_qos(reason)
+        if source is not None:
+            self.cameras[source].health.incompatible_qos(reason)
+
     # ---- the delivery thread's path -------------------------------------------------------
     def failed(self, reason: str, source: Optional[int]) -> bool:
         """Count a failed frame; True when it should be logged (throttled)."""
