@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
-from ..core.health import HealthStatus
+from ..core.health import ERROR, HealthStatus, STALE
 
 PACKAGE_LOGGER = 'faster_deployment_ros'
 
@@ -23,6 +23,27 @@ def diagnostic_status(status: HealthStatus, name: str, hardware_id: str = '',
     values = [KeyValue(key=str(k), value=str(v)) for k, v in list(status.values) + list(extra)]
     return DiagnosticStatus(level=bytes([status.level]), name=name, message=status.message,
                             hardware_id=hardware_id, values=values)
+
+
+def lifecycle_health(health: HealthStatus, state: str, active: bool, configure_error: str = '',
+                     fault: Optional[str] = None) -> HealthStatus:
+    """Return what /diagnostics says of a node in lifecycle `state`.
+
+    Active: `health` (what happened to the recent frames, core/health.py), or ERROR when the
+    pipeline stopped (`fault`). Otherwise the state itself, STALE, and after a failed configure
+    its reason, ERROR. A worker stuck in one call stays ERROR in every state until it returns.
+    """
+    stuck = health.level == ERROR and health.message.startswith('inference worker')
+    if not active and not stuck:
+        if state == 'unconfigured' and configure_error:
+            return HealthStatus(ERROR, f'unconfigured: {configure_error}', health.values)
+        message = {'unconfigured': 'unconfigured (no model loaded)',
+                   'inactive': 'inactive (configured, not subscribed)'}.get(state, state)
+        return HealthStatus(STALE, message, health.values)
+    if fault:
+        return HealthStatus(ERROR, f'pipeline stopped: {fault} (reconfigure the node)',
+                            health.values)
+    return health
 
 
 class DiagnosticsPublisher:

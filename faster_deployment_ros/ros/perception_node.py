@@ -32,15 +32,15 @@ from . import params
 from .bond import Bond, close_bond, open_bond
 from .camera_inputs import camera_statuses, CameraInput, default_input, resolve_inputs
 from .health import (attach_log_handler, detach_log_handler, diagnostic_status,
-                     DiagnosticsPublisher, guard_event_handlers, message_lost_event_callbacks)
+                     DiagnosticsPublisher, guard_event_handlers, lifecycle_health,
+                     message_lost_event_callbacks)
 from ..core.feeder import Feeder
-from ..core.health import ERROR, HealthStatus, STALE
 from ..core.image_codec import (BitDepthHint, check_image_size, decode_compressed,
                                 ImageCodecError, msg_to_numpy, to_bgr8)
 from ..core.pipeline import FrameResult
-from ..runtime import (ParameterError, PerceptionRuntime, refusal, RUNTIME, RuntimeConfig,
-                       table, TASK_CLASSES, TASKS, Telemetry)
-from ..runtime.parameters import check
+from ..runtime import (ParameterError, PerceptionRuntime, RUNTIME, RuntimeConfig, table,
+                       TASK_CLASSES, TASKS, Telemetry)
+from ..runtime.parameters import review
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 _now = time.perf_counter
@@ -370,38 +370,27 @@ class PerceptionNode(LifecycleNode):
         if self._internal_set:
             return SetParametersResult(successful=True)
         configured = self.runtime is not None
-        merged = dict(self.values)
         try:
-            for p in changes:
-                param = self.parameters.get(p.name)
-                if param is None and not params.is_backend_option(p.name):
-                    continue  # rclpy's own, QoS overrides or unknown names: nothing reads them
-                value = check(param, p.value) if param is not None else p.value
-                why = refusal(param, p.name, configured)
-                if why:
-                    raise ParameterError(why)
-                merged[p.name] = value
-            if configured:
-                for p in changes:
-                    if p.name in self.task_parameters \
-                            and self.parameters[p.name].applies == RUNTIME:
-                        self.task.check_change(p.name, merged[p.name], merged,
-                                               self.runtime.gpu_path)
+            accepted = review([(p.name, p.value) for p in changes], self.parameters, configured,
+                              params.is_backend_option)
+            merged = {**self.values, **accepted}
+            applied = [n for n in accepted if n in self.parameters
+                       and self.parameters[n].applies == RUNTIME]
+            for name in applied if configured else ():
+                if name in self.task_parameters:
+                    self.task.check_change(name, merged[name], merged, self.runtime.gpu_path)
         except ParameterError as exc:
             self.get_logger().warning(f'parameter change rejected: {exc}')
             return SetParametersResult(successful=False, reason=str(exc))
-        for p in changes:
-            if p.name in params.HEALTH_LIMITS:  # in every state
-                setattr(self.telemetry.health.limits, params.HEALTH_LIMITS[p.name],
-                        merged[p.name])
-            if configured and p.name in self.parameters \
-                    and self.parameters[p.name].applies == RUNTIME:
-                self.values[p.name] = merged[p.name]
-                if p.name in self.task_parameters:
-                    self.task.apply(p.name, merged[p.name])
-                    self.on_parameter_applied(p.name, merged[p.name])
-                self.get_logger().info(f'{p.name} = {merged[p.name]!r} (applies from the next '
-                                       'frame)')
+        for name in applied:
+            if name in params.HEALTH_LIMITS:  # in every state
+                setattr(self.telemetry.health.limits, params.HEALTH_LIMITS[name], merged[name])
+            if configured:
+                self.values[name] = merged[name]
+                if name in self.task_parameters:
+                    self.task.apply(name, merged[name])
+                    self.on_parameter_applied(name, merged[name])
+                self.get_logger().info(f'{name} = {merged[name]!r} (applies from the next frame)')
         return SetParametersResult(successful=True)
 
     def _write_back(self, values: Dict[str, Any]) -> None:
@@ -415,40 +404,19 @@ class PerceptionNode(LifecycleNode):
 
     # ---- diagnostics ----------------------------------------------------------------------
     def diagnostic_statuses(self) -> List[DiagnosticStatus]:
-        """Return what /diagnostics says about this node, in every lifecycle state.
-
-        In `active` the level and message come from what happened to the recent frames
-        (core/health.py); otherwise the state itself, and after a failed configure its reason
-        (ERROR).
-        """
-        state = self.lifecycle_state
-        hardware = self.config.backend if self.config else str(
-            self.get_parameter('backend').value)
-        pipeline = self.pipeline
-        health = self.telemetry.health.status(
+        """Return what /diagnostics says about this node (ros.health.lifecycle_health)."""
+        runtime, pipeline = self.runtime, self.pipeline
+        health = lifecycle_health(self.telemetry.health.status(
             extra_latency_s=self.telemetry.input_age_s(),
             busy_workers=pipeline.busy_workers() if pipeline is not None else None,
-            mean_infer_s=pipeline.mean_infer_s if pipeline is not None else None)
-        # a worker stuck in one call stays ERROR in every state until it returns
-        stuck = health.level == ERROR and health.message.startswith('inference worker')
-        if not self._active.is_set() and not stuck:
-            if state == 'unconfigured' and self.configure_error:
-                level, message = ERROR, f'unconfigured: {self.configure_error}'
-            elif state == 'unconfigured':
-                level, message = STALE, 'unconfigured (no model loaded)'
-            elif state == 'inactive':
-                level, message = STALE, 'inactive (configured, not subscribed)'
-            else:
-                level, message = STALE, state
-            health = HealthStatus(level, message, health.values)
-        elif self.runtime is not None and self.runtime.fault:
-            health = HealthStatus(
-                ERROR, f'pipeline stopped: {self.runtime.fault} (reconfigure the node)',
-                health.values)
-        runtime = self.runtime
+            mean_infer_s=pipeline.mean_infer_s if pipeline is not None else None),
+            self.lifecycle_state, self._active.is_set(), self.configure_error,
+            runtime.fault if runtime is not None else None)
         extra = self.telemetry.values(
             runtime.stats() if runtime else {},
             runtime.autotune_choice.reason if runtime and runtime.autotune_choice else '')
+        hardware = self.config.backend if self.config else str(
+            self.get_parameter('backend').value)
         return [diagnostic_status(health, f'{self.get_name()}: pipeline', hardware, extra)] \
             + self.camera_diagnostics()
 

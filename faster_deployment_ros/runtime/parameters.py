@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 import math
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 STARTUP, RUNTIME, RECONFIGURE = 'startup', 'runtime', 'reconfigure'
 APPLIES = (STARTUP, RUNTIME, RECONFIGURE)
@@ -285,3 +285,25 @@ def refusal(param: Optional[Param], name: str, configured: bool) -> Optional[str
     if configured and applies == RECONFIGURE:
         return f'needs reconfigure: {name} (deactivate, cleanup, set it, configure)'
     return None
+
+
+def review(changes: Sequence[Tuple[str, Any]], params: Mapping[str, Param], configured: bool,
+           is_option: Callable[[str], bool]) -> Dict[str, Any]:
+    """Return {name: checked value} for the changes the node reads; raise for the first refused.
+
+    A change is refused when its value fails `check` or `refusal` says it cannot be set in
+    this state (`configured`). Backend options (`is_option(name)`) are taken as they are (their
+    backend checks them at configure); other names (rclpy's, QoS overrides, unknown ones) are
+    left out: nothing reads them.
+    """
+    accepted = {}
+    for name, value in changes:
+        param = params.get(name)
+        if param is None and not is_option(name):
+            continue
+        value = check(param, value) if param is not None else value
+        why = refusal(param, name, configured)
+        if why:
+            raise ParameterError(why)
+        accepted[name] = value
+    return accepted
