@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+import json
+from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
@@ -162,3 +164,15 @@ def format_report(report: Dict[str, Any], focus_class: str = 'person') -> str:
         lines.append(f"frames with detections {det['frames_with_detections_pct']:.1f}%, "
                      f"with a {focus_class} {pct:.1f}%; detections: {top or 'none'}")
     return '\n'.join(lines)
+
+
+def save_results(path: Path, summary: Dict[str, Any], **series: Any) -> Path:
+    """Print a run's ``summary`` (JSON) and write it with its ``series`` to ``path``.
+
+    The file holds ``{"summary": summary, **series}``; its folder is made when missing.
+    """
+    print(json.dumps(summary, indent=1))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({'summary': summary, **series}, indent=1))
+    return path
