@@ -36,6 +36,7 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, Optional
 
+from .graph_node import ros_context
 from .paths import DEFAULT_PARAMS, find_model, find_params
 from .processes import CpuWatch, log_tail, node_command, start_process, stop_process
 
@@ -279,40 +280,35 @@ def main_args(a: argparse.Namespace) -> int:
         'param_overrides': a.param, 'model': a.model, 'uptime_before': _uptime(),
         'baseline_cpu_pct': baseline_cpu()}
     apply_camera_env(os.environ)  # before the first ROS context; the node inherits it
-    import rclpy
-    own_context = not rclpy.ok()  # in-process callers (tests) may already hold a context
-    if own_context:
-        rclpy.init()
     proc = None
     code = 0
-    try:
-        proc = None if a.no_launch else start_node(a, out)
-        pid = proc.pid if proc else a.node_pid
-        count = iter(range(1000))
+    with ros_context():
+        try:
+            proc = None if a.no_launch else start_node(a, out)
+            pid = proc.pid if proc else a.node_pid
+            count = iter(range(1000))
 
-        def run(hz: float) -> Dict[str, Any]:
-            return median_trial([trial(a, hz, bag_hz, frames, out, pid,
-                                       f'trial_{next(count):02d}_{hz:.1f}Hz')
-                                 for _ in range(max(1, a.repeats))])
-        # The first trial also waits for the node to load its model; run it at the latency rate
-        # and keep it out of the figures.
-        log('warm-up trial')
-        trial(a, a.latency_hz, bag_hz, frames, out, pid, f'trial_{next(count):02d}_warmup')
-        result['latency'] = run(a.latency_hz)
-        if not a.no_peak:
-            best, rows = peak_search(run, a.start_hz or a.latency_hz, a.max_hz, a.drop_limit,
-                                     a.resolution, a.max_trials)
-            result['peak'], result['trials'] = best, rows
-        if proc is not None and proc.poll() is not None:
-            raise ReplayError(f'{a.node} exited with code {proc.returncode}')
-    except (ReplayError, ValueError) as exc:
-        print(f'fdr-bag bench: {exc}', file=sys.stderr)
-        code = 1
-    finally:
-        if proc is not None:
-            stop_process(proc)
-        if own_context:
-            rclpy.try_shutdown()
+            def run(hz: float) -> Dict[str, Any]:
+                return median_trial([trial(a, hz, bag_hz, frames, out, pid,
+                                           f'trial_{next(count):02d}_{hz:.1f}Hz')
+                                     for _ in range(max(1, a.repeats))])
+            # The first trial also waits for the node to load its model; run it at the latency rate
+            # and keep it out of the figures.
+            log('warm-up trial')
+            trial(a, a.latency_hz, bag_hz, frames, out, pid, f'trial_{next(count):02d}_warmup')
+            result['latency'] = run(a.latency_hz)
+            if not a.no_peak:
+                best, rows = peak_search(run, a.start_hz or a.latency_hz, a.max_hz, a.drop_limit,
+                                         a.resolution, a.max_trials)
+                result['peak'], result['trials'] = best, rows
+            if proc is not None and proc.poll() is not None:
+                raise ReplayError(f'{a.node} exited with code {proc.returncode}')
+        except (ReplayError, ValueError) as exc:
+            print(f'fdr-bag bench: {exc}', file=sys.stderr)
+            code = 1
+        finally:
+            if proc is not None:
+                stop_process(proc)
     result['uptime'] = _uptime()
     (out / 'bench.json').write_text(json.dumps(result, indent=2) + '\n')
     if code == 0:

@@ -32,6 +32,24 @@ def destroy_node(node: Any, log: Callable[[str], None], timeout_s: float = 10.0)
 
 
 @contextlib.contextmanager
+def ros_context() -> Iterator[bool]:
+    """Hold an rclpy context for the body of a `with`; yield whether it is this one's own.
+
+    rclpy is initialised (and shut down after the body) unless this process already holds a
+    context: in-process callers such as tests keep theirs.
+    """
+    import rclpy
+    own = not rclpy.ok()
+    if own:
+        rclpy.init()
+    try:
+        yield own
+    finally:
+        if own:
+            rclpy.try_shutdown()
+
+
+@contextlib.contextmanager
 def spinning_node(name: str, log: Callable[[str], None] = print) -> Iterator[Any]:
     """Yield a node named ``name`` whose callbacks a thread of its own runs during the `with`.
 

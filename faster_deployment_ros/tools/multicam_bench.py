@@ -31,6 +31,7 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
+from .graph_node import ros_context
 from .paths import ROOT, SHARED
 from .processes import CpuWatch, node_command, PeakRss, start_process, stop_processes
 from ..ros.middleware_env import apply_camera_env, private_domain
@@ -245,12 +246,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                  'rate': rates[i], 'phase': i / (n * max(rates))} for i in range(n)]
 
     cores = os.cpu_count() or 1
-    import rclpy
-    own_context = not rclpy.ok()  # in-process callers (tests) may already hold a context
-    if own_context:
-        rclpy.init()
     results = []
-    try:
+    with ros_context():
         for _ in range(args.repeat):  # rows of one kind spread over the run: load drifts
             if 'single' in want:
                 c = cams(1, [args.rate], 'cam')
@@ -278,9 +275,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 results.append(run_scenario('fair: 1 x 2 cameras', [['-p', f'inputs:={inputs}']],
                                             c, args, Path(args.fair_params),
                                             Path(args.fair_model)))
-    finally:
-        if own_context:
-            rclpy.try_shutdown()
     if 'fair-pipeline' in want:
         for per_source in (False, True):
             results.append(pipeline_fairness(Path(args.fair_model), frames, args.fair_rates,

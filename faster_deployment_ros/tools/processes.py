@@ -111,21 +111,17 @@ def node_process(cmd: List[str], log_path: Path, tool: str, log: Callable[[str],
     first) and, when the body did not finish, the last lines of its log are printed. The yielded
     `run` has `proc`, and `ok` and `code` (the node's exit code) once the `with` has ended.
     """
-    import rclpy
-    own_context = not rclpy.ok()
-    if own_context:
-        rclpy.init()
+    from .graph_node import ros_context
     name = Path(log_path).stem
-    run = SimpleNamespace(ok=False, code=None, proc=start_process(cmd, log_path, env))
-    try:
-        yield run
-        run.ok = True
-    except Exception as exc:  # noqa: BLE001 - reported with the node's log
-        print(f'{tool}: {type(exc).__name__}: {exc}', file=sys.stderr)
-    finally:
-        run.code = stop_process(run.proc)
-        if own_context:
-            rclpy.try_shutdown()
+    with ros_context():
+        run = SimpleNamespace(ok=False, code=None, proc=start_process(cmd, log_path, env))
+        try:
+            yield run
+            run.ok = True
+        except Exception as exc:  # noqa: BLE001 - reported with the node's log
+            print(f'{tool}: {type(exc).__name__}: {exc}', file=sys.stderr)
+        finally:
+            run.code = stop_process(run.proc)
     log(f'{name} stopped (exit code {run.code})')
     if not run.ok:
         print(f'{tool}: {name} log (last lines):\n  ' + '\n  '.join(log_tail(log_path)),
