@@ -209,7 +209,7 @@ HEADER = ('| scenario | node processes | cameras x rate | out:in per camera (aft
           '(MB) | other users (cores) |\n|---|---|---|---|---|---|---|---|---|---|')
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='python -m faster_deployment_ros.tools.multicam_bench',
                                 description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -232,7 +232,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument('--repeat', type=int, default=1, help='run the ROS scenarios this often')
     p.add_argument('--out', default=str(ROOT / 'out' / 'multicam_bench'))
     p.add_argument('--json', help='write all results here')
-    args = p.parse_args(argv)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the scenarios ``args`` asks for (build_parser) and print their table."""
     private_domain(os.environ)
     apply_camera_env(os.environ)
     model, params = Path(args.model), Path(args.params)
@@ -293,6 +297,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + '\n')
     return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return run(build_parser().parse_args(argv))
 
 
 if __name__ == '__main__':
