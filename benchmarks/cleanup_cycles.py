@@ -22,17 +22,11 @@ import sys
 import threading
 
 from faster_deployment_ros.ros.middleware_env import apply_camera_env, private_domain
+from faster_deployment_ros.tools.processes import proc_stat
+from faster_deployment_ros.tools.report import save_results
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get('FDR_SHARED', ROOT.parent / 'shared'))
-
-
-def rss_mb() -> float:
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith('VmRSS:'):
-                return int(line.split()[1]) / 1024.0
-    return float('nan')
 
 
 def main(argv=None) -> int:
@@ -84,7 +78,7 @@ def main(argv=None) -> int:
             assert node.health.published_total == done, 'frames were lost'
             assert node.trigger_deactivate() == ok and node.trigger_cleanup() == ok
             gc.collect()
-            rows.append({'cycle': cycle, 'rss_mb': round(rss_mb(), 1),
+            rows.append({'cycle': cycle, 'rss_mb': round(proc_stat('self').rss_bytes / 2**20, 1),
                          'threads': threading.active_count()})
             print(json.dumps(rows[-1]), flush=True)
     finally:
@@ -96,9 +90,7 @@ def main(argv=None) -> int:
                'rss_mb_cycle5': at5, 'rss_mb_last': rows[-1]['rss_mb'],
                'growth_after_cycle5_mb': round(rows[-1]['rss_mb'] - at5, 1),
                'threads_first': rows[0]['threads'], 'threads_last': rows[-1]['threads']}
-    print(json.dumps(summary, indent=1))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({'summary': summary, 'cycles': rows}, indent=1))
+    save_results(Path(args.out), summary, cycles=rows)
     return 0
 
 

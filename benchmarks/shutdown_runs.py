@@ -24,6 +24,8 @@ import time
 
 import cv2
 from faster_deployment_ros.ros.middleware_env import apply_camera_env, private_domain
+from faster_deployment_ros.tools.processes import node_command
+from faster_deployment_ros.tools.report import save_results
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,10 +39,9 @@ def one_run(rclpy, model: Path, frame: np.ndarray, policy: str, sig: int) -> dic
 
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(
-            [sys.executable, '-m', 'faster_deployment_ros.ros.detector_node', '--ros-args',
-             '-p', 'autostart:=true', '-p', f'model_path:={model}', '-p', 'model_family:=yolox',
-             '-p', f'full_policy:={policy}', '-p', 'qos_reliability:=best_effort',
-             '-p', 'diagnostics_period:=0.5'],
+            node_command(model=model, parameters={
+                'model_family': 'yolox', 'full_policy': policy,
+                'qos_reliability': 'best_effort', 'diagnostics_period': 0.5}),
             stdout=out, stderr=subprocess.STDOUT, cwd=str(ROOT),
             env=dict(os.environ, PYTHONUNBUFFERED='1'))
         node = rclpy.create_node('shutdown_runs_peer')
@@ -132,9 +133,7 @@ def main(argv=None) -> int:
                 'exit_s_median': times[len(times) // 2] if times else None,
                 'exit_s_max': times[-1] if times else None,
                 'over_2s': sum(t > 2.0 for t in times)}
-    print(json.dumps(summary, indent=1))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({'summary': summary, 'runs': runs}, indent=1))
+    save_results(Path(args.out), summary, runs=runs)
     return 0 if all(s['exit_0'] == s['runs'] and not s['tracebacks'] and not s['over_2s']
                     for s in summary.values()) else 1
 

@@ -12,7 +12,6 @@ slope of RSS over the rest, in MB per minute. Not a test: it runs for minutes.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 import subprocess
@@ -23,6 +22,8 @@ import time
 
 import cv2
 from faster_deployment_ros.ros.middleware_env import apply_camera_env, private_domain
+from faster_deployment_ros.tools.processes import node_command, proc_stat, stop_process
+from faster_deployment_ros.tools.report import save_results
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,13 +31,11 @@ SHARED = Path(os.environ.get('FDR_SHARED', ROOT.parent / 'shared'))
 
 
 def proc_status(pid: int) -> dict:
-    out = {}
-    with open(f'/proc/{pid}/status') as f:
-        for line in f:
-            if line.startswith(('VmRSS:', 'Threads:')):
-                k, v = line.split(':', 1)
-                out[k] = int(v.split()[0])
-    return {'rss_mb': out.get('VmRSS', 0) / 1024.0, 'threads': out.get('Threads', 0)}
+    """RSS (MB) and threads of the node process; RuntimeError once it has exited."""
+    st = proc_stat(pid)
+    if st is None:
+        raise RuntimeError(f'the node process {pid} exited during the soak')
+    return {'rss_mb': st.rss_bytes / 2**20, 'threads': st.threads}
 
 
 def main(argv=None) -> int:
@@ -64,10 +63,9 @@ def main(argv=None) -> int:
     msgs = [fill_image_msg(Image(), f, 'bgr8') for f in frames]
     log = tempfile.TemporaryFile()
     proc = subprocess.Popen(
-        [sys.executable, '-m', 'faster_deployment_ros.ros.detector_node', '--ros-args',
-         '-p', 'autostart:=true', '-p', f'model_path:={args.model}', '-p', 'model_family:=yolox',
-         '-p', f'full_policy:={args.policy}', '-p', f'qos_reliability:={args.reliability}',
-         '-p', 'diagnostics_period:=1.0'],
+        node_command(model=args.model, parameters={
+            'model_family': 'yolox', 'full_policy': args.policy,
+            'qos_reliability': args.reliability, 'diagnostics_period': 1.0}),
         stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT))
     rclpy.init()
     node = rclpy.create_node('soak_peer')
@@ -117,8 +115,7 @@ def main(argv=None) -> int:
                                           if not kv.key.startswith('hop_')}}
                 break
     finally:
-        proc.send_signal(2)
-        rc = proc.wait(timeout=30)
+        rc = stop_process(proc, timeout=30)
         node.destroy_node()
         rclpy.try_shutdown()
     after = [s for s in samples if s['t_s'] >= args.warmup_s] or samples
@@ -134,9 +131,7 @@ def main(argv=None) -> int:
         'threads_min': min(s['threads'] for s in samples),
         'threads_max': max(s['threads'] for s in samples),
         'exit_code': rc, 'last_diagnostics': last_status}
-    print(json.dumps(summary, indent=1))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({'summary': summary, 'samples': samples}, indent=1))
+    save_results(Path(args.out), summary, samples=samples)
     return 0
 
 

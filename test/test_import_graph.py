@@ -4,13 +4,15 @@ core <- gpu <- backends / models <- runtime <- ros <- tools: each layer imports 
 below it (models need no backend: they see tensors described by core.types), so a backend never
 knows a model family and the ROS layer stays thin. Imports are read with `ast`, including the ones
 inside functions (a lazy import is still a dependency). A module also never imports another
-module's private (underscore) names: what is shared gets a public name in its one home.
+module's private (underscore) names: what is shared gets a public name in its one home. And no
+module imports itself through others (an import cycle), lazily or not: shared code then has a
+home below both sides.
 """
 from __future__ import annotations
 
 import ast
 from pathlib import Path
-from typing import Iterator, List, Tuple
+from typing import Dict, Iterator, List, Tuple
 
 import pytest
 
@@ -92,6 +94,87 @@ def test_no_private_names_imported_across_modules():
            for name in names if name.startswith('_') and target != module]
     assert not bad, ('private names used outside their module (give them a public name in '
                      'one home):\n' + '\n'.join(bad))
+
+
+def module_graph() -> Dict[str, Dict[str, str]]:
+    """Return module -> {module it imports: 'file:line' of the first such import}, ours only.
+
+    ``from package import name`` is an edge to the submodule ``package.name`` where that is a
+    module, else to the package (its ``__init__``); the parent packages Python also imports
+    on the way are not edges (every submodule would otherwise form a cycle with its package).
+    """
+    known = {'.'.join(parts) for _, parts, _ in modules()}
+    graph: Dict[str, Dict[str, str]] = {m: {} for m in known}
+    for path, module, line, target, names in own_imports():
+        subs = [f'{target}.{n}' for n in names if f'{target}.{n}' in known]
+        dsts = subs if subs and len(subs) == len(names) else [target, *subs]
+        for dst in dsts:
+            if dst in known and dst != module:
+                graph[module].setdefault(dst, f'{path.relative_to(ROOT)}:{line}')
+    return graph
+
+
+def import_cycles(graph: Dict[str, Dict[str, str]]) -> List[List[str]]:
+    """Return one cycle (modules, the first repeated last) per strongly connected group."""
+    index: Dict[str, int] = {}
+    low: Dict[str, int] = {}
+    stack: List[str] = []
+    groups: List[List[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan; the package's graph is small enough for recursion
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    cycles = []
+    for group in groups:  # the shortest way from the group's first module back to itself
+        members, start = set(group), group[0]
+        paths = {start: [start]}
+        frontier = [start]
+        while frontier and start not in [w for v in frontier for w in graph[v]]:
+            nxt = []
+            for v in frontier:
+                for w in sorted(graph[v]):
+                    if w in members and w not in paths:
+                        paths[w] = paths[v] + [w]
+                        nxt.append(w)
+            frontier = nxt
+        last = next(v for v in frontier if start in graph[v])
+        cycles.append(paths[last] + [start])
+    return cycles
+
+
+def test_import_cycle_check_finds_a_cycle():
+    graph = {'a': {'b': 'a.py:1'}, 'b': {'c': 'b.py:2'}, 'c': {'a': 'c.py:3', 'd': 'c.py:4'},
+             'd': {}}
+    assert import_cycles(graph) == [['a', 'b', 'c', 'a']]
+    assert import_cycles({'a': {'b': 'a.py:1'}, 'b': {}}) == []
+
+
+def test_no_import_cycles():
+    graph = module_graph()
+    cycles = import_cycles(graph)
+    described = [' -> '.join(c) + '\n    ' + '\n    '.join(
+        f'{graph[a][b]}: {a} imports {b}' for a, b in zip(c, c[1:])) for c in cycles]
+    assert not cycles, ('import cycles (move what both sides need into a module below them, '
+                        'or split the module):\n  ' + '\n  '.join(described))
 
 
 @pytest.mark.parametrize('layer_name', sorted(k for k in ALLOWED if k != TOP))

@@ -36,6 +36,10 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, Optional
 
+from .graph_node import ros_context
+from .paths import DEFAULT_PARAMS, find_model, find_params
+from .processes import CpuWatch, log_tail, node_command, start_process, stop_process
+
 NODES = {'detector_node': ('/detections', 'vision_msgs/msg/Detection2DArray'),
          'depth_node': ('/depth', 'sensor_msgs/msg/Image')}
 
@@ -46,51 +50,25 @@ def log(msg: str) -> None:
 
 # --- CPU accounting ------------------------------------------------------------------------------
 
-def _proc_cpu_s(pid: int) -> float:
-    with open(f'/proc/{pid}/stat') as f:
-        fields = f.read().rsplit(')', 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
-
-
-def _machine_busy_idle() -> tuple:
-    with open('/proc/stat') as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    idle = v[3] + v[4]
-    return sum(v[:8]) - idle, idle
-
-
-class CpuWindow:
+def cpu_usage(watch: CpuWatch) -> Dict[str, Any]:
     """
-    CPU used over a window: the node process (cores) and the whole machine.
+    CPU used since ``watch`` began: the node process (cores) and the whole machine.
 
-    The machine's share is % of all cores, as ros2_benchmark's OVERALL_CPU_UTILIZATION.
+    The machine's share is % of all cores, as ros2_benchmark's OVERALL_CPU_UTILIZATION;
+    ``node_cores`` is there when a node pid is watched (None once the node is gone).
     """
-
-    def __init__(self, pid: Optional[int]) -> None:
-        self.pid = pid
-        self.t0 = time.monotonic()
-        self.node0 = _proc_cpu_s(pid) if pid else 0.0
-        self.busy0, self.idle0 = _machine_busy_idle()
-        self.own0 = time.process_time()
-
-    def read(self) -> Dict[str, float]:
-        wall = max(time.monotonic() - self.t0, 1e-9)
-        busy, idle = _machine_busy_idle()
-        total = (busy - self.busy0) + (idle - self.idle0)
-        out = {'machine_pct': round(100.0 * (busy - self.busy0) / total, 1) if total else 0.0,
-               'player_cores': round((time.process_time() - self.own0) / wall, 3),
-               'wall_s': round(wall, 3)}
-        if self.pid:
-            try:
-                out['node_cores'] = round((_proc_cpu_s(self.pid) - self.node0) / wall, 3)
-            except OSError:
-                out['node_cores'] = None
-        return out
+    use = watch.read()
+    out = {'machine_pct': use['machine_pct'], 'player_cores': round(use['own'], 3),
+           'wall_s': round(use['wall_s'], 3)}
+    if watch.pids:
+        node = use['others_ours']
+        out['node_cores'] = None if node is None else round(node, 3)
+    return out
 
 
 def baseline_cpu(seconds: float = 2.0) -> float:
     """Return the machine's busy share (%) with no benchmark running: other users' load."""
-    w = CpuWindow(None)
+    w = CpuWatch()
     time.sleep(seconds)
     return w.read()['machine_pct']
 
@@ -129,9 +107,9 @@ def trial(a: argparse.Namespace, hz: float, bag_hz: float, frames: int, out: Pat
                        rate=hz / bag_hz, reliable=a.reliable, depth=a.depth, max_frames=n,
                        wait_timeout=a.node_timeout, settle_timeout=a.settle, idle_timeout=1.0,
                        node_name=f'fdr_bench_{os.getpid()}')
-    cpu = CpuWindow(pid)
+    cpu = CpuWatch([pid] if pid else [])
     rep = play_record(cfg, log=lambda s: None)
-    usage = cpu.read()
+    usage = cpu_usage(cpu)
     lat = rep.get('latency_ms') or {}
     row = {'target_hz': round(hz, 2), 'input_fps': rep.get('input_fps'),
            'output_fps': _output_fps(rep), 'frames_in': rep['frames_in'],
@@ -215,19 +193,14 @@ def peak_search(run: Callable[[float], Dict[str, Any]], start_hz: float, max_hz:
 # --- node ---------------------------------------------------------------------------------------
 
 def start_node(a: argparse.Namespace, out: Path) -> subprocess.Popen:
-    from .demo import find_model, find_params, node_command
+    """Start the node under test with the model and parameters ``a`` names; log in ``out``."""
     model, params = find_model(a.model), find_params(a.params)
     if model is None or params is None:
         raise SystemExit(f'fdr-bag bench: model {a.model!r} or params {a.params!r} not found')
-    cmd = node_command(model, params, a.param,
-                       'detector_node' if a.node == 'detector_node' else 'depth_node')
+    cmd = node_command(a.node, params_file=params, model=model, parameters=a.param)
     log('starting: ' + ' '.join(cmd))
-    logf = open(out / f'{a.node}.log', 'w')
     # the node inherits the camera environment main_args applied
-    proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    proc.logfile = logf  # closed in main_args
-    return proc
+    return start_process(cmd, out / f'{a.node}.log')
 
 
 # --- output -------------------------------------------------------------------------------------
@@ -307,57 +280,50 @@ def main_args(a: argparse.Namespace) -> int:
         'param_overrides': a.param, 'model': a.model, 'uptime_before': _uptime(),
         'baseline_cpu_pct': baseline_cpu()}
     apply_camera_env(os.environ)  # before the first ROS context; the node inherits it
-    import rclpy
-    own_context = not rclpy.ok()  # in-process callers (tests) may already hold a context
-    if own_context:
-        rclpy.init()
     proc = None
     code = 0
-    try:
-        proc = None if a.no_launch else start_node(a, out)
-        pid = proc.pid if proc else a.node_pid
-        count = iter(range(1000))
+    with ros_context():
+        try:
+            proc = None if a.no_launch else start_node(a, out)
+            pid = proc.pid if proc else a.node_pid
+            count = iter(range(1000))
 
-        def run(hz: float) -> Dict[str, Any]:
-            return median_trial([trial(a, hz, bag_hz, frames, out, pid,
-                                       f'trial_{next(count):02d}_{hz:.1f}Hz')
-                                 for _ in range(max(1, a.repeats))])
-        # The first trial also waits for the node to load its model; run it at the latency rate
-        # and keep it out of the figures.
-        log('warm-up trial')
-        trial(a, a.latency_hz, bag_hz, frames, out, pid, f'trial_{next(count):02d}_warmup')
-        result['latency'] = run(a.latency_hz)
-        if not a.no_peak:
-            best, rows = peak_search(run, a.start_hz or a.latency_hz, a.max_hz, a.drop_limit,
-                                     a.resolution, a.max_trials)
-            result['peak'], result['trials'] = best, rows
-        if proc is not None and proc.poll() is not None:
-            raise ReplayError(f'{a.node} exited with code {proc.returncode}')
-    except (ReplayError, ValueError) as exc:
-        print(f'fdr-bag bench: {exc}', file=sys.stderr)
-        code = 1
-    finally:
-        if proc is not None:
-            from .demo import stop_process
-            stop_process(proc)
-            proc.logfile.close()
-        if own_context:
-            rclpy.try_shutdown()
+            def run(hz: float) -> Dict[str, Any]:
+                return median_trial([trial(a, hz, bag_hz, frames, out, pid,
+                                           f'trial_{next(count):02d}_{hz:.1f}Hz')
+                                     for _ in range(max(1, a.repeats))])
+            # The first trial also waits for the node to load its model; run it at the latency rate
+            # and keep it out of the figures.
+            log('warm-up trial')
+            trial(a, a.latency_hz, bag_hz, frames, out, pid, f'trial_{next(count):02d}_warmup')
+            result['latency'] = run(a.latency_hz)
+            if not a.no_peak:
+                best, rows = peak_search(run, a.start_hz or a.latency_hz, a.max_hz, a.drop_limit,
+                                         a.resolution, a.max_trials)
+                result['peak'], result['trials'] = best, rows
+            if proc is not None and proc.poll() is not None:
+                raise ReplayError(f'{a.node} exited with code {proc.returncode}')
+        except (ReplayError, ValueError) as exc:
+            print(f'fdr-bag bench: {exc}', file=sys.stderr)
+            code = 1
+        finally:
+            if proc is not None:
+                stop_process(proc)
     result['uptime'] = _uptime()
     (out / 'bench.json').write_text(json.dumps(result, indent=2) + '\n')
     if code == 0:
         print(format_table(result))
         print(f'results: {out / "bench.json"}')
     elif proc is not None:
-        tail = (out / f'{a.node}.log').read_text(errors='replace').splitlines()[-20:]
-        print('node log (last lines):\n  ' + '\n  '.join(tail), file=sys.stderr)
+        print('node log (last lines):\n  ' + '\n  '.join(log_tail(out / f'{a.node}.log', 20)),
+              file=sys.stderr)
     return code
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('in_bag', help='image bag (fdr-bag from-video makes one)')
     p.add_argument('--model', required=True, help='model file for the node')
-    p.add_argument('--params', default='config/yolox_nano_onnxruntime.yaml',
+    p.add_argument('--params', default=DEFAULT_PARAMS,
                    help='node parameter YAML')
     p.add_argument('-p', '--param', action='append', default=[],
                    help='extra node parameter, name:=value (repeatable)')

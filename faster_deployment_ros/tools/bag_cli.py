@@ -16,6 +16,8 @@ from pathlib import Path
 import sys
 from typing import List, Optional
 
+from . import bag_bench, bag_diff
+
 
 def _from_video(a: argparse.Namespace) -> int:
     import cv2
@@ -77,22 +79,6 @@ def _info(a: argparse.Namespace) -> int:
     return 0
 
 
-def _diff(a: argparse.Namespace) -> int:
-    from .bag_diff import run_cli, Thresholds
-    t = Thresholds(min_recall=a.min_recall, min_precision=a.min_precision,
-                   min_mean_iou=a.min_mean_iou, max_box_drift_px=a.max_box_drift_px,
-                   box_drift_stat=a.box_drift_stat,
-                   max_score_drift=a.max_score_drift, max_missing_frames=a.max_missing_frames,
-                   max_abs_rel=a.max_abs_rel, min_delta1=a.min_delta1, per_class=a.per_class)
-    return run_cli(a.run_bag, a.golden_bag, a.topic, a.golden_topic, a.iou, a.json,
-                   '' if a.no_plot else a.plot, t)
-
-
-def _bench(a: argparse.Namespace) -> int:
-    from .bag_bench import main_args
-    return main_args(a)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='fdr-bag', description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -148,42 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
                        'frame_id), then detections by class and IoU (greedy, highest IoU first); '
                        'depth images on pixels valid in both. Exit 0: passed, 1: a limit failed, '
                        '2: unreadable input.')
-    d.add_argument('run_bag', help='bag (or replay OUT_DIR with outputs/) of the run under test')
-    d.add_argument('golden_bag', help='bag (or replay OUT_DIR) recorded as the reference')
-    d.add_argument('--topic', help='output topic (default: the only Detection2DArray topic, '
-                   'else the only Image topic)')
-    d.add_argument('--golden-topic', help='topic in the golden bag, when it differs')
-    d.add_argument('--iou', type=float, default=0.5, help='least IoU of a matched pair')
-    d.add_argument('--json', help='report path (default: diff.json beside RUN_BAG)')
-    d.add_argument('--plot', help='per-frame PNG (default: the report path with .png)')
-    d.add_argument('--no-plot', action='store_true')
-    g = d.add_argument_group('limits (each checked only when given)')
-    g.add_argument('--min-recall', type=float, help='matched / golden detections')
-    g.add_argument('--min-precision', type=float, help='matched / run detections')
-    g.add_argument('--min-mean-iou', type=float)
-    g.add_argument('--max-box-drift-px', type=float,
-                   help='largest corner difference of matched boxes, pixels (see '
-                   '--box-drift-stat)')
-    g.add_argument('--box-drift-stat', choices=['max', 'p99', 'p95', 'mean'], default='max',
-                   help='which statistic of the per-box drifts --max-box-drift-px limits: max '
-                   '(every box) or a percentile, which lets a rare NMS flip between two '
-                   'overlapping boxes pass')
-    g.add_argument('--max-score-drift', type=float,
-                   help='largest |run - golden| score of any matched box')
-    g.add_argument('--max-missing-frames', type=int,
-                   help='frames present on one side only (both directions together)')
-    g.add_argument('--per-class', action='store_true',
-                   help='apply the detection limits to every class as well as overall')
-    g.add_argument('--max-abs-rel', type=float, help='depth: mean |run - golden| / golden')
-    g.add_argument('--min-delta1', type=float,
-                   help='depth: share of pixels with max(run/golden, golden/run) < 1.25')
-    d.set_defaults(func=_diff)
+    bag_diff.add_arguments(d)
+    d.set_defaults(func=bag_diff.main_args)
 
     b = sub.add_parser('bench', help='peak fps (< drop limit) and latency at 30 Hz of a node fed '
                        'from a bag, in the form of ros2_benchmark / Isaac ROS tables')
-    from .bag_bench import add_arguments
-    add_arguments(b)
-    b.set_defaults(func=_bench)
+    bag_bench.add_arguments(b)
+    b.set_defaults(func=bag_bench.main_args)
     return p
 
 

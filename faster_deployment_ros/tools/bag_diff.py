@@ -11,6 +11,7 @@ ROS-free: bags are read with rosbags, so the gate runs in CI without a ROS insta
 """
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field
 import json
 import math
@@ -532,3 +533,53 @@ def run_cli(run_bag: str, golden_bag: str, topic: Optional[str], golden_topic: O
     if limits:
         out('gate passed')
     return 0
+
+
+# --- command line -------------------------------------------------------------------------------
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the arguments of `fdr-bag diff` (also those of the demo's --gate) to ``p``."""
+    p.add_argument('run_bag', help='bag (or replay OUT_DIR with outputs/) of the run under test')
+    p.add_argument('golden_bag', help='bag (or replay OUT_DIR) recorded as the reference')
+    p.add_argument('--topic', help='output topic (default: the only Detection2DArray topic, '
+                   'else the only Image topic)')
+    p.add_argument('--golden-topic', help='topic in the golden bag, when it differs')
+    p.add_argument('--iou', type=float, default=0.5, help='least IoU of a matched pair')
+    p.add_argument('--json', help='report path (default: diff.json beside RUN_BAG)')
+    p.add_argument('--plot', help='per-frame PNG (default: the report path with .png)')
+    p.add_argument('--no-plot', action='store_true')
+    g = p.add_argument_group('limits (each checked only when given)')
+    g.add_argument('--min-recall', type=float, help='matched / golden detections')
+    g.add_argument('--min-precision', type=float, help='matched / run detections')
+    g.add_argument('--min-mean-iou', type=float)
+    g.add_argument('--max-box-drift-px', type=float,
+                   help='largest corner difference of matched boxes, pixels (see '
+                   '--box-drift-stat)')
+    g.add_argument('--box-drift-stat', choices=['max', 'p99', 'p95', 'mean'], default='max',
+                   help='which statistic of the per-box drifts --max-box-drift-px limits: max '
+                   '(every box) or a percentile, which lets a rare NMS flip between two '
+                   'overlapping boxes pass')
+    g.add_argument('--max-score-drift', type=float,
+                   help='largest |run - golden| score of any matched box')
+    g.add_argument('--max-missing-frames', type=int,
+                   help='frames present on one side only (both directions together)')
+    g.add_argument('--per-class', action='store_true',
+                   help='apply the detection limits to every class as well as overall')
+    g.add_argument('--max-abs-rel', type=float, help='depth: mean |run - golden| / golden')
+    g.add_argument('--min-delta1', type=float,
+                   help='depth: share of pixels with max(run/golden, golden/run) < 1.25')
+
+
+def thresholds(a: argparse.Namespace) -> Thresholds:
+    """Return the gate limits that parsed arguments (add_arguments) ask for."""
+    return Thresholds(min_recall=a.min_recall, min_precision=a.min_precision,
+                      min_mean_iou=a.min_mean_iou, max_box_drift_px=a.max_box_drift_px,
+                      box_drift_stat=a.box_drift_stat, max_score_drift=a.max_score_drift,
+                      max_missing_frames=a.max_missing_frames, max_abs_rel=a.max_abs_rel,
+                      min_delta1=a.min_delta1, per_class=a.per_class)
+
+
+def main_args(a: argparse.Namespace) -> int:
+    """Run `fdr-bag diff` on parsed arguments: 0 passed, 1 a limit failed, 2 unreadable input."""
+    return run_cli(a.run_bag, a.golden_bag, a.topic, a.golden_topic, a.iou, a.json,
+                   '' if a.no_plot else a.plot, thresholds(a))

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 PACKAGE = 'faster_deployment_ros.tools'
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -95,6 +95,33 @@ class Progress:
             self._write(f'\r    {text} {done}/{total} ({pct:.0f}%){end}')
         elif done >= total or done % max(1, total // 10) == 0:
             self._write(f'    {text} {done}/{total} ({pct:.0f}%)\n')
+
+
+def conversion_paths(args: argparse.Namespace, default_output: Path, suffix: str
+                     ) -> Tuple[Path, Path, Optional[List[List[int]]]]:
+    """Return (source ONNX, output file, --input-shape shapes or None) of a conversion.
+
+    The source (``args.onnx``) must exist; the output is ``args.output`` or ``default_output``,
+    resolved, with ``suffix`` appended when it ends otherwise.
+    """
+    from .onnx_info import parse_shape
+    src = args.onnx.resolve()
+    if not src.exists():
+        raise ConvertError(f'{src} does not exist')
+    out = (args.output or default_output).resolve()
+    if out.suffix != suffix:
+        out = out.with_name(out.name + suffix)
+    shapes = [parse_shape(s) for s in args.input_shape] if args.input_shape else None
+    return src, out, shapes
+
+
+def describe_source(src: Path, shapes: Optional[List[List[int]]]) -> Dict[str, Any]:
+    """Return onnx_info.describe of the source model; what it cannot read as a ConvertError."""
+    from .onnx_info import describe
+    try:
+        return describe(src, shapes)
+    except ValueError as exc:
+        raise ConvertError(str(exc)) from None
 
 
 def targets() -> Dict[str, str]:

@@ -22,8 +22,8 @@ import tempfile
 import time
 from typing import Dict, List, Optional, Tuple
 
-from .convert import ConvertError, package_version, Progress
-from .onnx_info import describe, parse_shape, write_sidecar
+from .convert import conversion_paths, ConvertError, describe_source, package_version, Progress
+from .onnx_info import write_sidecar
 from ..core.hashing import file_sha256
 
 HELP = 'ONNX -> ncnn .param/.bin with pnnx (fp16 or fp32 weights)'
@@ -264,22 +264,15 @@ def _shape_arg(shapes: List[List[int]]) -> str:
 def run(args: argparse.Namespace) -> int:
     import onnx
 
-    src = args.onnx.resolve()
-    if not src.exists():
-        raise ConvertError(f'{src} does not exist')
-    out_param = (args.output or src.with_name(src.stem + '.ncnn.param')).resolve()
-    if out_param.suffix != '.param':
-        out_param = out_param.with_name(out_param.name + '.param')
+    onnx_path = args.onnx.resolve()
+    src, out_param, given = conversion_paths(
+        args, onnx_path.with_name(onnx_path.stem + '.ncnn.param'), '.param')
     out_bin = out_param.with_suffix('.bin')
-    given = [parse_shape(s) for s in args.input_shape] if args.input_shape else None
     progress = Progress(4)
     t0 = time.monotonic()
 
     with progress.step(f'reading {src.name}'):
-        try:
-            info = describe(src, given)
-        except ValueError as exc:
-            raise ConvertError(str(exc)) from None
+        info = describe_source(src, given)
         model = onnx.load(str(src))
     tmp = Path(tempfile.mkdtemp(prefix='fdr-ncnn-'))
     try:

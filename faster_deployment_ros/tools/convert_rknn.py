@@ -17,8 +17,8 @@ import tempfile
 import time
 from typing import Any, Dict, List
 
-from .convert import ConvertError, package_version, Progress
-from .onnx_info import describe, parse_shape, write_sidecar
+from .convert import conversion_paths, ConvertError, describe_source, package_version, Progress
+from .onnx_info import write_sidecar
 from ..core.hashing import file_sha256
 
 HELP = 'ONNX -> Rockchip .rknn with rknn-toolkit2 (fp16, or int8 with calibration images)'
@@ -104,26 +104,17 @@ def prepare_calibration(list_file: Path, size_hw: tuple, center: bool, out_dir: 
 def run(args: argparse.Namespace) -> int:
     from . import rknn_toolkit as tk
 
-    src = args.onnx.resolve()
-    if not src.exists():
-        raise ConvertError(f'{src} does not exist')
+    src, out, given = conversion_paths(args, args.onnx.resolve().with_suffix('.rknn'), '.rknn')
     if args.precision == 'int8' and args.calibration is None:
         raise ConvertError('int8 needs --calibration LIST (a text file of image paths)')
-    out = (args.output or src.with_suffix('.rknn')).resolve()
-    if out.suffix != '.rknn':
-        out = out.with_name(out.name + '.rknn')
     out.parent.mkdir(parents=True, exist_ok=True)
-    given = [parse_shape(s) for s in args.input_shape] if args.input_shape else None
     int8 = args.precision == 'int8'
     # The toolkit's output is sent to a log while it works: progress keeps its own stderr copy.
     progress = Progress(6 + int8, stream=os.fdopen(os.dup(2), 'w'))
     t0 = time.monotonic()
 
     with progress.step(f'reading {src.name}'):
-        try:
-            info = describe(src, given)
-        except ValueError as exc:
-            raise ConvertError(str(exc)) from None
+        info = describe_source(src, given)
         if len(info['inputs']) != 1 or len(info['inputs'][0]['shape']) != 4:
             raise ConvertError('only single-image models (one NCHW input) are supported, not '
                                f'inputs {[(i["name"], i["shape"]) for i in info["inputs"]]}')

@@ -17,27 +17,24 @@ both runs whatever the machine's load.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import os
 from pathlib import Path
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
-from types import SimpleNamespace
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get('FDR_SHARED', ROOT.parent / 'shared'))
-MODEL_DIRS = (SHARED / 'models', Path.home() / '.cache' / 'faster_deployment_ros' / 'models')
-DEFAULT_PARAMS = 'config/yolox_nano_onnxruntime.yaml'
+from . import bag_diff
+from .paths import DEFAULT_PARAMS, find_model, find_params, MODEL_DIRS, ROOT
+from .processes import node_command, node_process
+
 USAGE = 'make demo INPUT=/path/video.avi MODEL=/path/model.onnx'
 # Golden runs: the same stamps every time, and no frame dropped between player and node.
 GOLDEN_START_NS = 1_700_000_000_000_000_000
@@ -50,31 +47,6 @@ DEFAULT_GATE = ('--min-recall 0.98 --min-precision 0.98 --max-box-drift-px 2 '
 
 def log(msg: str) -> None:
     print(f'[demo] {msg}', file=sys.stderr, flush=True)
-
-
-def find_model(model: Optional[str]) -> Optional[Path]:
-    """Return the model as given, else a file of that name in ../shared/models or the cache."""
-    if not model:
-        return None
-    path = Path(model).expanduser()
-    if path.is_file():
-        return path.resolve()
-    for d in MODEL_DIRS:
-        if (d / path.name).is_file():
-            return (d / path.name).resolve()
-    return None
-
-
-def find_params(params: str) -> Optional[Path]:
-    for cand in (Path(params), ROOT / params):
-        if cand.is_file():
-            return cand.resolve()
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        cand = Path(get_package_share_directory('faster_deployment_ros')) / params
-        return cand if cand.is_file() else None
-    except Exception:  # noqa: B902 - not installed: no packaged config
-        return None
 
 
 def cached_bag(video: Path, out: Path, max_frames: Optional[int],
@@ -101,66 +73,6 @@ def cached_bag(video: Path, out: Path, max_frames: Optional[int],
         log(f'warning: {s.warning}')
     stamp.write_text(key + '\n')
     return bag
-
-
-def node_command(model: Path, params: Path, extra: Sequence[str] = (),
-                 executable: str = 'detector_node') -> List[str]:
-    """Command line of a node (detector_node or depth_node) with autostart and `-p` extras."""
-    exe = Path(sys.executable).parent / executable
-    prefix = [str(exe)] if exe.is_file() else [
-        sys.executable, '-c', f'from faster_deployment_ros.ros.{executable} import main; main()']
-    cmd = prefix + ['--ros-args', '--params-file', str(params), '-p', f'model_path:={model}',
-                    '-p', 'autostart:=true']
-    for p in extra:
-        cmd += ['-p', p]
-    return cmd
-
-
-def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> int:
-    """SIGINT (clean lifecycle shutdown), then SIGTERM, then SIGKILL."""
-    for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-        if proc.poll() is not None:
-            break
-        proc.send_signal(sig)
-        try:
-            proc.wait(wait)
-        except subprocess.TimeoutExpired:
-            continue
-    return proc.returncode if proc.returncode is not None else -9
-
-
-@contextlib.contextmanager
-def node_process(cmd: List[str], log_path: Path, tool: str, log: Callable[[str], None],
-                 env: Optional[Dict[str, str]] = None) -> Iterator[SimpleNamespace]:
-    """Run a tool's node for the body of a `with`, its output in `log_path`.
-
-    rclpy is initialised here unless this process already holds a context (in-process callers,
-    e.g. tests). The body's exception is printed, not raised; the node is then stopped (SIGINT
-    first) and, when the body did not finish, the last lines of its log are printed. The yielded
-    `run` has `proc`, and `ok` and `code` (the node's exit code) once the `with` has ended.
-    """
-    import rclpy
-    own_context = not rclpy.ok()
-    if own_context:
-        rclpy.init()
-    name = Path(log_path).stem
-    with open(log_path, 'w') as node_log:
-        run = SimpleNamespace(ok=False, code=None, proc=subprocess.Popen(
-            cmd, env=env, stdout=node_log,
-            stderr=subprocess.STDOUT, start_new_session=True))
-        try:
-            yield run
-            run.ok = True
-        except Exception as exc:  # noqa: BLE001 - reported with the node's log
-            print(f'{tool}: {type(exc).__name__}: {exc}', file=sys.stderr)
-        finally:
-            run.code = stop_process(run.proc)
-            if own_context:
-                rclpy.try_shutdown()
-    log(f'{name} stopped (exit code {run.code})')
-    if not run.ok:
-        tail = Path(log_path).read_text(errors='replace').splitlines()[-25:]
-        print(f'{tool}: {name} log (last lines):\n  ' + '\n  '.join(tail), file=sys.stderr)
 
 
 def wait_for_subscriber(topic: str, proc: subprocess.Popen, timeout: float) -> None:
@@ -279,7 +191,8 @@ def run(args: argparse.Namespace) -> int:
     rknn_python = ROOT / '.venv-rknn' / 'bin' / 'python'  # the dev tree's RKNN simulator, if any
     if rknn_python.exists():
         env.setdefault('FDR_RKNN_PYTHON', str(rknn_python))
-    cmd = node_command(model, params, GOLDEN_NODE_PARAMS if golden else ())
+    cmd = node_command(params_file=params, model=model,
+                       parameters=GOLDEN_NODE_PARAMS if golden else ())
     log('starting: ' + ' '.join(cmd))
     report: Optional[Dict[str, Any]] = None
     with node_process(cmd, out / 'detector_node.log', 'demo', log, env) as run:
@@ -316,10 +229,8 @@ def run(args: argparse.Namespace) -> int:
     if args.record_golden:
         return record_golden(out, Path(args.record_golden), report)
     if args.check_golden:
-        from .bag_cli import main as bag_main
         log(f'fdr-bag diff {out / "outputs"} {args.check_golden} {args.gate}')
-        return bag_main(['diff', str(out / 'outputs'), str(args.check_golden),
-                         '--json', str(out / 'diff.json'), *shlex.split(args.gate)])
+        return check_golden(out, Path(args.check_golden), args.gate)
     return 0
 
 
@@ -337,6 +248,15 @@ def record_golden(out: Path, golden: Path, report: Dict[str, Any]) -> int:
     print(f'golden bag: {golden / "outputs"} ({report["frames_out"]} frames); check later runs '
           'with: make demo-check')
     return 0
+
+
+def check_golden(out: Path, golden: Path, gate: str) -> int:
+    """`fdr-bag diff` of this run's outputs against the golden bag with the limits in ``gate``."""
+    diff = argparse.ArgumentParser(prog='fdr-bag diff')
+    bag_diff.add_arguments(diff)
+    return bag_diff.main_args(diff.parse_args(
+        [str(out / 'outputs'), str(golden), '--json', str(out / 'diff.json'),
+         *shlex.split(gate)]))
 
 
 def build_parser() -> argparse.ArgumentParser:

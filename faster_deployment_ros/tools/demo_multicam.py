@@ -22,8 +22,8 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
-from .demo import (DEFAULT_PARAMS, find_model, find_params, node_command, node_process,
-                   SHARED)
+from .paths import DEFAULT_PARAMS, find_model, find_params, ROOT, SHARED
+from .processes import node_command, node_process
 from ..ros.middleware_env import apply_camera_env, private_domain
 
 CAMERAS = (('front', 'pedestrians_plaza_1280x720_50fps.avi', 50.0),
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
                               payloads=serialise_images(frames, f'{name}_camera'),
                               msg_type=Image, rate=fps * args.rate, keep_output_data=True))
     inputs = '[' + ','.join(s.in_topic for s in streams) + ']'
-    cmd = node_command(model, params, [f'inputs:={inputs}'])
+    cmd = node_command(params_file=params, model=model, parameters=[f'inputs:={inputs}'])
     log('starting: ' + ' '.join(cmd))
     with node_process(cmd, out / 'detector_node.log', 'demo-multicam', log) as run:
         t0 = time.monotonic()
@@ -106,8 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--model', default=str(SHARED / 'models' / 'yolox_nano_coco_416.onnx'))
     p.add_argument('--params', default=DEFAULT_PARAMS)
-    p.add_argument('--out', default=str(Path(__file__).resolve().parents[2] / 'out' /
-                                        'demo-multicam'))
+    p.add_argument('--out', default=str(ROOT / 'out' / 'demo-multicam'))
     p.add_argument('--rate', type=float, default=1.0, help='replay speed (1.0 = camera rates)')
     p.add_argument('--duration', type=float, default=20.0, help='seconds to play')
     p.add_argument('--frames', type=int, default=120, help='distinct frames per camera (looped)')

@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .graph_node import spinning_node
 from .replay import cdr_header
 from .report import build_report, detection_classes, Record
 
@@ -85,27 +86,12 @@ def play_streams(streams: Sequence[Stream], duration_s: float = 10.0, *,
     subscribe within wait_timeout; `on_published` is called once the last frame is out (before
     waiting for results).
     """
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
     from .replay import import_message
-    own_context = not rclpy.ok()
-    if own_context:
-        rclpy.init()
-    node = rclpy.create_node(node_name)
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    stop = threading.Event()
-
-    def spin() -> None:
-        while not stop.is_set():
-            executor.spin_once(timeout_sec=0.05)
-    spinner = threading.Thread(target=spin, name='multicam-spin', daemon=True)
-    spinner.start()
     lock = threading.Lock()
     last = [0]
-    try:
+    with spinning_node(node_name, log) as node:
         in_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
                             reliability=ReliabilityPolicy.BEST_EFFORT)
         pubs = [node.create_publisher(s.msg_type, s.in_topic, in_qos) for s in streams]
@@ -172,13 +158,6 @@ def play_streams(streams: Sequence[Stream], duration_s: float = 10.0, *,
             time.sleep(0.02)
         for sub in subs:
             node.destroy_subscription(sub)
-    finally:
-        stop.set()
-        spinner.join()
-        executor.shutdown()
-        node.destroy_node()
-        if own_context:
-            rclpy.try_shutdown()
 
 
 def stream_report(s: Stream, since_ns: Optional[int] = None) -> Dict[str, Any]:

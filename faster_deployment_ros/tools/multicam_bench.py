@@ -26,78 +26,19 @@ import argparse
 import json
 import os
 from pathlib import Path
-import subprocess
 import sys
 import threading
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
+from .graph_node import ros_context
+from .paths import ROOT, SHARED
+from .processes import CpuWatch, node_command, PeakRss, start_process, stop_processes
 from ..ros.middleware_env import apply_camera_env, private_domain
-
-ROOT = Path(__file__).resolve().parents[2]
-CLK = os.sysconf('SC_CLK_TCK')
 
 
 def log(msg: str) -> None:
     print(f'[multicam-bench] {msg}', file=sys.stderr, flush=True)
-
-
-# ---------------------------------------------------------------------------- processes
-def node_command(params: Path, model: Path, name: str, extra: Sequence[str]) -> List[str]:
-    exe = Path(sys.executable).parent / 'detector_node'
-    prefix = [str(exe)] if exe.is_file() else [
-        sys.executable, '-c', 'from faster_deployment_ros.ros.detector_node import main; main()']
-    return prefix + ['--ros-args', '--params-file', str(params), '-p', f'model_path:={model}',
-                     '-p', 'autostart:=true', '-p', 'diagnostics_period:=0.0',
-                     '-r', f'__node:={name}', *extra]
-
-
-def proc_cpu_rss(pid: int) -> Optional[tuple]:
-    """(CPU seconds, RSS bytes) of a process, None once it is gone."""
-    try:
-        fields = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
-        cpu = (int(fields[11]) + int(fields[12])) / CLK
-        rss = int(fields[21]) * os.sysconf('SC_PAGE_SIZE')
-        return cpu, rss
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def machine_busy() -> tuple:
-    """(busy CPU seconds, total CPU seconds) of the whole machine so far."""
-    vals = [int(v) for v in Path('/proc/stat').read_text().split('\n', 1)[0].split()[1:]]
-    idle = vals[3] + vals[4]
-    return (sum(vals) - idle) / CLK, sum(vals) / CLK
-
-
-class Sampler(threading.Thread):
-    """Peak RSS of the node processes while they run; CPU marks taken with mark()."""
-
-    def __init__(self, pids: Sequence[int]) -> None:
-        super().__init__(daemon=True, name='sampler')
-        self.pids = list(pids)
-        self.peak_rss = 0
-        self.stop = threading.Event()
-
-    def cpu(self) -> float:
-        return sum((proc_cpu_rss(p) or (0.0, 0))[0] for p in self.pids)
-
-    def run(self) -> None:
-        while not self.stop.wait(0.25):
-            self.peak_rss = max(self.peak_rss,
-                                sum((proc_cpu_rss(p) or (0.0, 0))[1] for p in self.pids))
-
-
-def stop_process(proc: subprocess.Popen) -> None:
-    import signal
-    for sig, wait in ((signal.SIGINT, 10.0), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-        if proc.poll() is not None:
-            return
-        proc.send_signal(sig)
-        try:
-            proc.wait(wait)
-        except subprocess.TimeoutExpired:
-            continue
 
 
 # ---------------------------------------------------------------------------- scenarios
@@ -127,51 +68,42 @@ def _run_scenario(label: str, nodes: List[List[str]], cams: List[Dict[str, Any]]
     from .multicam import play_streams, serialise_images, Stream, stream_report
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    procs = []
-    for i, extra in enumerate(nodes):
-        logf = open(out_dir / f'{label.replace(" ", "_")}_node{i}.log', 'w')
-        # the nodes inherit the camera environment main applied
-        procs.append(subprocess.Popen(node_command(params, model, f'bench_det{i}', extra),
-                                      stdout=logf, stderr=subprocess.STDOUT,
-                                      start_new_session=True))
-        logf.close()
+    procs = [start_process(node_command(params_file=params, model=model,
+                                        parameters={'diagnostics_period': 0.0},
+                                        ros_args=['-r', f'__node:=bench_det{i}', *extra]),
+                           out_dir / f'{label.replace(" ", "_")}_node{i}.log')
+             for i, extra in enumerate(nodes)]  # they inherit the camera environment main set
     streams = [Stream(name=c['name'], in_topic=c['topic'], out_topic=c['out'],
                       payloads=serialise_images(c['frames'], c['name']), msg_type=Image,
                       rate=c['rate'], phase_s=c['phase']) for c in cams]
-    sampler = Sampler([p.pid for p in procs])
-    sampler.start()
+    rss = PeakRss([p.pid for p in procs])
+    rss.start()
+    done = threading.Event()
     marks: Dict[str, Any] = {}
 
     def mark_after_warmup() -> None:
         # waits for the first publish (play_streams sets inputs), then the warm-up
         while not any(s.inputs for s in streams):
-            if sampler.stop.wait(0.01):
+            if done.wait(0.01):
                 return
         time.sleep(args.warmup)
         marks['t_ns'] = time.monotonic_ns()
-        marks['t'] = time.monotonic()
-        marks['cpu'] = sampler.cpu()
-        marks['busy'] = machine_busy()
-        marks['self'] = time.process_time()
+        marks['cpu'] = CpuWatch([p.pid for p in procs])
     marker = threading.Thread(target=mark_after_warmup, daemon=True)
     marker.start()
     end: Dict[str, Any] = {}
 
     def published() -> None:
-        end.update(t=time.monotonic(), cpu=sampler.cpu(), busy=machine_busy(),
-                   self=time.process_time())
+        end['cpu'] = marks['cpu'].read()
     try:
         play_streams(streams, args.warmup + args.duration, node_name='fdr_multicam_bench',
                      wait_timeout=90.0, settle_timeout=5.0, log=log, on_published=published)
     finally:
-        sampler.stop.set()
-        for p in procs:
-            stop_process(p)
+        done.set()
+        rss.stop()
+        stop_processes(procs)
     marker.join(1)
-    wall = end['t'] - marks['t']
-    node_cores = (end['cpu'] - marks['cpu']) / wall
-    busy_cores = (end['busy'][0] - marks['busy'][0]) / wall
-    self_cores = (end['self'] - marks['self']) / wall
+    cpu = end['cpu']
     reports = [stream_report(s, marks['t_ns']) for s in streams]
     res = {
         'scenario': label, 'nodes': len(nodes), 'cameras': len(cams),
@@ -179,9 +111,9 @@ def _run_scenario(label: str, nodes: List[List[str]], cams: List[Dict[str, Any]]
         'frames_in': sum(r['frames_in'] for r in reports),
         'frames_out': sum(r['frames_out'] for r in reports),
         'fps_out': round(sum(r.get('throughput_fps') or 0.0 for r in reports), 2),
-        'node_cores': round(node_cores, 2), 'harness_cores': round(self_cores, 2),
-        'other_cores': round(max(0.0, busy_cores - node_cores - self_cores), 2),
-        'peak_rss_mb': round(sampler.peak_rss / 2**20, 1),
+        'node_cores': rounded(cpu['others_ours']), 'harness_cores': rounded(cpu['own']),
+        'other_cores': rounded(cpu['foreign']),
+        'peak_rss_mb': round(rss.peak_bytes / 2**20, 1),
         'per_camera': [{k: r.get(k) for k in ('camera', 'in_topic', 'frames_in', 'frames_out',
                                               'dropped', 'order_violations',
                                               'header_mismatches', 'latency_ms')}
@@ -249,6 +181,11 @@ def pipeline_fairness(model: Path, frames: List[tuple], rates: Sequence[float],
     return out
 
 
+def rounded(x: Optional[float], digits: int = 2) -> Optional[float]:
+    """``x`` rounded; None stays None (a node process that was gone before the end)."""
+    return None if x is None else round(x, digits)
+
+
 def format_row(r: Dict[str, Any]) -> str:
     lat = [c['latency_ms'] or {} for c in r['per_camera']]
     p50 = '/'.join(f"{x.get('p50', float('nan')):.0f}" for x in lat)
@@ -256,8 +193,12 @@ def format_row(r: Dict[str, Any]) -> str:
     io = '/'.join(f"{c['frames_out']}:{c['frames_in']}" for c in r['per_camera'])
     return (f"| {r['scenario']} | {r['nodes']} | {r['cameras']} x "
             f"{'/'.join(f'{x:g}' for x in r['rates_hz'])} Hz | {io} | {r['fps_out']:.1f} | "
-            f"{p50} | {p99} | {r['node_cores']:.2f} | {r['peak_rss_mb']:.0f} | "
-            f"{r['other_cores']:.2f} |")
+            f"{p50} | {p99} | {_cores(r['node_cores'])} | {r['peak_rss_mb']:.0f} | "
+            f"{_cores(r['other_cores'])} |")
+
+
+def _cores(x: Optional[float]) -> str:
+    return '-' if x is None else f'{x:.2f}'
 
 
 HEADER = ('| scenario | node processes | cameras x rate | out:in per camera (after warm-up) | '
@@ -265,14 +206,13 @@ HEADER = ('| scenario | node processes | cameras x rate | out:in per camera (aft
           '(MB) | other users (cores) |\n|---|---|---|---|---|---|---|---|---|---|')
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='python -m faster_deployment_ros.tools.multicam_bench',
                                 description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--model', default=str(ROOT.parent / 'shared' / 'models' /
-                                          'yolox_nano_coco_416.onnx'))
+    p.add_argument('--model', default=str(SHARED / 'models' / 'yolox_nano_coco_416.onnx'))
     p.add_argument('--params', default=str(ROOT / 'config' / 'yolox_nano_onnxruntime.yaml'))
-    p.add_argument('--shared', default=str(ROOT.parent / 'shared'))
+    p.add_argument('--shared', default=str(SHARED))
     p.add_argument('--cameras', type=int, nargs='+', default=[2, 4])
     p.add_argument('--rate', type=float, default=10.0, help='Hz per camera')
     p.add_argument('--duration', type=float, default=15.0, help='measured seconds')
@@ -289,7 +229,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument('--repeat', type=int, default=1, help='run the ROS scenarios this often')
     p.add_argument('--out', default=str(ROOT / 'out' / 'multicam_bench'))
     p.add_argument('--json', help='write all results here')
-    args = p.parse_args(argv)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the scenarios ``args`` asks for (build_parser) and print their table."""
     private_domain(os.environ)
     apply_camera_env(os.environ)
     model, params = Path(args.model), Path(args.params)
@@ -303,12 +247,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                  'rate': rates[i], 'phase': i / (n * max(rates))} for i in range(n)]
 
     cores = os.cpu_count() or 1
-    import rclpy
-    own_context = not rclpy.ok()  # in-process callers (tests) may already hold a context
-    if own_context:
-        rclpy.init()
     results = []
-    try:
+    with ros_context():
         for _ in range(args.repeat):  # rows of one kind spread over the run: load drifts
             if 'single' in want:
                 c = cams(1, [args.rate], 'cam')
@@ -336,9 +276,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 results.append(run_scenario('fair: 1 x 2 cameras', [['-p', f'inputs:={inputs}']],
                                             c, args, Path(args.fair_params),
                                             Path(args.fair_model)))
-    finally:
-        if own_context:
-            rclpy.try_shutdown()
     if 'fair-pipeline' in want:
         for per_source in (False, True):
             results.append(pipeline_fairness(Path(args.fair_model), frames, args.fair_rates,
@@ -357,6 +294,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + '\n')
     return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return run(build_parser().parse_args(argv))
 
 
 if __name__ == '__main__':

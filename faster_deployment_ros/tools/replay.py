@@ -9,8 +9,8 @@ late it came (see tools/report.py). A ROS tool: rclpy is imported inside the fun
 from __future__ import annotations
 
 import array
+import contextlib
 from dataclasses import dataclass, field
-import gc
 import importlib
 import json
 from pathlib import Path
@@ -24,6 +24,7 @@ from rosbags.rosbag2 import Reader, Writer
 from rosbags.rosbag2.enums import StoragePlugin
 
 from .bag_types import make_typestore, normalize_type
+from .graph_node import spinning_node
 from .report import build_report, detection_classes, percentiles_ms, Record
 from ..core.image_codec import fill_image_msg, msg_to_numpy
 
@@ -181,34 +182,12 @@ def _build_publisher_msg(rb_msg, msgtype: str, reuse):
     return msg
 
 
-def _destroy_node(node, log: Callable[[str], None], timeout_s: float = 10.0) -> bool:
-    """Destroy the replay node, collecting garbage first.
-
-    Then no abandoned executor state still marks its handles in use.
-
-    Seen here in full test runs: destroy_node blocked forever in rclpy's
-    destroy_when_not_in_use (after rclpy had been shut down and re-initialised in the same
-    process; the tests now keep one context). The join timeout covers a teardown that blocks
-    while releasing the GIL; one that holds it cannot be interrupted from Python.
-    """
-    gc.collect()
-    done = threading.Thread(target=node.destroy_node, name='replay-teardown', daemon=True)
-    done.start()
-    done.join(timeout_s)
-    if done.is_alive():
-        log(f'[replay] warning: node teardown did not finish in {timeout_s:.0f} s; continuing')
-        return False
-    return True
-
-
 def play_record(cfg: ReplayConfig, log: Callable[[str], None] = print) -> Dict[str, Any]:
     """Run the replay; writes OUT_DIR/outputs (MCAP bag) and OUT_DIR/report.json.
 
     Returns the report dict. The node under test must already be running (or start within
     wait_timeout).
     """
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
 
     out_dir = Path(cfg.out_dir)
@@ -225,23 +204,15 @@ def play_record(cfg: ReplayConfig, log: Callable[[str], None] = print) -> Dict[s
     if cfg.publish_mode not in ('msg', 'raw'):
         raise ReplayError(f'publish_mode {cfg.publish_mode!r}: choose msg or raw')
 
-    own_context = not rclpy.ok()
-    if own_context:
-        rclpy.init()
-    node = rclpy.create_node(cfg.node_name)
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    stop_spin = threading.Event()
-
-    def spin_loop() -> None:
-        # spin_once in a loop, not executor.spin(): stopping it is then a join, and the node is
-        # never destroyed while a wait set still uses it (rclpy's shutdown races with spin).
-        while not stop_spin.is_set():
-            executor.spin_once(timeout_sec=0.05)
-    spin = threading.Thread(target=spin_loop, name='replay-spin', daemon=True)
-    spin.start()
     writer = None
-    try:
+
+    def close_writer() -> None:  # last: once the node that feeds it is gone
+        if writer is not None:
+            writer.close()
+    with contextlib.ExitStack() as teardown:
+        teardown.callback(close_writer)
+        node = teardown.enter_context(spinning_node(cfg.node_name, log))
+        teardown.callback(prefetch.stop.set)  # first: the bag reader thread ends
         in_qos = QoSProfile(
             history=HistoryPolicy.KEEP_LAST, depth=cfg.depth,
             reliability=ReliabilityPolicy.RELIABLE if cfg.reliable
@@ -328,16 +299,6 @@ def play_record(cfg: ReplayConfig, log: Callable[[str], None] = print) -> Dict[s
             outputs = list(recorder.records)
             writer.close()
             writer = None
-    finally:
-        prefetch.stop.set()
-        stop_spin.set()
-        spin.join()
-        executor.shutdown()
-        torn_down = _destroy_node(node, log)
-        if own_context and torn_down:
-            rclpy.try_shutdown()
-        if writer is not None:
-            writer.close()
 
     detections = None
     if out_type == 'vision_msgs/msg/Detection2DArray':

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+import json
+from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
@@ -35,12 +37,11 @@ def percentiles_ms(values_ns: Sequence[float]) -> Optional[Dict[str, float]]:
             'mean': round(float(v.mean()), 3), 'n': int(v.size)}
 
 
-def order_violations(outputs: Sequence[Record]) -> int:
-    """Count outputs (in receipt order) whose stamp is not greater than the previous one."""
-    if len(outputs) < 2:
+def order_violations(stamps: Sequence[int]) -> int:
+    """Count stamps (of outputs, in receipt order) not greater than the one before."""
+    if len(stamps) < 2:
         return 0
-    s = np.fromiter((r.stamp_ns for r in outputs), np.int64, len(outputs))
-    return int(np.count_nonzero(np.diff(s) <= 0))
+    return int(np.count_nonzero(np.diff(np.asarray(stamps, np.int64)) <= 0))
 
 
 def header_mismatches(inputs: Iterable[Record], outputs: Iterable[Record]) -> int:
@@ -121,7 +122,7 @@ def build_report(inputs: Sequence[Record], outputs: Sequence[Record],
         'frames_out': n_out,
         'dropped': n_in - len({r.stamp_ns for r in inputs} & {r.stamp_ns for r in outputs}),
         'duplicates': n_out - unique_out,
-        'order_violations': order_violations(outputs),
+        'order_violations': order_violations([r.stamp_ns for r in outputs]),
         'header_mismatches': header_mismatches(inputs, outputs),
         'latency_ms': percentiles_ms(latencies_ns(inputs, outputs)),
     }
@@ -163,3 +164,15 @@ def format_report(report: Dict[str, Any], focus_class: str = 'person') -> str:
         lines.append(f"frames with detections {det['frames_with_detections_pct']:.1f}%, "
                      f"with a {focus_class} {pct:.1f}%; detections: {top or 'none'}")
     return '\n'.join(lines)
+
+
+def save_results(path: Path, summary: Dict[str, Any], **series: Any) -> Path:
+    """Print a run's ``summary`` (JSON) and write it with its ``series`` to ``path``.
+
+    The file holds ``{"summary": summary, **series}``; its folder is made when missing.
+    """
+    print(json.dumps(summary, indent=1))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({'summary': summary, **series}, indent=1))
+    return path

@@ -8,20 +8,20 @@ from the frame's header stamp to receipt): the latency budget per hop next to a 
 and the bare model paced at the same rate, the overload case, saturation against the pipeline
 alone. Writes benchmark.json and benchmark.png and prints the targets.
 
-One idea per module: `cli` (arguments, section order), `cpu` (/proc CPU accounting), `common`
-(frames, model, summaries), `measure` (bare / serial / pipeline / ultralytics), `ros_harness`
-(node processes, publisher, per-hop budget), `report` (targets, charts), `echo_node` (the
-transport floor). ROS is imported only in the ROS sections: without rclpy they are skipped.
+One idea per module: `cli` (arguments, section order), `common` (frames, model, summaries),
+`measure` (bare / serial / pipeline / ultralytics), `ros_harness` (node processes, publisher,
+per-hop budget), `report` (targets, charts), `echo_node` (the transport floor); CPU accounting
+and node command lines are tools.processes'. ROS is imported only in the ROS sections: without
+rclpy they are skipped.
 
   fdr-benchmark --model ../shared/models/yolox_nano_coco_416.onnx --out out/bench
 """
 from .cli import build_parser, main, parse_configs
-from .common import guess_family, lat_summary, load_frames, Model, order_violations, Progress
-from .cpu import CpuWatch, machine_busy_s, proc_cpu_s
+from .common import guess_family, lat_summary, load_frames, Model, Progress
 from .measure import bare_reference, bench_bare, bench_serial, flatness, run_pipeline, windows
 from .report import plot, plot_points, print_targets, targets
 
 __all__ = ['main', 'build_parser', 'parse_configs', 'Model', 'Progress', 'guess_family',
-           'lat_summary', 'load_frames', 'order_violations', 'CpuWatch', 'machine_busy_s',
-           'proc_cpu_s', 'bare_reference', 'bench_bare', 'bench_serial', 'flatness',
-           'run_pipeline', 'windows', 'plot', 'plot_points', 'print_targets', 'targets']
+           'lat_summary', 'load_frames', 'bare_reference', 'bench_bare', 'bench_serial',
+           'flatness', 'run_pipeline', 'windows', 'plot', 'plot_points', 'print_targets',
+           'targets']

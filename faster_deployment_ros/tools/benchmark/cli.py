@@ -12,10 +12,10 @@ import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .common import default_video, load_frames, Model, Progress, REPO, SHARED_REL
-from .cpu import load_avg
 from .measure import (bench_autotune, bench_bare, bench_serial, bench_ultralytics, flatness,
                       run_pipeline)
 from .report import plot, print_targets, targets
+from ..processes import load_avg
 from ...core.autotune import available_cores, thread_candidates
 from ...core.memory import reuse_large_buffers
 from ...core.param_file import params_yaml

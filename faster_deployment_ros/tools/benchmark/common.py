@@ -14,12 +14,12 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from ..frames import read_frames
+from ..paths import ROOT as REPO
 from ...core.pipeline import FrameResult
 from ...core.stats import summarize
 from ...models import available_families, create_adapter
 from ...runtime import create_worker_backend, PerceptionRuntime, RuntimeConfig
 
-REPO = Path(__file__).resolve().parents[3]
 SHARED_REL = Path('shared/data/pedestrians_plaza_1280x720_50fps.avi')
 #: the shipped parameter file per family: the node runs with it unless --node-params says else
 SHIPPED_PARAMS = {'yolox': 'config/yolox_nano_onnxruntime.yaml',
@@ -71,11 +71,6 @@ def lat_summary(values_s: Sequence[float]) -> Dict[str, float]:
 def foreign(r: Dict[str, Any]) -> str:
     f = r.get('foreign_cpu_cores', 0.0)
     return f' [other users: {f:.2f} cores]' if f >= 0.1 else ''
-
-
-def order_violations(seq: Sequence[int]) -> int:
-    a = np.asarray(seq, np.int64)
-    return int(np.count_nonzero(np.diff(a) <= 0)) if a.size > 1 else 0
 
 
 class Progress:

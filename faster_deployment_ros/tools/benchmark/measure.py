@@ -16,8 +16,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .common import foreign, lat_summary, Model, order_violations, Progress, REPO
-from .cpu import CpuWatch, load_avg
+from .common import foreign, lat_summary, Model, Progress, REPO
+from ..processes import CpuWatch, load_avg
+from ..report import order_violations
 from ...core.autotune import autotune, Choice
 from ...core.pipeline import FrameResult
 from ...core.stage_timing import time_stages

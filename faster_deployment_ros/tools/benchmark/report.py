@@ -6,7 +6,7 @@ budget per hop of the node next to the transport floor and the bare model (matpl
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 HOP_ORDER = ('transport', 'callback', 'queue', 'pre', 'infer', 'post', 'handover', 'build',
              'publish')
@@ -172,60 +172,89 @@ def targets(res: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
+def _ok(flag: Any) -> str:
+    return 'n/a' if flag is None else ('MET' if flag else 'NOT MET')
+
+
+def _variants(res: Dict[str, Any], section: str) -> Dict[str, Any]:
+    return (res.get(section) or {}).get('variants') or {}
+
+
+def _overhead(o: Dict[str, Any], res: Dict[str, Any]) -> List[str]:
+    hops = (res.get('budget') or {}).get('node_hops_ms') or {}
+    return ([f'overhead @{o["rate_hz"]:.3g} Hz: node p50 {o["node_p50_ms"]:.1f} ms vs transport '
+             f'floor {o["floor_p50_ms"]:.1f} + bare paced {o["bare_p50_ms"]:.1f} = '
+             f'{o["floor_plus_bare_ms"]:.1f} ms: {o["node_over_floor_plus_bare_ms"]:+.1f} ms, '
+             f'ratio {o["ratio"]} (<= +3 ms: {_ok(o["p50_ok"])}); p99 {o["node_p99_ms"]:.1f} '
+             f'(<= +13 ms: {_ok(o["p99_ok"])})']
+            + (['  node per hop p50 ms: ' + ', '.join(
+                f'{h} {hops[h]["p50"]:.2f}' for h in HOP_ORDER if h in hops)] if hops else [])
+            + [f'  variant {name}: p50 {v["node_ms"]["p50"]:.1f} p99 {v["node_ms"]["p99"]:.1f}'
+               f' ms (node {o["node_p50_ms"]:.1f} / {o["node_p99_ms"]:.1f})'
+               for name, v in _variants(res, 'budget').items()])
+
+
+def _overload(o: Dict[str, Any], res: Dict[str, Any]) -> List[str]:
+    return [f'overload @{o["rate_hz"]:.3g} Hz: p50 {o["p50_ms"]:.1f} ms vs ideal '
+            f'{o["ideal_p50_ms"]:.1f} (x{o["p50_over_ideal"]}, <= 1.1: {_ok(o["p50_ok"])}), p99 '
+            f'{o["p99_ms"]:.1f} = {o["p99_over_p50"]} x p50 (<= 1.5: {_ok(o["p99_ok"])}), '
+            f'{o["fps"]:.1f} fps'] + [
+        f'  variant {name}: p50 {v["latency_ms"]["p50"]:.1f} p99 {v["latency_ms"]["p99"]:.1f} '
+        f'ms vs ideal {v["ideal_p50_ms"]:.1f}, {v["fps"]:.1f} fps'
+        for name, v in _variants(res, 'overload').items()]
+
+
+def _ultralytics(u: Dict[str, Any], res: Dict[str, Any]) -> List[str]:
+    p50 = u['node_p50_at_same_rate_ms']
+    return [f'ultralytics predict: {u["ultralytics_fps"]:.1f} fps, p50 '
+            f'{u["ultralytics_p50_ms"]:.1f} ms; node {u["node_fps"]:.1f} fps = '
+            f'{u["fps_ratio"]} x (>= 1.2: {_ok(u["fps_ok"])}), node p50 at that rate '
+            f'{"n/a" if p50 is None else f"{p50:.1f}"} ms (below: {_ok(u["p50_ok"])})']
+
+
+#: target -> its summary line: a format over the target's values (``{X_ok}``: MET / NOT MET)
+_TARGET_FORMATS = {
+    'saturation': 'saturated @{rate_hz:.3g} Hz: node {node_fps:.1f} fps vs pipeline alone '
+                  '{pipeline_alone_fps:.1f} = {fps_ratio} (>= 0.9: {fps_ok}); node CPU outside '
+                  'inference {cpu_outside_inference_ms:.2f} ms/frame (<= 3: {cpu_ok}; the '
+                  'transport floor alone: {floor_cpu_ms_per_frame:.2f} ms/frame)',
+    'multi_worker': 'multi-worker {best}: {fps:.1f} fps = {ratio} x best single session '
+                    '({best_single_session_fps:.1f}) (>= 3x: {ratio_ok}), order violations '
+                    '{order_violations}',
+    'autotune': 'autotune {config}: p99 {p99_ms:.1f} ms vs budget {budget_ms:g} ms ({p99_ok}), '
+                'dropped {dropped}/{frames_in}',
+    'soak': 'soak: p50 first {first_p50} -> last {last_p50} ms at {first_fps} -> {last_fps} '
+            'fps; waiting (p50 - workers/rate) {first_excess} -> {last_excess} ms, trend '
+            '{excess_slope_ms_per_min} ms/min: no queue growth {flat}',
+}
+
+
+class _Values(dict):
+    """A target's values for its format; one it lacks reads None (soak's may be missing)."""
+
+    def __missing__(self, key: str) -> None:
+        return None
+
+
+def _formatted(key: str) -> Callable[[Dict[str, Any], Dict[str, Any]], List[str]]:
+    def lines(v: Dict[str, Any], res: Dict[str, Any]) -> List[str]:
+        values = _Values(v)
+        values.update({k: _ok(values[k]) for k in ('flat', *v) if k == 'flat' or
+                       k.endswith('_ok')})
+        return [_TARGET_FORMATS[key].format_map(values)]
+    return lines
+
+
+#: the targets in the order they are printed, each with what prints it
+TARGET_LINES = (('overhead', _overhead), ('overload', _overload),
+                ('saturation', _formatted('saturation')), ('ultralytics', _ultralytics),
+                ('multi_worker', _formatted('multi_worker')),
+                ('autotune', _formatted('autotune')), ('soak', _formatted('soak')))
+
+
 def print_targets(t: Dict[str, Any], res: Dict[str, Any]) -> None:
-    def ok(flag: Any) -> str:
-        return 'n/a' if flag is None else ('MET' if flag else 'NOT MET')
+    """Print the measured targets (targets()), MET or NOT MET, one line each."""
     print(f'\n== targets == (load average {res.get("meta", {}).get("load_end", "?")})')
-    if 'overhead' in t:
-        o = t['overhead']
-        print(f'overhead @{o["rate_hz"]:.3g} Hz: node p50 {o["node_p50_ms"]:.1f} ms vs transport '
-              f'floor {o["floor_p50_ms"]:.1f} + bare paced {o["bare_p50_ms"]:.1f} = '
-              f'{o["floor_plus_bare_ms"]:.1f} ms: {o["node_over_floor_plus_bare_ms"]:+.1f} ms, '
-              f'ratio {o["ratio"]} (<= +3 ms: {ok(o["p50_ok"])}); p99 {o["node_p99_ms"]:.1f} '
-              f'(<= +13 ms: {ok(o["p99_ok"])})')
-        hops = (res.get('budget') or {}).get('node_hops_ms') or {}
-        if hops:
-            print('  node per hop p50 ms: ' + ', '.join(
-                f'{h} {hops[h]["p50"]:.2f}' for h in HOP_ORDER if h in hops))
-        for name, v in ((res.get('budget') or {}).get('variants') or {}).items():
-            print(f'  variant {name}: p50 {v["node_ms"]["p50"]:.1f} p99 {v["node_ms"]["p99"]:.1f}'
-                  f' ms (node {o["node_p50_ms"]:.1f} / {o["node_p99_ms"]:.1f})')
-    if 'overload' in t:
-        o = t['overload']
-        print(f'overload @{o["rate_hz"]:.3g} Hz: p50 {o["p50_ms"]:.1f} ms vs ideal '
-              f'{o["ideal_p50_ms"]:.1f} (x{o["p50_over_ideal"]}, <= 1.1: {ok(o["p50_ok"])}), p99 '
-              f'{o["p99_ms"]:.1f} = {o["p99_over_p50"]} x p50 (<= 1.5: {ok(o["p99_ok"])}), '
-              f'{o["fps"]:.1f} fps')
-        for name, v in ((res.get('overload') or {}).get('variants') or {}).items():
-            print(f'  variant {name}: p50 {v["latency_ms"]["p50"]:.1f} p99 '
-                  f'{v["latency_ms"]["p99"]:.1f} ms vs ideal {v["ideal_p50_ms"]:.1f}, '
-                  f'{v["fps"]:.1f} fps')
-    if 'saturation' in t:
-        s = t['saturation']
-        print(f'saturated @{s["rate_hz"]:.3g} Hz: node {s["node_fps"]:.1f} fps vs pipeline alone '
-              f'{s["pipeline_alone_fps"]:.1f} = {s["fps_ratio"]} (>= 0.9: {ok(s["fps_ok"])}); '
-              f'node CPU outside inference {s["cpu_outside_inference_ms"]:.2f} ms/frame '
-              f'(<= 3: {ok(s["cpu_ok"])}; the transport floor alone: '
-              f'{s["floor_cpu_ms_per_frame"]:.2f} ms/frame)')
-    if 'ultralytics' in t:
-        u = t['ultralytics']
-        p50 = u['node_p50_at_same_rate_ms']
-        print(f'ultralytics predict: {u["ultralytics_fps"]:.1f} fps, p50 '
-              f'{u["ultralytics_p50_ms"]:.1f} ms; node {u["node_fps"]:.1f} fps = '
-              f'{u["fps_ratio"]} x (>= 1.2: {ok(u["fps_ok"])}), node p50 at that rate '
-              f'{"n/a" if p50 is None else f"{p50:.1f}"} ms (below: {ok(u["p50_ok"])})')
-    if 'multi_worker' in t:
-        m = t['multi_worker']
-        print(f'multi-worker {m["best"]}: {m["fps"]:.1f} fps = {m["ratio"]} x best single '
-              f'session ({m["best_single_session_fps"]:.1f}) (>= 3x: {ok(m["ratio_ok"])}), '
-              f'order violations {m["order_violations"]}')
-    if 'autotune' in t:
-        a = t['autotune']
-        print(f'autotune {a["config"]}: p99 {a["p99_ms"]:.1f} ms vs budget {a["budget_ms"]:g} ms '
-              f'({ok(a["p99_ok"])}), dropped {a["dropped"]}/{a["frames_in"]}')
-    if 'soak' in t:
-        s = t['soak']
-        print(f'soak: p50 first {s.get("first_p50")} -> last {s.get("last_p50")} ms at '
-              f'{s.get("first_fps")} -> {s.get("last_fps")} fps; waiting (p50 - workers/rate) '
-              f'{s.get("first_excess")} -> {s.get("last_excess")} ms, trend '
-              f'{s.get("excess_slope_ms_per_min")} ms/min: no queue growth {ok(s.get("flat"))}')
+    for key, lines in TARGET_LINES:
+        if key in t:
+            print('\n'.join(lines(t[key], res)))

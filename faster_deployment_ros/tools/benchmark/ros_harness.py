@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -23,10 +22,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .common import (foreign, lat_summary, Model, order_violations, Progress, REPO,
-                     scalar, SHIPPED_PARAMS)
-from .cpu import CpuWatch, load_avg
+from .common import foreign, lat_summary, Model, Progress, REPO, scalar, SHIPPED_PARAMS
 from .measure import bare_reference, flatness, infer_cpu_ms, run_pipeline, windows
+from ..processes import CpuWatch, load_avg, node_command, stop_processes
+from ..report import order_violations
 from ...ros.middleware_env import apply_camera_env, private_domain
 
 _now = time.perf_counter
@@ -196,7 +195,8 @@ class RosBench:
             sent.append(self._publish(t, k))
             k += 1
             if window_s > 0 and _now() - win_watch.t0 >= window_s:
-                cpu_windows.append(round(win_watch.read()['foreign'], 2))
+                f = win_watch.read()['foreign']  # None: the node is gone (raised below)
+                cpu_windows.append(None if f is None else round(f, 2))
                 win_watch = CpuWatch([t.proc.pid])
             if k % 10 == 0:
                 with self.lock:
@@ -215,6 +215,9 @@ class RosBench:
                 last, end = n, max(end, time.monotonic() + 0.5)
             time.sleep(0.05)
         cw = watch.read()
+        if cw['others_ours'] is None:
+            raise RuntimeError(f'{t.name} exited during {label}; see {t.log_path}:\n'
+                               f'{t.log_text()[-2000:]}')
         with self.lock:
             rec = list(t.received)
             diag = dict(t.diag)
@@ -263,15 +266,8 @@ class RosBench:
         return r
 
     def close(self) -> None:
+        stop_processes([t.proc for t in self.targets.values()], timeout=15.0)
         for t in self.targets.values():
-            if t.proc.poll() is None:
-                t.proc.send_signal(signal.SIGINT)
-        for t in self.targets.values():
-            try:
-                t.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                t.proc.kill()
-                t.proc.wait(5)
             t._log.close()
         self.executor.shutdown()
         self.node.destroy_node()
@@ -355,19 +351,6 @@ def backend_extra(eff: Dict[str, Any], backend: str) -> Dict[str, Any]:
             if k.startswith(prefix) and k[len(prefix):] not in ('providers',)}
 
 
-def node_command(pf: Optional[Path], over: Dict[str, Any]) -> List[str]:
-    exe = Path(sys.executable).with_name('detector_node')
-    cmd = ([str(exe)] if exe.exists()
-           else [sys.executable, '-m', 'faster_deployment_ros.ros.detector_node'])
-    cmd.append('--ros-args')
-    if pf is not None:
-        cmd += ['--params-file', str(pf)]
-    for k, v in over.items():
-        val = str(v).lower() if isinstance(v, bool) else str(v)
-        cmd += ['-p', f'{k}:={val}']
-    return cmd
-
-
 def floor_command(qos_depth: int) -> List[str]:
     return [sys.executable, '-m', 'faster_deployment_ros.tools.benchmark.echo_node',
             '--ros-args', '-p', f'qos_depth:={int(qos_depth)}']
@@ -396,7 +379,8 @@ def run_ros(args, res: Dict[str, Any], model: Model, frames: List[np.ndarray],
         bench.py_spy = str(exe) if exe.exists() else (shutil.which('py-spy') or None)
         if bench.py_spy is None:
             raise SystemExit('--py-spy: py-spy not found (pip install py-spy)')
-    node = bench.add('detector_node', node_command(pf, over), workers=workers)
+    node = bench.add('detector_node', node_command(params_file=pf, parameters=over),
+                     workers=workers)
     floor = bench.add('transport_floor', floor_command(int(eff['qos_depth'])), 'floor',
                       node_name='transport_floor')
     variants = []  # A/B: the same node with other settings, in its own namespace, interleaved
@@ -406,7 +390,8 @@ def run_ros(args, res: Dict[str, Any], model: Model, frames: List[np.ndarray],
         for kv in filter(None, kvs.split(',')):
             k, _, v = kv.partition('=')
             vo[k.strip()] = scalar(v.strip())
-        cmd = node_command(pf, vo) + ['-r', f'__node:=detector_{name}']
+        cmd = node_command(params_file=pf, parameters=vo,
+                           ros_args=['-r', f'__node:=detector_{name}'])
         variants.append(bench.add(f'variant_{name}', cmd, f'v_{name}',
                                   node_name=f'detector_{name}',
                                   workers=int(vo.get('workers', workers))))
