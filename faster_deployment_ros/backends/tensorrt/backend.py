@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import engine_cache as cache
-from .build import engine_key_path, prepare_engine
+from .build import engine_key_path, load_engine
 from .options import ENGINE_SUFFIXES, parse_options
 from .versions import import_tensorrt, TrtApi
 from ..base import Backend, BackendError
@@ -76,8 +76,7 @@ class TensorRTBackend(Backend):
         except GpuUnavailable as exc:
             raise BackendError(f'the tensorrt backend needs an NVIDIA GPU: {exc}') from None
         try:
-            self.engine_path, self._metadata = self._resolve_engine(path)
-            self._entry = self._acquire(self.engine_path)
+            self.engine_path, self._metadata, self._entry = self._load_engine(path)
             engine = self._entry.engine
             self._context = engine.create_execution_context()
             if self._context is None:
@@ -106,17 +105,23 @@ class TensorRTBackend(Backend):
 
     # ---- engine cache ---------------------------------------------------------------------
 
-    def _resolve_engine(self, path: Path) -> Tuple[Path, Dict[str, str]]:
+    def _load_engine(self, path: Path) -> Tuple[Path, Dict[str, str], cache.LoadedEngine]:
+        """(engine file, metadata, loaded engine): the cached engine of an ONNX, or the file.
+
+        A cached engine that does not load is built again (build.load_engine); a prebuilt
+        engine file that does not load is an error naming it.
+        """
         if path.suffix.lower() not in ENGINE_SUFFIXES:
             opts = dict(self._opts)
             if opts['rebuild'] and self._rebuilt_already(path, opts):
                 opts['rebuild'] = False
-            engine, _, meta, _ = prepare_engine(path, opts, self._api, self._device,
-                                                log=_LOG.info)
-            return engine, meta
+            entry, engine, meta = load_engine(path, opts, self._api, self._device,
+                                              log=_LOG.info)
+            return engine, meta, entry
         info = self._check_engine_file(path, self._device.info.name)
         meta = info.get('metadata', {})
-        return path, {str(k): str(v) for k, v in meta.items()}
+        entry = cache.acquire_engine(self._api, path, self._opts['verbose'])
+        return path, {str(k): str(v) for k, v in meta.items()}, entry
 
     def _check_engine_file(self, path: Path, gpu_name: Optional[str] = None) -> Dict[str, Any]:
         """Return the sidecar of a prebuilt engine: refuse one built by another TensorRT or GPU."""
@@ -136,9 +141,6 @@ class TensorRTBackend(Backend):
             _LOG.info('rebuild: %s was rebuilt by this process already; reusing it', engine)
             return True
         return False
-
-    def _acquire(self, path: Path) -> cache.LoadedEngine:
-        return cache.acquire_engine(self._api, path, self._opts['verbose'])
 
     def _release(self) -> None:
         entry, self._entry = self._entry, None

@@ -4,8 +4,10 @@ Contract: `prepare_engine(onnx, opts, api, device)` returns the cached engine fo
 settings, building it first when there is none (or `rebuild` is set): the ONNX is converted by
 ModelOpt first where the TensorRT version builds strongly typed (11.x fp16/int8; 10.x with
 `strongly_typed`), INT8 is calibrated with the model's own pre-processing (calibration.py), and
-the engine and its sidecar are written atomically under the engine key's name
-(engine_cache.py). `engine_key_path` names that file without building anything. `build_engine`
+the engine and its sidecar are written atomically under the engine key's name in a cache
+directory only this user can write (engine_cache.py). `load_engine` also loads it, building it
+again (and replacing the file) when a cached engine does not load. `engine_key_path` names that
+file without building anything. `build_engine`
 is the TensorRT builder call itself (parse, config, profile, calibrator, timing cache); every
 failure is a BackendError that says what to change.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 import json
+import logging
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -25,6 +28,8 @@ from .calibration import (calibration_batches, calibration_id, CalibrationBatche
 from .options import build_shapes, onnx_tensors
 from .versions import TrtApi, TrtLogger, uses_modelopt
 from ..base import BackendError
+
+_LOG = logging.getLogger('faster_deployment_ros.tensorrt')
 
 
 @dataclass
@@ -140,8 +145,9 @@ def prepare_engine(onnx_path: Path, opts: Dict[str, Any], api: Any, device: Any,
     """(engine path, key, metadata, built).
 
     The cached engine for this model and settings, building (and caching) it first when there is
-    none or `rebuild` is set.
+    none or `rebuild` is set. The cache directory is created (mode 0700) or checked first.
     """
+    cache.cache_directory(opts['cache_dir'])
     path, key, metadata = engine_key_path(onnx_path, opts, api, device)
     if path.is_file() and not opts['rebuild']:
         log(f'using cached engine {path}')
@@ -187,4 +193,25 @@ def prepare_engine(onnx_path: Path, opts: Dict[str, Any], api: Any, device: Any,
     return path, key, metadata, True
 
 
-__all__ = ['BuildOptions', 'build_engine', 'engine_key_path', 'prepare_engine']
+def load_engine(onnx_path: Path, opts: Dict[str, Any], api: Any, device: Any, log=print
+                ) -> Tuple[cache.LoadedEngine, Path, Dict[str, str]]:
+    """Return (loaded engine, engine path, metadata): `prepare_engine`, then `acquire_engine`.
+
+    A cached engine that TensorRT cannot load (truncated, corrupt, stale) is not a dead end: a
+    warning names the file, the engine is built again and the file replaced. One that fails
+    right after being built raises EngineLoadError.
+    """
+    path, _, metadata, built = prepare_engine(onnx_path, opts, api, device, log=log)
+    try:
+        return cache.acquire_engine(api, path, opts['verbose']), path, metadata
+    except cache.EngineLoadError as exc:
+        if built:
+            raise
+        _LOG.warning('cached engine %s does not load; building it again and replacing the file '
+                     '(%s)', path, exc)
+    path, _, metadata, _ = prepare_engine(onnx_path, dict(opts, rebuild=True), api, device,
+                                          log=log)
+    return cache.acquire_engine(api, path, opts['verbose']), path, metadata
+
+
+__all__ = ['BuildOptions', 'build_engine', 'engine_key_path', 'prepare_engine', 'load_engine']

@@ -6,10 +6,12 @@ compute capability, precision, workspace, input shapes, INT8 calibration set, ON
 a change of any one names a new file instead of loading a stale one. Each engine file has a JSON
 sidecar beside it (`sidecar_path`: the key, the model's metadata and inputs).
 
-Deserialized engines are shared by the backends of a process and reference-counted:
-`acquire_engine` loads a file once (again when the file on disk changed) and `release_engine`
-drops it with its last user, so cleanup frees GPU memory. `note_built` / `built_by_this_process`
-let `rebuild` build once per process.
+The cache directory must be writable by this user alone (`cache_directory`, core.private_dir):
+an engine planted there by another user would be loaded and run. Deserialized engines are
+shared by the backends of a process and reference-counted: `acquire_engine` loads a file once
+(again when the file on disk changed; `EngineLoadError` when TensorRT cannot load it) and
+`release_engine` drops it with its last user, so cleanup frees GPU memory. `note_built` /
+`built_by_this_process` let `rebuild` build once per process.
 """
 from __future__ import annotations
 
@@ -26,8 +28,13 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 from .versions import PRECISIONS, TrtLogger
 from ..base import BackendError
 from ...core.hashing import file_sha256
+from ...core.private_dir import private_dir, UnsafeDirectory
 
 KEY_VERSION = 2  # bump when the engine layout/build recipe changes
+
+
+class EngineLoadError(BackendError):
+    """TensorRT cannot deserialize an engine file (corrupt, truncated, or made elsewhere)."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,14 @@ def default_cache_dir() -> Path:
         return Path(base)
     base = Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache'))
     return base / 'faster_deployment_ros' / 'tensorrt'
+
+
+def cache_directory(path: os.PathLike) -> Path:
+    """Create the engine cache directory where missing; refuse one another user can write."""
+    try:
+        return private_dir(path, 'tensorrt cache_dir')
+    except UnsafeDirectory as exc:
+        raise BackendError(f'{exc} (tensorrt option cache_dir, or $FDR_TRT_CACHE)') from None
 
 
 def engine_path(cache_dir: os.PathLike, model_path: os.PathLike, key: EngineKey) -> Path:
@@ -166,7 +181,7 @@ def acquire_engine(api: Any, path: Path, verbose: bool = False) -> LoadedEngine:
             engine = runtime.deserialize_cuda_engine(path.read_bytes())
             if engine is None:
                 why = '; '.join(log.errors) or 'no reason given'
-                raise BackendError(
+                raise EngineLoadError(
                     f'TensorRT {api.version_text} cannot load {path} ({why}). Engines '
                     'only load in the TensorRT version and on the GPU model that built them: '
                     'rebuild it here (rebuild: true, or fdr-convert tensorrt)')
@@ -198,7 +213,8 @@ def built_by_this_process(path: Path) -> bool:
     return done is not None and path.is_file() and file_stamp(path) == done
 
 
-__all__ = ['KEY_VERSION', 'EngineKey', 'default_cache_dir', 'engine_path', 'sidecar_path',
+__all__ = ['KEY_VERSION', 'EngineLoadError', 'EngineKey', 'default_cache_dir',
+           'cache_directory', 'engine_path', 'sidecar_path',
            'atomic_write', 'file_sha256', 'file_stamp', 'check_engine_file', 'LoadedEngine',
            'loaded_engines', 'acquire_engine', 'release_engine', 'note_built',
            'built_by_this_process']

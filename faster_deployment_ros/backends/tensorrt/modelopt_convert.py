@@ -56,14 +56,19 @@ def convert(onnx_path: Path, out_path: Path, precision: str, python: str,
             version_text: str = '') -> Path:
     """Make `out_path` (unless it exists) from `onnx_path` with ModelOpt in a child process.
 
-    calibration: input name -> stacked tensors (int8). Raises RuntimeError with the reason.
+    calibration: input name -> stacked tensors (int8). Raises RuntimeError with the reason,
+    also when another user can write the directory of `out_path` (core.private_dir).
     """
+    from ...core.private_dir import private_dir, UnsafeDirectory  # not in the child
+    try:  # made or checked first: a converted model planted by another user would be built
+        private_dir(Path(out_path).parent, 'converted ONNX cache directory')
+    except UnsafeDirectory as exc:
+        raise RuntimeError(str(exc)) from None
     if out_path.is_file():
         log(f'using converted {precision} ONNX {out_path}')
         return out_path
     import numpy as np
     onnx_path, out_path = Path(onnx_path).resolve(), Path(out_path).resolve()  # child: cwd=tmp
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix='.modelopt-') as tmp:
         tmp_out = Path(tmp) / 'model.onnx'
         args = [python, '-m', 'faster_deployment_ros.backends.tensorrt.modelopt_convert',
