@@ -1,10 +1,10 @@
 """How far the ModelOpt-converted models (TensorRT 11.x's fp16 and int8) are from fp32.
 
-Converts the model with the backend's own route (tensorrt_modelopt: AutoCast fp16, Q/DQ int8
-calibrated on frames through the model adapter's preprocess), then runs fp32 and each converted
-ONNX on ONNX Runtime CPU over the shared photo and frames of both shared videos, and compares
-the detections (matched by class and IoU >= 0.5): box corner differences in pixels, score
-differences, detections missed / extra. Prints JSON.
+Converts the model with the backend's own route (backends/tensorrt/modelopt_convert.py: AutoCast
+fp16, Q/DQ int8 calibrated on frames through the model adapter's preprocess), then runs fp32
+and each converted ONNX on ONNX Runtime CPU over the shared photo and frames of both shared
+videos, and compares the detections (matched by class and IoU >= 0.5): box corner differences
+in pixels, score differences, detections missed / extra. Prints JSON.
 
     FDR_MODELOPT_PYTHON=.venv-modelopt/bin/python .venv/bin/python benchmarks/modelopt_accuracy.py
 """
@@ -22,9 +22,9 @@ sys.path.insert(0, str(ROOT))
 
 import cv2  # noqa: E402
 from faster_deployment_ros.backends import create_backend  # noqa: E402
-from faster_deployment_ros.backends import tensorrt_backend as TB  # noqa: E402
-from faster_deployment_ros.backends import tensorrt_engine as engines  # noqa: E402
-from faster_deployment_ros.backends import tensorrt_modelopt as modelopt  # noqa: E402
+from faster_deployment_ros.backends.tensorrt import calibration  # noqa: E402
+from faster_deployment_ros.backends.tensorrt import modelopt_convert as modelopt  # noqa: E402
+from faster_deployment_ros.backends.tensorrt import options  # noqa: E402
 from faster_deployment_ros.models import adapter_factory, create_adapter  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -99,13 +99,13 @@ def main() -> int:
             n += 1
         i += 1
 
-    opts = TB.parse_options({'precision': 'int8', 'int8_calibration': str(calib),
-                             'calibration_preprocess': args.family,
-                             'adapter_factory': adapter_factory()})
-    ins, _, _ = TB.onnx_tensors(args.model)
-    shapes = engines.resolve_input_shapes([(t.name, t.shape) for t in ins], {})
-    paths = engines.list_calibration_images(calib)
-    batches = TB.calibration_batches(args.model, opts, paths, shapes, print)
+    opts = options.parse_options({'precision': 'int8', 'int8_calibration': str(calib),
+                                  'calibration_preprocess': args.family,
+                                  'adapter_factory': adapter_factory()})
+    ins, _, _ = options.onnx_tensors(args.model)
+    shapes = options.resolve_input_shapes([(t.name, t.shape) for t in ins], {})
+    paths = calibration.list_calibration_images(calib)
+    batches = calibration.calibration_batches(args.model, opts, paths, shapes, print)
     feeds = modelopt.calibration_feeds(batches.all_batches(), list(shapes))
     python = modelopt.modelopt_python()
     models = {'fp32': args.model}

@@ -16,9 +16,9 @@ from types import SimpleNamespace
 
 import cv2
 from faster_deployment_ros.backends import available_backends, BackendError, create_backend
-from faster_deployment_ros.backends import tensorrt_engine as engines
-from faster_deployment_ros.backends.tensorrt_backend import (onnx_signature, parse_options,
-                                                             prepare_engine)
+from faster_deployment_ros.backends.tensorrt import calibration, engine_cache, options, versions
+from faster_deployment_ros.backends.tensorrt.build import prepare_engine
+from faster_deployment_ros.backends.tensorrt.options import onnx_signature, parse_options
 import numpy as np
 import pytest
 
@@ -28,26 +28,26 @@ HAVE_TRT = importlib.util.find_spec('tensorrt') is not None
 # ---------------------------------------------------------------- versions ---------------
 
 def test_parse_version_forms():
-    assert engines.parse_version('10.3.0.26') == (10, 3, 0, 26)
-    assert engines.parse_version('8.6.1.post1') == (8, 6, 1)
-    assert engines.parse_version('8.5.2') == (8, 5, 2)
+    assert versions.parse_version('10.3.0.26') == (10, 3, 0, 26)
+    assert versions.parse_version('8.6.1.post1') == (8, 6, 1)
+    assert versions.parse_version('8.5.2') == (8, 5, 2)
     with pytest.raises(ValueError):
-        engines.parse_version('abc')
+        versions.parse_version('abc')
 
 
 def test_version_shim_decisions():
-    assert engines.needs_explicit_batch_flag((8, 6, 1))
-    assert not engines.needs_explicit_batch_flag((10, 0, 1))
-    assert not engines.has_progress_monitor((8, 6, 1))
-    assert engines.has_progress_monitor((10, 3))
-    assert engines.has_weak_typing((8, 6)) and engines.has_weak_typing((10, 3))
-    assert not engines.has_weak_typing((11, 4))
+    assert versions.needs_explicit_batch_flag((8, 6, 1))
+    assert not versions.needs_explicit_batch_flag((10, 0, 1))
+    assert not versions.has_progress_monitor((8, 6, 1))
+    assert versions.has_progress_monitor((10, 3))
+    assert versions.has_weak_typing((8, 6)) and versions.has_weak_typing((10, 3))
+    assert not versions.has_weak_typing((11, 4))
     for ok in ((8, 6, 1), (10, 3, 0), (10, 13, 2), (11, 0, 0), (11, 4, 0)):
-        engines.check_version(ok)
+        versions.check_version(ok)
     for bad, why in (((8, 5, 2), 'too old'), ((8, 4, 3), 'too old'), ((9, 3, 0), 'not supported'),
                      ((12, 0, 0), 'newer')):
         with pytest.raises(BackendError, match=why) as info:
-            engines.check_version(bad)
+            versions.check_version(bad)
         assert '8.6 (JetPack 6.0), 10.x' in str(info.value) and '11.x' in str(info.value)
 
 
@@ -57,49 +57,49 @@ def test_version_shim_decisions():
     (1073741824, 1 << 30), ('1GiB', 1 << 30), ('512MiB', 512 << 20), ('1.5G', 3 << 29),
     ('2048', 2048), ('1GB', 10 ** 9), (' 64 MB ', 64 * 10 ** 6)])
 def test_parse_bytes(text, expected):
-    assert engines.parse_bytes(text) == expected
+    assert options.parse_bytes(text) == expected
 
 
 @pytest.mark.parametrize('bad', ['', 'lots', '1TiBs', '-1', 0])
 def test_parse_bytes_rejects(bad):
     with pytest.raises(ValueError):
-        engines.parse_bytes(bad)
+        options.parse_bytes(bad)
 
 
 def test_parse_input_shapes_forms():
-    assert engines.parse_input_shapes(None) == {}
-    assert engines.parse_input_shapes('images:1x3x640x640') == {'images': (1, 3, 640, 640)}
-    assert engines.parse_input_shapes('1,3,416,416') == {'': (1, 3, 416, 416)}
-    assert engines.parse_input_shapes(['a:1x3x8x8', 'b:1x4']) == {'a': (1, 3, 8, 8), 'b': (1, 4)}
-    assert engines.parse_input_shapes({'x': [1, 2]}) == {'x': (1, 2)}
+    assert options.parse_input_shapes(None) == {}
+    assert options.parse_input_shapes('images:1x3x640x640') == {'images': (1, 3, 640, 640)}
+    assert options.parse_input_shapes('1,3,416,416') == {'': (1, 3, 416, 416)}
+    assert options.parse_input_shapes(['a:1x3x8x8', 'b:1x4']) == {'a': (1, 3, 8, 8), 'b': (1, 4)}
+    assert options.parse_input_shapes({'x': [1, 2]}) == {'x': (1, 2)}
     with pytest.raises(ValueError):
-        engines.parse_input_shapes('images:1x3xHx640')
+        options.parse_input_shapes('images:1x3xHx640')
     with pytest.raises(ValueError):
-        engines.parse_input_shapes('images:1x0x640x640')
+        options.parse_input_shapes('images:1x0x640x640')
 
 
 def test_resolve_shapes_of_the_real_model(yolox_model):
     inputs, metadata = onnx_signature(yolox_model)
     assert inputs == [('images', (1, 3, 416, 416))]
-    assert engines.resolve_input_shapes(inputs, {}) == {'images': (1, 3, 416, 416)}
-    shapes = engines.resolve_input_shapes(inputs, {'': (1, 3, 416, 416)})
+    assert options.resolve_input_shapes(inputs, {}) == {'images': (1, 3, 416, 416)}
+    shapes = options.resolve_input_shapes(inputs, {'': (1, 3, 416, 416)})
     assert shapes == {'images': (1, 3, 416, 416)}
     with pytest.raises(ValueError, match='does not fit'):
-        engines.resolve_input_shapes(inputs, {'images': (1, 3, 640, 640)})
+        options.resolve_input_shapes(inputs, {'images': (1, 3, 640, 640)})
     with pytest.raises(ValueError, match='model inputs are'):
-        engines.resolve_input_shapes(inputs, {'input': (1, 3, 416, 416)})
+        options.resolve_input_shapes(inputs, {'input': (1, 3, 416, 416)})
 
 
 def test_resolve_dynamic_shapes():
     dyn = [('images', (None, 3, None, None))]
     with pytest.raises(ValueError, match='dynamic shape'):
-        engines.resolve_input_shapes(dyn, {})
+        options.resolve_input_shapes(dyn, {})
     want = {'images': (1, 3, 640, 480)}
-    assert engines.resolve_input_shapes(dyn, want) == want
-    assert engines.resolve_input_shapes([('x', (None, 3, 32, 32))], {}) == {'x': (1, 3, 32, 32)}
+    assert options.resolve_input_shapes(dyn, want) == want
+    assert options.resolve_input_shapes([('x', (None, 3, 32, 32))], {}) == {'x': (1, 3, 32, 32)}
     two = [('a', (1, 3)), ('b', (1, 4))]
     with pytest.raises(ValueError, match='name each shape'):
-        engines.resolve_input_shapes(two, {'': (1, 3)})
+        options.resolve_input_shapes(two, {'': (1, 3)})
 
 
 # ---------------------------------------------------------------- cache keys ---------------
@@ -110,7 +110,7 @@ def _key(**over):
             'precision': 'fp16', 'workspace_bytes': 1 << 30,
             'input_shapes': {'images': (1, 3, 416, 416)}, 'calibration': ''}
     base.update(over)
-    return engines.EngineKey.create(**base)
+    return engine_cache.EngineKey.create(**base)
 
 
 def test_engine_key_is_stable_and_sensitive_to_every_field():
@@ -137,36 +137,36 @@ def test_engine_key_is_stable_and_sensitive_to_every_field():
 
 def test_engine_path_names(tmp_path):
     k = _key()
-    p = engines.engine_path(tmp_path, '/models/yolox nano.onnx', k)
+    p = engine_cache.engine_path(tmp_path, '/models/yolox nano.onnx', k)
     assert p.parent == tmp_path
     assert p.name == f'yolox_nano-fp16-{k.digest()}.engine'
 
 
 def test_default_cache_dir_env(monkeypatch, tmp_path):
     monkeypatch.setenv('FDR_TRT_CACHE', str(tmp_path / 'c'))
-    assert engines.default_cache_dir() == tmp_path / 'c'
+    assert engine_cache.default_cache_dir() == tmp_path / 'c'
     monkeypatch.delenv('FDR_TRT_CACHE')
     monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path))
-    assert engines.default_cache_dir() == tmp_path / 'faster_deployment_ros' / 'tensorrt'
+    assert engine_cache.default_cache_dir() == tmp_path / 'faster_deployment_ros' / 'tensorrt'
 
 
 def test_file_hash_follows_content(tmp_path, yolox_model):
     f = tmp_path / 'm.onnx'
     shutil.copyfile(yolox_model, f)
-    h1 = engines.file_sha256(f)
-    assert h1 == engines.file_sha256(f)
+    h1 = engine_cache.file_sha256(f)
+    assert h1 == engine_cache.file_sha256(f)
     data = bytearray(f.read_bytes())
     data[-1] ^= 1
     time.sleep(0.01)
     f.write_bytes(bytes(data))
     os.utime(f, ns=(time.time_ns(), time.time_ns() + 1_000_000))
-    assert engines.file_sha256(f) != h1
+    assert engine_cache.file_sha256(f) != h1
 
 
 def test_atomic_write_leaves_no_temp(tmp_path):
     p = tmp_path / 'sub' / 'x.engine'
-    engines.atomic_write(p, b'123')
-    engines.atomic_write(p, b'4567')
+    engine_cache.atomic_write(p, b'123')
+    engine_cache.atomic_write(p, b'4567')
     assert p.read_bytes() == b'4567'
     assert [q.name for q in p.parent.iterdir()] == ['x.engine']
 
@@ -183,11 +183,11 @@ def test_prepare_engine_finds_cached_engine(tmp_path, yolox_model):
     device = SimpleNamespace(info=SimpleNamespace(name='NVIDIA H100 80GB HBM3',
                                                   compute_capability=(9, 0)))
     opts = _opts(tmp_path)
-    key = engines.EngineKey.create(engines.file_sha256(yolox_model), '10.3.0', 'NVIDIA H100 80GB '
-                                                                               'HBM3', (9, 0),
-                                   'fp16', 1 << 30, {'images': (1, 3, 416, 416)})
-    expected = engines.engine_path(tmp_path, yolox_model, key)
-    engines.atomic_write(expected, b'engine bytes')
+    key = engine_cache.EngineKey.create(engine_cache.file_sha256(yolox_model), '10.3.0',
+                                        'NVIDIA H100 80GB HBM3', (9, 0),
+                                        'fp16', 1 << 30, {'images': (1, 3, 416, 416)})
+    expected = engine_cache.engine_path(tmp_path, yolox_model, key)
+    engine_cache.atomic_write(expected, b'engine bytes')
     logs = []
     path, got_key, meta, built = prepare_engine(yolox_model, opts, api, device, log=logs.append)
     assert (path, got_key, built) == (expected, key, False)
@@ -198,10 +198,11 @@ def test_prepare_engine_finds_cached_engine(tmp_path, yolox_model):
             (api,
              SimpleNamespace(info=SimpleNamespace(name='Orin', compute_capability=(8, 7))), opts),
             (api, device, _opts(tmp_path, precision='fp32'))]:
-        k2 = engines.EngineKey.create(engines.file_sha256(yolox_model), other_api.version_text,
-                                      other_dev.info.name, other_dev.info.compute_capability,
-                                      o['precision'], o['workspace'], {'images': (1, 3, 416, 416)})
-        assert engines.engine_path(tmp_path, yolox_model, k2) != expected
+        k2 = engine_cache.EngineKey.create(
+            engine_cache.file_sha256(yolox_model), other_api.version_text, other_dev.info.name,
+            other_dev.info.compute_capability, o['precision'], o['workspace'],
+            {'images': (1, 3, 416, 416)})
+        assert engine_cache.engine_path(tmp_path, yolox_model, k2) != expected
 
 
 # ---------------------------------------------------------------- options -----------------
@@ -209,7 +210,7 @@ def test_prepare_engine_finds_cached_engine(tmp_path, yolox_model):
 def test_parse_options_defaults(tmp_path):
     o = parse_options({})
     assert o['precision'] == 'fp16' and o['workspace'] == 1 << 30 and o['device'] == 0
-    assert o['cache_dir'] == engines.default_cache_dir() and o['rebuild'] is False
+    assert o['cache_dir'] == engine_cache.default_cache_dir() and o['rebuild'] is False
     o = parse_options({'precision': 'FP32', 'workspace': '256MiB',
                        'input_shape': 'images:1x3x320x320',
                        'rebuild': 'true', 'worker_index': 1})
@@ -226,8 +227,7 @@ def test_common_node_options_are_accepted(caplog):
     Accepted, and threads ignored with one info log.
     """
     import logging
-    from faster_deployment_ros.backends import tensorrt_backend as TB
-    TB._told.discard('threads')
+    options._told.discard('threads')
     with caplog.at_level(logging.INFO, logger='faster_deployment_ros.tensorrt'):
         for _ in range(3):
             parse_options({'threads': 4, 'workers': 2, 'worker_index': 1})
@@ -254,20 +254,20 @@ def test_calibration_images_from_folder_and_list(tmp_path, dog_image_path):
     d.mkdir()
     for name in ('b.jpg', 'a.png', 'notes.txt'):
         shutil.copyfile(dog_image_path, d / name)
-    assert [p.name for p in engines.list_calibration_images(d)] == ['a.png', 'b.jpg']
-    assert [p.name for p in engines.list_calibration_images(d, limit=1)] == ['a.png']
+    assert [p.name for p in calibration.list_calibration_images(d)] == ['a.png', 'b.jpg']
+    assert [p.name for p in calibration.list_calibration_images(d, limit=1)] == ['a.png']
     lst = tmp_path / 'list.txt'
     lst.write_text('# calibration set\nimgs/b.jpg\n\nimgs/a.png  # second\n')
-    assert [p.name for p in engines.list_calibration_images(lst)] == ['b.jpg', 'a.png']
+    assert [p.name for p in calibration.list_calibration_images(lst)] == ['b.jpg', 'a.png']
     lst.write_text('imgs/missing.jpg\n')
     with pytest.raises(ValueError, match='missing'):
-        engines.list_calibration_images(lst)
+        calibration.list_calibration_images(lst)
     with pytest.raises(ValueError, match='no calibration images'):
-        engines.list_calibration_images(_empty_dir(tmp_path))
-    f1 = engines.calibration_fingerprint(engines.list_calibration_images(d), 'yolox')
-    assert f1 != engines.calibration_fingerprint(engines.list_calibration_images(d), 'ultralytics')
-    assert f1 != engines.calibration_fingerprint(engines.list_calibration_images(d, limit=1),
-                                                 'yolox')
+        calibration.list_calibration_images(_empty_dir(tmp_path))
+    images = calibration.list_calibration_images
+    f1 = calibration.calibration_fingerprint(images(d), 'yolox')
+    assert f1 != calibration.calibration_fingerprint(images(d), 'ultralytics')
+    assert f1 != calibration.calibration_fingerprint(images(d, limit=1), 'yolox')
 
 
 def _empty_dir(tmp_path):
@@ -282,9 +282,9 @@ def test_calibration_batches_use_the_model_preprocessing(dog_image_path, yolox_m
     with create_backend('onnxruntime', str(yolox_model)) as be:
         adapter = create_adapter('yolox', be.inputs, be.outputs, be.metadata)
     seen = []
-    batches = engines.CalibrationBatches([dog_image_path] * 3,
-                                         lambda img: adapter.preprocess(img)[0], batch_size=2,
-                                         on_batch=lambda i, n: seen.append((i, n)))
+    batches = calibration.CalibrationBatches([dog_image_path] * 3,
+                                             lambda img: adapter.preprocess(img)[0], batch_size=2,
+                                             on_batch=lambda i, n: seen.append((i, n)))
     assert len(batches) == 1
     (b,) = batches.next_batch()
     assert b.shape == (2, 3, 416, 416) and b.dtype == np.float32 and b.flags.c_contiguous

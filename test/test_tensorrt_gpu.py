@@ -23,7 +23,7 @@ import threading
 
 import cv2
 from faster_deployment_ros.backends import BackendError, create_backend
-from faster_deployment_ros.backends import tensorrt_backend as TB
+from faster_deployment_ros.backends.tensorrt.engine_cache import loaded_engines
 from faster_deployment_ros.models import adapter_factory
 import numpy as np
 import pytest
@@ -141,7 +141,7 @@ def test_infer_and_gpu_path_match_onnxruntime(trt, precision, yolox_model, frame
                 _same_detections(adapter.postprocess([out], meta), d)
     finally:
         b.close()
-    assert TB.loaded_engines() == {}
+    assert loaded_engines() == {}
 
 
 # ---------------------------------------------------------------- workers, autotune ---------
@@ -160,7 +160,7 @@ def test_workers_share_one_engine_behind_the_ordered_pipeline(trt, yolox_model, 
                                cache_dir=str(tmp_path), worker_index=i, workers=3)
                 for i in range(3)]
     try:
-        (path, refs), = TB.loaded_engines().items()
+        (path, refs), = loaded_engines().items()
         assert refs == 3
         for b in backends:
             b.enable_gpu_pipeline(*specs_for_adapter(adapter))
@@ -185,7 +185,7 @@ def test_workers_share_one_engine_behind_the_ordered_pipeline(trt, yolox_model, 
     finally:
         for b in backends:
             b.close()
-    assert TB.loaded_engines() == {}
+    assert loaded_engines() == {}
 
 
 def test_autotune_tunes_workers_and_queue_only(trt, yolox_model, frames, tmp_path):
@@ -201,7 +201,7 @@ def test_autotune_tunes_workers_and_queue_only(trt, yolox_model, frames, tmp_pat
                       frames[:4], camera_rate=30.0, latency_budget_ms=200.0, threads=[0],
                       iters=5, refine=2, validate_s=1.0, validate_top=1, log=print)
     assert choice.threads == 0 and choice.workers >= 1 and choice.queue_size >= 1
-    assert TB.loaded_engines() == {}
+    assert loaded_engines() == {}
 
 
 # ---------------------------------------------------------------- int8 ----------------------
@@ -253,12 +253,12 @@ def test_rebuild_builds_once_per_process_and_engines_are_released(trt, yolox_mod
         assert b1.engine_path == b2.engine_path == first
         assert first.stat().st_mtime_ns != stamp  # really rebuilt
         assert any('rebuilt by this process already' in r.getMessage() for r in caplog.records)
-        assert TB.loaded_engines() == {str(first): 2}
+        assert loaded_engines() == {str(first): 2}
     finally:
         b1.close()
-        assert TB.loaded_engines() == {str(first): 1}
+        assert loaded_engines() == {str(first): 1}
         b2.close()
-    assert TB.loaded_engines() == {}
+    assert loaded_engines() == {}
 
 
 def test_dynamic_model_profile_and_bare_input_shape(trt, tmp_path):
@@ -276,7 +276,7 @@ def test_dynamic_model_profile_and_bare_input_shape(trt, tmp_path):
     b.close()
     with pytest.raises(BackendError, match='outside the engine.s optimization profile'):
         create_backend('tensorrt', str(engine), input_shape='1x3x320x320')
-    assert TB.loaded_engines() == {}
+    assert loaded_engines() == {}
 
 
 @pytest.mark.skipif(REAL, reason='swaps in a stand-in of another version')
@@ -290,7 +290,7 @@ def test_engine_of_another_tensorrt_without_sidecar(trt, yolox_model, tmp_path, 
     with pytest.raises(BackendError, match='cannot load') as info:
         create_backend('tensorrt', str(plan))
     assert 'not compatible with this version' in str(info.value)
-    assert TB.loaded_engines() == {}
+    assert loaded_engines() == {}
 
 
 def test_convert_command_then_the_engine_file(trt, yolox_model, tmp_path, capsys):
@@ -344,4 +344,4 @@ def test_two_input_model_int8(trt, tmp_path, frames, plaza_video, monkeypatch):
     finally:
         b.close()
         ort.close()
-    assert TB.loaded_engines() == {}
+    assert loaded_engines() == {}

@@ -14,9 +14,10 @@ import struct
 import sys
 
 from faster_deployment_ros.backends import BackendError, create_backend
-from faster_deployment_ros.backends import tensorrt_engine as engines
-from faster_deployment_ros.backends.tensorrt_backend import (calibration_batches, onnx_tensors,
-                                                             parse_options, prepare_engine)
+from faster_deployment_ros.backends.tensorrt import options, versions
+from faster_deployment_ros.backends.tensorrt.build import prepare_engine
+from faster_deployment_ros.backends.tensorrt.calibration import calibration_batches
+from faster_deployment_ros.backends.tensorrt.options import onnx_tensors, parse_options
 from faster_deployment_ros.models import adapter_factory
 import numpy as np
 import pytest
@@ -122,7 +123,7 @@ def test_8_6_needs_explicit_batch(yolox_model):
     assert not parser.parse_from_file(str(yolox_model))
     assert 'explicit batch' in str(parser.get_error(0))
     explicit = 1 << int(t86.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    assert engines.TrtApi(t86).network_flags() == explicit
+    assert versions.TrtApi(t86).network_flags() == explicit
 
 
 # ---------------------------------------------------------------- versions ----------------
@@ -143,7 +144,7 @@ def test_build_fp32_fp16_on_weak_typing_versions(monkeypatch, tmp_path, yolox_mo
     """8.6 / 10.x: the flags route; the ONNX is built as given."""
     for version in ('8.6', '10'):
         trt = _install(monkeypatch, version)
-        api = engines.TrtApi(engines.import_tensorrt())
+        api = versions.TrtApi(versions.import_tensorrt())
         opts = parse_options({'cache_dir': str(tmp_path), 'precision': precision})
         logs = []
         path, key, meta, built = prepare_engine(yolox_model, opts, api, device_identity(),
@@ -165,7 +166,7 @@ def test_build_fp32_fp16_on_weak_typing_versions(monkeypatch, tmp_path, yolox_mo
 def test_build_fp32_on_11_needs_no_modelopt(monkeypatch, tmp_path, yolox_model):
     _install(monkeypatch, '11')
     monkeypatch.setenv('FDR_MODELOPT_PYTHON', '/nonexistent/python')
-    api = engines.TrtApi(engines.import_tensorrt())
+    api = versions.TrtApi(versions.import_tensorrt())
     opts = parse_options({'cache_dir': str(tmp_path), 'precision': 'fp32'})
     path, _, _, built = prepare_engine(yolox_model, opts, api, device_identity(), log=print)
     head, onnx = _engine_head(path)
@@ -181,7 +182,7 @@ def test_11_without_modelopt_says_the_pip_line(monkeypatch, tmp_path, yolox_mode
     pytest.importorskip('numpy')
     if __import__('importlib').util.find_spec('modelopt') is not None:
         pytest.skip('this interpreter has ModelOpt')
-    api = engines.TrtApi(engines.import_tensorrt())
+    api = versions.TrtApi(versions.import_tensorrt())
     calib = tmp_path / 'calib'
     calib.mkdir()
     (calib / 'a.jpg').write_bytes(dog_image_path.read_bytes())
@@ -198,7 +199,7 @@ def test_11_int8_from_a_calibration_cache_alone_is_refused(monkeypatch, tmp_path
     _install(monkeypatch, '11')
     cache = tmp_path / 'calib.cache'
     cache.write_bytes(b'TRT-8601-EntropyCalibration2\n')
-    api = engines.TrtApi(engines.import_tensorrt())
+    api = versions.TrtApi(versions.import_tensorrt())
     opts = parse_options({'cache_dir': str(tmp_path), 'precision': 'int8',
                           'calibration_cache': str(cache)})
     with pytest.raises(BackendError, match='int8_calibration images'):
@@ -214,7 +215,7 @@ def test_int8_flags_route_with_a_calibration_cache(monkeypatch, tmp_path, yolox_
     cache.write_bytes(b'TRT-8601-EntropyCalibration2\nimages: 3c010204\n')
     for version in ('8.6', '10'):
         _install(monkeypatch, version)
-        api = engines.TrtApi(engines.import_tensorrt())
+        api = versions.TrtApi(versions.import_tensorrt())
         opts = parse_options({'cache_dir': str(tmp_path), 'precision': 'int8',
                               'calibration_cache': str(cache)})
         path, key, _, built = prepare_engine(yolox_model, opts, api, device_identity(), log=print)
@@ -232,7 +233,7 @@ def test_modelopt_fp16_and_int8_on_11(monkeypatch, tmp_path, yolox_model, plaza_
     _install(monkeypatch, '11')
     monkeypatch.setenv('FDR_MODELOPT_PYTHON', str(python))
     calib = calibration_frames(plaza_video, tmp_path / 'calib', count=4)
-    api = engines.TrtApi(engines.import_tensorrt())
+    api = versions.TrtApi(versions.import_tensorrt())
     cache_dir = tmp_path / 'cache'
     for precision in ('fp16', 'int8'):
         opts = parse_options({'cache_dir': str(cache_dir), 'precision': precision,
@@ -261,7 +262,7 @@ def test_modelopt_fp16_and_int8_on_11(monkeypatch, tmp_path, yolox_model, plaza_
         assert any('using converted' in m for m in logs)
     # 10.x with strongly_typed: the 11.x route (same converted ONNX), STRONGLY_TYPED network
     _install(monkeypatch, '10')
-    api = engines.TrtApi(engines.import_tensorrt())
+    api = versions.TrtApi(versions.import_tensorrt())
     opts = parse_options({'cache_dir': str(cache_dir), 'precision': 'fp16',
                           'strongly_typed': True})
     logs = []
@@ -298,7 +299,7 @@ def test_calibration_uses_the_adapter_of_each_family(tmp_path, dog_image_path, m
     from faster_deployment_ros.models import create_adapter
     path = _model(model)
     ins, outs, meta = onnx_tensors(path)
-    shapes = engines.resolve_input_shapes([(t.name, t.shape) for t in ins], {})
+    shapes = options.resolve_input_shapes([(t.name, t.shape) for t in ins], {})
     opts = parse_options({'precision': 'int8', 'int8_calibration': str(dog_image_path.parent),
                           'adapter_factory': adapter_factory()})
     batches = calibration_batches(path, opts, [dog_image_path], shapes)
@@ -319,7 +320,7 @@ def test_calibration_uses_the_adapter_of_each_family(tmp_path, dog_image_path, m
 def test_calibration_with_a_family_that_does_not_fit_fails_clearly(dog_image_path):
     path = _model('rtdetr-l-orig.onnx')
     ins, _, _ = onnx_tensors(path)
-    shapes = engines.resolve_input_shapes([(t.name, t.shape) for t in ins], {})
+    shapes = options.resolve_input_shapes([(t.name, t.shape) for t in ins], {})
     opts = parse_options({'precision': 'int8', 'int8_calibration': str(dog_image_path.parent),
                           'calibration_preprocess': 'yolox', 'adapter_factory': adapter_factory()})
     with pytest.raises(BackendError, match='calibration_preprocess'):
@@ -335,7 +336,7 @@ def test_calibration_with_a_family_that_does_not_fit_fails_clearly(dog_image_pat
 def test_engine_from_another_tensorrt_is_named(monkeypatch, tmp_path, yolox_model):
     """A prebuilt .engine whose sidecar says another TensorRT: refused before the GPU is used."""
     _install(monkeypatch, '10')
-    api = engines.TrtApi(engines.import_tensorrt())
+    api = versions.TrtApi(versions.import_tensorrt())
     opts = parse_options({'cache_dir': str(tmp_path), 'precision': 'fp32'})
     path, _, _, _ = prepare_engine(yolox_model, opts, api, device_identity(), log=print)
     _install(monkeypatch, '11')
@@ -397,7 +398,7 @@ def test_two_input_model_builds_on_each_version(monkeypatch, tmp_path):
     """
     for version, want in (('8.6', 'INT32'), ('10', 'INT64'), ('11', 'INT64')):
         _install(monkeypatch, version)
-        api = engines.TrtApi(engines.import_tensorrt())
+        api = versions.TrtApi(versions.import_tensorrt())
         opts = parse_options({'cache_dir': str(tmp_path), 'precision': 'fp32'})
         path, _, _, _ = prepare_engine(TINY_RTDETR, opts, api, device_identity(), log=print)
         head, _ = _engine_head(path)
@@ -410,7 +411,7 @@ def test_two_input_model_int8_on_11_calibrates_both_inputs(monkeypatch, tmp_path
     _install(monkeypatch, '11')
     monkeypatch.setenv('FDR_MODELOPT_PYTHON', str(python))
     calib = calibration_frames(plaza_video, tmp_path / 'calib', count=3)
-    api = engines.TrtApi(engines.import_tensorrt())
+    api = versions.TrtApi(versions.import_tensorrt())
     opts = parse_options({'cache_dir': str(tmp_path / 'c'), 'precision': 'int8',
                           'int8_calibration': str(calib), 'adapter_factory': adapter_factory()})
     logs = []

@@ -14,7 +14,7 @@ _REGISTRY: Dict[str, Tuple[str, str]] = {
     'onnxruntime': ('.onnxruntime_backend', 'OnnxRuntimeBackend'),
     'ncnn': ('.ncnn_backend', 'NcnnBackend'),
     'rknn': ('.rknn_backend', 'RknnBackend'),
-    'tensorrt': ('.tensorrt_backend', 'TensorRTBackend'),
+    'tensorrt': ('.tensorrt.backend', 'TensorRTBackend'),
 }
 
 

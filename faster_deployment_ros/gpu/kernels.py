@@ -4,11 +4,19 @@ Compiles to a cubin for the device's exact architecture (a cubin loads on any dr
 CUDA major version, where PTX from a newer NVRTC would not), falling back to PTX only when NVRTC
 does not know the architecture. Compiled images are cached in memory per process and on disk
 (~/.cache/faster_deployment_ros/nvrtc, or $FDR_NVRTC_CACHE), so a node starts without compiling.
+
+The disk cache directory must be writable by this user alone (core.private_dir; otherwise
+KernelModule raises CudaError saying how to fix it): an image planted there would run on the
+GPU. Each cache file carries its image's sha256; a file that is truncated, corrupt, of an older
+format or that the driver refuses to load is reported (a warning naming it), compiled again and
+replaced. A cache directory that cannot be created or written (a read-only home) only costs a
+compile per process.
 """
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import logging
 import os
 from pathlib import Path
 import tempfile
@@ -17,6 +25,9 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 from .cuda import check, cuda_modules, CudaError, Device, get_device, Stream
 from .kernel_source import SOURCE
+from ..core.private_dir import private_dir, UnsafeDirectory
+
+_LOG = logging.getLogger('faster_deployment_ros.gpu')
 
 # argument type codes of a kernel signature: pointer, int32, float32, float64
 _CTYPES = {'p': ctypes.c_void_p, 'i': ctypes.c_int, 'f': ctypes.c_float, 'd': ctypes.c_double}
@@ -42,6 +53,66 @@ def _cache_dir() -> Path:
         return Path(base)
     cache = Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache'))
     return cache / 'faster_deployment_ros' / 'nvrtc'
+
+
+def read_cached_image(path: Path) -> Optional[Tuple[bytes, str]]:
+    r"""Return (image, kind) from a kernel cache file; None when there is no whole image.
+
+    The file is `<kind> <sha256 of image>\n<image>`. One that does not match (truncated,
+    corrupt, an older format) is reported with a warning naming it; the caller compiles and
+    replaces it.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        _LOG.warning('GPU kernel cache file %s cannot be read (%s): compiling the kernels again',
+                     path, exc)
+        return None
+    head, _, image = data.partition(b'\n')
+    kind, _, digest = head.partition(b' ')
+    if (kind not in (b'cubin', b'ptx') or not image
+            or digest.decode(errors='replace') != hashlib.sha256(image).hexdigest()):
+        _LOG.warning('GPU kernel cache file %s is not a whole kernel image (truncated, corrupt '
+                     'or of an older format): compiling the kernels again and replacing it', path)
+        return None
+    return image, kind.decode()
+
+
+def write_cached_image(path: Path, image: bytes, kind: str) -> None:
+    """Write a kernel cache file atomically (concurrent nodes may compile at the same time).
+
+    A directory that cannot be written (a read-only home) only costs a compile per process.
+    """
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix='.tmp')
+        try:
+            with os.fdopen(fd, 'wb') as f:
+                f.write(kind.encode() + b' ' + hashlib.sha256(image).hexdigest().encode() + b'\n'
+                        + image)
+            os.replace(tmp, path)
+        except BaseException:  # noqa: B902 - remove the temporary file, then re-raise
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+    except OSError:
+        pass
+
+
+def cache_directory() -> Optional[Path]:
+    """Return the kernel cache directory, made where missing; None where it cannot be made.
+
+    Raises CudaError when another user can write it (core.private_dir), saying how to fix it.
+    """
+    try:
+        return private_dir(_cache_dir(), 'GPU kernel cache directory')
+    except UnsafeDirectory as exc:
+        raise CudaError(f'{exc} ($FDR_NVRTC_CACHE chooses another)') from None
+    except OSError:
+        return None  # a read-only home only costs a compile per process
 
 
 def _nvrtc_version() -> Tuple[int, int]:
@@ -116,8 +187,18 @@ class KernelModule:
                  signatures: Optional[Dict[str, str]] = None, use_disk_cache: bool = True) -> None:
         self.device = device
         device.activate()
-        image, self.kind = self._image(source, device.info.compute_capability, use_disk_cache)
-        self.handle = check(device._driver.cuModuleLoadData(image))
+        arch = device.info.compute_capability
+        image, self.kind, cached = self._image(source, arch, use_disk_cache)
+        try:
+            self.handle = check(device._driver.cuModuleLoadData(image))
+        except CudaError as exc:
+            if cached is None:
+                raise
+            _LOG.warning('GPU kernel cache file %s does not load (%s): compiling the kernels '
+                         'again and replacing it', cached, exc)
+            image, self.kind = compile_source(source, arch)
+            write_cached_image(cached, image, self.kind)
+            self.handle = check(device._driver.cuModuleLoadData(image))
         self.kernels = {name: Kernel(self, name, sig)
                         for name, sig in (signatures or SIGNATURES).items()}
 
@@ -125,26 +206,21 @@ class KernelModule:
         return self.kernels[name]
 
     @staticmethod
-    def _image(source: str, arch: Tuple[int, int], use_disk_cache: bool) -> Tuple[bytes, str]:
+    def _image(source: str, arch: Tuple[int, int],
+               use_disk_cache: bool) -> Tuple[bytes, str, Optional[Path]]:
+        """(image, kind, the cache file it was read from or None if compiled here)."""
         key = hashlib.sha256('\n'.join([source, repr(arch), repr(COMPILE_OPTIONS),
                                         repr(_nvrtc_version())]).encode()).hexdigest()[:24]
-        path = _cache_dir() / f'{key}.img'
-        if use_disk_cache and path.is_file():
-            data = path.read_bytes()
-            kind, _, image = data.partition(b'\n')
-            if kind in (b'cubin', b'ptx') and image:
-                return image, kind.decode()
+        directory = cache_directory() if use_disk_cache else None
+        path = directory / f'{key}.img' if directory is not None else None
+        if path is not None:
+            found = read_cached_image(path)
+            if found is not None:
+                return found[0], found[1], path
         image, kind = compile_source(source, arch)
-        if use_disk_cache:
-            try:  # atomic write: concurrent nodes may compile at the same time
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=path.parent, suffix='.tmp')
-                with os.fdopen(fd, 'wb') as f:
-                    f.write(kind.encode() + b'\n' + image)
-                os.replace(tmp, path)
-            except OSError:
-                pass  # a read-only home only costs a compile per process
-        return image, kind
+        if path is not None:
+            write_cached_image(path, image, kind)
+        return image, kind, None
 
 
 def get_module(device: Optional[Device] = None) -> KernelModule:
@@ -158,5 +234,5 @@ def get_module(device: Optional[Device] = None) -> KernelModule:
     return mod
 
 
-__all__ = ['SIGNATURES', 'COMPILE_OPTIONS', 'compile_source', 'Kernel', 'KernelModule',
-           'get_module']
+__all__ = ['SIGNATURES', 'COMPILE_OPTIONS', 'compile_source', 'read_cached_image',
+           'write_cached_image', 'cache_directory', 'Kernel', 'KernelModule', 'get_module']

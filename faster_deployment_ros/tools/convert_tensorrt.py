@@ -5,7 +5,7 @@ afterwards with the same settings loads it instead of building for minutes; `-o`
 to a path of your choice (with its sidecar JSON) for deployment elsewhere on an identical
 device. Must run on the target device: engines are specific to the GPU and TensorRT version.
 On TensorRT 11.x, fp16 and int8 first convert the ONNX with NVIDIA ModelOpt (cached beside the
-engine; see backends/tensorrt_modelopt.py).
+engine; see backends/tensorrt/modelopt_convert.py).
 """
 from __future__ import annotations
 
@@ -76,9 +76,10 @@ def backend_options(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..backends import tensorrt_engine as engines
     from ..backends.base import BackendError
-    from ..backends.tensorrt_backend import parse_options, prepare_engine
+    from ..backends.tensorrt.build import prepare_engine
+    from ..backends.tensorrt.options import parse_options
+    from ..backends.tensorrt.versions import import_tensorrt, TrtApi
 
     if not args.onnx.is_file():
         raise ConvertError(f'ONNX model not found: {args.onnx}')
@@ -86,8 +87,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         opts = parse_options(backend_options(args))
         with progress.step('checking TensorRT and the GPU'):
-            trt = engines.import_tensorrt()
-            api = engines.TrtApi(trt)
+            trt = import_tensorrt()
+            api = TrtApi(trt)
             from ..gpu.cuda import get_device, GpuUnavailable
             try:
                 device = get_device(opts['device'])

@@ -9,15 +9,17 @@ ILogger; set_input_shape / set_tensor_address / execute_async_v3 return False; O
 returns False with errors in get_error(i).
 
 The "engine" is the ONNX model's bytes with a JSON header (TensorRT version, I/O, profile,
-build flags). execute_async_v3 waits for the stream, copies each input from its device address
-to the host (cuda-python), runs ONNX Runtime on the CPU and copies each output back to its
-device address. Differences from TensorRT, on purpose: building needs no GPU; fp16/int8 flags
-are recorded, the arithmetic stays that of the ONNX model (fp32 unless the ONNX itself is
-converted, which is what strongly typed 11.x builds use).
+build flags, the sha256 of the bytes: a truncated or corrupt plan does not deserialize).
+execute_async_v3 waits for the stream, copies each input from its device address to the host
+(cuda-python), runs ONNX Runtime on the CPU and copies each output back to its device address.
+Differences from TensorRT, on purpose: building needs no GPU; fp16/int8 flags are recorded,
+the arithmetic stays that of the ONNX model (fp32 unless the ONNX itself is converted, which
+is what strongly typed 11.x builds use).
 """
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 from pathlib import Path
 import struct
@@ -426,7 +428,9 @@ def make_module(spec: Spec) -> Dict[str, Any]:
                         and network.flags
                         & (1 << int(NetworkDefinitionCreationFlag.STRONGLY_TYPED))),
                     'inputs': [[t.name, list(t.shape), t.dtype.name] for t in network._inputs],
-                    'outputs': [[t.name, list(t.shape), t.dtype.name] for t in network._outputs]}
+                    'outputs': [[t.name, list(t.shape), t.dtype.name] for t in network._outputs],
+                    # a truncated or corrupt plan does not deserialize, as in TensorRT
+                    'payload_sha256': hashlib.sha256(network._onnx).hexdigest()}
             text = json.dumps(head).encode()
             return IHostMemory(MAGIC + struct.pack('<I', len(text)) + text + network._onnx)
 
@@ -666,16 +670,33 @@ def make_module(spec: Spec) -> Dict[str, Any]:
                                 'Serialization (Serialization assertion magicTagRead == '
                                 'kMAGIC_TAG failed.Magic tag does not match)')
                 return None
-            n = struct.unpack('<I', data[len(MAGIC):len(MAGIC) + 4])[0]
             start = len(MAGIC) + 4
-            head = json.loads(data[start:start + n].decode())
+            head = None
+            if len(data) >= start:
+                n = struct.unpack('<I', data[len(MAGIC):start])[0]
+                try:
+                    head = json.loads(data[start:start + n].decode())
+                except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+                    head = None
+            if not isinstance(head, dict) or 'version' not in head:
+                self.logger.log(_Severity.ERROR, 'IRuntime::deserializeCudaEngine: Error Code 1: '
+                                'Serialization (Serialization assertion plan header read '
+                                'failed: the plan file is truncated or corrupt)')
+                return None
             if head['version'] != spec.version:
                 self.logger.log(_Severity.ERROR, 'IRuntime::deserializeCudaEngine: Error Code 6: '
                                 'API Usage Error (The engine plan file is not compatible with '
                                 f'this version of TensorRT, expecting library version '
                                 f'{spec.version} got {head["version"]}, please rebuild.)')
                 return None
-            return ICudaEngine(head, data[start + n:], self.logger)
+            body = data[start + n:]
+            if head.get('payload_sha256', hashlib.sha256(body).hexdigest()) != \
+                    hashlib.sha256(body).hexdigest():
+                self.logger.log(_Severity.ERROR, 'IRuntime::deserializeCudaEngine: Error Code 1: '
+                                'Serialization (Serialization assertion weights size mismatch '
+                                'failed: the plan file is truncated or corrupt)')
+                return None
+            return ICudaEngine(head, body, self.logger)
 
     if spec.calibrators:
         class IInt8Calibrator:

@@ -8,9 +8,14 @@ unquantized in fp16) fed with calibration tensors made by the model adapter's ow
 pre-processing. The converted model is cached by hash beside the engines, so it is made once.
 
 ModelOpt (with torch and onnx) is heavy and often lives in its own environment: the conversion
-runs in a child process, `python -m faster_deployment_ros.backends.tensorrt_modelopt`, with the
-interpreter from the `modelopt_python` option, else $FDR_MODELOPT_PYTHON, else this one. The
-child imports nothing of this package but this file's standard-library top.
+runs in a child process, `python -m faster_deployment_ros.backends.tensorrt.modelopt_convert`,
+with the interpreter from the `modelopt_python` option, else $FDR_MODELOPT_PYTHON, else this one.
+The child imports nothing of this package but the packages' `__init__` files on its way here
+and this file's standard-library top.
+
+Contract: `convert` makes the converted ONNX at the path `converted_path` names (or returns the
+one already there) or raises RuntimeError with the reason and the fix (the pip line when
+ModelOpt is missing).
 """
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ EXIT_NO_MODELOPT = 3
 PIP_LINE = ('pip install "nvidia-modelopt[onnx]" (install a CPU torch first where no CUDA '
             'build is wanted, e.g. pip install torch --index-url '
             'https://download.pytorch.org/whl/cpu)')
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_ROOT = Path(__file__).resolve().parents[3]
 
 
 def modelopt_python(option: Optional[str] = None) -> str:
@@ -51,17 +56,22 @@ def convert(onnx_path: Path, out_path: Path, precision: str, python: str,
             version_text: str = '') -> Path:
     """Make `out_path` (unless it exists) from `onnx_path` with ModelOpt in a child process.
 
-    calibration: input name -> stacked tensors (int8). Raises RuntimeError with the reason.
+    calibration: input name -> stacked tensors (int8). Raises RuntimeError with the reason,
+    also when another user can write the directory of `out_path` (core.private_dir).
     """
+    from ...core.private_dir import private_dir, UnsafeDirectory  # not in the child
+    try:  # made or checked first: a converted model planted by another user would be built
+        private_dir(Path(out_path).parent, 'converted ONNX cache directory')
+    except UnsafeDirectory as exc:
+        raise RuntimeError(str(exc)) from None
     if out_path.is_file():
         log(f'using converted {precision} ONNX {out_path}')
         return out_path
     import numpy as np
     onnx_path, out_path = Path(onnx_path).resolve(), Path(out_path).resolve()  # child: cwd=tmp
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix='.modelopt-') as tmp:
         tmp_out = Path(tmp) / 'model.onnx'
-        args = [python, '-m', 'faster_deployment_ros.backends.tensorrt_modelopt',
+        args = [python, '-m', 'faster_deployment_ros.backends.tensorrt.modelopt_convert',
                 '--onnx', str(onnx_path), '--precision', precision, '--out', str(tmp_out)]
         if precision == 'int8':
             if not calibration:
