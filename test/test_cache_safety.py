@@ -3,8 +3,8 @@
 A cache directory another user can write is refused with the fix in the message
 (core.private_dir); a cached engine or kernel image that does not load is rebuilt and the file
 replaced, with a warning naming it. TensorRT through the strict stand-ins
-(test/support/trt_standins), no GPU needed; the kernel cache's file format and directory check need no GPU either (the load
-retry on the driver is in test_gpu_kernels.py).
+(test/support/trt_standins), no GPU needed; the kernel cache's file format and directory check
+need no GPU either (the load retry on the driver is in test_gpu_kernels.py).
 """
 from __future__ import annotations
 
