@@ -166,6 +166,29 @@ def test_feeder_never_blocks_and_counts_what_it_drops():
     assert taken == [0, 7, 8, 9]
 
 
+def test_feeder_counts_a_raising_submit_as_failed_and_a_refused_one_as_dropped():
+    errors, dropped, taken = [], [], []
+    done = threading.Event()
+
+    def submit(item, ctx):
+        if item == 'boom':
+            raise RuntimeError('injected submit failure')
+        taken.append(item)
+        if item == 'last':
+            done.set()
+        return item != 'refused'
+
+    f = Feeder(submit, capacity=8, on_drop=dropped.append,
+               on_error=lambda ctx, exc: errors.append((ctx, str(exc))))
+    for item in ('a', 'boom', 'refused', 'last'):
+        f.put(item, f'ctx-{item}')
+    assert done.wait(10)
+    f.close()
+    assert errors == [('ctx-boom', 'injected submit failure')]
+    assert dropped == ['ctx-refused']
+    assert taken == ['a', 'refused', 'last']
+
+
 def test_header_sizes_are_read_without_decoding():
     img = np.zeros((37, 53, 3), np.uint8)
     for fmt in ('png', 'jpeg'):

@@ -6,21 +6,24 @@ subscriptions) and hide the back-pressure inside the middleware, where lost mess
 nowhere. `Feeder` keeps the callback short: it appends the frame to a backlog of `capacity`
 frames (what the subscription's history depth would have held) and a thread of its own feeds
 them to the blocking submit in order. A full backlog drops its oldest frame, reported to
-`on_drop`, so the loss is counted.
+`on_drop`, so the loss is counted; a frame the consumer refuses (closed) is reported to
+`on_drop` too, and one whose submit raised to `on_error` with the exception.
 """
 from __future__ import annotations
 
 from collections import deque
 import threading
-from typing import Any, Callable, Deque, Tuple
+from typing import Any, Callable, Deque, Optional, Tuple
 
 
 class Feeder:
     def __init__(self, submit: Callable[[Any, Any], bool], capacity: int,
-                 on_drop: Callable[[Any], None], name: str = 'feeder') -> None:
+                 on_drop: Callable[[Any], None], name: str = 'feeder',
+                 on_error: Optional[Callable[[Any, BaseException], None]] = None) -> None:
         if capacity < 1:
             raise ValueError(f'capacity must be >= 1, got {capacity}')
         self._submit, self._on_drop, self.capacity = submit, on_drop, int(capacity)
+        self._on_error = on_error
         self._q: Deque[Tuple[Any, Any]] = deque()
         self._cv = threading.Condition()
         self._stop = False
@@ -70,13 +73,16 @@ class Feeder:
                     return
                 item, ctx = self._q.popleft()
                 self._busy = True
+            error: Optional[BaseException] = None
             try:
                 accepted = self._submit(item, ctx)
-            except Exception:  # noqa: BLE001 - a closed consumer rejects; count it, go on
-                accepted = False
+            except Exception as exc:  # noqa: BLE001 - counted with its reason; feeding goes on
+                accepted, error = False, exc
             with self._cv:
                 self._busy = False
-            if not accepted:
+            if error is not None and self._on_error is not None:
+                self._on_error(ctx, error)
+            elif not accepted:
                 self._on_drop(ctx)
 
 

@@ -273,7 +273,8 @@ class PerceptionNode(LifecycleNode):
                     partial(runtime.submit, source=source),
                     values['qos_depth'] + values['queue_size'],
                     partial(self._dropped_by_feeder, source),
-                    self.get_name() + ('' if source is None else f'-{source}'))
+                    self.get_name() + ('' if source is None else f'-{source}'),
+                    on_error=partial(self._feeder_failed, source))
             self._subs.append(guard_event_handlers(self.create_subscription(
                 CompressedImage if cam.compressed else Image, cam.topic,
                 partial(self._on_image, source=source), qos,
@@ -313,6 +314,12 @@ class PerceptionNode(LifecycleNode):
 
     def _dropped_by_feeder(self, source: Optional[int], header) -> None:
         self.telemetry.dropped(source, where='feeder')
+
+    def _feeder_failed(self, source: Optional[int], header, exc: BaseException) -> None:
+        reason = f'submitting: {type(exc).__name__}: {exc}'
+        self.telemetry.failed(reason, source)
+        self.get_logger().error(f'frame (stamp {header.stamp.sec}.{header.stamp.nanosec:09d}) '
+                                f'could not be queued: {reason}')
 
     def _decode(self, msg) -> np.ndarray:
         """Decode a frame within `max_input_pixels` (header probe, then the decoded size)."""
