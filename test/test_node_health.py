@@ -19,8 +19,7 @@ from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from support import fault_backend  # noqa: E402
-from support.node_harness import (image_msg, NodeHarness, RELIABLE,  # noqa: E402
-                                  TEST_PARAMETERS)
+from support.node_harness import harnesses, image_msg, RELIABLE  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
 
 pytestmark = pytest.mark.ros
@@ -31,19 +30,13 @@ register_backend('fault', 'support.fault_backend', 'FaultBackend')
 
 @pytest.fixture
 def harness(ros, yolox_model):
-    made = []
-
-    def make(**params):
-        p = {**TEST_PARAMETERS, 'model_path': str(yolox_model), 'model_family': 'yolox',
-             **params}
-        h = NodeHarness(DetectorNode, p, 'node_health_peer', inputs={},
-                        outputs={'detections': (Detection2DArray, 'detections')}, qos=RELIABLE)
-        made.append(h)
-        return h
-    yield make
-    fault_backend.RELEASE.set()
-    for h in made:
-        h.close()
+    base = {'model_path': str(yolox_model), 'model_family': 'yolox'}
+    try:
+        with harnesses(DetectorNode, base, 'node_health_peer', {},
+                       {'detections': (Detection2DArray, 'detections')}) as make:
+            yield make
+    finally:
+        fault_backend.RELEASE.set()
 
 
 def wait_status(node, level: int, text: str, timeout: float = 30.0):

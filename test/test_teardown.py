@@ -17,8 +17,7 @@ from faster_deployment_ros.ros.detector_node import DetectorNode  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from support import fault_backend  # noqa: E402
-from support.node_harness import (image_msg, NodeHarness, RELIABLE,  # noqa: E402
-                                  TEST_PARAMETERS)
+from support.node_harness import harnesses, image_msg  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
@@ -29,23 +28,16 @@ pytestmark = pytest.mark.ros
 
 @pytest.fixture
 def harness(ros, yolox_model):
-    made = []
-
-    def make(**params):
-        fault_backend.INSTANCES.clear()
-        fault_backend.HANGING.clear()
-        fault_backend.RELEASE.clear()
-        p = {**TEST_PARAMETERS, 'model_path': str(yolox_model), 'model_family': 'yolox',
-             'backend': 'fault', **params}
-        h = NodeHarness(DetectorNode, p, 'teardown_peer',
-                        inputs={'image': (Image, 'image')},
-                        outputs={'detections': (Detection2DArray, 'detections')}, qos=RELIABLE)
-        made.append(h)
-        return h
-    yield make
-    fault_backend.RELEASE.set()
-    for h in made:
-        h.close()
+    fault_backend.INSTANCES.clear()
+    fault_backend.HANGING.clear()
+    fault_backend.RELEASE.clear()
+    base = {'model_path': str(yolox_model), 'model_family': 'yolox', 'backend': 'fault'}
+    try:
+        with harnesses(DetectorNode, base, 'teardown_peer', {'image': (Image, 'image')},
+                       {'detections': (Detection2DArray, 'detections')}) as make:
+            yield make
+    finally:
+        fault_backend.RELEASE.set()
 
 
 def node_threads():

@@ -276,12 +276,10 @@ def test_modelopt_fp16_and_int8_on_11(monkeypatch, tmp_path, yolox_model, plaza_
 # ---------------------------------------------------------------- calibration inputs --------
 
 def _model(name):
-    from support.shared_data import in_ci  # same skip/fail rule as the shared data
+    from support.shared_data import missing  # same skip/fail rule as the shared data
     path = CACHE / 'models' / name
     if not path.is_file():
-        if in_ci():
-            pytest.fail(f'{path} missing; make test-assets builds it', pytrace=False)
-        pytest.skip(f'{path} missing (make test-assets)')
+        missing(f'{path} missing (make test-assets builds it)')
     return path
 
 

@@ -28,6 +28,15 @@ class UnsafeDirectory(ValueError):
     """A cache directory another user can write; the message says how to fix it."""
 
 
+def user_cache_dir(env_var: str, name: str) -> Path:
+    """Return $`env_var` if set, else $XDG_CACHE_HOME (~/.cache)/faster_deployment_ros/`name`."""
+    base = os.environ.get(env_var)
+    if base:
+        return Path(base)
+    cache = Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache'))
+    return cache / 'faster_deployment_ros' / name
+
+
 def _owner(uid: int) -> str:
     try:
         import pwd

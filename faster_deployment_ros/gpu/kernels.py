@@ -17,15 +17,14 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import logging
-import os
 from pathlib import Path
-import tempfile
 import threading
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 from .cuda import check, cuda_modules, CudaError, Device, get_device, Stream
 from .kernel_source import SOURCE
-from ..core.private_dir import private_dir, UnsafeDirectory
+from ..core.atomic_file import atomic_write
+from ..core.private_dir import private_dir, UnsafeDirectory, user_cache_dir
 
 _LOG = logging.getLogger('faster_deployment_ros.gpu')
 
@@ -48,11 +47,7 @@ _modules: Dict[Tuple[int, str], 'KernelModule'] = {}
 
 
 def _cache_dir() -> Path:
-    base = os.environ.get('FDR_NVRTC_CACHE')
-    if base:
-        return Path(base)
-    cache = Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache'))
-    return cache / 'faster_deployment_ros' / 'nvrtc'
+    return user_cache_dir('FDR_NVRTC_CACHE', 'nvrtc')
 
 
 def read_cached_image(path: Path) -> Optional[Tuple[bytes, str]]:
@@ -86,18 +81,8 @@ def write_cached_image(path: Path, image: bytes, kind: str) -> None:
     A directory that cannot be written (a read-only home) only costs a compile per process.
     """
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix='.tmp')
-        try:
-            with os.fdopen(fd, 'wb') as f:
-                f.write(kind.encode() + b' ' + hashlib.sha256(image).hexdigest().encode() + b'\n'
-                        + image)
-            os.replace(tmp, path)
-        except BaseException:  # noqa: B902 - remove the temporary file, then re-raise
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        atomic_write(path, kind.encode() + b' ' + hashlib.sha256(image).hexdigest().encode()
+                     + b'\n' + image)
     except OSError:
         pass
 

@@ -145,6 +145,28 @@ class NodeHarness:
         close_rig(self)
 
 
+@contextlib.contextmanager
+def harnesses(node_cls: type, base: Dict[str, Any], peer_name: str,
+              inputs: Dict[str, Tuple[type, str]],
+              outputs: Dict[str, Tuple[type, str]]) -> Iterator[Callable[..., 'NodeHarness']]:
+    """Yield `make(**params)`: a NodeHarness with TEST_PARAMETERS, `base`, then `params`.
+
+    Every harness made is closed on exit.
+    """
+    made: List[NodeHarness] = []
+
+    def make(**params: Any) -> NodeHarness:
+        h = NodeHarness(node_cls, {**TEST_PARAMETERS, **base, **params}, peer_name, inputs,
+                        outputs, RELIABLE)
+        made.append(h)
+        return h
+    try:
+        yield make
+    finally:
+        for h in made:
+            h.close()
+
+
 def close_rig(rig) -> None:
     """Tear down a node rig that has `executor`, `_thread`, `node` and `peer`.
 
@@ -157,5 +179,5 @@ def close_rig(rig) -> None:
     destroy_node(rig.node, rig.peer)
 
 
-__all__ = ['NodeHarness', 'close_rig', 'RELIABLE', 'TEST_PARAMETERS', 'image_msg', 'header_key',
-           'console_script', 'stop_process']
+__all__ = ['NodeHarness', 'close_rig', 'harnesses', 'RELIABLE', 'TEST_PARAMETERS', 'image_msg',
+           'header_key', 'console_script', 'stop_process']

@@ -24,11 +24,15 @@ def shared_file(rel: str) -> Path:
     """
     path = SHARED / rel
     if not path.exists():
-        reason = f'{path} not found (the shared test data lives in ../shared)'
-        if in_ci():
-            pytest.fail(f'{reason}; CI must have it', pytrace=False)
-        pytest.skip(reason)
+        missing(f'{path} not found (the shared test data lives in ../shared)')
     return path
 
 
-__all__ = ['CACHE', 'ROOT', 'SHARED', 'in_ci', 'shared_file']
+def missing(reason: str) -> None:
+    """Skip the test for a missing prerequisite; in CI (CI=true), where it must exist, fail."""
+    if in_ci():
+        pytest.fail(f'{reason}; CI must have it', pytrace=False)
+    pytest.skip(reason)
+
+
+__all__ = ['CACHE', 'ROOT', 'SHARED', 'in_ci', 'missing', 'shared_file']

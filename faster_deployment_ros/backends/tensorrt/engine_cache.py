@@ -21,14 +21,14 @@ import json
 import os
 from pathlib import Path
 import re
-import tempfile
 import threading
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from .versions import PRECISIONS, TrtLogger
 from ..base import BackendError
+from ...core.atomic_file import atomic_write
 from ...core.hashing import file_sha256
-from ...core.private_dir import private_dir, UnsafeDirectory
+from ...core.private_dir import private_dir, UnsafeDirectory, user_cache_dir
 
 KEY_VERSION = 2  # bump when the engine layout/build recipe changes
 
@@ -80,12 +80,8 @@ class EngineKey:
 
 
 def default_cache_dir() -> Path:
-    """$FDR_TRT_CACHE, else $XDG_CACHE_HOME (~/.cache)/faster_deployment_ros/tensorrt."""
-    base = os.environ.get('FDR_TRT_CACHE')
-    if base:
-        return Path(base)
-    base = Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache'))
-    return base / 'faster_deployment_ros' / 'tensorrt'
+    """Return $FDR_TRT_CACHE, else $XDG_CACHE_HOME (~/.cache)/faster_deployment_ros/tensorrt."""
+    return user_cache_dir('FDR_TRT_CACHE', 'tensorrt')
 
 
 def cache_directory(path: os.PathLike) -> Path:
@@ -105,22 +101,6 @@ def engine_path(cache_dir: os.PathLike, model_path: os.PathLike, key: EngineKey)
 def sidecar_path(engine: Path) -> Path:
     """`<engine>.json`: the key, metadata and inputs of the engine beside it."""
     return engine.with_name(engine.name + '.json')
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write-then-rename, so a crashed or concurrent build never leaves half an engine."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:  # noqa: B902 - remove the temporary file, then re-raise
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def file_stamp(path: Path) -> Tuple[int, int]:
