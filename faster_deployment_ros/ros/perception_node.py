@@ -357,7 +357,7 @@ class PerceptionNode(LifecycleNode):
         t0 = _now()
         self._build_s = 0.0
         try:
-            self.publish_result(task.finish(result), fr.context, image, source or 0)
+            self.publish_result(task.finish(result, source or 0), fr.context, image, source or 0)
         except Exception as exc:  # noqa: BLE001 - e.g. the context shut down under us
             if self.context.ok():
                 self.telemetry.failed(f'publishing: {type(exc).__name__}: {exc}', source)

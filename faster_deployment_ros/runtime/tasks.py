@@ -81,8 +81,12 @@ class Task:
         """Apply an accepted runtime change of a task parameter to the next frame."""
         self.values[name] = value
 
-    def finish(self, result: Any) -> Any:
+    def finish(self, result: Any, camera: int = 0) -> Any:
+        """Return camera `camera`'s result as published (called in delivery order per camera)."""
         return result
+
+    def reset(self) -> None:
+        """Forget per-stream state (e.g. tracks): the node calls it on activate and cleanup."""
 
     def _check_task(self, adapter: Any, model_path: str) -> Any:
         if adapter.task != self.task:
@@ -162,7 +166,7 @@ class DetectionTask(Task):
             self.keep_classes = class_filter(self.values['classes'], self.adapter.class_names,
                                              self.class_id_mode)
 
-    def finish(self, det: Detections) -> Detections:
+    def finish(self, det: Detections, camera: int = 0) -> Detections:
         keep = self.keep_classes
         if keep is not None and len(det):
             mask = np.isin(det.class_ids, list(keep))
