@@ -263,6 +263,7 @@ class PerceptionNode(LifecycleNode):
                          if values['qos_reliability'] == 'best_effort'
                          else ReliabilityPolicy.RELIABLE)
         self.telemetry.restart()
+        self.task.reset()  # a new stream: no per-camera state (tracks) carries over
         self._active.set()
         # Nav2's lifecycle_manager watches active nodes through a bond (ros/bond.py)
         self._bond = open_bond(self, values['bond_heartbeat_period'], self._bond)
