@@ -107,7 +107,7 @@ def _global_executor():
 
 @pytest.fixture(scope='session')
 def robot_ws(tmp_path_factory):
-    """The package built in a colcon workspace as the README's robot section says.
+    """Build the package in a colcon workspace as the README's robot section says.
 
     Yields robot_harness.Workspace (its `env` is the shell's after `source install/setup.bash`);
     the ros2 daemon the command line starts for this test domain is stopped at the end.
@@ -123,7 +123,7 @@ def robot_ws(tmp_path_factory):
 
 @pytest.fixture(scope='session')
 def campus_recording(campus_video, tmp_path_factory) -> Path:
-    """The first 12 campus frames (people, cars) as a rosbag2 recording on /image."""
+    """Return the first 12 campus frames (people, cars) as a rosbag2 recording on /image."""
     from faster_deployment_ros.tools.video_to_bag import video_to_bag
     path = tmp_path_factory.mktemp('campus_bag') / 'campus'
     video_to_bag(campus_video, path, max_frames=12, frame_id='campus')

@@ -48,7 +48,7 @@ def require_ros2_tools() -> None:
 
 
 def shell_env(base: Optional[Dict[str, str]] = None) -> Dict[str, str]:
-    """The environment of a shell with the venv activated (its bin first on PATH)."""
+    """Return the environment of a shell with the venv activated (its bin first on PATH)."""
     env = dict(os.environ if base is None else base)
     env['PATH'] = f'{VENV_BIN}{os.pathsep}{env.get("PATH", "")}'
     env['VIRTUAL_ENV'] = str(VENV_BIN.parent)
@@ -82,7 +82,7 @@ class Workspace:
 
 
 def clone_working_tree(dest: Path) -> None:
-    """What `git clone <this repo>` gives, from the working tree (uncommitted work included).
+    """Copy what `git clone <this repo>` gives from the working tree (uncommitted work too).
 
     The files git tracks plus new ones it does not ignore; nothing ignored (.venv, .cache,
     build outputs) travels.
@@ -127,7 +127,7 @@ def ros2(env: Dict[str, str], *args: str, timeout: float = 60.0,
 
 def ros2_until(env: Dict[str, str], args: Sequence[str], done: Callable[[str], bool],
                timeout: float = 60.0) -> str:
-    """Repeat a read-only `ros2 ARGS` until `done(stdout + stderr)` (discovery), within `timeout`."""
+    """Repeat a read-only `ros2 ARGS` until `done(stdout + stderr)` (discovery) or `timeout`."""
     deadline = time.monotonic() + timeout
     text = ''
     while time.monotonic() < deadline:
@@ -195,7 +195,7 @@ class Launched:
                              f'{self.output()}')
 
     def mark(self) -> int:
-        """The number of lines so far (wait_for(start=mark()) sees only later ones)."""
+        """Return how many lines came so far (wait_for(start=...) then sees only later ones)."""
         with self._cond:
             return len(self.lines)
 
@@ -225,7 +225,9 @@ class Launched:
 
 
 def readme_robot_commands() -> List[str]:
-    """Every command line of the README's "On a robot" section (code blocks and `...` spans).
+    """Every command line of the README's "On a robot" section.
+
+    Its code blocks, and the `...` spans of its usage notes (up to "What of this runs here").
 
     Backslash-continued lines are joined; `a && b` are separate commands.
     """
@@ -235,7 +237,8 @@ def readme_robot_commands() -> List[str]:
     for block in re.findall(r'```bash\n(.*?)```', section, re.S):
         for line in block.replace('\\\n', ' ').splitlines():
             commands += [' '.join(c.split()) for c in line.split('&&') if c.strip()]
-    for span in re.findall(r'`((?:ros2|colcon|sudo|pip|source|cd) [^`]+)`', section):
+    usage = section.split('#### What of this runs here', 1)[0]  # not the notes on the tests
+    for span in re.findall(r'`((?:ros2 \S+|colcon|sudo|pip|source|cd) [^`]+)`', usage):
         commands.append(' '.join(span.split()))
     return commands
 
@@ -253,15 +256,15 @@ def flatten(params: dict, prefix: str = '') -> Dict[str, object]:
 
 
 def yaml_parameters(path: Path) -> Dict[str, object]:
-    """The parameters of a node YAML (its one node entry, `/**` or a node name), flattened."""
+    """Return the parameters of a node YAML (its one entry, `/**` or a node name), flat."""
     import yaml
     doc = yaml.safe_load(Path(path).read_text())
     (entry,) = doc.values()
     return flatten(entry['ros__parameters'])
 
 
-LOAD_LINE = re.compile(r'^Set parameter (?P<name>\S+) (?P<ok>successful|failed)(?:: (?P<why>.*))?$',
-                       re.M)
+LOAD_LINE = re.compile(
+    r'^Set parameter (?P<name>\S+) (?P<ok>successful|failed)(?:: (?P<why>.*))?$', re.M)
 
 
 def param_load(env: Dict[str, str], node: str, path: Path) -> Dict[str, Optional[str]]:
@@ -374,7 +377,7 @@ def replay(bag: Path, out_dir: Path, in_topic: str, out_topic: str,
 
 
 def launched_pid(launch: Launched, executable: str, timeout: float = 60.0) -> int:
-    """The pid `ros2 launch` reports for `executable` ('process started with pid [N]')."""
+    """Return the pid `ros2 launch` reports for `executable` ('process started with pid')."""
     m = launch.wait_for(rf'\[{re.escape(executable)}-\d+\]: process started with pid \[(\d+)\]',
                         timeout)
     return int(m.group(1))

@@ -10,8 +10,8 @@ from pathlib import Path
 import re
 
 import pytest
-from robot_harness import (Launched, launched_pid, PACKAGE, readme_robot_commands, replay,
-                           ros2, ros2_until)
+from robot_harness import (Launched, launched_pid, PACKAGE, param_load, readme_robot_commands,
+                           replay, ros2, ros2_until)
 
 pytestmark = pytest.mark.ros
 
@@ -20,7 +20,7 @@ DEPTH_MODEL = ROOT / '.cache' / 'models' / 'depth_anything_v2_vits.onnx'
 
 #: README robot-section commands no test runs, and why (the README says the same)
 NOT_RUN = {
-    r'^cd ~/ros2_ws/src$': 'the workspace is a temporary directory (robot_harness.build_workspace)',
+    r'^cd ~/ros2_ws/src$': 'the workspace is a temporary directory (build_workspace)',
     r'^git clone <this repo> faster_deployment_ros$':
         'the working tree is copied as a clone of it would hold it (clone_working_tree), so '
         'uncommitted work is what gets built',
@@ -32,11 +32,13 @@ NOT_RUN = {
 #: README robot-section commands and the tests that run them
 RUN = {
     r'^colcon build --packages-select faster_deployment_ros$': 'robot_ws (conftest.py)',
-    r'^source install/setup\.bash$': 'robot_ws: its env is the shell\'s after sourcing',
+    r'^source install/setup\.bash$': "robot_ws: its env is the shell's after sourcing",
     r'^ros2 launch faster_deployment_ros detector\.launch\.py ': 'test_detector_launch_...',
     r'^ros2 lifecycle set /detector (configure|activate)': 'test_ros2_cli.py::test_lifecycle_...',
     r'^ros2 run faster_deployment_ros detector_node --ros-args --params-file X$':
         'test_ros2_run_without_the_launch_file',
+    r'^ros2 launch faster_deployment_ros detector\.launch\.py --show-args$':
+        'test_launch_files.py::test_launch_arguments_as_ros2_launch_shows_them',
 }
 
 
@@ -69,7 +71,7 @@ def test_colcon_build_installs_what_ros2_launch_needs(robot_ws):
 
 
 def assert_from_workspace(robot_ws, pid: int, executable: str) -> None:
-    """The process runs the workspace's installed console script, not the venv's."""
+    """Assert the process runs the workspace's installed console script, not the venv's."""
     cmdline = Path(f'/proc/{pid}/cmdline').read_bytes().split(b'\0')
     script = str(robot_ws.install / PACKAGE / 'lib' / PACKAGE / executable).encode()
     assert script in cmdline, cmdline
@@ -112,6 +114,12 @@ def test_depth_launch(robot_ws, campus_recording, tmp_path):
         launch.wait_for(r'\[robot1\.depth\]: active: /cam2/image_raw', 180)
         report = replay(campus_recording, tmp_path, '/cam2/image_raw', '/robot1/depth',
                         'sensor_msgs/msg/Image', max_frames=3)
+        # its shipped YAML through the command line while active: every parameter answered
+        # (those that need a reconfigure refused with the reason), the node keeps serving
+        param_load(robot_ws.env, '/robot1/depth',
+                   robot_ws.share / 'config' / 'depth_anything_v2_onnxruntime.yaml')
+        assert ros2(robot_ws.env, 'lifecycle', 'get', '/robot1/depth').stdout.strip() == \
+            'active [3]'
         assert launch.proc.poll() is None, launch.output()
     assert report['frames_out'] >= 2 and report['header_mismatches'] == 0, report
 

@@ -24,9 +24,9 @@ DEFAULT_YAML = 'yolox_nano_onnxruntime.yaml'
 @contextlib.contextmanager
 def launched_detector(robot_ws, model, namespace=''):
     """`ros2 launch faster_deployment_ros detector.launch.py ... image:=/camera/image_raw`."""
-    with Launched(['ros2', 'launch', PACKAGE, 'detector.launch.py', f'model_path:={model}',
-                   'image:=/camera/image_raw'] + ([f'namespace:={namespace}'] if namespace else []),
-                  robot_ws.env) as launch:
+    cmd = ['ros2', 'launch', PACKAGE, 'detector.launch.py', f'model_path:={model}',
+           'image:=/camera/image_raw'] + ([f'namespace:={namespace}'] if namespace else [])
+    with Launched(cmd, robot_ws.env) as launch:
         logger = f'{namespace}.detector' if namespace else 'detector'
         launch.wait_for(rf'\[{logger}\]: active: /camera/image_raw', 120)
         ros2_until(robot_ws.env, ['lifecycle', 'get', f'{namespace and "/" + namespace}/detector'],
@@ -129,8 +129,8 @@ REJECTED = {
 
 @pytest.mark.xfail(strict=True, reason='issue 19: fixed by the parameter table')
 @pytest.mark.parametrize('case', sorted(REJECTED))
-def test_invalid_parameter_is_rejected_and_the_node_keeps_running(robot_ws, yolox_model, frames,
-                                                                   ros, case):
+def test_invalid_parameter_is_rejected_and_the_node_keeps_running(
+        robot_ws, yolox_model, frames, ros, case):
     """`ros2 param set` with a value the node cannot use: refused with a reason, still serving."""
     env = robot_ws.env
     *accepted, (name, value) = REJECTED[case]
@@ -166,8 +166,11 @@ def test_lifecycle_every_transition(robot_ws, detector, frames, ros):
 
 
 def test_param_load_every_shipped_yaml(robot_ws, detector, frames, tmp_path, ros):
-    """`ros2 param load` of each config/*.yaml: every parameter answered (a refusal with its
-    reason), the node keeps running, and the node's own YAML and a dump load back."""
+    """`ros2 param load` of each config/*.yaml, while unconfigured.
+
+    Every parameter answered (a refusal with its reason), the values taken are the node's, it
+    keeps running, and its parameters dumped before load back.
+    """
     env = robot_ws.env
     # the dump as a `/**` file like the shipped ones: this ros2param's `load` reads only the
     # `/**` entry of a file (a dump's `/detector:` entry gives 'Param file does not contain

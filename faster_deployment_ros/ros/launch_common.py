@@ -1,4 +1,4 @@
-"""The perception nodes' launch description, shared by launch/*.launch.py (ROS 2 launch, launch_ros).
+"""The perception nodes' launch description (launch, launch_ros), shared by launch/*.launch.py.
 
 Launch arguments:
   params_file  parameter YAML (default: the launch file's shipped YAML under config/)
@@ -28,7 +28,7 @@ PACKAGE = 'faster_deployment_ros'
 
 
 def parse_inputs(text: str) -> list:
-    """'[/front/image_raw, /rear/image_raw]' (YAML) or '/front/image_raw,/rear/image_raw' -> list."""
+    """Return the topics of an `inputs:=` value: a YAML list or comma-separated topics."""
     value = yaml.safe_load(text) if text.strip() else []
     if isinstance(value, str):
         value = value.split(',')
@@ -66,8 +66,8 @@ def launch_for(executable: str, default_name: str, default_params: str) -> Launc
         ('image', 'image', 'input image topic'),
         ('inputs', '', 'several cameras into one model, e.g. "[/front/image_raw, '
          '/rear/image_raw]" (results in /front/..., /rear/...); overrides image'),
-        ('namespace', '', 'the node\'s namespace'),
-        ('node_name', default_name, 'the node\'s name'),
+        ('namespace', '', "the node's namespace"),
+        ('node_name', default_name, "the node's name"),
     ]
     return LaunchDescription([
         *[DeclareLaunchArgument(name, default_value=default, description=description)
