@@ -367,11 +367,16 @@ def video_frames(path: Path, n: int) -> list:
 
 
 def replay(bag: Path, out_dir: Path, in_topic: str, out_topic: str,
-           out_type: str = 'vision_msgs/msg/Detection2DArray', **kw) -> dict:
-    """Replay a recording into a running node in lockstep and record its outputs (report)."""
+           out_type: str = 'vision_msgs/msg/Detection2DArray', idle_timeout: float = 15.0,
+           **kw) -> dict:
+    """Replay a recording into a running node in lockstep and record its outputs (report).
+
+    Each frame goes out once the previous one's output came, or `idle_timeout` passed.
+    """
     from faster_deployment_ros.tools.replay import play_record, ReplayConfig
     cfg = ReplayConfig(in_bag=bag, out_dir=out_dir, in_topic=in_topic, out_topic=out_topic,
                        out_type=out_type, rate=0.0, lockstep=True, wait_timeout=60.0,
+                       idle_timeout=idle_timeout, settle_timeout=max(10.0, idle_timeout),
                        node_name=f'robot_replay_{os.getpid()}_{time.monotonic_ns()}', **kw)
     return play_record(cfg, log=lambda s: None)
 

@@ -54,7 +54,8 @@ def test_every_readme_robot_command_is_run_or_explained():
 
 def readme_launch_line(model: Path) -> str:
     line, = [c for c in readme_robot_commands()
-             if c.startswith('ros2 launch faster_deployment_ros detector.launch.py')]
+             if c.startswith('ros2 launch faster_deployment_ros detector.launch.py')
+             and 'model_path:=' in c]
     assert '/path/to/yolox_nano.onnx' in line
     return line.replace('/path/to/yolox_nano.onnx', str(model))
 
@@ -113,7 +114,7 @@ def test_depth_launch(robot_ws, campus_recording, tmp_path):
         assert_from_workspace(robot_ws, launched_pid(launch, 'depth_node'), 'depth_node')
         launch.wait_for(r'\[robot1\.depth\]: active: /cam2/image_raw', 180)
         report = replay(campus_recording, tmp_path, '/cam2/image_raw', '/robot1/depth',
-                        'sensor_msgs/msg/Image', max_frames=3)
+                        'sensor_msgs/msg/Image', max_frames=3, idle_timeout=60.0)
         # its shipped YAML through the command line while active: every parameter answered
         # (those that need a reconfigure refused with the reason), the node keeps serving
         param_load(robot_ws.env, '/robot1/depth',
