@@ -3,16 +3,21 @@
 #
 # Without a sourced ROS 2 it installs ROS 2 from the package index wheels (Kilted by default;
 # FDR_ROS_WHEELS=jazzy for the LTS, into .venv-jazzy unless FDR_VENV says otherwise) and builds
-# the interfaces no index has (vision_msgs, bond) from interfaces/. With a sourced ROS 2 the venv
-# sees the system packages and only what is missing gets installed or built.
+# the interfaces no index has (vision_msgs, bond, composition_interfaces) from interfaces/, and
+# installs ROS 2's launch system and command line (launch, launch_ros, ros2cli, rosidl_runtime_py)
+# from the source archives in ../shared/vendor (FDR_VENDOR overrides; the rolling branches for
+# Kilted, the jazzy ones for Jazzy). With a sourced ROS 2 the venv sees the system packages and
+# only what is missing gets installed or built.
 # Idempotent: a stamp keyed on the inputs makes later runs return at once.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 wheels="${FDR_ROS_WHEELS:-kilted}"
 case "$wheels" in
-  kilted) wheel_reqs="$root/requirements/ros-wheels.txt"; default_venv="$root/.venv" ;;
-  jazzy) wheel_reqs="$root/requirements/ros-wheels-jazzy.txt"; default_venv="$root/.venv-jazzy" ;;
+  kilted) wheel_reqs="$root/requirements/ros-wheels.txt"; default_venv="$root/.venv"
+          vendor_branch=rolling ;;
+  jazzy) wheel_reqs="$root/requirements/ros-wheels-jazzy.txt"; default_venv="$root/.venv-jazzy"
+         vendor_branch=jazzy ;;
   *) printf '[setup] ERROR: FDR_ROS_WHEELS=%s: choose kilted or jazzy\n' "$wheels" >&2; exit 1 ;;
 esac
 venv="${FDR_VENV:-$default_venv}"
@@ -26,9 +31,17 @@ command -v "$python" >/dev/null || die "no '$python' on PATH; install Python 3.1
 "$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
   || die "Python 3.10 or newer is needed ($("$python" --version 2>&1))"
 
+vendor="${FDR_VENDOR:-$root/../shared/vendor}"
+ci=0
+case "${CI:-}" in true|TRUE|True|1|yes) ci=1 ;; esac
+vendor_key=none
+if [[ -d "$vendor" ]]; then
+  vendor_key=$({ cat "$vendor"/*-"$vendor_branch".tar.gz 2>/dev/null || true; } | sha256sum | cut -c1-16)
+fi
 key=$(cat "$0" "$root"/requirements/*.txt "$root"/interfaces/*/msg/*.msg \
-        "$root"/interfaces/*/CMakeLists.txt "$root/setup.py" | sha256sum | cut -c1-16)
-key="$key-${ROS_DISTRO:-wheels-$wheels}"
+        "$root"/interfaces/*/srv/*.srv "$root"/interfaces/*/CMakeLists.txt "$root/setup.py" \
+        | sha256sum | cut -c1-16)
+key="$key-${ROS_DISTRO:-wheels-$wheels}-vendor-$vendor_key"
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$key" ]]; then
   say "environment up to date ($venv)"
   exit 0
@@ -74,9 +87,9 @@ patch_wheel_paths() {
   patched=1
 }
 
-# build_interfaces NAME: interfaces/NAME (an interface-only ament package) into the venv.
+# build_interfaces NAME [msg|srv]: interfaces/NAME (an interface-only ament package) into the venv.
 build_interfaces() {
-  local name="$1"
+  local name="$1" kind="${2:-msg}"
   command -v cmake >/dev/null || die "cmake is needed to build $name (apt-get install cmake g++)"
   command -v c++ >/dev/null || die "a C/C++ compiler is needed to build $name (apt-get install g++)"
   patch_wheel_paths
@@ -90,7 +103,7 @@ build_interfaces() {
     tail -n 30 "$log" >&2
     die "building $name failed; full log: $log"
   fi
-  "$vpy" -c "import $name.msg" || die "$name built but does not import"
+  "$vpy" -c "import $name.$kind" || die "$name built but does not import"
 }
 
 if ! "$vpy" -c 'import vision_msgs.msg' 2>/dev/null; then
@@ -108,6 +121,41 @@ if ! "$vpy" -c 'import bond.msg' 2>/dev/null; then
     say "bond not importable: building it from interfaces/bond"
     build_interfaces bond
   fi
+fi
+
+# ROS 2's launch system and command line: `ros2 launch`, `ros2 lifecycle/param/topic/node/pkg`,
+# launch_testing and launch_pytest. No index serves them; ../shared/vendor has the upstream
+# source archives (shared/README.md). Installed, never copied into the project.
+if [[ $system_ros == 1 ]]; then
+  "$vpy" -c 'import launch_ros, ros2cli' 2>/dev/null \
+    || say "launch_ros / ros2cli not importable: apt-get install ros-$ROS_DISTRO-ros2launch ros-$ROS_DISTRO-ros2cli-common-extensions"
+elif [[ ! -d "$vendor" ]]; then
+  [[ $ci == 1 ]] && die "$vendor not found: CI must have ../shared/vendor (ros2 launch and the ros2 command line come from it)"
+  say "$vendor not found: ros2 launch and the ros2 command line not installed (their tests skip)"
+else
+  say "ROS 2 launch and command line from $vendor ($vendor_branch branches)"
+  pip -r "$root/requirements/ros-tools.txt"
+  src=$(mktemp -d)
+  trap 'rm -rf "$src"' EXIT
+  for repo in launch launch_ros ros2cli rosidl_runtime_py; do
+    archive="$vendor/$repo-$vendor_branch.tar.gz"
+    [[ -f "$archive" ]] || die "$archive not found (shared/README.md, vendor/, lists what it holds)"
+    tar -xzf "$archive" -C "$src"
+  done
+  b="$src/launch-$vendor_branch" r="$src/launch_ros-$vendor_branch" c="$src/ros2cli-$vendor_branch"
+  pip --no-deps --no-build-isolation \
+    "$b/launch" "$b/launch_xml" "$b/launch_yaml" "$b/launch_testing" "$b/launch_pytest" \
+    "$r/launch_ros" "$r/ros2launch" "$r/launch_testing_ros" \
+    "$c/ros2cli" "$c/ros2node" "$c/ros2topic" "$c/ros2param" "$c/ros2lifecycle" \
+    "$c/ros2service" "$c/ros2pkg" "$c/ros2run" "$c/ros2interface" "$c/ros2action" \
+    "$c/ros2component" "$src/rosidl_runtime_py-$vendor_branch"
+  # launch_ros imports composition_interfaces (its container actions): built like vision_msgs.
+  if ! "$vpy" -c 'import composition_interfaces.srv' 2>/dev/null; then
+    say "composition_interfaces not importable: building it from interfaces/composition_interfaces"
+    build_interfaces composition_interfaces srv
+  fi
+  "$vpy" -c 'import launch_ros.actions, ros2cli, launch_testing, launch_pytest' \
+    || die "launch_ros / ros2cli installed but do not import"
 fi
 
 say "installing faster_deployment_ros (editable)"

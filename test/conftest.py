@@ -68,3 +68,28 @@ def ros():
         rclpy.init()
     yield
     rclpy.try_shutdown()
+
+
+@pytest.fixture(scope='session')
+def robot_ws(tmp_path_factory):
+    """Build the package in a colcon workspace as the README's robot section says.
+
+    Yields robot_harness.Workspace (its `env` is the shell's after `source install/setup.bash`);
+    the ros2 daemon the command line starts for this test domain is stopped at the end.
+    """
+    from support import robot_harness
+    robot_harness.require_ros2_tools()
+    ws = robot_harness.build_workspace(tmp_path_factory.mktemp('robot'))
+    try:
+        yield ws
+    finally:
+        robot_harness.stop_daemon(ws.env)
+
+
+@pytest.fixture(scope='session')
+def campus_recording(campus_video, tmp_path_factory) -> Path:
+    """Return the first 12 campus frames (people, cars) as a rosbag2 recording on /image."""
+    from faster_deployment_ros.tools.video_to_bag import video_to_bag
+    path = tmp_path_factory.mktemp('campus_bag') / 'campus'
+    video_to_bag(campus_video, path, max_frames=12, frame_id='campus')
+    return path

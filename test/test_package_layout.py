@@ -1,6 +1,6 @@
-"""What `colcon build` + `ros2 launch` on a robot rely on, checked without ROS's launch system.
+"""What `colcon build` + `ros2 launch` on a robot rely on, read from the source tree.
 
-(launch/launch_ros are not installable here.) Each launch file names a console script that
+(test_robot.py builds and launches it for real.) Each launch file names a console script that
 setup.py installs and a parameter file that config/ ships, and every shipped YAML holds only
 parameters the nodes declare.
 """
