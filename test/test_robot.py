@@ -10,8 +10,8 @@ from pathlib import Path
 import re
 
 import pytest
-from support.robot_harness import (Launched, launched_pid, PACKAGE, param_load, readme_robot_commands,
-                           replay, ros2, ros2_until)
+from support.robot_harness import (Launched, launched_pid, PACKAGE, param_load,
+                                   readme_robot_commands, replay, ros2, ros2_until)
 
 pytestmark = pytest.mark.ros
 

@@ -11,8 +11,8 @@ import contextlib
 import re
 
 import pytest
-from support.robot_harness import (FrameStream, Launched, PACKAGE, param_dump, param_load, ros2,
-                           ros2_until, same_value, video_frames, yaml_parameters)
+from support.robot_harness import (FrameStream, Launched, PACKAGE, param_dump, param_load,
+                                   ros2, ros2_until, same_value, video_frames, yaml_parameters)
 import yaml
 
 pytestmark = pytest.mark.ros
