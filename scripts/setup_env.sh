@@ -159,7 +159,10 @@ else
 fi
 
 say "installing faster_deployment_ros (editable)"
-pip --no-deps -e "$root"
-
+# PEP 660, so the console scripts land in the venv's bin/ whatever setuptools and wheel the venv
+# holds (pip's legacy `setup.py develop` would honour setup.cfg's [develop] script_dir, the
+# lib/<package> layout ros2 run needs in a colcon install, and the tests would not find them).
+pip --no-deps --use-pep517 -e "$root"
+rm -rf "$venv/lib/faster_deployment_ros"  # scripts of an earlier legacy install
 echo "$key" >"$stamp"
 say "ready: $venv"
