@@ -1,0 +1,403 @@
+"""ByteTrack multi-object tracking: stable identities for the detections of one camera.
+
+The algorithm of ByteTrack (Zhang et al., "ByteTrack: Multi-Object Tracking by Associating Every
+Detection Box", ECCV 2022), with the defaults of ultralytics' `bytetrack.yaml`:
+
+- each track holds a constant-velocity Kalman filter over (centre x, centre y, aspect w/h,
+  height) and their velocities; every frame predicts the confirmed and the lost tracks;
+- detections split by score: high (>= `track_high_thresh`) and low (in
+  (`track_low_thresh`, `track_high_thresh`));
+- first association: confirmed and lost tracks against high detections, cost 1 - IoU (times the
+  detection score with `fuse_score`), optimal assignment kept where the cost is below
+  `match_thresh`; a lost track matched here is found again under its old id;
+- second association: the tracks still unmatched that were tracked in the previous frame against
+  the low detections, cost 1 - IoU below 0.5 (this is what recovers objects whose score drops
+  under occlusion); tracks unmatched now become lost;
+- tracks born in the previous frame (unconfirmed) against the high detections left, cost below
+  0.7: matched ones are confirmed, the others dropped;
+- a high detection still unmatched with a score >= `new_track_thresh` starts a track with the
+  next id (ids count from 1 per tracker, in detection order); it is confirmed by a match in the
+  next frame (tracks born in the first frame are confirmed at once);
+- a lost track can be found again for `track_buffer` frames at 30 Hz (scaled to `frame_rate`)
+  plus one after it was last seen (the reference implementation's bookkeeping keeps it that one
+  frame longer; kept here so both give the same ids), then it is forgotten;
+- a tracked and a lost track whose boxes overlap with IoU > 0.85 are one object: the one tracked
+  for the shorter time is dropped.
+
+`update` returns the frame's detections that belong to a confirmed track, in input order, with
+their own (measured) boxes and scores and the track's id in `track_ids`. Tracking ignores the
+class (a track takes the class of its latest detection), as the reference does.
+
+Only numpy: the optimal assignment (`linear_assignment`) is solved here, exactly as a
+Jonker-Volgenant solver with a cost limit would (the reference uses `lap.lapjv`).
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+import numpy as np
+
+from .types import Detections
+
+TRACKED, LOST = 1, 2
+#: cost limits of the second association (IoU only) and of the unconfirmed tracks
+LOW_MATCH_THRESH = 0.5
+UNCONFIRMED_MATCH_THRESH = 0.7
+#: IoU distance below which a tracked and a lost track are one object
+DUPLICATE_THRESH = 0.15
+
+_STD_POSITION = 1.0 / 20
+_STD_VELOCITY = 1.0 / 160
+
+
+# ---------------------------------------------------------------------------- assignment
+def linear_assignment(cost: np.ndarray, thresh: float) -> Tuple[np.ndarray, np.ndarray]:
+    """Return (rows, cols) of the minimum-cost matching that only uses costs below `thresh`.
+
+    Each row and each column is matched at most once; leaving a row or a column unmatched costs
+    thresh / 2 (so a pair is worth matching only if its cost is below thresh): the problem
+    `lap.lapjv(cost, extend_cost=True, cost_limit=thresh)` solves. Pairs are returned sorted by
+    row. Rows and columns with one candidate that has no other candidate are matched directly;
+    the rest is solved exactly on the submatrix of rows and columns that have candidates.
+    """
+    cost = np.asarray(cost, np.float64)
+    ok = cost < thresh
+    row_deg = ok.sum(1)
+    col_deg = ok.sum(0)
+    single = ok & (row_deg == 1)[:, None] & (col_deg == 1)[None, :]
+    rows, cols = np.nonzero(single)  # isolated pairs, sorted by row
+    rest_r = np.flatnonzero(row_deg > 0)
+    if len(rest_r) == len(rows):
+        return rows, cols
+    rest_r = rest_r[~single[rest_r].any(1)]
+    rest_c = np.flatnonzero((col_deg > 0) & ~single.any(0))
+    sub = np.minimum(cost[np.ix_(rest_r, rest_c)], thresh)
+    r, c = _min_cost_assignment(sub)
+    good = sub[r, c] < thresh
+    rows = np.concatenate([rows, rest_r[r[good]]])
+    cols = np.concatenate([cols, rest_c[c[good]]])
+    order = np.argsort(rows, kind='stable')
+    return rows[order], cols[order]
+
+
+def _min_cost_assignment(cost: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Return (rows, cols) of a minimum-cost assignment of every row of the smaller side.
+
+    Shortest augmenting paths with row / column potentials (the Hungarian method in the
+    Jonker-Volgenant form) from a greedy start on the row minima, vectorised over the columns:
+    O(n^2 m) at worst.
+    """
+    transposed = cost.shape[0] > cost.shape[1]
+    a = cost.T if transposed else cost
+    n, m = a.shape
+    u = np.zeros(n + 1)
+    v = np.zeros(m + 1)
+    owner = np.zeros(m + 1, np.int64)   # owner[j]: row (1-based) holding column j; 0 free
+    way = np.zeros(m + 1, np.int64)
+    # start from row minima: each row takes its cheapest column if no earlier row did (tight
+    # under these potentials), so only the rows that collide need an augmenting path
+    u[1:] = a.min(1)
+    best = a.argmin(1)
+    _, first = np.unique(best, return_index=True)
+    owner[best[first] + 1] = first + 1
+    todo = np.ones(n, bool)
+    todo[first] = False
+    for i in (np.flatnonzero(todo) + 1).tolist():
+        owner[0] = i
+        j0 = 0
+        minv = np.full(m + 1, np.inf)
+        used = np.zeros(m + 1, bool)
+        while True:
+            used[j0] = True
+            i0 = owner[j0]
+            free = ~used[1:]
+            cur = a[i0 - 1] - u[i0] - v[1:]
+            better = free & (cur < minv[1:])
+            minv[1:][better] = cur[better]
+            way[1:][better] = j0
+            masked = np.where(free, minv[1:], np.inf)
+            j1 = int(np.argmin(masked)) + 1
+            delta = masked[j1 - 1]
+            u[owner[used]] += delta
+            v[used] -= delta
+            minv[1:][free] -= delta
+            j0 = j1
+            if owner[j0] == 0:
+                break
+        while j0:
+            j1 = way[j0]
+            owner[j0] = owner[j1]
+            j0 = j1
+    cols = np.flatnonzero(owner[1:])
+    rows = owner[1:][cols] - 1
+    if transposed:
+        rows, cols = cols, rows
+    return rows, cols
+
+
+# ---------------------------------------------------------------------------- boxes
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Return the IoU of every box of `a` (N, 4) with every box of `b` (M, 4), x1, y1, x2, y2."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    if not len(a) or not len(b):
+        return np.zeros((len(a), len(b)))
+    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    inter = np.clip(iw, 0.0, None) * np.clip(ih, 0.0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / (area_a[:, None] + area_b[None, :] - inter + 1e-7)
+
+
+def _xyah(boxes: np.ndarray) -> np.ndarray:
+    """x1, y1, x2, y2 -> centre x, centre y, aspect (w / h), height."""
+    out = np.empty((len(boxes), 4))
+    out[:, 2:] = boxes[:, 2:] - boxes[:, :2]
+    out[:, :2] = boxes[:, :2] + 0.5 * out[:, 2:]
+    out[:, 2] /= out[:, 3]
+    return out
+
+
+def _xyxy(mean: np.ndarray) -> np.ndarray:
+    """Kalman states (N, 8) -> their boxes x1, y1, x2, y2."""
+    out = np.empty((len(mean), 4))
+    out[:, 3] = mean[:, 3]
+    out[:, 2] = mean[:, 2] * mean[:, 3]
+    out[:, :2] = mean[:, :2] - 0.5 * out[:, 2:]
+    out[:, 2:] += out[:, :2]
+    return out
+
+
+# ---------------------------------------------------------------------------- Kalman filter
+# The state is (x, y, a, h) and their velocities; the motion model moves each coordinate by its
+# own velocity, the noises are diagonal and the measurement is the four coordinates, so the 8x8
+# covariance never couples two coordinates: it is kept as its four 2x2 blocks, `cov` (N, 3, 4)
+# = (position variance, position-velocity covariance, velocity variance) per coordinate. The
+# filter is then four independent constant-velocity filters per track, in closed form.
+_ONE = np.array([1.0, 1.0, 0.0, 1.0])                 # noise scales with the height, but a's
+_NOISE_POS = np.array([0.0, 0.0, 1e-2, 0.0])          # noise is constant
+_NOISE_VEL = np.array([0.0, 0.0, 1e-5, 0.0])
+_NOISE_MEAS = np.array([0.0, 0.0, 1e-1, 0.0])
+
+
+def _spread(h: np.ndarray, weight: float, fixed: np.ndarray) -> np.ndarray:
+    """Per-coordinate standard deviations (N, 4): weight * height, the aspect's fixed."""
+    return h[:, None] * (weight * _ONE) + fixed
+
+
+def kalman_initiate(z: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """States (N, 8) and covariances (N, 3, 4) of new tracks from measurements (N, 4) xyah.
+
+    Zero velocity; spreads scale with the box height.
+    """
+    mean = np.zeros((len(z), 8))
+    mean[:, :4] = z
+    cov = np.zeros((len(z), 3, 4))
+    cov[:, 0] = np.square(_spread(z[:, 3], 2 * _STD_POSITION, _NOISE_POS))
+    cov[:, 2] = np.square(_spread(z[:, 3], 10 * _STD_VELOCITY, _NOISE_VEL))
+    return mean, cov
+
+
+def kalman_predict(mean: np.ndarray, cov: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """One constant-velocity step of states (N, 8), covariances (N, 3, 4).
+
+    The process noise scales with each box's height.
+    """
+    h = mean[:, 3]
+    mean = mean.copy()
+    mean[:, :4] += mean[:, 4:]
+    pp, pv, vv = cov[:, 0], cov[:, 1], cov[:, 2]
+    out = np.empty_like(cov)
+    out[:, 0] = pp + 2.0 * pv + vv + np.square(_spread(h, _STD_POSITION, _NOISE_POS))
+    out[:, 1] = pv + vv
+    out[:, 2] = vv + np.square(_spread(h, _STD_VELOCITY, _NOISE_VEL))
+    return mean, out
+
+
+def kalman_correct(mean: np.ndarray, cov: np.ndarray,
+                   z: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Kalman update of states (N, 8), covariances (N, 3, 4) with measurements (N, 4) xyah."""
+    pp, pv, vv = cov[:, 0], cov[:, 1], cov[:, 2]
+    s = pp + np.square(_spread(mean[:, 3], _STD_POSITION, _NOISE_MEAS))  # innovation variance
+    gain_p = pp / s
+    gain_v = pv / s
+    innovation = z - mean[:, :4]
+    mean = mean.copy()
+    mean[:, :4] += gain_p * innovation
+    mean[:, 4:] += gain_v * innovation
+    out = np.empty_like(cov)
+    out[:, 0] = pp - gain_p * pp
+    out[:, 1] = pv - gain_p * pv
+    out[:, 2] = vv - gain_v * pv
+    return mean, out
+
+
+# ---------------------------------------------------------------------------- tracker
+def _without(idx: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """`idx` less the entries at `positions`."""
+    if not len(positions):
+        return idx
+    keep = np.ones(len(idx), bool)
+    keep[positions] = False
+    return idx[keep]
+
+
+class ByteTracker:
+    """ByteTrack over the detections of one camera, frame after frame (see the module doc).
+
+    `frame_rate` (Hz) scales `track_buffer` (frames at 30 Hz) to frames of this stream. Not
+    thread-safe: one tracker per stream, updated in frame order.
+    """
+
+    def __init__(self, frame_rate: float = 30.0, track_high_thresh: float = 0.25,
+                 track_low_thresh: float = 0.1, new_track_thresh: float = 0.25,
+                 track_buffer: int = 30, match_thresh: float = 0.8,
+                 fuse_score: bool = True) -> None:
+        if not 0.0 <= track_low_thresh <= track_high_thresh <= 1.0:
+            raise ValueError(f'track_low_thresh {track_low_thresh} and track_high_thresh '
+                             f'{track_high_thresh}: need 0 <= low <= high <= 1')
+        if track_buffer < 0:
+            raise ValueError(f'track_buffer {track_buffer}: give a number of frames >= 0')
+        rate = frame_rate if frame_rate > 0 else 30.0
+        self.track_high_thresh = float(track_high_thresh)
+        self.track_low_thresh = float(track_low_thresh)
+        self.new_track_thresh = float(new_track_thresh)
+        self.match_thresh = float(match_thresh)
+        self.fuse_score = bool(fuse_score)
+        #: frames a lost track is kept (ByteTrack's scaling of the 30 Hz buffer)
+        self.max_time_lost = int(rate / 30.0 * track_buffer)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every track; ids start again at 1."""
+        self.frame_id = 0
+        self._next_id = 1
+        self._mean = np.zeros((0, 8))
+        self._cov = np.zeros((0, 3, 4))
+        self._ids = np.zeros((0,), np.int64)
+        self._state = np.zeros((0,), np.int8)
+        self._confirmed = np.zeros((0,), bool)
+        self._last = np.zeros((0,), np.int64)    # frame of the latest match
+        self._start = np.zeros((0,), np.int64)   # frame the track started
+
+    def __len__(self) -> int:
+        """Tracks alive (tracked, unconfirmed or lost)."""
+        return len(self._ids)
+
+    def update(self, det: Detections) -> Detections:
+        """Associate one frame's detections; return those of confirmed tracks with `track_ids`."""
+        self.frame_id += 1
+        frame = self.frame_id
+        boxes = np.asarray(det.boxes, np.float64).reshape(-1, 4)
+        scores = np.asarray(det.scores, np.float64)
+        valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        high = np.flatnonzero(valid & (scores >= self.track_high_thresh))
+        low = np.flatnonzero(valid & (scores > self.track_low_thresh)
+                             & (scores < self.track_high_thresh))
+
+        state = self._state
+        tracked = state == TRACKED
+        pool = np.flatnonzero((tracked & self._confirmed) | (state == LOST))
+        unconfirmed = np.flatnonzero(tracked & ~self._confirmed)
+        if len(pool):  # lost tracks keep moving but stop growing or shrinking
+            mean = self._mean[pool]
+            mean[state[pool] == LOST, 7] = 0.0
+            self._mean[pool], self._cov[pool] = kalman_predict(mean, self._cov[pool])
+        track_boxes = _xyxy(self._mean)
+        det_of = np.full(len(self._ids), -1, np.int64)  # detection matched this frame
+
+        # 1: confirmed and lost tracks with the high detections
+        t, d = self._associate(track_boxes, pool, boxes, scores, high, self.match_thresh,
+                               self.fuse_score)
+        det_of[pool[t]] = high[d]
+        high = _without(high, d)
+        # 2: tracks tracked until now, still unmatched, with the low detections (IoU only)
+        second = pool[(det_of[pool] < 0) & (state[pool] == TRACKED)]
+        if len(low):
+            t, d = self._associate(track_boxes, second, boxes, scores, low, LOW_MATCH_THRESH,
+                                   False)
+            det_of[second[t]] = low[d]
+            second = _without(second, t)
+        # 3: tracks born last frame with the high detections left
+        t, d = self._associate(track_boxes, unconfirmed, boxes, scores, high,
+                               UNCONFIRMED_MATCH_THRESH, self.fuse_score)
+        det_of[unconfirmed[t]] = high[d]
+        born = _without(high, d)
+        born = born[scores[born] >= self.new_track_thresh]
+
+        matched = np.flatnonzero(det_of >= 0)
+        if len(matched):
+            self._mean[matched], self._cov[matched] = kalman_correct(
+                self._mean[matched], self._cov[matched], _xyah(boxes[det_of[matched]]))
+            state[matched] = TRACKED
+            self._confirmed[matched] = True
+            self._last[matched] = frame
+        state[second] = LOST  # tracked until now, unmatched in both stages
+        # unconfirmed tracks left unmatched are dropped, lost ones once the buffer ran out
+        keep = (det_of >= 0) | ((state == LOST) & (frame - self._last <= self.max_time_lost + 1))
+        if not keep.all():
+            self._keep(keep)
+            det_of = det_of[keep]
+        if len(born):
+            det_of = np.concatenate([det_of, born])
+            self._add(_xyah(boxes[born]), frame)
+        det_of = self._drop_duplicates(det_of)
+
+        out = np.flatnonzero((self._state == TRACKED) & self._confirmed)
+        out = out[np.argsort(det_of[out], kind='stable')]
+        idx = det_of[out]
+        return Detections(np.asarray(det.boxes)[idx], np.asarray(det.scores)[idx],
+                          np.asarray(det.class_ids)[idx], det.class_names,
+                          track_ids=self._ids[out])
+
+    # ---- steps ------------------------------------------------------------------------------
+    @staticmethod
+    def _associate(track_boxes: np.ndarray, tracks: np.ndarray, boxes: np.ndarray,
+                   scores: np.ndarray, dets: np.ndarray, thresh: float,
+                   fuse: bool) -> Tuple[np.ndarray, np.ndarray]:
+        """Return matched (positions in `tracks`, positions in `dets`)."""
+        if not len(tracks) or not len(dets):
+            empty = np.zeros((0,), np.int64)
+            return empty, empty
+        sim = iou_matrix(track_boxes[tracks], boxes[dets])
+        if fuse:
+            sim = sim * scores[dets][None, :]
+        return linear_assignment(1.0 - sim, thresh)
+
+    def _add(self, z: np.ndarray, frame: int) -> None:
+        """Start one track per measurement (xyah), with the next ids."""
+        n = len(z)
+        mean, cov = kalman_initiate(z)
+        self._mean = np.concatenate([self._mean, mean])
+        self._cov = np.concatenate([self._cov, cov])
+        self._ids = np.concatenate([self._ids, np.arange(self._next_id, self._next_id + n)])
+        self._next_id += n
+        self._state = np.concatenate([self._state, np.full(n, TRACKED, np.int8)])
+        self._confirmed = np.concatenate([self._confirmed, np.full(n, frame == 1)])
+        self._last = np.concatenate([self._last, np.full(n, frame, np.int64)])
+        self._start = np.concatenate([self._start, np.full(n, frame, np.int64)])
+
+    def _keep(self, keep: np.ndarray) -> None:
+        if keep.all():
+            return
+        self._mean, self._cov, self._ids = self._mean[keep], self._cov[keep], self._ids[keep]
+        self._state, self._confirmed = self._state[keep], self._confirmed[keep]
+        self._last, self._start = self._last[keep], self._start[keep]
+
+    def _drop_duplicates(self, det_of: np.ndarray) -> np.ndarray:
+        """Drop the younger of a tracked and a lost track on one object; return det_of kept."""
+        tracked = np.flatnonzero(self._state == TRACKED)
+        lost = np.flatnonzero(self._state == LOST)
+        if not len(tracked) or not len(lost):
+            return det_of
+        boxes = _xyxy(self._mean)
+        p, q = np.nonzero(1.0 - iou_matrix(boxes[tracked], boxes[lost]) < DUPLICATE_THRESH)
+        if not len(p):
+            return det_of
+        age = self._last - self._start
+        a, b = tracked[p], lost[q]
+        keep = np.ones(len(self._ids), bool)
+        keep[np.where(age[a] > age[b], b, a)] = False
+        self._keep(keep)
+        return det_of[keep]
