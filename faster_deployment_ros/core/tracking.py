@@ -57,47 +57,49 @@ def linear_assignment(cost: np.ndarray, thresh: float) -> Tuple[np.ndarray, np.n
     Each row and each column is matched at most once; leaving a row or a column unmatched costs
     thresh / 2 (so a pair is worth matching only if its cost is below thresh): the problem
     `lap.lapjv(cost, extend_cost=True, cost_limit=thresh)` solves. Pairs are returned sorted by
-    row. Rows and columns with one candidate that has no other candidate are matched directly;
-    the rest is solved exactly on the submatrix of rows and columns that have candidates.
+    row.
+
+    Rows and columns without a cost below `thresh` stay unmatched; on the others, with costs
+    capped at `thresh`, a full assignment of the smaller side has the same optimum (a capped
+    pair costs as much as leaving both unmatched) and is solved exactly.
     """
     cost = np.asarray(cost, np.float64)
     ok = cost < thresh
-    row_deg = ok.sum(1)
-    col_deg = ok.sum(0)
-    single = ok & (row_deg == 1)[:, None] & (col_deg == 1)[None, :]
-    rows, cols = np.nonzero(single)  # isolated pairs, sorted by row
-    rest_r = np.flatnonzero(row_deg > 0)
-    if len(rest_r) == len(rows):
+    rows = ok.any(1).nonzero()[0]
+    cols = ok.any(0).nonzero()[0]
+    if not len(rows):
         return rows, cols
-    rest_r = rest_r[~single[rest_r].any(1)]
-    rest_c = np.flatnonzero((col_deg > 0) & ~single.any(0))
-    sub = np.minimum(cost[np.ix_(rest_r, rest_c)], thresh)
+    sub = np.minimum(cost[rows[:, None], cols], thresh)
     r, c = _min_cost_assignment(sub)
     good = sub[r, c] < thresh
-    rows = np.concatenate([rows, rest_r[r[good]]])
-    cols = np.concatenate([cols, rest_c[c[good]]])
-    order = np.argsort(rows, kind='stable')
-    return rows[order], cols[order]
+    return rows[r[good]], cols[c[good]]
 
 
 def _min_cost_assignment(cost: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Return (rows, cols) of a minimum-cost assignment of every row of the smaller side.
+    """Return (rows, cols), sorted by row, of a minimum-cost assignment of the smaller side.
 
-    Shortest augmenting paths with row / column potentials (the Hungarian method in the
-    Jonker-Volgenant form) from a greedy start on the row minima, vectorised over the columns:
-    O(n^2 m) at worst.
+    When every row's cheapest column differs, that is the optimum; otherwise shortest augmenting
+    paths with row / column potentials (the Hungarian method in the Jonker-Volgenant form) from
+    that greedy start, vectorised over the columns: O(n^2 m) at worst.
     """
     transposed = cost.shape[0] > cost.shape[1]
     a = cost.T if transposed else cost
     n, m = a.shape
+    best = a.argmin(1)
+    taken = np.zeros(m, bool)
+    taken[best] = True
+    if taken.sum() == n:  # no two rows want one column
+        if not transposed:
+            return np.arange(n), best
+        order = best.argsort()
+        return best[order], order
     u = np.zeros(n + 1)
     v = np.zeros(m + 1)
     owner = np.zeros(m + 1, np.int64)   # owner[j]: row (1-based) holding column j; 0 free
     way = np.zeros(m + 1, np.int64)
     # start from row minima: each row takes its cheapest column if no earlier row did (tight
     # under these potentials), so only the rows that collide need an augmenting path
-    u[1:] = a.min(1)
-    best = a.argmin(1)
+    u[1:] = a[np.arange(n), best]
     _, first = np.unique(best, return_index=True)
     owner[best[first] + 1] = first + 1
     todo = np.ones(n, bool)
@@ -128,11 +130,12 @@ def _min_cost_assignment(cost: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
             j1 = way[j0]
             owner[j0] = owner[j1]
             j0 = j1
-    cols = np.flatnonzero(owner[1:])
+    cols = owner[1:].nonzero()[0]
     rows = owner[1:][cols] - 1
     if transposed:
-        rows, cols = cols, rows
-    return rows, cols
+        return cols, rows
+    order = rows.argsort()
+    return rows[order], cols[order]
 
 
 # ---------------------------------------------------------------------------- boxes
@@ -292,14 +295,14 @@ class ByteTracker:
         boxes = np.asarray(det.boxes, np.float64).reshape(-1, 4)
         scores = np.asarray(det.scores, np.float64)
         valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        high = np.flatnonzero(valid & (scores >= self.track_high_thresh))
-        low = np.flatnonzero(valid & (scores > self.track_low_thresh)
-                             & (scores < self.track_high_thresh))
+        high = (valid & (scores >= self.track_high_thresh)).nonzero()[0]
+        low = (valid & (scores > self.track_low_thresh)
+               & (scores < self.track_high_thresh)).nonzero()[0]
 
         state = self._state
         tracked = state == TRACKED
-        pool = np.flatnonzero((tracked & self._confirmed) | (state == LOST))
-        unconfirmed = np.flatnonzero(tracked & ~self._confirmed)
+        pool = ((tracked & self._confirmed) | (state == LOST)).nonzero()[0]
+        unconfirmed = (tracked & ~self._confirmed).nonzero()[0]
         if len(pool):  # lost tracks keep moving but stop growing or shrinking
             mean = self._mean[pool]
             mean[state[pool] == LOST, 7] = 0.0
@@ -326,7 +329,7 @@ class ByteTracker:
         born = _without(high, d)
         born = born[scores[born] >= self.new_track_thresh]
 
-        matched = np.flatnonzero(det_of >= 0)
+        matched = (det_of >= 0).nonzero()[0]
         if len(matched):
             self._mean[matched], self._cov[matched] = kalman_correct(
                 self._mean[matched], self._cov[matched], _xyah(boxes[det_of[matched]]))
@@ -344,7 +347,7 @@ class ByteTracker:
             self._add(_xyah(boxes[born]), frame)
         det_of = self._drop_duplicates(det_of)
 
-        out = np.flatnonzero((self._state == TRACKED) & self._confirmed)
+        out = ((self._state == TRACKED) & self._confirmed).nonzero()[0]
         out = out[np.argsort(det_of[out], kind='stable')]
         idx = det_of[out]
         return Detections(np.asarray(det.boxes)[idx], np.asarray(det.scores)[idx],
@@ -387,8 +390,8 @@ class ByteTracker:
 
     def _drop_duplicates(self, det_of: np.ndarray) -> np.ndarray:
         """Drop the younger of a tracked and a lost track on one object; return det_of kept."""
-        tracked = np.flatnonzero(self._state == TRACKED)
-        lost = np.flatnonzero(self._state == LOST)
+        tracked = (self._state == TRACKED).nonzero()[0]
+        lost = (self._state == LOST).nonzero()[0]
         if not len(tracked) or not len(lost):
             return det_of
         boxes = _xyxy(self._mean)
