@@ -33,14 +33,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List
+from typing import Dict
 
 import numpy as np
 
 SHARED = Path(__file__).resolve().parents[2] / 'shared'
 RATE = 50.0  # the plaza video's frame rate
-SETTINGS = dict(track_high_thresh=0.25, track_low_thresh=0.1, new_track_thresh=0.25,
-                match_thresh=0.8, fuse_score=True)  # ultralytics' bytetrack.yaml
+SETTINGS = {'track_high_thresh': 0.25, 'track_low_thresh': 0.1, 'new_track_thresh': 0.25,
+            'match_thresh': 0.8, 'fuse_score': True}  # ultralytics' bytetrack.yaml
 
 
 # ---------------------------------------------------------------------------- scenes
@@ -66,7 +66,7 @@ def walkers(n: int, frames: int, seed: int, size=(1280, 720)) -> Dict[str, np.nd
 
 
 def detect(gt: Dict[str, np.ndarray], frames: int, seed: int, hard: bool) -> Dict[str, np.ndarray]:
-    """Detections of a ground truth: jitter; with `hard`, gaps, low scores, false positives."""
+    """Return detections of a ground truth: jitter; with `hard` gaps, low scores, false hits."""
     g = np.random.default_rng(seed)
     n_obj = int(gt['ids'].max())
     gone = np.zeros((frames, n_obj), bool)
@@ -208,7 +208,7 @@ def mot_metrics(frame_of, gt_ids, gt_boxes, hyp_ids, hyp_boxes, frames: int, mm)
 
 
 def agreement(ours: np.ndarray, theirs: np.ndarray) -> dict:
-    """Per detection: published by both / one only; do the ids map one to one?"""
+    """Count detections published by both / one only, and whether the ids map one to one."""
     both = (ours >= 0) & (theirs >= 0)
     pairs = set(zip(ours[both].tolist(), theirs[both].tolist()))
     one_to_one = (len(pairs) == len({a for a, _ in pairs}) == len({b for _, b in pairs}))
