@@ -143,14 +143,18 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Return the IoU of every box of `a` (N, 4) with every box of `b` (M, 4), x1, y1, x2, y2."""
     a = np.asarray(a, np.float64)
     b = np.asarray(b, np.float64)
-    if not len(a) or not len(b):
-        return np.zeros((len(a), len(b)))
-    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
-    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
-    inter = np.clip(iw, 0.0, None) * np.clip(ih, 0.0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / (area_a[:, None] + area_b[None, :] - inter + 1e-7)
+    iw = np.minimum.outer(a[:, 2], b[:, 2])
+    iw -= np.maximum.outer(a[:, 0], b[:, 0])
+    np.maximum(iw, 0.0, out=iw)
+    ih = np.minimum.outer(a[:, 3], b[:, 3])
+    ih -= np.maximum.outer(a[:, 1], b[:, 1])
+    np.maximum(ih, 0.0, out=ih)
+    iw *= ih                                               # intersection
+    union = np.add.outer((a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]) + 1e-7,
+                         (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]))
+    union -= iw
+    iw /= union
+    return iw
 
 
 def _xyah(boxes: np.ndarray) -> np.ndarray:
@@ -182,11 +186,15 @@ _ONE = np.array([1.0, 1.0, 0.0, 1.0])                 # noise scales with the he
 _NOISE_POS = np.array([0.0, 0.0, 1e-2, 0.0])          # noise is constant
 _NOISE_VEL = np.array([0.0, 0.0, 1e-5, 0.0])
 _NOISE_MEAS = np.array([0.0, 0.0, 1e-1, 0.0])
+_W_POS = _STD_POSITION * _ONE
+_W_VEL = _STD_VELOCITY * _ONE
 
 
-def _spread(h: np.ndarray, weight: float, fixed: np.ndarray) -> np.ndarray:
+def _spread(h: np.ndarray, weight: np.ndarray, fixed: np.ndarray) -> np.ndarray:
     """Per-coordinate standard deviations (N, 4): weight * height, the aspect's fixed."""
-    return h[:, None] * (weight * _ONE) + fixed
+    out = np.multiply.outer(h, weight)
+    out += fixed
+    return out
 
 
 def kalman_initiate(z: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -197,8 +205,8 @@ def kalman_initiate(z: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     mean = np.zeros((len(z), 8))
     mean[:, :4] = z
     cov = np.zeros((len(z), 3, 4))
-    cov[:, 0] = np.square(_spread(z[:, 3], 2 * _STD_POSITION, _NOISE_POS))
-    cov[:, 2] = np.square(_spread(z[:, 3], 10 * _STD_VELOCITY, _NOISE_VEL))
+    cov[:, 0] = np.square(_spread(z[:, 3], 2 * _W_POS, _NOISE_POS))
+    cov[:, 2] = np.square(_spread(z[:, 3], 10 * _W_VEL, _NOISE_VEL))
     return mean, cov
 
 
@@ -212,9 +220,9 @@ def kalman_predict(mean: np.ndarray, cov: np.ndarray) -> Tuple[np.ndarray, np.nd
     mean[:, :4] += mean[:, 4:]
     pp, pv, vv = cov[:, 0], cov[:, 1], cov[:, 2]
     out = np.empty_like(cov)
-    out[:, 0] = pp + 2.0 * pv + vv + np.square(_spread(h, _STD_POSITION, _NOISE_POS))
+    out[:, 0] = pp + 2.0 * pv + vv + np.square(_spread(h, _W_POS, _NOISE_POS))
     out[:, 1] = pv + vv
-    out[:, 2] = vv + np.square(_spread(h, _STD_VELOCITY, _NOISE_VEL))
+    out[:, 2] = vv + np.square(_spread(h, _W_VEL, _NOISE_VEL))
     return mean, out
 
 
@@ -222,7 +230,7 @@ def kalman_correct(mean: np.ndarray, cov: np.ndarray,
                    z: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Kalman update of states (N, 8), covariances (N, 3, 4) with measurements (N, 4) xyah."""
     pp, pv, vv = cov[:, 0], cov[:, 1], cov[:, 2]
-    s = pp + np.square(_spread(mean[:, 3], _STD_POSITION, _NOISE_MEAS))  # innovation variance
+    s = pp + np.square(_spread(mean[:, 3], _W_POS, _NOISE_MEAS))  # innovation variance
     gain_p = pp / s
     gain_v = pv / s
     innovation = z - mean[:, :4]
@@ -237,6 +245,22 @@ def kalman_correct(mean: np.ndarray, cov: np.ndarray,
 
 
 # ---------------------------------------------------------------------------- tracker
+def _associate(iou: np.ndarray, tracks: np.ndarray, col: np.ndarray, scores: np.ndarray,
+               dets: np.ndarray, thresh: float, fuse: bool) -> Tuple[np.ndarray, np.ndarray]:
+    """Return matched (positions in `tracks`, positions in `dets`) at cost 1 - IoU (x score).
+
+    `iou` holds every track's IoU with the frame's candidate detections, `col` the column of
+    each detection there.
+    """
+    if not len(tracks) or not len(dets):
+        empty = np.zeros((0,), np.int64)
+        return empty, empty
+    sim = iou[tracks[:, None], col[dets]]
+    if fuse:
+        sim *= scores[dets]
+    return linear_assignment(1.0 - sim, thresh)
+
+
 def _without(idx: np.ndarray, positions: np.ndarray) -> np.ndarray:
     """`idx` less the entries at `positions`."""
     if not len(positions):
@@ -307,24 +331,26 @@ class ByteTracker:
             mean = self._mean[pool]
             mean[state[pool] == LOST, 7] = 0.0
             self._mean[pool], self._cov[pool] = kalman_predict(mean, self._cov[pool])
-        track_boxes = _xyxy(self._mean)
+        # IoU of every track with every detection it may meet, once; columns: high, low
+        cand = np.concatenate([high, low])
+        col = np.zeros(len(boxes), np.int64)
+        col[cand] = np.arange(len(cand))
+        iou = iou_matrix(_xyxy(self._mean), boxes[cand])
         det_of = np.full(len(self._ids), -1, np.int64)  # detection matched this frame
 
         # 1: confirmed and lost tracks with the high detections
-        t, d = self._associate(track_boxes, pool, boxes, scores, high, self.match_thresh,
-                               self.fuse_score)
+        t, d = _associate(iou, pool, col, scores, high, self.match_thresh, self.fuse_score)
         det_of[pool[t]] = high[d]
         high = _without(high, d)
         # 2: tracks tracked until now, still unmatched, with the low detections (IoU only)
         second = pool[(det_of[pool] < 0) & (state[pool] == TRACKED)]
         if len(low):
-            t, d = self._associate(track_boxes, second, boxes, scores, low, LOW_MATCH_THRESH,
-                                   False)
+            t, d = _associate(iou, second, col, scores, low, LOW_MATCH_THRESH, False)
             det_of[second[t]] = low[d]
             second = _without(second, t)
         # 3: tracks born last frame with the high detections left
-        t, d = self._associate(track_boxes, unconfirmed, boxes, scores, high,
-                               UNCONFIRMED_MATCH_THRESH, self.fuse_score)
+        t, d = _associate(iou, unconfirmed, col, scores, high, UNCONFIRMED_MATCH_THRESH,
+                          self.fuse_score)
         det_of[unconfirmed[t]] = high[d]
         born = _without(high, d)
         born = born[scores[born] >= self.new_track_thresh]
@@ -355,19 +381,6 @@ class ByteTracker:
                           track_ids=self._ids[out])
 
     # ---- steps ------------------------------------------------------------------------------
-    @staticmethod
-    def _associate(track_boxes: np.ndarray, tracks: np.ndarray, boxes: np.ndarray,
-                   scores: np.ndarray, dets: np.ndarray, thresh: float,
-                   fuse: bool) -> Tuple[np.ndarray, np.ndarray]:
-        """Return matched (positions in `tracks`, positions in `dets`)."""
-        if not len(tracks) or not len(dets):
-            empty = np.zeros((0,), np.int64)
-            return empty, empty
-        sim = iou_matrix(track_boxes[tracks], boxes[dets])
-        if fuse:
-            sim = sim * scores[dets][None, :]
-        return linear_assignment(1.0 - sim, thresh)
-
     def _add(self, z: np.ndarray, frame: int) -> None:
         """Start one track per measurement (xyah), with the next ids."""
         n = len(z)
