@@ -34,7 +34,7 @@ export MALLOC_MMAP_THRESHOLD_ ?= 33554432
 export MALLOC_TRIM_THRESHOLD_ ?= 268435456
 export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
 
-.PHONY: setup test-assets demo demo-multicam golden demo-check test clean
+.PHONY: setup test-assets demo demo-tracks demo-multicam golden demo-check test clean
 
 setup:
 	@bash scripts/setup_env.sh
@@ -46,6 +46,10 @@ demo: setup
 	@$(PY) -m faster_deployment_ros.tools.demo --input "$(INPUT)" --model "$(MODEL)" --out "$(OUT)" --rate "$(RATE)"
 
 # Two cameras (the two shared videos) into one detector_node (`inputs`), a report per camera.
+# The same with track ids (ByteTrack, config/yolox_nano_tracking.yaml): PNGs labelled '#id'
+demo-tracks: setup
+	@$(PY) -m faster_deployment_ros.tools.demo --input "$(INPUT)" --model "$(MODEL)" --out "$(ROOT)/out/demo-tracks" --rate "$(RATE)" --params config/yolox_nano_tracking.yaml
+
 demo-multicam: setup
 	@$(PY) -m faster_deployment_ros.tools.demo_multicam --model "$(MODEL)" --out "$(ROOT)/out/demo-multicam" --rate "$(RATE)"
 

@@ -91,6 +91,42 @@ def test_drift_misses_extras_and_missing_frames():
     assert rows[S0]['matched'] == 2 and rows[S0 + 100_000_000]['missing_in'] == 'run'
 
 
+def test_id_switches_with_golden_ids_as_truth(tmp_path, capsys):
+    # two people walking; the run swaps their ids at the 4th frame and gives person b a new id
+    # at the 6th: golden b is matched to run 2, then 1, then 7 (2 switches), golden a to 1, 2
+    # (1 switch)
+    frames_, gold_ids, run_ids = {}, {}, {}
+    for k in range(8):
+        s = S0 + k * 100_000_000
+        frames_[s] = [('person', 0.9, 10 + 5 * k, 10, 50 + 5 * k, 110),
+                      ('person', 0.8, 300 - 5 * k, 20, 340 - 5 * k, 120)]
+        gold_ids[s] = ['1', '2']
+        run_ids[s] = ['1', '2'] if k < 3 else ['2', '1'] if k < 5 else ['2', '7']
+    golden = detections_bag(tmp_path / 'golden', frames_, ids=gold_ids)
+    run = detections_bag(tmp_path / 'run', frames_, ids=run_ids)
+    r = diff_detections(read_outputs(run).frames, read_outputs(golden).frames)
+    assert r['tracked'] == {'run': True, 'golden': True}
+    assert r['tracks'] == {'id_switches': 3, 'golden_tracks': 2, 'run_tracks': 3,
+                           'golden_tracks_matched': 2}
+    assert [f['id_switches'] for f in r['per_frame']] == [0, 0, 0, 2, 0, 1, 0, 0]
+    assert r['overall']['recall'] == 1.0  # the boxes themselves agree
+    same = diff_detections(read_outputs(golden).frames, read_outputs(golden).frames)
+    assert same['tracks']['id_switches'] == 0
+    args = ['diff', str(run), str(golden), '--no-plot', '--json', str(tmp_path / 'd.json')]
+    assert bag_cli.main(args + ['--max-id-switches', '3']) == 0
+    assert 'ID switches 3 (golden ids as truth)' in capsys.readouterr().out
+    assert bag_cli.main(args + ['--max-id-switches', '2']) == 1
+    assert '3 ID switches > 2' in capsys.readouterr().out
+    # untracked bags: no track metrics, and the limit says why it cannot be checked
+    plain = detections_bag(tmp_path / 'plain', frames_)
+    r = diff_detections(read_outputs(plain).frames, read_outputs(golden).frames)
+    assert r['tracks'] is None and r['tracked'] == {'run': False, 'golden': True}
+    assert bag_cli.main(['diff', str(plain), str(golden), '--no-plot', '--json',
+                         str(tmp_path / 'p.json'), '--max-id-switches', '0']) == 1
+    assert 'needs track ids (Detection2D.id) in both bags (run: no, golden: yes)' in \
+        capsys.readouterr().out
+
+
 def test_box_drift_percentile_gate_lets_one_outlier_pass():
     gold = {S0 + i: [('person', 0.9, 10, 10, 50, 110)] for i in range(200)}
     run = dict(gold)

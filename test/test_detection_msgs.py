@@ -1,7 +1,8 @@
 """The node's Detection2DArray bytes (detection_array_cdr) are to_detection_array's message.
 
 rclpy deserialises them to an equal message, for empty and full frames, every string length
-(CDR alignment) and both class id modes; and they are what a subscriber receives.
+(CDR alignment), both class id modes and with track ids in Detection2D.id; and they are what a
+subscriber receives.
 """
 from __future__ import annotations
 
@@ -52,6 +53,24 @@ def test_cdr_bytes_are_the_message(frame_id, n, mode):
         assert d.bbox.size_y == pytest.approx(y2 - y1)
         assert d.results[0].pose.pose.orientation.w == 1.0
         assert d.header == header
+
+
+@pytest.mark.parametrize('n', [1, 3, 40])
+def test_track_ids_go_into_detection2d_id(n):
+    """Ids of every decimal length (so every padding after the id string) survive the bytes."""
+    rng = np.random.default_rng(10 + n)
+    det = _detections(n, rng, ['person', 'car', 'traffic light'])
+    det.track_ids = np.array([1, 22, 333, 4444, 10 ** 12, 7][:n] * 7, np.int64)[:n]
+    header = Header(frame_id='cam')
+    header.stamp.sec = 5
+    want = to_detection_array(det, header, 'name')
+    assert [d.id for d in want.detections] == [str(i) for i in det.track_ids.tolist()]
+    got = detection_array_cdr(det, header, 'name')
+    assert len(got) == len(serialize_message(want))
+    assert deserialize_message(got, Detection2DArray) == want
+    det.track_ids = None  # untracked: the id stays empty
+    assert {d.id for d in deserialize_message(detection_array_cdr(det, header),
+                                              Detection2DArray).detections} == {''}
 
 
 def test_subscriber_receives_the_bytes_as_a_message(ros):

@@ -42,13 +42,15 @@ def static_dim(dim: Any) -> Optional[int]:
 class Detections:
     """Detections of one frame, in source-image pixels.
 
-    boxes: (N, 4) float32 x1, y1, x2, y2; scores: (N,) float32; class_ids: (N,) int64.
+    boxes: (N, 4) float32 x1, y1, x2, y2; scores: (N,) float32; class_ids: (N,) int64;
+    track_ids: (N,) int64 identities from a tracker (core.tracking), None when not tracked.
     """
 
     boxes: np.ndarray
     scores: np.ndarray
     class_ids: np.ndarray
     class_names: Sequence[str] = field(default_factory=list)
+    track_ids: Optional[np.ndarray] = None
 
     @classmethod
     def empty(cls, class_names: Sequence[str] = ()) -> 'Detections':

@@ -19,8 +19,18 @@ from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithP
 from ..core.types import Detections
 
 
+def track_id_strings(det: Detections) -> Optional[List[str]]:
+    """Return each detection's track id as Detection2D.id text (decimal), None when untracked."""
+    if det.track_ids is None:
+        return None
+    return [str(i) for i in np.asarray(det.track_ids).tolist()]
+
+
 def to_detection_array(det: Detections, header, class_id_mode: str = 'name') -> Detection2DArray:
-    """One Detection2D per box: centre/size in source pixels, one hypothesis (class, score)."""
+    """One Detection2D per box: centre/size in source pixels, one hypothesis (class, score).
+
+    Detection2D.id carries the track id (decimal) of tracked detections, else it stays empty.
+    """
     out = Detection2DArray(header=header)
     if len(det) == 0:
         return out
@@ -31,9 +41,12 @@ def to_detection_array(det: Detections, header, class_id_mode: str = 'name') -> 
     h = (boxes[:, 3] - boxes[:, 1]).tolist()
     scores = det.scores.astype(np.float64).tolist()
     labels = det.names() if class_id_mode == 'name' else [str(i) for i in det.class_ids.tolist()]
+    ids = track_id_strings(det)
     detections = []
     for i in range(len(scores)):
         d = Detection2D(header=header)
+        if ids is not None:
+            d.id = ids[i]
         d.bbox.center.position.x = cx[i]
         d.bbox.center.position.y = cy[i]
         d.bbox.size_x = w[i]
@@ -90,6 +103,7 @@ def detection_array_cdr(det: Detections, header, class_id_mode: str = 'name') ->
     scores = det.scores.astype('<f8').tobytes()
     labels: List[str] = (det.names() if class_id_mode == 'name'
                          else [str(i) for i in det.class_ids.tolist()])
+    ids = track_id_strings(det)
     encoded = {}
     one = struct.pack('<I', 1)
     for i in range(n):
@@ -107,7 +121,7 @@ def detection_array_cdr(det: Detections, header, class_id_mode: str = 'name') ->
         out += scores[8 * i:8 * i + 8]
         out += _POSE
         out += bbox_bytes[40 * i:40 * i + 40]
-        _cdr_string(out, b'')  # id
+        _cdr_string(out, b'' if ids is None else ids[i].encode('ascii'))  # id
     return bytes(out)
 
 
@@ -118,13 +132,16 @@ def _colour(class_id: int) -> tuple:
 
 def draw_detections(image: np.ndarray, det: Detections, out: Optional[np.ndarray] = None,
                     names: Optional[Sequence[str]] = None) -> np.ndarray:
-    """Boxes and 'name score' labels on a copy of a BGR image."""
+    """Boxes and 'name score' labels (tracked: '#id name score') on a copy of a BGR image."""
     if out is None:
         canvas = image.copy()
     else:
         np.copyto(out, image)
         canvas = out
     labels = names if names is not None else det.names()
+    ids = track_id_strings(det)
+    if ids is not None:
+        labels = [f'#{i} {label}' for i, label in zip(ids, labels)]
     for (x1, y1, x2, y2), score, cid, label in zip(det.boxes.astype(int).tolist(),
                                                    det.scores.tolist(), det.class_ids.tolist(),
                                                    labels):

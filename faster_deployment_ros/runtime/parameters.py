@@ -170,6 +170,11 @@ DETECTOR: Dict[str, Param] = dict([
        'class_id_mode: index); empty: all', RUNTIME),
     _p('gpu_pipeline', True, 'letterbox, decode and NMS on the GPU when the backend offers it '
        '(tensorrt); false keeps them on the CPU'),
+    _p('tracking', False, 'ByteTrack per camera: Detection2D.id carries a stable track id and '
+       'only detections of confirmed tracks are published (lower conf_threshold to 0.1 so '
+       'low-score detections can continue tracks); ids restart on activate'),
+    _p('track_buffer', 30, 'frames at 30 Hz (scaled by camera_rate) a lost track is kept for '
+       'finding it again (tracking)', lo=0, hi=100000),
 ])
 
 DEPTH: Dict[str, Param] = dict([

@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from .parameters import ParameterError
+from ..core.tracking import ByteTracker
 from ..core.types import Detections
 from ..models import create_adapter, resolve_family
 
@@ -96,7 +97,7 @@ class Task:
 
 
 class DetectionTask(Task):
-    """2D detection: thresholds, class names and filter, class id mode, debug image."""
+    """2D detection: thresholds, class names and filter, class id mode, debug image, tracking."""
 
     task = 'detection'
     THRESHOLDS = ('conf_threshold', 'nms_threshold', 'max_detections')
@@ -113,6 +114,7 @@ class DetectionTask(Task):
             names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
         self.class_names = names or None
         self.keep_classes: Optional[frozenset] = None
+        self.trackers: Dict[int, ByteTracker] = {}  # per camera, with `tracking`
 
     @property
     def class_id_mode(self) -> str:
@@ -172,7 +174,16 @@ class DetectionTask(Task):
             mask = np.isin(det.class_ids, list(keep))
             det = Detections(det.boxes[mask], det.scores[mask], det.class_ids[mask],
                              det.class_names)
+        if self.values['tracking']:  # after the filter: tracks of the published classes only
+            tracker = self.trackers.get(camera)
+            if tracker is None:
+                tracker = self.trackers[camera] = ByteTracker(
+                    self.values['camera_rate'], track_buffer=self.values['track_buffer'])
+            det = tracker.update(det)
         return det
+
+    def reset(self) -> None:
+        self.trackers = {}
 
 
 class DepthTask(Task):

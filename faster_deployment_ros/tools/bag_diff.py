@@ -4,7 +4,10 @@ Outputs are paired by header (stamp, frame_id). Detections (vision_msgs/Detectio
 then paired per frame by class and IoU, greedily: the same-class pair with the highest IoU
 first, each box used once, pairs below ``iou`` left unmatched. Greedy is what NMS-style
 evaluators (COCO, VOC) do and gives the same pairs as an optimal assignment whenever boxes of
-one class do not overlap each other much, which is the case after NMS. Depth images
+one class do not overlap each other much, which is the case after NMS. When both bags carry
+track ids (Detection2D.id, the detector's `tracking`), the golden ids are the truth and ID
+switches are counted as CLEAR-MOT does: a golden track matched to another run id than at its
+previous match (per frame_id, so per camera). Depth images
 (sensor_msgs/Image, one channel) are compared on pixels valid (finite, > 0) in both.
 
 ROS-free: bags are read with rosbags, so the gate runs in CI without a ROS install.
@@ -31,11 +34,15 @@ class BagDiffError(RuntimeError):
 
 @dataclass
 class Dets:
-    """Detections of one frame: class ids, scores and boxes (x1, y1, x2, y2) in pixels."""
+    """Detections of one frame: class ids, scores, boxes (x1, y1, x2, y2) in pixels, track ids.
+
+    `ids` holds each detection's Detection2D.id ('' when untracked).
+    """
 
     classes: List[str]
     scores: np.ndarray
     boxes: np.ndarray
+    ids: List[str] = field(default_factory=list)
 
     @classmethod
     def empty(cls) -> 'Dets':
@@ -61,7 +68,7 @@ def dets_from_msg(msg: Any) -> Dets:
 
     Each detection's class is its best hypothesis.
     """
-    classes, scores, boxes = [], [], []
+    classes, scores, boxes, ids = [], [], [], []
     for det in msg.detections:
         results = list(det.results)
         if not results:
@@ -71,8 +78,9 @@ def dets_from_msg(msg: Any) -> Dets:
         classes.append(str(best.hypothesis.class_id))
         scores.append(float(best.hypothesis.score))
         boxes.append((c.x - w / 2, c.y - h / 2, c.x + w / 2, c.y + h / 2))
+        ids.append(str(det.id))
     return Dets(classes, np.asarray(scores, np.float64),
-                np.asarray(boxes, np.float64).reshape(-1, 4))
+                np.asarray(boxes, np.float64).reshape(-1, 4), ids)
 
 
 def depth_from_msg(msg: Any) -> np.ndarray:
@@ -219,6 +227,10 @@ def diff_detections(run: Dict[FrameKey, Dets], gold: Dict[FrameKey, Dets],
     per_class: Dict[str, _ClassStats] = {}
     total = _ClassStats()
     frames = []
+    tracked = {side: any(i for d in dets.values() for i in d.ids)
+               for side, dets in (('run', run), ('golden', gold))}
+    last_run_id: Dict[Tuple[str, str], str] = {}  # (frame_id, golden id) -> run id at last match
+    switches = 0
     for key in sorted(set(gold) | set(run)):
         g, r = gold.get(key), run.get(key)
         if g is None or r is None:
@@ -246,13 +258,24 @@ def diff_detections(run: Dict[FrameKey, Dets], gold: Dict[FrameKey, Dets],
         for j in set(range(len(g))) - mg:
             per_class.setdefault(g.classes[j], _ClassStats()).fn += 1
             total.fn += 1
-        frames.append({'stamp_ns': key[0], 'frame_id': key[1], 'golden': len(g), 'run': len(r),
-                       'matched': len(pairs), 'box_drift_px_max': round(worst_box, 6),
-                       'score_drift_max_abs': round(worst_score, 6)})
+        row = {'stamp_ns': key[0], 'frame_id': key[1], 'golden': len(g), 'run': len(r),
+               'matched': len(pairs), 'box_drift_px_max': round(worst_box, 6),
+               'score_drift_max_abs': round(worst_score, 6)}
+        if tracked['run'] and tracked['golden']:
+            row['id_switches'] = id_switches(pairs, r, g, key[1], last_run_id)
+            switches += row['id_switches']
+        frames.append(row)
     missing_run = [f for f in frames if f.get('missing_in') == 'run']
     missing_gold = [f for f in frames if f.get('missing_in') == 'golden']
+    tracks = None
+    if tracked['run'] and tracked['golden']:
+        tracks = {'id_switches': switches,
+                  'golden_tracks': len({(k[1], i) for k, d in gold.items() for i in d.ids if i}),
+                  'run_tracks': len({(k[1], i) for k, d in run.items() for i in d.ids if i}),
+                  'golden_tracks_matched': len(last_run_id)}
     return {
         'kind': 'detections', 'iou_threshold': iou, 'matching': 'greedy by IoU, same class',
+        'tracked': tracked, 'tracks': tracks,
         'frames_golden': len(gold), 'frames_run': len(run),
         'frames_compared': len(set(gold) & set(run)),
         'frames_missing_in_run': len(missing_run), 'frames_missing_in_golden': len(missing_gold),
@@ -261,6 +284,25 @@ def diff_detections(run: Dict[FrameKey, Dets], gold: Dict[FrameKey, Dets],
                       sorted(per_class, key=lambda k: -(per_class[k].tp + per_class[k].fn))},
         'per_frame': frames,
     }
+
+
+def id_switches(pairs: Sequence[Tuple[int, int, float]], run: Dets, gold: Dets, frame_id: str,
+                last_run_id: Dict[Tuple[str, str], str]) -> int:
+    """Count the golden tracks of this frame matched to another run id than before.
+
+    `last_run_id` ((frame_id, golden id) -> run id at its last match) is carried from frame to
+    frame and updated; detections without an id on either side are not counted.
+    """
+    n = 0
+    for i, j, _ in pairs:
+        rid, gid = run.ids[i] if run.ids else '', gold.ids[j] if gold.ids else ''
+        if not rid or not gid:
+            continue
+        prev = last_run_id.get((frame_id, gid))
+        if prev is not None and prev != rid:
+            n += 1
+        last_run_id[(frame_id, gid)] = rid
+    return n
 
 
 # --- depth --------------------------------------------------------------------------------------
@@ -333,6 +375,7 @@ class Thresholds:
     max_abs_rel: Optional[float] = None
     min_delta1: Optional[float] = None
     per_class: bool = False
+    max_id_switches: Optional[int] = None
 
 
 def check(report: Dict[str, Any], t: Thresholds) -> List[str]:
@@ -358,6 +401,17 @@ def check(report: Dict[str, Any], t: Thresholds) -> List[str]:
         if t.min_delta1 is not None and (o['delta1'] is None or o['delta1'] < t.min_delta1):
             fails.append(f'delta1 {o["delta1"]} < {t.min_delta1}')
         return fails
+    if t.max_id_switches is not None:
+        tracks = report.get('tracks')
+        if tracks is None:
+            tr = report.get('tracked', {})
+            fails.append('--max-id-switches needs track ids (Detection2D.id) in both bags '
+                         f'(run: {"yes" if tr.get("run") else "no"}, golden: '
+                         f'{"yes" if tr.get("golden") else "no"}); record both with '
+                         'tracking: true')
+        elif tracks['id_switches'] > t.max_id_switches:
+            fails.append(f'{tracks["id_switches"]} ID switches > {t.max_id_switches} '
+                         f'(golden ids as truth, {tracks["golden_tracks"]} golden tracks)')
     scopes = [('overall', report['overall'])]
     if t.per_class:
         scopes += [(f'class {k}', v) for k, v in report['per_class'].items()]
@@ -430,6 +484,10 @@ def format_diff(report: Dict[str, Any]) -> str:
                      f'{_f(s["score_drift_max_abs"]):>9}{_f(s["box_drift_px_max"], ".3f"):>9}')
     lines.append(f'(matching: {report["matching"]}, IoU >= {report["iou_threshold"]}; score d '
                  '= largest |run - golden| score, box px = largest corner difference)')
+    tracks = report.get('tracks')
+    if tracks is not None:
+        lines.append(f'tracks: golden {tracks["golden_tracks"]}, run {tracks["run_tracks"]}, '
+                     f'ID switches {tracks["id_switches"]} (golden ids as truth)')
     return '\n'.join(lines)
 
 
@@ -565,6 +623,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help='frames present on one side only (both directions together)')
     g.add_argument('--per-class', action='store_true',
                    help='apply the detection limits to every class as well as overall')
+    g.add_argument('--max-id-switches', type=int,
+                   help='track ids (both bags recorded with tracking: true): golden tracks '
+                   'matched to another run id than at their previous match')
     g.add_argument('--max-abs-rel', type=float, help='depth: mean |run - golden| / golden')
     g.add_argument('--min-delta1', type=float,
                    help='depth: share of pixels with max(run/golden, golden/run) < 1.25')
@@ -576,7 +637,8 @@ def thresholds(a: argparse.Namespace) -> Thresholds:
                       min_mean_iou=a.min_mean_iou, max_box_drift_px=a.max_box_drift_px,
                       box_drift_stat=a.box_drift_stat, max_score_drift=a.max_score_drift,
                       max_missing_frames=a.max_missing_frames, max_abs_rel=a.max_abs_rel,
-                      min_delta1=a.min_delta1, per_class=a.per_class)
+                      min_delta1=a.min_delta1, per_class=a.per_class,
+                      max_id_switches=a.max_id_switches)
 
 
 def main_args(a: argparse.Namespace) -> int:

@@ -96,7 +96,10 @@ def _colour(name: str) -> tuple:
 
 
 def draw(frame: np.ndarray, det_msg: Any) -> np.ndarray:
-    """Boxes and 'class score' labels of a (rosbags) Detection2DArray on a copy of the frame."""
+    """Boxes and 'class score' labels of a (rosbags) Detection2DArray on a copy of the frame.
+
+    Tracked detections (Detection2D.id set) are labelled '#id class score'.
+    """
     canvas = frame.copy()
     for det in det_msg.detections:
         if not len(det.results):
@@ -107,7 +110,8 @@ def draw(frame: np.ndarray, det_msg: Any) -> np.ndarray:
         p2 = (int(round(c.x + w / 2)), int(round(c.y + h / 2)))
         col = _colour(best.hypothesis.class_id)
         cv2.rectangle(canvas, p1, p2, col, 2)
-        cv2.putText(canvas, f'{best.hypothesis.class_id} {best.hypothesis.score:.2f}',
+        track = f'#{det.id} ' if det.id else ''
+        cv2.putText(canvas, f'{track}{best.hypothesis.class_id} {best.hypothesis.score:.2f}',
                     (p1[0], max(p1[1] - 4, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, col, 1,
                     cv2.LINE_AA)
     return canvas

@@ -6,7 +6,7 @@ Written with rosbags: no ROS install needed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Iterable, Sequence, Tuple
+from typing import Dict, Iterable, Optional, Sequence, Tuple
 
 from faster_deployment_ros.core.image_codec import numpy_to_image_fields
 from faster_deployment_ros.tools.bag_types import make_typestore
@@ -27,7 +27,9 @@ def header(stamp_ns: int, frame_id: str = 'camera'):
         frame_id=frame_id)
 
 
-def detection_array(stamp_ns: int, dets: Iterable[Det], frame_id: str = 'camera'):
+def detection_array(stamp_ns: int, dets: Iterable[Det], frame_id: str = 'camera',
+                    ids: Sequence[str] = ()):
+    """Build a Detection2DArray; `ids` are the detections' Detection2D.id (default empty)."""
     h = header(stamp_ns, frame_id)
     pose = T['geometry_msgs/msg/PoseWithCovariance'](
         pose=T['geometry_msgs/msg/Pose'](
@@ -35,7 +37,9 @@ def detection_array(stamp_ns: int, dets: Iterable[Det], frame_id: str = 'camera'
             orientation=T['geometry_msgs/msg/Quaternion'](x=0.0, y=0.0, z=0.0, w=1.0)),
         covariance=np.zeros(36))
     out = []
-    for cls, score, x1, y1, x2, y2 in dets:
+    dets = list(dets)
+    ids = list(ids) or [''] * len(dets)
+    for (cls, score, x1, y1, x2, y2), tid in zip(dets, ids):
         hyp = T['vision_msgs/msg/ObjectHypothesisWithPose'](
             hypothesis=T['vision_msgs/msg/ObjectHypothesis'](class_id=cls, score=score),
             pose=pose)
@@ -44,7 +48,7 @@ def detection_array(stamp_ns: int, dets: Iterable[Det], frame_id: str = 'camera'
                 position=T['vision_msgs/msg/Point2D'](x=(x1 + x2) / 2, y=(y1 + y2) / 2),
                 theta=0.0),
             size_x=x2 - x1, size_y=y2 - y1)
-        out.append(T['vision_msgs/msg/Detection2D'](header=h, results=[hyp], bbox=bbox, id=''))
+        out.append(T['vision_msgs/msg/Detection2D'](header=h, results=[hyp], bbox=bbox, id=tid))
     return T['vision_msgs/msg/Detection2DArray'](header=h, detections=out)
 
 
@@ -64,7 +68,8 @@ def write_bag(path: Path, topics: Dict[str, Tuple[str, Sequence]]) -> Path:
     return path
 
 
-def detections_bag(path: Path, frames: Dict[int, Sequence[Det]],
-                   topic: str = '/detections') -> Path:
-    msgs = [detection_array(s, d) for s, d in sorted(frames.items())]
+def detections_bag(path: Path, frames: Dict[int, Sequence[Det]], topic: str = '/detections',
+                   ids: Optional[Dict[int, Sequence[str]]] = None) -> Path:
+    """Write a bag of `frames` (stamp -> detections), with track ids per stamp if given."""
+    msgs = [detection_array(s, d, ids=(ids or {}).get(s, ())) for s, d in sorted(frames.items())]
     return write_bag(path, {topic: ('vision_msgs/msg/Detection2DArray', msgs)})
