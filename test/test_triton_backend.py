@@ -19,7 +19,7 @@ from faster_deployment_ros.tools.frames import read_frames
 import numpy as np
 import pytest
 from support.shared_data import missing
-from support.triton_server import free_ports, TritonServer, triton_server
+from support.triton_server import free_ports, triton_server, TritonServer
 
 pytestmark = pytest.mark.slow  # a server start is ~10 s on 2 cores
 
@@ -191,9 +191,9 @@ def test_a_model_unloaded_mid_run_fails_with_the_servers_words(server, client_li
     with create_backend('triton', server.model_path('spare'), shared_memory='false') as b:
         np.testing.assert_allclose(b.infer(tensors[0][0])[0], outputs[0][0], atol=1e-3)
         client_lib.InferenceServerClient(server.url).unload_model('spare')
-        with pytest.raises(BackendError, match=r"model 'spare' .* is not loaded: .*spare"):
+        with pytest.raises(BackendError, match="model 'spare' .* is not loaded: .*spare"):
             b.infer(tensors[0][0])
-        with pytest.raises(BackendError, match=r"is not ready .* the server has: .*yolox_nano"):
+        with pytest.raises(BackendError, match='is not ready .* the server has: .*yolox_nano'):
             b.infer(tensors[0][0])  # the reconnect finds it gone
 
 

@@ -188,7 +188,7 @@ class TritonBackend(Backend):
             self.shared_memory = False
             if self._shm_wanted:
                 self._setup_shared_memory()
-        except BaseException:
+        except BaseException:  # noqa: B902 - release what was set up, then re-raise
             self._drop(client)
             raise
 
@@ -209,7 +209,7 @@ class TritonBackend(Backend):
                                'triton://HOST:PORT/MODEL with one of them, or load it there')
 
     def _list_models(self, client: Any) -> str:
-        """The models the server reports: its repository index and the loaded ones' stats."""
+        """Return the models the server names: its repository index, the loaded ones' stats."""
         found: Dict[str, str] = {}
         try:
             index = client.get_model_repository_index(as_json=True,
@@ -333,7 +333,8 @@ class TritonBackend(Backend):
         grpc = self._grpc
         requests, wanted = [], []
         for i, (spec, x) in enumerate(zip(self._inputs, arrays)):
-            req = grpc.InferInput(spec.name, list(x.shape), self._utils.np_to_triton_dtype(x.dtype))
+            req = grpc.InferInput(spec.name, list(x.shape),
+                                  self._utils.np_to_triton_dtype(x.dtype))
             if self.shared_memory:
                 name, handle, size = self._in_regions[i]
                 self._shm.set_shared_memory_region(handle, [x])
