@@ -2,9 +2,10 @@
 
 The server (test/support/triton_server.py) is pytriton's tritonserver in its own process, serving
 the shared YOLOX-nano ONNX through ONNX Runtime, on 127.0.0.1. Detections through it are held to
-the local ONNX Runtime backend's on frames of the shared plaza video; faults (timeout, model
-unloaded, server stopped) are BackendErrors with the server's words, and a restarted server is
-used again by the same backend, runtime and node without restarting them.
+the local ONNX Runtime backend's on frames of the shared plaza video (YOLOv8n too); faults
+(timeout, model unloaded, server stopped, another model under the same name) are BackendErrors
+with the server's words, and a restarted server is used again by the same backend and runtime
+without restarting them (the node: test_triton_node.py).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from faster_deployment_ros.runtime import PerceptionRuntime, RuntimeConfig
 from faster_deployment_ros.tools.frames import read_frames
 import numpy as np
 import pytest
-from support.shared_data import missing
+from support.shared_data import CACHE, missing
 from support.triton_server import free_ports, triton_server, TritonServer
 
 pytestmark = pytest.mark.slow  # a server start is ~10 s on 2 cores
@@ -243,3 +244,43 @@ def test_a_stopped_server_fails_frames_and_a_restarted_one_is_used_again(
     finally:
         runtime.close()
         server.close()
+
+
+def test_another_family_and_a_model_replaced_under_a_running_backend(
+        client_lib, yolox_model, reference, frames):
+    """YOLOv8n through the server equals ONNX Runtime; a model swapped under a name is refused."""
+    yolov8 = CACHE / 'models' / 'yolov8n.onnx'
+    if not yolov8.exists():
+        missing(f'{yolov8} not found (scripts/test_assets.d/20_test_models.sh builds it)')
+    _, _, tensors, _, _ = reference
+    first = TritonServer(yolox_model, name='detector').start()
+    second = TritonServer(yolov8, name='detector')
+    second.grpc_port, second.http_port, second.metrics_port = (
+        first.grpc_port, first.http_port, first.metrics_port)
+    try:
+        with create_backend('triton', first.model_path()) as b:
+            b.infer(tensors[0][0])
+            first.stop()
+            second.start()  # another model under the same name and address
+            with pytest.raises(BackendError):
+                b.infer(tensors[0][0])  # the old connection: the server refuses the shape
+            with pytest.raises(BackendError, match='changed while the node ran: it now takes '
+                                                   r'images\(1, 3, 640, 640\)'):
+                b.infer(tensors[0][0])  # the reconnect reads the new model
+        v8 = create_backend('triton', second.model_path())
+        ort = create_backend('onnxruntime', str(yolov8))
+        try:
+            assert v8.inputs == ort.inputs and v8.outputs == ort.outputs
+            adapter = create_adapter('auto', ort.inputs, ort.outputs, ort.metadata)
+            assert adapter.family == 'yolov8'
+            x, meta = adapter.preprocess(frames[0])
+            want, got = ort.infer(x), v8.infer(x)
+            np.testing.assert_allclose(got[0], want[0], atol=1e-2)
+            assert_same_detections(adapter.postprocess(got, meta),
+                                   adapter.postprocess(want, meta))
+        finally:
+            v8.close()
+            ort.close()
+    finally:
+        first.close()
+        second.close()
