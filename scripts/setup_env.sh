@@ -69,7 +69,8 @@ if [[ $system_ros == 0 ]]; then
   say "ROS 2 $wheels from the package index ($(basename "$wheel_reqs"))"
   pip -r "$wheel_reqs"
 fi
-pip -r "$root/requirements/runtime.txt" -r "$root/requirements/dev.txt"
+pip -r "$root/requirements/runtime.txt" -r "$root/requirements/triton.txt" \
+  -r "$root/requirements/dev.txt"
 
 # The index's ament/rosidl wheels hard-code the include paths of the machine that built them.
 patched=0

@@ -15,6 +15,7 @@ _REGISTRY: Dict[str, Tuple[str, str]] = {
     'ncnn': ('.ncnn_backend', 'NcnnBackend'),
     'rknn': ('.rknn_backend', 'RknnBackend'),
     'tensorrt': ('.tensorrt.backend', 'TensorRTBackend'),
+    'triton': ('.triton_backend', 'TritonBackend'),
 }
 
 

@@ -103,9 +103,10 @@ def _p(name, default, description, applies=RECONFIGURE, **kw) -> Tuple[str, Para
 
 COMMON: Dict[str, Param] = dict([
     _p('autostart', False, 'configure and activate on start', STARTUP),
-    _p('model_path', '', 'model file (.onnx, .param, .rknn, .engine)'),
+    _p('model_path', '', 'model file (.onnx, .param, .rknn, .engine), or '
+       'triton://HOST:PORT/MODEL for a model on a Triton server'),
     _p('model_family', 'auto', 'model family; auto infers it from the model signature'),
-    _p('backend', 'onnxruntime', 'inference backend: onnxruntime, ncnn, rknn, tensorrt'),
+    _p('backend', 'onnxruntime', 'inference backend: onnxruntime, ncnn, rknn, tensorrt, triton'),
     _p('workers', 1, 'inference workers (sessions / contexts / NPU cores); results stay in order',
        lo=1, hi=64),
     _p('threads', 0, 'threads per inference worker; 0 lets the runtime decide', lo=0, hi=256),

@@ -1,0 +1,184 @@
+"""Many clients, one Triton server, against as many local ONNX Runtime sessions on the same cores.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/triton_clients.py [--clients 1,2,4] [--duration 6]
+
+Starts a Triton server (test/support/triton_server.py: pytriton from .venv-triton, the model in
+ONNX Runtime, dynamic batching up to --max-batch) on 127.0.0.1, then:
+
+1. per request, serial: the bare backend's `infer` on one preprocessed frame: local ONNX
+   Runtime, Triton over gRPC, Triton through system shared memory (what the network and the
+   server add to one inference);
+2. N clients: N PerceptionRuntimes (one worker each: what N nodes or N cameras send) with
+   `backend: triton` into the one server, then with `backend: onnxruntime` and
+   threads = cores / N each; first fed flat out (full_policy block, queue 2) for throughput,
+   then each as a --rate Hz camera (drop_oldest, queue 1, the robot default) for latency and
+   the share of frames delivered. Frames/s of all clients together, submit-to-result latency
+   p50 / p99 over every frame, --duration s per row after 1 s of warm-up.
+
+Everything (server, clients, local sessions) shares this machine's cores: on a loopback the
+server cannot add compute, only batching and its overhead; read the rows as what the client
+path costs, not as what a GPU server would give.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+import sys
+import threading
+import time
+from typing import Dict, List
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / 'test'))
+
+from faster_deployment_ros.backends import create_backend  # noqa: E402
+from faster_deployment_ros.models import create_adapter  # noqa: E402
+from faster_deployment_ros.runtime import PerceptionRuntime, RuntimeConfig  # noqa: E402
+from faster_deployment_ros.tools.frames import read_frames  # noqa: E402
+import numpy as np  # noqa: E402, I100
+from support.triton_server import triton_server  # noqa: E402
+
+SHARED = Path(os.environ.get('FDR_SHARED', ROOT.parent / 'shared'))
+
+
+def pct(values: List[float], q: float) -> float:
+    return float(np.percentile(values, q)) * 1e3 if values else float('nan')
+
+
+def make_adapter(backend):
+    return create_adapter('yolox', backend.inputs, backend.outputs, backend.metadata,
+                          conf_threshold=0.3)
+
+
+def serial(model_path: str, backend: str, x: List[np.ndarray], iters: int,
+           **options) -> Dict[str, float]:
+    with create_backend(backend, model_path, **options) as b:
+        for _ in range(5):
+            b.infer(x)
+        times = []
+        for _ in range(iters):
+            t0 = time.perf_counter()
+            b.infer(x)
+            times.append(time.perf_counter() - t0)
+    return {'p50': pct(times, 50), 'p99': pct(times, 99)}
+
+
+def clients(model_path: str, backend: str, n: int, frames: List[np.ndarray], duration: float,
+            rate: float = 0.0, threads: int = 0, **options) -> Dict[str, float]:
+    """N runtimes fed for `duration` s after 1 s of warm-up.
+
+    rate 0: flat out (full_policy block, queue 2: throughput); rate > 0: each client a camera
+    at `rate` Hz (drop_oldest, queue 1, the robot default: latency, and frames dropped).
+    """
+    lat: List[float] = []
+    lock = threading.Lock()
+    window = {'start': float('inf'), 'end': float('inf')}
+    count = [0]
+
+    def on_result(r) -> None:
+        now = time.monotonic()
+        if r.ok and window['start'] <= now <= window['end']:
+            with lock:
+                lat.append(r.timings['total'])
+                count[0] += 1
+        elif not r.ok:
+            print(f'  frame failed: {r.error}', file=sys.stderr)
+
+    policy, queue = ('drop_oldest', 1) if rate > 0 else ('block', 2)
+    runtimes = [PerceptionRuntime(
+        RuntimeConfig(model_path=model_path, backend=backend, model_family='yolox', workers=1,
+                      threads=threads, queue_size=queue, full_policy=policy,
+                      backend_options=dict(options), name=f'client{i}'),
+        make_adapter, on_result) for i in range(n)]
+    stop = threading.Event()
+    sent = [0] * n
+
+    def feed(k: int) -> None:
+        rt, i, t0 = runtimes[k], k, time.monotonic()
+        while not stop.is_set():
+            if rate > 0:
+                due = t0 + (i - k) / rate
+                if due > time.monotonic():
+                    time.sleep(due - time.monotonic())
+            now = time.monotonic()
+            if rt.submit(frames[i % len(frames)], context=i, timeout=1.0) and (
+                    window['start'] <= now <= window['end']):
+                sent[k] += 1
+            i += 1
+
+    feeders = [threading.Thread(target=feed, args=(k,), daemon=True) for k in range(n)]
+    for t in feeders:
+        t.start()
+    time.sleep(1.0)
+    window['start'] = time.monotonic()
+    window['end'] = window['start'] + duration
+    time.sleep(duration)
+    stop.set()
+    for t in feeders:
+        t.join(5)
+    for rt in runtimes:
+        rt.close()
+    return {'fps': count[0] / duration, 'p50': pct(lat, 50), 'p99': pct(lat, 99),
+            'frames': count[0], 'sent': sum(sent)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--model', default=str(SHARED / 'models' / 'yolox_nano_coco_416.onnx'))
+    ap.add_argument('--video',
+                    default=str(SHARED / 'data' / 'pedestrians_plaza_1280x720_50fps.avi'))
+    ap.add_argument('--clients', default='1,2,4')
+    ap.add_argument('--duration', type=float, default=6.0, help='seconds per client row')
+    ap.add_argument('--iters', type=int, default=40, help='serial requests per row')
+    ap.add_argument('--rate', type=float, default=10.0,
+                    help='camera rate (Hz) per client for the latency rows')
+    ap.add_argument('--max-batch', type=int, default=8)
+    ap.add_argument('--queue-delay-us', type=int, default=2000)
+    ap.add_argument('--server-threads', type=int, default=0,
+                    help='ONNX Runtime threads in the server (0: its default, all cores)')
+    args = ap.parse_args(argv)
+    cores = len(os.sched_getaffinity(0))
+    frames = read_frames(Path(args.video), 16, step=10)
+    counts = [int(c) for c in args.clients.split(',') if c.strip()]
+    extra = ['--max-batch', str(args.max_batch), '--queue-delay-us', str(args.queue_delay_us),
+             '--threads', str(args.server_threads)]
+    print(f'{cores} cores; {Path(args.model).name}; server: Triton (pytriton) on 127.0.0.1, '
+          f'ONNX Runtime CPU inside, dynamic batching up to {args.max_batch}, queue delay '
+          f'{args.queue_delay_us} us')
+    with create_backend('onnxruntime', args.model) as probe:
+        x, _ = make_adapter(probe).preprocess(frames[0])
+    with triton_server(Path(args.model), extra=extra) as server:
+        print('\nper request, serial (one preprocessed 416x416 frame), ms')
+        print(f'{"path":<28} {"p50":>7} {"p99":>7}')
+        rows = [('local ONNX Runtime', args.model, 'onnxruntime', {}),
+                ('Triton, gRPC', server.model_path(), 'triton', {'shared_memory': 'false'}),
+                ('Triton, shared memory', server.model_path(), 'triton',
+                 {'shared_memory': 'true'})]
+        for label, path, backend, opts in rows:
+            r = serial(path, backend, x, args.iters, **opts)
+            print(f'{label:<28} {r["p50"]:7.1f} {r["p99"]:7.1f}', flush=True)
+
+        for rate in (0.0, args.rate):
+            what = ('fed flat out (block, queue 2): throughput' if not rate else
+                    f'each a {rate:g} Hz camera (drop_oldest, queue 1): latency')
+            print(f'\nN clients, each one PerceptionRuntime with 1 worker, {what}, '
+                  f'{args.duration:g} s')
+            print(f'{"N":>2} {"path":<34} {"frames/s":>9} {"p50 ms":>8} {"p99 ms":>8} '
+                  f'{"delivered":>10}')
+            for n in counts:
+                threads = max(1, cores // n)
+                for label, path, backend, opts in (
+                        ('one Triton server (batching)', server.model_path(), 'triton', {}),
+                        (f'{n} local ORT, {threads} thread(s) each', args.model, 'onnxruntime',
+                         {'threads': threads})):
+                    r = clients(path, backend, n, frames, args.duration, rate, **opts)
+                    share = f'{r["frames"]}/{r["sent"]}' if rate else ''
+                    print(f'{n:>2} {label:<34} {r["fps"]:9.1f} {r["p50"]:8.1f} '
+                          f'{r["p99"]:8.1f} {share:>10}', flush=True)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
