@@ -143,35 +143,37 @@ def depth_to_points(depth: np.ndarray, camera: CameraModel, stride: int = 1,
     if stride < 1:
         raise ValueError(f'stride must be >= 1, got {stride}')
     d = depth[::stride, ::stride]
+    # Invalid depths become NaN (or invalid_depth) up front: NaN then carries through x, y, z.
     if kind == '16UC1':
-        valid = d != 0
         unit = float(MM_TO_M)  # the double of the float 0.001f, as DepthTraits gives it
         df = d.astype(np.float32)
+        invalid = d == 0
         if invalid_depth != 0.0:
-            df[~valid] = np.float32(np.uint16(np.float32(invalid_depth) * np.float32(1000.0)
-                                              + np.float32(0.5)))
+            fill = np.float32(np.uint16(np.float32(invalid_depth) * np.float32(1000.0)
+                                        + np.float32(0.5)))
+        else:
+            fill = np.float32(np.nan)
+        df[invalid] = fill
         z = df * MM_TO_M
     else:
-        df = d.astype(np.float32, copy=False)
-        valid = np.isfinite(df)
         unit = 1.0
-        if invalid_depth != 0.0:
-            df = np.where(valid, df, np.float32(invalid_depth))
+        df = d.astype(np.float32, copy=False)
+        invalid = ~np.isfinite(df)
+        if invalid.any():
+            fill = np.float32(invalid_depth) if invalid_depth != 0.0 else np.float32(np.nan)
+            df = np.where(invalid, fill, df)
         z = df
     kx, ky = np.float32(unit / camera.fx), np.float32(unit / camera.fy)
-    h, w = d.shape
     du = np.arange(0, depth.shape[1], stride, dtype=np.float32) - np.float32(camera.cx)
     dv = np.arange(0, depth.shape[0], stride, dtype=np.float32) - np.float32(camera.cy)
-    out = np.empty((h, w, 3), np.float32)
-    x = du[None, :] * df
-    x *= kx
-    out[..., 0] = x
-    y = dv[:, None] * df
-    y *= ky
-    out[..., 1] = y
+    out = np.empty(d.shape + (3,), np.float32)
+    tmp = np.multiply(du[None, :], df)  # contiguous products, then one interleaving copy each
+    tmp *= kx
+    out[..., 0] = tmp
+    np.multiply(dv[:, None], df, out=tmp)
+    tmp *= ky
+    out[..., 1] = tmp
     out[..., 2] = z
-    if invalid_depth == 0.0 and not valid.all():
-        out[~valid] = np.nan
     return out
 
 
@@ -226,6 +228,16 @@ def _core_range(lo: float, hi: float, fraction: float, n: int) -> Tuple[int, int
     return max(i0, 0), min(i1, n)
 
 
+def _quantile(ordered: np.ndarray, q: float) -> float:
+    """Return the q-quantile of sorted values, linear between neighbours (numpy's default)."""
+    pos = q * (len(ordered) - 1)
+    lo = int(pos)
+    a = float(ordered[lo])
+    if lo + 1 == len(ordered):
+        return a
+    return a + (float(ordered[lo + 1]) - a) * (pos - lo)
+
+
 def detections_to_3d(boxes: np.ndarray, depth: np.ndarray, camera: CameraModel,
                      core_fraction: float = 0.5, stride: int = 1,
                      min_valid_fraction: float = 0.0) -> Boxes3D:
@@ -257,6 +269,7 @@ def detections_to_3d(boxes: np.ndarray, depth: np.ndarray, camera: CameraModel,
     core_pixels = np.zeros(n, np.int64)
     depth_pixels = np.zeros(n, np.int64)
     h, w = depth.shape
+    unit = 0.001 if kind == '16UC1' else 1.0
     for i, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
         if not all(map(math.isfinite, (x1, y1, x2, y2))) or x2 <= x1 or y2 <= y1:
             continue
@@ -267,13 +280,14 @@ def detections_to_3d(boxes: np.ndarray, depth: np.ndarray, camera: CameraModel,
         core = depth[v0:v1:stride, u0:u1:stride]
         core_pixels[i] = core.size
         if kind == '16UC1':
-            z = core[core != 0].astype(np.float64) * 0.001
+            z = core[core != 0]
         else:
-            z = core[np.isfinite(core) & (core > 0)].astype(np.float64)
+            z = core[np.isfinite(core) & (core > 0)]
         depth_pixels[i] = z.size
         if z.size == 0 or z.size < min_valid_fraction * core.size:
             continue
-        q1, med, q3 = np.percentile(z, (25.0, 50.0, 75.0))
+        z.sort(kind='stable')  # own dtype (same order in metres); radix sort for uint16
+        q1, med, q3 = (_quantile(z, q) * unit for q in (0.25, 0.5, 0.75))
         uc, vc = 0.5 * (x1 + x2) - 0.5, 0.5 * (y1 + y2) - 0.5
         centers[i] = ((uc - camera.cx) * med / camera.fx, (vc - camera.cy) * med / camera.fy,
                       med)
