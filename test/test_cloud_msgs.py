@@ -133,7 +133,7 @@ def test_detection3d_array_fields_and_header():
     assert [d.results[0].hypothesis.class_id for d in by_index.detections] == ['0', '2']
     assert by_index.detections[0].id == ''
     assert deserialize_message(serialize_message(msg), Detection3DArray) == msg
-    none = detections_to_3d(np.zeros((0, 4)), np.ones((4, 4), np.float32), CAM)
+    none = detections_to_3d(np.zeros((0, 4)), np.ones((720, 1280), np.float32), CAM)
     empty = to_detection3d_array(none, Detections.empty(), h)
     assert empty.header == h and empty.detections == []
     with pytest.raises(ValueError, match='same detections'):

@@ -177,6 +177,11 @@ def test_16uc1_millimetres_32fc1_metres_invalid_and_stride():
         depth_to_points(mm.astype(np.int32), cam)
     with pytest.raises(ValueError, match='stride'):
         depth_to_points(mm, cam, stride=0)
+    # a camera model of another image size is refused, never a silently wrong cloud
+    with pytest.raises(ValueError, match='describes a 8x6 image but the image is 6x8'):
+        depth_to_points(mm.T.copy(), cam)
+    with pytest.raises(ValueError, match='describes a 8x6 image'):
+        detections_to_3d([[0, 0, 2, 2]], mm[:5], cam)
 
 
 def test_camera_model_refuses_an_uncalibrated_camera():

@@ -111,9 +111,12 @@ class CameraModel:
                          self.fy * points[..., 1] / z + self.cy), -1)
 
 
-def _depth_kind(depth: np.ndarray) -> str:
+def _depth_kind(depth: np.ndarray, camera: CameraModel) -> str:
     if depth.ndim != 2:
         raise ValueError(f'depth must be one (H, W) map, got shape {depth.shape}')
+    mismatch = camera.size_mismatch(depth.shape[1], depth.shape[0])
+    if mismatch:
+        raise ValueError(f'depth image and camera model differ: {mismatch}')
     if depth.dtype == np.uint16:
         return '16UC1'
     if depth.dtype in (np.float32, np.float64):
@@ -136,9 +139,9 @@ def depth_to_points(depth: np.ndarray, camera: CameraModel, stride: int = 1,
 
     `stride` keeps every stride-th row and column, starting at 0: H' = ceil(H / stride); each
     kept point is exactly the full cloud's point for that pixel. The camera model must describe
-    this depth image (`CameraModel.size_mismatch`).
+    this depth image (ValueError otherwise, with `CameraModel.size_mismatch`'s reason).
     """
-    kind = _depth_kind(depth)
+    kind = _depth_kind(depth, camera)
     stride = int(stride)
     if stride < 1:
         raise ValueError(f'stride must be >= 1, got {stride}')
@@ -251,9 +254,10 @@ def detections_to_3d(boxes: np.ndarray, depth: np.ndarray, camera: CameraModel,
     module docstring); width = (x2 - x1) * z / fx, height = (y2 - y1) * z / fy; the depth extent
     is the interquartile range of the core's depths. A box with no valid depth in its core (or
     fewer than `min_valid_fraction` of its core pixels), or outside the image, is not valid and
-    its row is NaN: never a made-up depth.
+    its row is NaN: never a made-up depth. The camera model must describe this depth image
+    (ValueError otherwise).
     """
-    kind = _depth_kind(depth)
+    kind = _depth_kind(depth, camera)
     if not 0.0 < core_fraction <= 1.0:
         raise ValueError(f'core_fraction must lie in (0, 1], got {core_fraction}')
     if not 0.0 <= min_valid_fraction <= 1.0:
