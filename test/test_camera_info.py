@@ -64,6 +64,9 @@ def test_missing_reasons():
     old = filled(n=3, depth=3).lookup(T0 - 40 * MS)  # older than all kept
     assert 'older than the 3 CameraInfos kept' in old.reason and 'raise the cache depth' in \
         old.reason
+    # the same cache for registered depth images says so
+    depth = CameraInfoCache(name='/cam/aligned_depth', what='depth image')
+    assert depth.lookup(T0).reason.startswith('no depth image received yet on /cam/aligned_depth')
     # the cache keeps only the newest `depth`
     small = filled(n=5, depth=2)
     assert small.match(T0) is None and small.match(T0 + 4 * 33 * MS).fx == 604.0

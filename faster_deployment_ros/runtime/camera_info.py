@@ -1,4 +1,4 @@
-"""Matching each image to its camera's CameraInfo by stamp (ROS-free).
+"""Matching each image to its camera's CameraInfo (or registered depth) by stamp (ROS-free).
 
 A camera driver publishes `camera_info` beside every image with the same stamp. The node keeps
 the last few per camera here (`add` from the camera_info subscription) and asks for the one of
@@ -7,7 +7,8 @@ when the CameraInfo of that frame has arrived too). Exact stamps by default; a b
 approximate window (`tolerance_ns`) for drivers that stamp the two slightly differently. A miss
 says why, for a clear WARN: nothing received yet, the nearest stamp and how far it is, the
 CameraInfo is not yet there, or it describes another image size / is uncalibrated. Never
-another frame's CameraInfo silently.
+another frame's CameraInfo silently. The same cache matches a detector's frames to the
+registered depth images of an RGB-D camera (`what='depth image'`, the depth array as info).
 
 Thread-safe: the subscription callback adds while the delivery thread looks up.
 """
@@ -51,10 +52,13 @@ class CameraInfoCache:
 
     `info` objects are opaque here (a CameraModel, a message, ...); `width` / `height` are the
     image size they describe, checked against the image's. `name` names the camera or topic in
-    the reasons.
+    the reasons, `what` the kind of message (e.g. 'depth image' when the cache holds the
+    registered depth images a detector lifts its boxes with).
     """
 
-    def __init__(self, depth: int = 10, tolerance_ns: int = 0, name: str = 'camera_info') -> None:
+    def __init__(self, depth: int = 10, tolerance_ns: int = 0, name: str = 'camera_info',
+                 what: str = 'CameraInfo') -> None:
+        self.what = what
         self.depth = int(depth)
         if not 1 <= self.depth <= MAX_DEPTH:
             raise ValueError(f'CameraInfo cache depth {depth}: must lie in 1..{MAX_DEPTH}')
@@ -90,19 +94,18 @@ class CameraInfoCache:
 
     def lookup(self, stamp: int, width: Optional[int] = None, height: Optional[int] = None,
                tolerance_ns: Optional[int] = None) -> InfoMatch:
-        """Return the CameraInfo stamped `stamp` (ns), or the nearest within the tolerance.
+        """Return the info stamped `stamp` (ns), or the nearest within the tolerance.
 
         `tolerance_ns` overrides the cache's for this call (0: exact). With `width` and
-        `height`, a CameraInfo for another image size does not match (reason says so).
+        `height`, an info for another image size does not match (reason says so).
         """
         tol = self.tolerance_ns if tolerance_ns is None else self._check_tolerance(tolerance_ns)
         stamp = int(stamp)
         with self._lock:
             items = list(self._items)
         if not items:
-            return InfoMatch(None, f'no CameraInfo received yet on {self.name}: is the camera '
-                                   "publishing it (remap the node's camera_info topic to the "
-                                   "camera's)?")
+            return InfoMatch(None, f'no {self.what} received yet on {self.name}: is the camera '
+                                   "publishing it (remap the node's topic to the camera's)?")
         best = min(items, key=lambda it: (abs(it[0] - stamp), it[0]))
         offset = best[0] - stamp
         if abs(offset) > tol:
@@ -111,24 +114,24 @@ class CameraInfoCache:
             window = 'the exact stamp' if tol == 0 else f'within {_ms(tol)}'
             if stamp > newest:
                 why = (f'none at or after it yet (the newest is {_ms(stamp - newest)} older): '
-                       'it has not arrived yet, the driver stamps camera_info earlier than '
+                       'it has not arrived yet, the driver stamps it earlier than '
                        'the image (a bounded tolerance allows that) or stopped publishing it')
             elif stamp < oldest and len(items) == self.depth:
-                why = (f'the image is older than the {self.depth} CameraInfos kept (oldest '
+                why = (f'the image is older than the {self.depth} {self.what}s kept (oldest '
                        f'{_ms(oldest - stamp)} newer): raise the cache depth')
             else:
                 side = 'newer' if offset > 0 else 'older'
-                why = (f'stamps differ: the nearest CameraInfo is {_ms(abs(offset))} {side}; '
-                       'the driver stamps camera_info differently from the image (a bounded '
+                why = (f'stamps differ: the nearest is {_ms(abs(offset))} {side}; '
+                       'the driver stamps it differently from the image (a bounded '
                        'tolerance allows that) or it is another camera')
-            return InfoMatch(None, f'no CameraInfo on {self.name} for the image stamped '
+            return InfoMatch(None, f'no {self.what} on {self.name} for the image stamped '
                                    f'{stamp / 1e9:.9f} s ({window}): {why}')
         _, info, size, error = best
         if error:
-            return InfoMatch(None, f'CameraInfo on {self.name} stamped '
+            return InfoMatch(None, f'{self.what} on {self.name} stamped '
                                    f'{best[0] / 1e9:.9f} s is unusable: {error}', offset)
         if width is not None and height is not None and size != (int(width), int(height)):
-            return InfoMatch(None, f'CameraInfo on {self.name} stamped {best[0] / 1e9:.9f} s '
+            return InfoMatch(None, f'{self.what} on {self.name} stamped {best[0] / 1e9:.9f} s '
                                    f'describes a {size[0]}x{size[1]} image but the image is '
                                    f'{int(width)}x{int(height)}: it belongs to another stream '
                                    'or resolution', offset)
