@@ -5,19 +5,33 @@ the source frame's header and width/height; its values are the model's relative 
 or metres with `depth_output: metric_from_inverse` (1 / (depth_scale * out + depth_shift),
 NaN where invalid, as REP 118 asks) or `metric` (a metric model). An optional `depth_colored`
 (bgr8 colour map of each frame's own range) is for viewing only.
+
+With `publish_points: true` (metric depth only) each camera's `camera_info` (beside its image
+topic, as image_transport names it) is matched to the frame by stamp and `points`
+(sensor_msgs/PointCloud2, organized, float32 x y z in metres, NaN where the depth is invalid,
+optional rgb) is published in the image's optical frame with its header: depth_image_proc's
+point_cloud_xyz formula (core/geometry.py). A frame whose camera_info is missing, of another
+size or uncalibrated gets no cloud and a WARN naming why (at most one line per 5 s).
 """
 from __future__ import annotations
 
+import time
 from typing import Any, List, Optional
 
 import cv2
 import numpy as np
-from rclpy.qos import QoSProfile
-from sensor_msgs.msg import Image
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
+from .cloud_msgs import pack_rgb, point_cloud_cdr
 from .node_main import run_node
 from .perception_node import PerceptionNode
+from ..core.geometry import depth_to_points
 from ..core.image_codec import fill_image_msg
+from ..runtime.camera_info import CameraInfoCache, stamp_ns
+
+#: seconds between two warnings about a frame without a usable camera_info
+NO_INFO_WARN_PERIOD_S = 5.0
 
 COLORMAPS = {'inferno': cv2.COLORMAP_INFERNO, 'magma': cv2.COLORMAP_MAGMA,
              'turbo': cv2.COLORMAP_TURBO, 'jet': cv2.COLORMAP_JET, 'viridis': cv2.COLORMAP_VIRIDIS}
@@ -47,6 +61,12 @@ class DepthNode(PerceptionNode):
         self._color_pubs: List[Any] = []
         self._depth_msg: Optional[Image] = None
         self._color_msg: Optional[Image] = None
+        self._points_pubs: List[Any] = []
+        self._info_subs: List[Any] = []
+        self.camera_infos: List[CameraInfoCache] = []
+        self.clouds_skipped = 0  # frames without a usable camera_info: no cloud
+        self.cloud_skip_reason = ''
+        self._last_info_warning = 0.0
 
     def create_outputs(self, qos: QoSProfile) -> None:
         # one set per camera (`inputs`): /front/image_raw -> /front/depth
@@ -55,10 +75,24 @@ class DepthNode(PerceptionNode):
         self._color_pubs = [self.create_lifecycle_publisher(Image, t, qos)
                             for t in self.output_topics('depth_colored')] \
             if self.values['publish_colored'] else []
+        if self.values['publish_points']:
+            self._points_pubs = [self.create_lifecycle_publisher(PointCloud2, t, qos)
+                                 for t in self.output_topics('points')]
+            tolerance_ns = round(self.values['camera_info_tolerance_ms'] * 1e6)
+            info_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+            for topic in self.output_topics('camera_info'):
+                cache = CameraInfoCache(depth=10, tolerance_ns=tolerance_ns,
+                                        name=self.resolve_topic_name(topic))
+                self.camera_infos.append(cache)
+                self._info_subs.append(self.create_subscription(
+                    CameraInfo, topic, cache.add_camera_info, info_qos))
 
     def destroy_outputs(self) -> None:
-        self.destroy_publishers(self._depth_pubs + self._color_pubs)
-        self._depth_pubs, self._color_pubs = [], []
+        self.destroy_publishers(self._depth_pubs + self._color_pubs + self._points_pubs)
+        self._depth_pubs, self._color_pubs, self._points_pubs = [], [], []
+        for sub in self._info_subs:
+            self.destroy_subscription(sub)
+        self._info_subs, self.camera_infos = [], []
 
     def publish_result(self, result, header, image: Optional[np.ndarray],
                        camera: int = 0) -> None:
@@ -77,6 +111,29 @@ class DepthNode(PerceptionNode):
             cmsg = fill_image_msg(self._color_msg, colored, 'bgr8')
             cmsg.header = header
             self._color_pubs[camera].publish(cmsg)
+        if self._points_pubs:
+            self._publish_points(depth, header, image, camera)
+
+    def _publish_points(self, depth: np.ndarray, header, image: Optional[np.ndarray],
+                        camera: int) -> None:
+        values = self.values
+        cache = self.camera_infos[camera]
+        match = cache.lookup(stamp_ns(header.stamp), depth.shape[1], depth.shape[0],
+                             tolerance_ns=round(values['camera_info_tolerance_ms'] * 1e6))
+        if not match:
+            self.clouds_skipped += 1
+            self.cloud_skip_reason = match.reason
+            now = time.monotonic()
+            if now - self._last_info_warning > NO_INFO_WARN_PERIOD_S:
+                self._last_info_warning = now
+                self.get_logger().warning(f'no point cloud: {match.reason} '
+                                          f'[{self.clouds_skipped} frames so far]')
+            return
+        stride = values['points_stride']
+        points = depth_to_points(depth, match.info, stride=stride)
+        rgb = pack_rgb(image, 'bgr8', stride) if values['points_rgb'] and image is not None \
+            else None
+        self._points_pubs[camera].publish(self.timed_build(point_cloud_cdr, points, header, rgb))
 
 
 def main(args=None) -> None:

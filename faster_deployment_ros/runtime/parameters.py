@@ -188,6 +188,15 @@ DEPTH: Dict[str, Param] = dict([
     _p('publish_colored', False, 'also publish depth_colored (bgr8 colour map) for viewing'),
     _p('colormap', 'inferno', 'depth_colored colour map: ' + ', '.join(COLORMAPS),
        choices=COLORMAPS),
+    _p('publish_points', False, "also publish points (sensor_msgs/PointCloud2, the image's "
+       "optical frame, metres) from metric depth and each camera's camera_info: "
+       'depth_image_proc point_cloud_xyz formula; needs depth_output metric or '
+       'metric_from_inverse'),
+    _p('points_stride', 2, 'points: every n-th pixel in each direction (1: full density)',
+       RUNTIME, lo=1, hi=64),
+    _p('points_rgb', False, "points: add the source frame's colour (rgb field)", RUNTIME),
+    _p('camera_info_tolerance_ms', 0.0, 'camera_info matched to the frame by stamp: 0 exact, '
+       'else the nearest within this many ms', RUNTIME, lo=0.0, hi=1000.0),
 ])
 
 TASKS: Dict[str, Dict[str, Param]] = {'detection': DETECTOR, 'depth': DEPTH}

@@ -195,6 +195,13 @@ class DepthTask(Task):
         super().__init__(values, log)
         if values['depth_output'] != 'relative_inverse' and values['depth_scale'] <= 0:
             raise ParameterError('depth_scale must be > 0 for metric output')
+        if values['publish_points'] and values['depth_output'] == 'relative_inverse':
+            raise ParameterError('publish_points needs metric depth: set depth_output to metric '
+                                 '(a metric model) or metric_from_inverse (with depth_scale / '
+                                 'depth_shift fitted), or publish_points: false')
+
+    def wants_image(self) -> bool:
+        return bool(self.values['publish_points'] and self.values['points_rgb'])
 
     def make_adapter(self, model_family, model_path, backend, input_size):
         v = self.values

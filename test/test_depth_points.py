@@ -1,0 +1,117 @@
+"""depth_node's `points`: PointCloud2 from metric depth and the camera's stamp-matched CameraInfo.
+
+Real rclpy graph, the MiDaS-style test model read as metric depth, real frames. The cloud the
+node publishes equals depth_image_proc's point_cloud_xyz formula (core.geometry, itself checked
+against an independent reference in test_geometry.py) applied to the depth image the node
+publishes for the same frame, with the same header; a frame without a matching CameraInfo gets
+no cloud and a warning naming why.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip('rclpy')
+from faster_deployment_ros.core.geometry import CameraModel, depth_to_points  # noqa: E402, I100
+from faster_deployment_ros.core.image_codec import msg_to_numpy  # noqa: E402
+from faster_deployment_ros.ros.depth_node import DepthNode  # noqa: E402
+from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
+from support.golden import model_path, read_frame  # noqa: E402
+from support.node_harness import header_key, image_msg, NodeHarness  # noqa: E402
+from support.node_harness import TEST_PARAMETERS  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+
+def camera_info(width: int, height: int, stamp_ns: int, frame_id: str) -> CameraInfo:
+    fx = fy = 0.9 * width
+    info = CameraInfo(width=width, height=height, distortion_model='plumb_bob')
+    info.k = [fx, 0.0, width / 2 - 0.5, 0.0, fy, height / 2 + 3.0, 0.0, 0.0, 1.0]
+    info.p = [fx, 0.0, width / 2 - 0.5, 0.0, 0.0, fy, height / 2 + 3.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    info.header.stamp.sec, info.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    info.header.frame_id = frame_id
+    return info
+
+
+def wait_until(predicate, timeout: float = 30.0) -> bool:
+    """Poll a node-side counter (no message to wait on) until it holds, bounded."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def cloud_xyz(msg: PointCloud2) -> np.ndarray:
+    """(height, width, 3) x y z of an organized cloud, read through its own field offsets."""
+    offsets = {f.name: f.offset for f in msg.fields}
+    raw = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.width, msg.point_step)
+    return np.stack([raw[:, :, offsets[a]:offsets[a] + 4].copy().view(np.float32)[..., 0]
+                     for a in 'xyz'], axis=-1)
+
+
+@pytest.fixture
+def rig(ros):
+    made = []
+
+    def make(**params):
+        p = {**TEST_PARAMETERS, 'model_path': str(model_path('midas_small_style')),
+             'model_family': 'midas', 'depth_output': 'metric', 'depth_scale': 0.01,
+             'publish_points': True, **params}
+        h = NodeHarness(DepthNode, p, 'depth_points_peer',
+                        inputs={'image': (Image, 'image'), 'info': (CameraInfo, 'camera_info')},
+                        outputs={'depth': (Image, 'depth'), 'points': (PointCloud2, 'points')})
+        made.append(h)
+        return h
+    yield make
+    for h in made:
+        h.close()
+
+
+@pytest.mark.parametrize('stride', [1, 3])
+def test_cloud_is_the_depth_image_through_the_camera_model(rig, plaza_video, stride):
+    h = rig(points_stride=stride)
+    h.start(inputs=['image', 'info'])
+    frame = read_frame(plaza_video, 10)
+    height, width = frame.shape[:2]
+    stamps = [7_000_000_000 + 40_000_000 * i for i in range(2)]
+    for stamp in stamps:  # CameraInfo first, as drivers publish it with each frame
+        h.pubs['info'].publish(camera_info(width, height, stamp, 'plaza_optical'))
+    assert wait_until(lambda: h.node.camera_infos[0].received == len(stamps))
+    for stamp in stamps:
+        h.pubs['image'].publish(image_msg(frame, stamp, 'plaza_optical'))
+    depths = h.wait_count(h.got['depth'], 2, timeout=60)
+    clouds = h.wait_count(h.got['points'], 2, timeout=60)
+    assert len(depths) == len(clouds) == 2
+    model = CameraModel.from_camera_info(camera_info(width, height, stamps[0], 'plaza_optical'))
+    for depth_msg, cloud in zip(depths, clouds):
+        assert header_key(cloud.header) == header_key(depth_msg.header)
+        assert cloud.header.frame_id == 'plaza_optical' and not cloud.is_dense
+        expect = depth_to_points(msg_to_numpy(depth_msg), model, stride=stride)
+        assert (cloud.height, cloud.width) == expect.shape[:2]
+        got = cloud_xyz(cloud)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(expect))
+        np.testing.assert_allclose(got, expect, atol=1e-6, equal_nan=True)
+        assert np.nanmax(got[..., 2]) > 0  # a real cloud, metres in front of the camera
+
+
+def test_no_camera_info_no_cloud_and_a_warning_naming_why(rig, plaza_video):
+    h = rig()
+    h.start()
+    frame = read_frame(plaza_video, 10)
+    h.pubs['image'].publish(image_msg(frame, 9_000_000_000, 'plaza_optical'))
+    assert len(h.wait_count(h.got['depth'], 1, timeout=60)) == 1
+    assert wait_until(lambda: h.node.clouds_skipped == 1)
+    assert 'no CameraInfo received yet on /camera_info' in h.node.cloud_skip_reason
+    assert not h.got['points']
+
+
+def test_points_need_metric_depth(rig):
+    h = rig(depth_output='relative_inverse')
+    assert h.node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    assert 'publish_points needs metric depth' in h.node.configure_error
