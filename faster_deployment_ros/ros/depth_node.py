@@ -15,12 +15,11 @@ size or uncalibrated gets no cloud and a WARN naming why (at most one line per 5
 """
 from __future__ import annotations
 
-import time
 from typing import Any, List, Optional
 
 import cv2
 import numpy as np
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from .cloud_msgs import pack_rgb, point_cloud_cdr
@@ -29,9 +28,6 @@ from .perception_node import PerceptionNode
 from ..core.geometry import depth_to_points
 from ..core.image_codec import fill_image_msg
 from ..runtime.camera_info import CameraInfoCache, stamp_ns
-
-#: seconds between two warnings about a frame without a usable camera_info
-NO_INFO_WARN_PERIOD_S = 5.0
 
 COLORMAPS = {'inferno': cv2.COLORMAP_INFERNO, 'magma': cv2.COLORMAP_MAGMA,
              'turbo': cv2.COLORMAP_TURBO, 'jet': cv2.COLORMAP_JET, 'viridis': cv2.COLORMAP_VIRIDIS}
@@ -62,11 +58,7 @@ class DepthNode(PerceptionNode):
         self._depth_msg: Optional[Image] = None
         self._color_msg: Optional[Image] = None
         self._points_pubs: List[Any] = []
-        self._info_subs: List[Any] = []
         self.camera_infos: List[CameraInfoCache] = []
-        self.clouds_skipped = 0  # frames without a usable camera_info: no cloud
-        self.cloud_skip_reason = ''
-        self._last_info_warning = 0.0
 
     def create_outputs(self, qos: QoSProfile) -> None:
         # one set per camera (`inputs`): /front/image_raw -> /front/depth
@@ -78,21 +70,13 @@ class DepthNode(PerceptionNode):
         if self.values['publish_points']:
             self._points_pubs = [self.create_lifecycle_publisher(PointCloud2, t, qos)
                                  for t in self.output_topics('points')]
-            tolerance_ns = round(self.values['camera_info_tolerance_ms'] * 1e6)
-            info_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-            for topic in self.output_topics('camera_info'):
-                cache = CameraInfoCache(depth=10, tolerance_ns=tolerance_ns,
-                                        name=self.resolve_topic_name(topic))
-                self.camera_infos.append(cache)
-                self._info_subs.append(self.create_subscription(
-                    CameraInfo, topic, cache.add_camera_info, info_qos))
+            self.camera_infos = self.stamped_inputs('camera_info', CameraInfo, 'CameraInfo',
+                                                    CameraInfoCache.add_camera_info)
 
     def destroy_outputs(self) -> None:
         self.destroy_publishers(self._depth_pubs + self._color_pubs + self._points_pubs)
         self._depth_pubs, self._color_pubs, self._points_pubs = [], [], []
-        for sub in self._info_subs:
-            self.destroy_subscription(sub)
-        self._info_subs, self.camera_infos = [], []
+        self.camera_infos = []
 
     def publish_result(self, result, header, image: Optional[np.ndarray],
                        camera: int = 0) -> None:
@@ -121,13 +105,7 @@ class DepthNode(PerceptionNode):
         match = cache.lookup(stamp_ns(header.stamp), depth.shape[1], depth.shape[0],
                              tolerance_ns=round(values['camera_info_tolerance_ms'] * 1e6))
         if not match:
-            self.clouds_skipped += 1
-            self.cloud_skip_reason = match.reason
-            now = time.monotonic()
-            if now - self._last_info_warning > NO_INFO_WARN_PERIOD_S:
-                self._last_info_warning = now
-                self.get_logger().warning(f'no point cloud: {match.reason} '
-                                          f'[{self.clouds_skipped} frames so far]')
+            self.output_skipped(f'no point cloud: {match.reason}')
             return
         stride = values['points_stride']
         points = depth_to_points(depth, match.info, stride=stride)

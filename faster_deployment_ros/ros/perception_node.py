@@ -17,7 +17,7 @@ from __future__ import annotations
 from functools import partial
 import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from diagnostic_msgs.msg import DiagnosticStatus
 import numpy as np
@@ -40,9 +40,12 @@ from ..core.image_codec import (BitDepthHint, check_image_size, decode_compresse
 from ..core.pipeline import FrameResult
 from ..runtime import (ParameterError, PerceptionRuntime, RUNTIME, RuntimeConfig, table,
                        TASK_CLASSES, TASKS, Telemetry)
+from ..runtime.camera_info import CameraInfoCache
 from ..runtime.parameters import review
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
+#: seconds between two warnings about frames an optional output was skipped for
+SKIP_WARN_PERIOD_S = 5.0
 _now = time.perf_counter
 
 
@@ -72,6 +75,10 @@ class PerceptionNode(LifecycleNode):
         self._bond: Optional[Bond] = None
         self._build_s = 0.0
         self._bit_depth_hint = BitDepthHint()
+        self._stamped_subs: List[Any] = []  # camera_info, registered depth (beside each image)
+        self.outputs_skipped = 0  # frames an optional output (cloud, 3D) was skipped for
+        self.skip_reason = ''
+        self._last_skip_warning = 0.0
         self._log_handler = attach_log_handler(self)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._diagnostics = DiagnosticsPublisher(
@@ -135,6 +142,34 @@ class PerceptionNode(LifecycleNode):
     def latency_budget(self) -> dict:
         return self.telemetry.latency_budget()
 
+    def stamped_inputs(self, name: str, msg_type: type, what: str,
+                       add: Callable[[CameraInfoCache, Any], None]) -> List[CameraInfoCache]:
+        """Subscribe topic `name` beside each camera's image; return one stamp cache per camera.
+
+        For what a frame is matched with by stamp at delivery (its camera_info, a registered
+        depth image). Best effort, so drivers publishing either reliability match; unsubscribed
+        on release.
+        """
+        tolerance_ns = round(self.values['camera_info_tolerance_ms'] * 1e6)
+        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
+        caches = []
+        for topic in self.output_topics(name):
+            cache = CameraInfoCache(depth=10, tolerance_ns=tolerance_ns,
+                                    name=self.resolve_topic_name(topic), what=what)
+            self._stamped_subs.append(self.create_subscription(
+                msg_type, topic, partial(add, cache), qos))
+            caches.append(cache)
+        return caches
+
+    def output_skipped(self, reason: str) -> None:
+        """Count a frame an optional output was skipped for; warn naming why (throttled)."""
+        self.outputs_skipped += 1
+        self.skip_reason = reason
+        now = time.monotonic()
+        if now - self._last_skip_warning > SKIP_WARN_PERIOD_S:
+            self._last_skip_warning = now
+            self.get_logger().warning(f'{reason} [{self.outputs_skipped} frames so far]')
+
     def destroy_publishers(self, publishers: List[Any]) -> None:
         """Destroy output publishers (lifecycle ones where rclpy knows them: Jazzy on)."""
         destroy = getattr(self, 'destroy_lifecycle_publisher', self.destroy_publisher)
@@ -161,6 +196,9 @@ class PerceptionNode(LifecycleNode):
             runtime.close(timeout=2.0)
         self.task = None
         self.destroy_outputs()
+        for sub in self._stamped_subs:
+            self.destroy_subscription(sub)
+        self._stamped_subs = []
 
     # ---- lifecycle ------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:

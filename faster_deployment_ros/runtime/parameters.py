@@ -147,6 +147,9 @@ COMMON: Dict[str, Param] = dict([
        RUNTIME, lo=0.0, lo_open=True, hi=600.0),
     _p('diagnostics_stale_after', 3.0, 'seconds without input before /diagnostics says STALE',
        RUNTIME, lo=0.0, lo_open=True, hi=3600.0),
+    _p('camera_info_tolerance_ms', 0.0, 'camera_info (and, for 3D detections, the registered '
+       'depth image) matched to the frame by stamp: 0 exact, else the nearest within this many '
+       'ms', RUNTIME, lo=0.0, hi=1000.0),
     _p('diagnostics_max_latency_ms', 500.0, 'median input age + pipeline time above this: WARN '
        'on /diagnostics; 0 = no check', RUNTIME, lo=0.0, hi=1e7),
 ])
@@ -174,6 +177,13 @@ DETECTOR: Dict[str, Param] = dict([
     _p('tracking', False, 'ByteTrack per camera: Detection2D.id carries a stable track id and '
        'only detections of confirmed tracks are published (lower conf_threshold to 0.1 so '
        'low-score detections can continue tracks); ids restart on activate'),
+    _p('publish_detections_3d', False, 'also publish detections_3d (vision_msgs/'
+       "Detection3DArray, metres in the image's optical frame) from the detections, the "
+       "camera's registered depth image (depth_topic: 16UC1 mm or 32FC1 m, aligned to the "
+       'image) and its camera_info, matched by stamp'),
+    _p('depth_topic', 'depth_registered/image_rect', 'publish_detections_3d: the depth image '
+       "aligned to the camera's image, beside it (/front/image_raw -> "
+       '/front/depth_registered/image_rect)'),
     _p('track_buffer', 30, 'frames at 30 Hz (scaled by camera_rate) a lost track is kept for '
        'finding it again (tracking)', lo=0, hi=100000),
 ])
@@ -195,8 +205,6 @@ DEPTH: Dict[str, Param] = dict([
     _p('points_stride', 2, 'points: every n-th pixel in each direction (1: full density)',
        RUNTIME, lo=1, hi=64),
     _p('points_rgb', False, "points: add the source frame's colour (rgb field)", RUNTIME),
-    _p('camera_info_tolerance_ms', 0.0, 'camera_info matched to the frame by stamp: 0 exact, '
-       'else the nearest within this many ms', RUNTIME, lo=0.0, hi=1000.0),
 ])
 
 TASKS: Dict[str, Dict[str, Param]] = {'detection': DETECTOR, 'depth': DEPTH}

@@ -1,4 +1,4 @@
-"""depth_node's `points`: PointCloud2 from metric depth and the camera's stamp-matched CameraInfo.
+"""Metres from pixels: depth_node's `points` and detector_node's `detections_3d`.
 
 Real rclpy graph, the MiDaS-style test model read as metric depth, real frames. The cloud the
 node publishes equals depth_image_proc's point_cloud_xyz formula (core.geometry, itself checked
@@ -106,8 +106,8 @@ def test_no_camera_info_no_cloud_and_a_warning_naming_why(rig, plaza_video):
     frame = read_frame(plaza_video, 10)
     h.pubs['image'].publish(image_msg(frame, 9_000_000_000, 'plaza_optical'))
     assert len(h.wait_count(h.got['depth'], 1, timeout=60)) == 1
-    assert wait_until(lambda: h.node.clouds_skipped == 1)
-    assert 'no CameraInfo received yet on /camera_info' in h.node.cloud_skip_reason
+    assert wait_until(lambda: h.node.outputs_skipped == 1)
+    assert 'no CameraInfo received yet on /camera_info' in h.node.skip_reason
     assert not h.got['points']
 
 
@@ -115,3 +115,73 @@ def test_points_need_metric_depth(rig):
     h = rig(depth_output='relative_inverse')
     assert h.node.trigger_configure() == TransitionCallbackReturn.FAILURE
     assert 'publish_points needs metric depth' in h.node.configure_error
+
+
+# ---- detector_node: detections lifted to 3D with a registered depth image -----------------
+@pytest.fixture
+def detector_rig(ros, yolox_model):
+    from faster_deployment_ros.ros.detector_node import DetectorNode
+    from vision_msgs.msg import Detection2DArray, Detection3DArray
+    made = []
+
+    def make(**params):
+        p = {**TEST_PARAMETERS, 'model_path': str(yolox_model), 'model_family': 'yolox',
+             'publish_detections_3d': True, **params}
+        h = NodeHarness(DetectorNode, p, 'detector_3d_peer',
+                        inputs={'image': (Image, 'image'), 'info': (CameraInfo, 'camera_info'),
+                                'depth': (Image, 'depth_registered/image_rect')},
+                        outputs={'det': (Detection2DArray, 'detections'),
+                                 'det3d': (Detection3DArray, 'detections_3d')})
+        made.append(h)
+        return h
+    yield make
+    for h in made:
+        h.close()
+
+
+@pytest.mark.parametrize('encoding', ['32FC1', '16UC1'])
+def test_detections_3d_from_a_registered_depth_image(detector_rig, dog_image_path, encoding):
+    import cv2
+    from faster_deployment_ros.core.image_codec import fill_image_msg
+    h = detector_rig()
+    h.start(inputs=['image', 'info', 'depth'])
+    frame = cv2.imread(str(dog_image_path))
+    height, width = frame.shape[:2]
+    stamp = 11_000_000_000
+    # a scene of known geometry: everything 2.5 m away (a wall), 16UC1 in millimetres
+    depth = np.full((height, width), 2.5, np.float32) if encoding == '32FC1' \
+        else np.full((height, width), 2500, np.uint16)
+    depth_msg = fill_image_msg(Image(), depth, encoding)
+    depth_msg.header.stamp.sec, depth_msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+    depth_msg.header.frame_id = 'dog_optical'
+    h.pubs['info'].publish(camera_info(width, height, stamp, 'dog_optical'))
+    h.pubs['depth'].publish(depth_msg)
+    assert wait_until(lambda: h.node.depth_images[0].received == 1
+                      and h.node.camera_infos[0].received == 1)
+    h.pubs['image'].publish(image_msg(frame, stamp, 'dog_optical'))
+    det2d = h.wait_count(h.got['det'], 1, timeout=60)[0]
+    det3d = h.wait_count(h.got['det3d'], 1, timeout=60)[0]
+    assert header_key(det3d.header) == header_key(det2d.header)
+    assert len(det3d.detections) == len(det2d.detections) > 0
+    info = camera_info(width, height, stamp, 'dog_optical')
+    fx, cx, fy, cy = info.p[0], info.p[2], info.p[5], info.p[6]
+    for d2, d3 in zip(det2d.detections, det3d.detections):
+        c = d3.bbox.center.position
+        assert c.z == pytest.approx(2.5, abs=1e-6)
+        # the box centre through the pinhole model (pixel centres at +0.5: core.geometry)
+        u, v = d2.bbox.center.position.x - 0.5, d2.bbox.center.position.y - 0.5
+        assert c.x == pytest.approx((u - cx) * 2.5 / fx, abs=1e-3)
+        assert c.y == pytest.approx((v - cy) * 2.5 / fy, abs=1e-3)
+        assert d3.bbox.size.x == pytest.approx(d2.bbox.size_x * 2.5 / fx, rel=0.02)
+        assert d3.results[0].hypothesis.class_id == d2.results[0].hypothesis.class_id
+
+
+def test_no_depth_image_no_3d_detections_and_the_reason(detector_rig, dog_image_path):
+    import cv2
+    h = detector_rig()
+    h.start()
+    h.pubs['image'].publish(image_msg(cv2.imread(str(dog_image_path)), 12_000_000_000, 'x'))
+    assert len(h.wait_count(h.got['det'], 1, timeout=60)) == 1
+    assert wait_until(lambda: h.node.outputs_skipped == 1)
+    assert 'no depth image received yet' in h.node.skip_reason, h.node.skip_reason
+    assert not h.got['det3d']
