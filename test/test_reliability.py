@@ -31,7 +31,7 @@ from rcl_interfaces.msg import Log  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from support import fault_backend  # noqa: E402
 from support.node_harness import close_rig  # noqa: E402
@@ -83,8 +83,11 @@ class Rig:
                                       lambda m: self._keep(self.dets, m), RELIABLE)
         self.peer.create_subscription(DiagnosticArray, '/diagnostics',
                                       lambda m: self._keep(self.diags, m), 50)
+        # rcl's /rosout publishers are transient local (the last 1000 lines, 10 s lifespan): a
+        # transient-local reader also gets what a node logged before the two were matched
         self.peer.create_subscription(Log, '/rosout', lambda m: self._keep(self.logs, m),
-                                      QoSProfile(depth=200))
+                                      QoSProfile(depth=200,
+                                                 durability=DurabilityPolicy.TRANSIENT_LOCAL))
         self.executor = MultiThreadedExecutor(num_threads=3)
         self.executor.add_node(self.node)
         self.executor.add_node(self.peer)
