@@ -23,7 +23,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = 'faster_deployment_ros'
 VENV_BIN = Path(sys.executable).parent
 README = ROOT / 'README.md'
