@@ -1,0 +1,411 @@
+"""Many cores: N pipeline workers x 1 thread against N independent single-thread processes.
+
+For each model and each N (ROS-free, CPU only):
+
+  (a) independent: N processes (multiprocessing, spawn), each one ONNX Runtime session of the
+      project's backend with 1 intra-op and 1 inter-op thread (spinning as the backend sets it)
+      and OpenCV on 1 thread, running the project's adapter pre-process -> infer -> post-process
+      over the same decoded frames, free-running for `--seconds`: total frames/s.
+  (b) pipeline: `PerceptionRuntime(RuntimeConfig(model, workers=N, threads=1, full_policy=
+      'block'))` fed as fast as it accepts: ordered frames/s delivered, order violations in the
+      delivered sequence, and what each pipeline thread spent (stage times from
+      `runtime.stats()['stages']` and per frame, thread CPU time). Variant (b1) is the same run
+      with OpenCV held to 1 thread in the pipeline's process.
+  (c) paced: the same runtime with 'drop_oldest', fed at `--load` (0.8) x the rate of (a):
+      p50 / p99 latency (submit call to result delivered) against the single-frame p50 (one
+      frame at a time on one thread, OpenCV on 1 thread, measured first, alone).
+
+Targets (issue 23, item 3): (b) >= 90 % of (a); (c) p99 <= 2 x single-frame p50; 0 order
+violations. Prints a table at the end; writes every number to `--out` (JSON).
+
+  python benchmarks/many_cores.py --model yolox=YOLOX.onnx --model yolov8n=YOLOV8N.onnx
+      --workers 4 8 16 --seconds 8 --video FRAMES.avi --out many_cores.json   (one line)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+from pathlib import Path
+import platform
+import sys
+import threading
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+_now = time.perf_counter  # CLOCK_MONOTONIC: comparable across processes on Linux
+
+#: backend options of every session, in the processes and in the pipeline
+BACKEND_OPTIONS = {'threads': 1, 'inter_op_threads': 1}
+
+
+# ---- inputs -------------------------------------------------------------------------------
+def load_frames(video: Optional[str], count: int, step: int) -> List[np.ndarray]:
+    """`count` decoded BGR frames (every `step`-th) of `video`; synthetic 720p without one."""
+    if video:
+        from faster_deployment_ros.tools.frames import read_frames
+        frames = read_frames(Path(video), count, step)
+        if not frames:
+            raise SystemExit(f'no frames in {video}: give a readable video or image folder')
+        return frames
+    from faster_deployment_ros.runtime.perception_runtime import synthetic_frame
+    return [synthetic_frame()]
+
+
+def make_backend(model: str) -> Any:
+    from faster_deployment_ros.backends import create_backend
+    return create_backend('onnxruntime', model, **BACKEND_OPTIONS)
+
+
+def make_adapter(backend: Any) -> Any:
+    from faster_deployment_ros.models import create_adapter
+    return create_adapter('auto', backend.inputs, backend.outputs, backend.metadata)
+
+
+def summarize_ms(values_s: Sequence[float]) -> Dict[str, float]:
+    from faster_deployment_ros.core.stats import summarize
+    return {k: round(v, 3) for k, v in summarize(values_s).items()}
+
+
+# ---- (a) independent processes -----------------------------------------------------------
+def independent_worker(model: str, frames_path: str, start: Any, t_box: Any,
+                       seconds: float, results: Any, index: int) -> None:
+    """One process: load, warm up, wait for the common start time, run pre/infer/post."""
+    try:
+        import cv2
+        cv2.setNumThreads(1)
+        frames = list(np.load(frames_path))  # a private copy, as an independent process has
+        backend = make_backend(model)
+        adapter = make_adapter(backend)
+        for k in range(5):
+            x, meta = adapter.preprocess(frames[k % len(frames)])
+            adapter.postprocess(backend.infer(x), meta)
+        results.put(('ready', index, None))
+        start.wait()
+        t_start = t_box.value
+        t_end = t_start + seconds
+        while _now() < t_start:
+            time.sleep(0.0005)
+        pre: List[float] = []
+        infer: List[float] = []
+        post: List[float] = []
+        cpu0 = time.process_time()
+        k = 0
+        while True:
+            t0 = _now()
+            if t0 >= t_end:
+                break
+            x, meta = adapter.preprocess(frames[k % len(frames)])
+            t1 = _now()
+            y = backend.infer(x)
+            t2 = _now()
+            adapter.postprocess(y, meta)
+            t3 = _now()
+            if t3 > t_end:  # finished after the window: not counted
+                break
+            pre.append(t1 - t0)
+            infer.append(t2 - t1)
+            post.append(t3 - t2)
+            k += 1
+        cpu = time.process_time() - cpu0
+        results.put(('done', index, {'frames': k, 'cpu_s': cpu, 'pre': pre, 'infer': infer,
+                                     'post': post}))
+    except BaseException as exc:  # noqa: B902 - the parent must hear of it, not hang
+        results.put(('error', index, f'{type(exc).__name__}: {exc}'))
+
+
+def run_independent(model: str, frames_path: str, n: int, seconds: float) -> Dict[str, Any]:
+    ctx = mp.get_context('spawn')
+    start = ctx.Event()
+    t_box = ctx.Value('d', 0.0)
+    results = ctx.Queue()
+    procs = [ctx.Process(target=independent_worker, name=f'independent{i}',
+                         args=(model, frames_path, start, t_box, seconds, results, i))
+             for i in range(n)]
+    for p in procs:
+        p.start()
+    try:
+        ready = 0
+        while ready < n:
+            kind, index, value = results.get(timeout=120)
+            if kind == 'error':
+                raise RuntimeError(f'independent process {index} failed: {value}')
+            ready += 1
+        t_box.value = _now() + 0.2
+        start.set()
+        done: Dict[int, Dict[str, Any]] = {}
+        while len(done) < n:
+            kind, index, value = results.get(timeout=seconds + 120)
+            if kind == 'error':
+                raise RuntimeError(f'independent process {index} failed: {value}')
+            done[index] = value
+    finally:
+        for p in procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.terminate()
+    frames = sum(d['frames'] for d in done.values())
+    stage = {k: summarize_ms([v for d in done.values() for v in d[k]])
+             for k in ('pre', 'infer', 'post')}
+    return {'fps': frames / seconds, 'frames': frames, 'seconds': seconds,
+            'per_process_fps': [done[i]['frames'] / seconds for i in range(n)],
+            'cpu_cores': sum(d['cpu_s'] for d in done.values()) / seconds,
+            'stages_ms': stage}
+
+
+# ---- the pipeline -------------------------------------------------------------------------
+def thread_cpu(threads: Sequence[threading.Thread]) -> Dict[str, float]:
+    """CPU seconds each (alive) thread has used so far, by thread name."""
+    out = {}
+    for t in threads:
+        if t.ident is None or not t.is_alive():
+            continue
+        try:
+            out[t.name] = time.clock_gettime(time.pthread_getcpuclockid(t.ident))
+        except (OSError, AttributeError):  # pragma: no cover - non-Linux
+            pass
+    return out
+
+
+class Recorder:
+    """on_result: (seq, delivery time, submit time, timings, ok) of every delivered frame."""
+
+    def __init__(self) -> None:
+        self.rows: List[Tuple[int, float, float, Dict[str, float], bool]] = []
+
+    def __call__(self, res: Any) -> None:
+        self.rows.append((res.seq, _now(), res.context, res.timings, res.ok))
+
+
+def run_pipeline(model: str, frames: List[np.ndarray], n: int, seconds: float, warmup: float,
+                 full_policy: str, queue_size: int, rate: float = 0.0,
+                 cv2_threads: Optional[int] = None) -> Dict[str, Any]:
+    """Feed a PerceptionRuntime (block: as fast as it accepts; else at `rate`) and measure."""
+    import cv2
+    from faster_deployment_ros.runtime.config import RuntimeConfig
+    from faster_deployment_ros.runtime.perception_runtime import PerceptionRuntime
+    from faster_deployment_ros.tools.report import order_violations
+
+    saved_cv2 = cv2.getNumThreads()
+    if cv2_threads is not None:
+        cv2.setNumThreads(cv2_threads)
+    rec = Recorder()
+    drops: List[int] = []
+    config = RuntimeConfig(model_path=model, backend='onnxruntime', workers=n, threads=1,
+                           queue_size=queue_size, full_policy=full_policy,
+                           backend_options={'inter_op_threads': 1}, gpu_pipeline=False,
+                           name='many')
+    runtime = PerceptionRuntime(config, make_adapter, rec,
+                                on_drop=lambda seq, ctx: drops.append(seq))
+    stop = threading.Event()
+
+    def feed() -> None:
+        k = 0
+        t0 = _now()
+        while not stop.is_set():
+            if rate > 0:
+                wait = t0 + k / rate - _now()
+                if wait > 0:
+                    time.sleep(wait)
+            if not runtime.submit(frames[k % len(frames)], context=_now(), timeout=0.5):
+                if runtime.pipeline is None or runtime.pipeline.closed:
+                    return
+                continue  # block timed out: try again (and look at stop)
+            k += 1
+
+    try:
+        # warm every session before the clock runs
+        for x in [frames[k % len(frames)] for k in range(2 * n)]:
+            runtime.submit(x, context=_now())
+        runtime.flush(60)
+        feeder = threading.Thread(target=feed, name='feeder', daemon=True)
+        t_feed = _now()
+        feeder.start()
+        time.sleep(warmup)
+        threads = runtime.pipeline.threads
+        cpu0, proc0, t_w0 = thread_cpu(threads), time.process_time(), _now()
+        time.sleep(seconds)
+        cpu1, proc1, t_w1 = thread_cpu(threads), time.process_time(), _now()
+        stats = runtime.stats()
+        stop.set()
+        feeder.join(5)
+    finally:
+        runtime.close()
+        if cv2_threads is not None:
+            cv2.setNumThreads(saved_cv2)
+    rows = [r for r in rec.rows if r[2] >= t_feed]
+    window = [r for r in rows if t_w0 <= r[1] < t_w1]
+    span = t_w1 - t_w0
+    seqs = [r[0] for r in rec.rows]
+    per_stage = {k: summarize_ms([r[3][k] for r in window])
+                 for k in ('queue', 'pre', 'infer', 'post', 'total')}
+    fps = len(window) / span
+    busy = {k: fps * per_stage[k]['mean'] / 1000.0 for k in ('pre', 'post')}
+    busy['workers'] = fps * per_stage['infer']['mean'] / 1000.0 / n
+    cpu = {name: (cpu1[name] - cpu0.get(name, 0.0)) / span for name in cpu1}
+    infer_cpu = [v for name, v in cpu.items() if '-infer' in name]
+    return {
+        'full_policy': full_policy, 'queue_size': queue_size, 'rate_in': rate,
+        'cv2_threads': cv2.getNumThreads() if cv2_threads is None else cv2_threads,
+        'fps': fps, 'frames': len(window), 'seconds': span,
+        'order_violations': order_violations(seqs),
+        'failed': sum(1 for r in rec.rows if not r[4]),
+        'dropped_in_window': sum(1 for s in drops if s >= (window[0][0] if window else 0)
+                                 and s <= (window[-1][0] if window else -1)),
+        'latency_ms': summarize_ms([r[1] - r[2] for r in window]),
+        'stages_ms': per_stage,
+        'busy': {k: round(v, 3) for k, v in busy.items()},
+        'thread_cpu': {'pre': round(cpu.get('many-pre', 0.0), 3),
+                       'post': round(cpu.get('many-post', 0.0), 3),
+                       'deliver': round(cpu.get('many-deliver', 0.0), 3),
+                       'infer_mean': round(float(np.mean(infer_cpu)) if infer_cpu else 0.0, 3)},
+        'process_cpu_cores': round((proc1 - proc0) / span, 2),
+        'runtime_stats_stages': stats.get('stages', {}),
+        'runtime_stats_per_worker': stats.get('per_worker', []),
+    }
+
+
+def single_frame(model: str, frames: List[np.ndarray], iters: int) -> Dict[str, Any]:
+    """One frame at a time, one thread (ORT and OpenCV): per-stage and whole-frame latency."""
+    import cv2
+    from faster_deployment_ros.core.stage_timing import time_stages
+    saved = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        backend = make_backend(model)
+        adapter = make_adapter(backend)
+        samples = time_stages(backend.infer, adapter, frames, iters=iters, warmup=10)
+        backend.close()
+    finally:
+        cv2.setNumThreads(saved)
+    return {'family': adapter.family,
+            'stages_ms': {k: summarize_ms(v) for k, v in samples.as_dict().items()}}
+
+
+# ---- report -------------------------------------------------------------------------------
+def machine() -> Dict[str, Any]:
+    model = ''
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'):
+                model = line.split(':', 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import cv2
+    import onnxruntime
+    return {'cpu': model, 'cores': len(os.sched_getaffinity(0)),
+            'python': platform.python_version(),
+            'onnxruntime': onnxruntime.__version__, 'opencv': cv2.__version__,
+            'numpy': np.__version__, 'cv2_threads_default': cv2.getNumThreads()}
+
+
+def table(results: Dict[str, Any], load: float) -> str:
+    head = (f'{"model":<8} {"N":>3} {"indep fps":>9} {"pipe fps":>8} {"ratio":>6} '
+            f'{"cv2=1":>6} {"viol":>4} | {"pre busy":>8} {"post busy":>9} {"wrk busy":>8} '
+            f'{"inf a/b ms":>11} | {"paced":>6} {"p50":>6} {"p99":>6} {"1f p50":>6} '
+            f'{"p99/1f":>6} {"drop":>4}')
+    lines = [head, '-' * len(head)]
+    for name, m in results['models'].items():
+        one = m['single_frame']['stages_ms']['frame']['p50']
+        for n, r in m['workers'].items():
+            a, b, b1, c = r['independent'], r['pipeline'], r.get('pipeline_cv2_1'), r['paced']
+            lines.append(
+                f'{name:<8} {n:>3} {a["fps"]:9.1f} {b["fps"]:8.1f} {b["fps"] / a["fps"]:6.2f} '
+                f'{(b1["fps"] / a["fps"]) if b1 else float("nan"):6.2f} '
+                f'{b["order_violations"] + c["order_violations"]:4d} | '
+                f'{b["busy"]["pre"]:8.2f} {b["busy"]["post"]:9.2f} {b["busy"]["workers"]:8.2f} '
+                f'{a["stages_ms"]["infer"]["mean"]:5.1f}/'
+                f'{b["stages_ms"]["infer"]["mean"]:<5.1f} | '
+                f'{c["fps"]:6.1f} {c["latency_ms"]["p50"]:6.1f} {c["latency_ms"]["p99"]:6.1f} '
+                f'{one:6.1f} {c["latency_ms"]["p99"] / one:6.2f} {c["dropped_in_window"]:4d}')
+    lines.append(f'ratio: pipeline (block) / independent fps (target >= 0.90); cv2=1: the same '
+                 f'with OpenCV on 1 thread in the pipeline process; paced at {load:g} x indep '
+                 'fps with drop_oldest: p99/1f target <= 2.0; busy: fraction of the window '
+                 'the pre / post thread (or the mean worker) spent in its stage')
+    return '\n'.join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--model', action='append', required=True, metavar='NAME=PATH',
+                    help='a model to measure (repeat for several)')
+    ap.add_argument('--workers', type=int, nargs='+', default=[4, 8, 16])
+    ap.add_argument('--seconds', type=float, default=8.0, help='measured window of each run')
+    ap.add_argument('--warmup', type=float, default=2.0, help='pipeline runs: seconds before '
+                    'the window')
+    ap.add_argument('--load', type=float, default=0.8, help='paced run: fraction of (a)')
+    ap.add_argument('--queue-size', type=int, default=4, help="input queue of the 'block' runs")
+    ap.add_argument('--paced-queue-size', type=int, default=1,
+                    help="input queue of the paced 'drop_oldest' runs (the node's default)")
+    ap.add_argument('--video', default='', help='video or image folder to take frames from '
+                    '(default: one synthetic 1280x720 frame)')
+    ap.add_argument('--frames', type=int, default=16)
+    ap.add_argument('--step', type=int, default=5)
+    ap.add_argument('--single-iters', type=int, default=100)
+    ap.add_argument('--no-cv2-variant', action='store_true',
+                    help='skip the block run with OpenCV on 1 thread in the pipeline process')
+    ap.add_argument('--out', default='', help='write all numbers here (JSON)')
+    args = ap.parse_args(argv)
+
+    frames = load_frames(args.video or None, args.frames, args.step)
+    tmp = Path(os.environ.get('TMPDIR', '/tmp')) / f'many_cores_frames_{os.getpid()}.npy'
+    np.save(tmp, np.stack(frames))
+    results: Dict[str, Any] = {
+        'machine': machine(), 'frames': {'count': len(frames), 'shape': list(frames[0].shape),
+                                         'source': args.video or 'synthetic'},
+        'settings': {k: v for k, v in vars(args).items() if k != 'model'},
+        'backend_options': BACKEND_OPTIONS, 'models': {}}
+    print(json.dumps(results['machine']), flush=True)
+    try:
+        for spec in args.model:
+            name, _, path = spec.partition('=')
+            if not path:
+                name, path = Path(spec).stem, spec
+            one = single_frame(path, frames, args.single_iters)
+            print(f'{name}: single frame p50 {one["stages_ms"]["frame"]["p50"]:.2f} ms '
+                  f'(pre {one["stages_ms"]["pre"]["p50"]:.2f}, infer '
+                  f'{one["stages_ms"]["infer"]["p50"]:.2f}, post '
+                  f'{one["stages_ms"]["post"]["p50"]:.2f})', flush=True)
+            entry = results['models'][name] = {'path': path, 'single_frame': one, 'workers': {}}
+            for n in args.workers:
+                r: Dict[str, Any] = {}
+                r['independent'] = run_independent(path, str(tmp), n, args.seconds)
+                print(f'  N={n} independent {r["independent"]["fps"]:.1f} fps', flush=True)
+                r['pipeline'] = run_pipeline(path, frames, n, args.seconds, args.warmup, 'block',
+                                             args.queue_size)
+                print(f'  N={n} pipeline    {r["pipeline"]["fps"]:.1f} fps '
+                      f'busy {r["pipeline"]["busy"]} cpu {r["pipeline"]["thread_cpu"]}',
+                      flush=True)
+                if not args.no_cv2_variant:
+                    r['pipeline_cv2_1'] = run_pipeline(path, frames, n, args.seconds,
+                                                       args.warmup, 'block', args.queue_size,
+                                                       cv2_threads=1)
+                    print(f'  N={n} pipeline cv2=1 {r["pipeline_cv2_1"]["fps"]:.1f} fps',
+                          flush=True)
+                rate = args.load * r['independent']['fps']
+                r['paced'] = run_pipeline(path, frames, n, args.seconds, args.warmup,
+                                          'drop_oldest', args.paced_queue_size, rate=rate)
+                print(f'  N={n} paced {rate:.1f} Hz -> {r["paced"]["fps"]:.1f} fps, latency '
+                      f'{r["paced"]["latency_ms"]}', flush=True)
+                entry['workers'][n] = r
+                if args.out:  # keep what was measured if a later run breaks
+                    Path(args.out).write_text(json.dumps(results, indent=1))
+    finally:
+        tmp.unlink(missing_ok=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=1))
+    print(table(results, args.load))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
