@@ -13,7 +13,9 @@ For each model and each N (ROS-free, CPU only):
       with OpenCV held to 1 thread in the pipeline's process.
   (c) paced: the same runtime with 'drop_oldest', fed at `--load` (0.8) x the rate of (a):
       p50 / p99 latency (submit call to result delivered) against the single-frame p50 (one
-      frame at a time on one thread, OpenCV on 1 thread, measured first, alone).
+      frame at a time on one thread, OpenCV on 1 thread, measured first, alone). For
+      reference, (a) paced the same way: each process a camera of rate / N, staggered, latency
+      from when its frame was due: what N independent copies give at that load.
 
 Targets (issue 23, item 3): (b) >= 90 % of (a); (c) p99 <= 2 x single-frame p50; 0 order
 violations. Prints a table at the end; writes every number to `--out` (JSON).
@@ -76,8 +78,13 @@ def summarize_ms(values_s: Sequence[float]) -> Dict[str, float]:
 
 # ---- (a) independent processes -----------------------------------------------------------
 def independent_worker(model: str, frames_path: str, start: Any, t_box: Any,
-                       seconds: float, results: Any, index: int) -> None:
-    """One process: load, warm up, wait for the common start time, run pre/infer/post."""
+                       seconds: float, results: Any, index: int, rate: float = 0.0,
+                       phase: float = 0.0) -> None:
+    """One process: load, warm up, wait for the common start time, run pre/infer/post.
+
+    `rate` > 0: frame k is due at start + (k + phase) / rate (a camera of its own; a frame
+    whose turn comes late starts late, its latency counted from when it was due).
+    """
     try:
         import cv2
         cv2.setNumThreads(1)
@@ -96,9 +103,15 @@ def independent_worker(model: str, frames_path: str, start: Any, t_box: Any,
         pre: List[float] = []
         infer: List[float] = []
         post: List[float] = []
+        latency: List[float] = []
         cpu0 = time.process_time()
         k = 0
         while True:
+            due = t_start + (k + phase) / rate if rate > 0 else 0.0
+            if rate > 0:
+                wait = due - _now()
+                if wait > 0:
+                    time.sleep(wait)
             t0 = _now()
             if t0 >= t_end:
                 break
@@ -113,21 +126,25 @@ def independent_worker(model: str, frames_path: str, start: Any, t_box: Any,
             pre.append(t1 - t0)
             infer.append(t2 - t1)
             post.append(t3 - t2)
+            latency.append(t3 - (due if rate > 0 else t0))
             k += 1
         cpu = time.process_time() - cpu0
         results.put(('done', index, {'frames': k, 'cpu_s': cpu, 'pre': pre, 'infer': infer,
-                                     'post': post}))
+                                     'post': post, 'latency': latency}))
     except BaseException as exc:  # noqa: B902 - the parent must hear of it, not hang
         results.put(('error', index, f'{type(exc).__name__}: {exc}'))
 
 
-def run_independent(model: str, frames_path: str, n: int, seconds: float) -> Dict[str, Any]:
+def run_independent(model: str, frames_path: str, n: int, seconds: float,
+                    rate: float = 0.0) -> Dict[str, Any]:
+    """N processes free-running (or sharing `rate` frames/s, staggered): frames/s, stages."""
     ctx = mp.get_context('spawn')
     start = ctx.Event()
     t_box = ctx.Value('d', 0.0)
     results = ctx.Queue()
     procs = [ctx.Process(target=independent_worker, name=f'independent{i}',
-                         args=(model, frames_path, start, t_box, seconds, results, i))
+                         args=(model, frames_path, start, t_box, seconds, results, i,
+                               rate / n, i / n))
              for i in range(n)]
     for p in procs:
         p.start()
@@ -153,8 +170,8 @@ def run_independent(model: str, frames_path: str, n: int, seconds: float) -> Dic
                 p.terminate()
     frames = sum(d['frames'] for d in done.values())
     stage = {k: summarize_ms([v for d in done.values() for v in d[k]])
-             for k in ('pre', 'infer', 'post')}
-    return {'fps': frames / seconds, 'frames': frames, 'seconds': seconds,
+             for k in ('pre', 'infer', 'post', 'latency')}
+    return {'fps': frames / seconds, 'frames': frames, 'seconds': seconds, 'rate_in': rate,
             'per_process_fps': [done[i]['frames'] / seconds for i in range(n)],
             'cpu_cores': sum(d['cpu_s'] for d in done.values()) / seconds,
             'stages_ms': stage}
@@ -311,7 +328,7 @@ def table(results: Dict[str, Any], load: float) -> str:
     head = (f'{"model":<8} {"N":>3} {"indep fps":>9} {"pipe fps":>8} {"ratio":>6} '
             f'{"cv2=1":>6} {"viol":>4} | {"pre busy":>8} {"post busy":>9} {"wrk busy":>8} '
             f'{"inf a/b ms":>11} | {"paced":>6} {"p50":>6} {"p99":>6} {"1f p50":>6} '
-            f'{"p99/1f":>6} {"drop":>4}')
+            f'{"p99/1f":>6} {"drop":>4} {"ind p99":>7}')
     lines = [head, '-' * len(head)]
     for name, m in results['models'].items():
         one = m['single_frame']['stages_ms']['frame']['p50']
@@ -325,11 +342,13 @@ def table(results: Dict[str, Any], load: float) -> str:
                 f'{a["stages_ms"]["infer"]["mean"]:5.1f}/'
                 f'{b["stages_ms"]["infer"]["mean"]:<5.1f} | '
                 f'{c["fps"]:6.1f} {c["latency_ms"]["p50"]:6.1f} {c["latency_ms"]["p99"]:6.1f} '
-                f'{one:6.1f} {c["latency_ms"]["p99"] / one:6.2f} {c["dropped_in_window"]:4d}')
+                f'{one:6.1f} {c["latency_ms"]["p99"] / one:6.2f} {c["dropped_in_window"]:4d} '
+                f'{r["independent_paced"]["stages_ms"]["latency"]["p99"]:7.1f}')
     lines.append(f'ratio: pipeline (block) / independent fps (target >= 0.90); cv2=1: the same '
                  f'with OpenCV on 1 thread in the pipeline process; paced at {load:g} x indep '
                  'fps with drop_oldest: p99/1f target <= 2.0; busy: fraction of the window '
-                 'the pre / post thread (or the mean worker) spent in its stage')
+                 'the pre / post thread (or the mean worker) spent in its stage; ind p99: '
+                 'the independent processes paced at the same total rate')
     return '\n'.join(lines)
 
 
@@ -392,6 +411,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     print(f'  N={n} pipeline cv2=1 {r["pipeline_cv2_1"]["fps"]:.1f} fps',
                           flush=True)
                 rate = args.load * r['independent']['fps']
+                r['independent_paced'] = run_independent(path, str(tmp), n, args.seconds, rate)
+                print(f'  N={n} independent paced {rate:.1f} Hz -> '
+                      f'{r["independent_paced"]["fps"]:.1f} fps, latency '
+                      f'{r["independent_paced"]["stages_ms"]["latency"]}', flush=True)
                 r['paced'] = run_pipeline(path, frames, n, args.seconds, args.warmup,
                                           'drop_oldest', args.paced_queue_size, rate=rate)
                 print(f'  N={n} paced {rate:.1f} Hz -> {r["paced"]["fps"]:.1f} fps, latency '
