@@ -12,7 +12,7 @@ For each model and each N (ROS-free, CPU only):
       `runtime.stats()['stages']` and per frame, thread CPU time). Variant (b1) is the same run
       with OpenCV held to 1 thread in the pipeline's process.
   (c) paced: the same runtime with 'drop_oldest', fed at `--load` (0.8) x the rate of (a):
-      p50 / p99 latency (submit call to result delivered) against the single-frame p50 (one
+      p50 / p99 latency (frame due to result delivered) against the single-frame p50 (one
       frame at a time on one thread, OpenCV on 1 thread, measured first, alone). For
       reference, (a) paced the same way: each process a camera of rate / N, staggered, latency
       from when its frame was due: what N independent copies give at that load.
@@ -82,8 +82,9 @@ def independent_worker(model: str, frames_path: str, start: Any, t_box: Any,
                        phase: float = 0.0) -> None:
     """One process: load, warm up, wait for the common start time, run pre/infer/post.
 
-    `rate` > 0: frame k is due at start + (k + phase) / rate (a camera of its own; a frame
-    whose turn comes late starts late, its latency counted from when it was due).
+    `rate` > 0: frame j is due at start + (j + phase) / rate, a camera of its own behind an
+    input queue of 1 with drop_oldest: when the process comes back for a frame it takes the
+    newest one due (older ones count as dropped); latency counts from when it was due.
     """
     try:
         import cv2
@@ -105,13 +106,20 @@ def independent_worker(model: str, frames_path: str, start: Any, t_box: Any,
         post: List[float] = []
         latency: List[float] = []
         cpu0 = time.process_time()
-        k = 0
+        k = j = skipped = 0  # frames done, camera frame index, frames the camera overwrote
         while True:
-            due = t_start + (k + phase) / rate if rate > 0 else 0.0
+            due = 0.0
             if rate > 0:
+                # the newest frame already due (queue 1, drop_oldest), else wait for the next
+                newest = int((_now() - t_start) * rate - phase)
+                if newest > j:
+                    skipped += newest - j
+                    j = newest
+                due = t_start + (j + phase) / rate
                 wait = due - _now()
                 if wait > 0:
                     time.sleep(wait)
+                j += 1
             t0 = _now()
             if t0 >= t_end:
                 break
@@ -130,7 +138,7 @@ def independent_worker(model: str, frames_path: str, start: Any, t_box: Any,
             k += 1
         cpu = time.process_time() - cpu0
         results.put(('done', index, {'frames': k, 'cpu_s': cpu, 'pre': pre, 'infer': infer,
-                                     'post': post, 'latency': latency}))
+                                     'post': post, 'latency': latency, 'skipped': skipped}))
     except BaseException as exc:  # noqa: B902 - the parent must hear of it, not hang
         results.put(('error', index, f'{type(exc).__name__}: {exc}'))
 
@@ -172,6 +180,7 @@ def run_independent(model: str, frames_path: str, n: int, seconds: float,
     stage = {k: summarize_ms([v for d in done.values() for v in d[k]])
              for k in ('pre', 'infer', 'post', 'latency')}
     return {'fps': frames / seconds, 'frames': frames, 'seconds': seconds, 'rate_in': rate,
+            'dropped': sum(d['skipped'] for d in done.values()),
             'per_process_fps': [done[i]['frames'] / seconds for i in range(n)],
             'cpu_cores': sum(d['cpu_s'] for d in done.values()) / seconds,
             'stages_ms': stage}
@@ -227,11 +236,13 @@ def run_pipeline(model: str, frames: List[np.ndarray], n: int, seconds: float, w
         k = 0
         t0 = _now()
         while not stop.is_set():
-            if rate > 0:
-                wait = t0 + k / rate - _now()
+            due = 0.0
+            if rate > 0:  # latency counts from when the frame was due, as a camera sees it
+                due = t0 + k / rate
+                wait = due - _now()
                 if wait > 0:
                     time.sleep(wait)
-            if not runtime.submit(frames[k % len(frames)], context=_now(), timeout=0.5):
+            if not runtime.submit(frames[k % len(frames)], context=due or _now(), timeout=0.5):
                 if runtime.pipeline is None or runtime.pipeline.closed:
                     return
                 continue  # block timed out: try again (and look at stop)
