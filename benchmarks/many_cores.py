@@ -187,6 +187,36 @@ def run_independent(model: str, frames_path: str, n: int, seconds: float,
 
 
 # ---- the pipeline -------------------------------------------------------------------------
+def parse_variant(text: str) -> Dict[str, float]:
+    """'cv2=1,si=0.0005,nice=10' -> settings of a pipeline run ('' or 'base': none)."""
+    out: Dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(','))):
+        if part == 'base':
+            continue
+        key, _, value = part.partition('=')
+        if key not in ('cv2', 'si', 'nice') or not value:
+            raise SystemExit(f'variant {text!r}: give cv2=THREADS (OpenCV threads), si=SECONDS '
+                             '(sys.setswitchinterval), nice=K (the nice value of the inference '
+                             'worker threads), comma-separated, or base')
+        out[key] = float(value)
+    return out
+
+
+def schedstat(threads: Sequence[threading.Thread]) -> Dict[str, Tuple[float, float]]:
+    """(seconds on a CPU, seconds runnable but waiting for one) of each thread, by name."""
+    out = {}
+    for t in threads:
+        tid = getattr(t, 'native_id', None)
+        if tid is None or not t.is_alive():
+            continue
+        try:
+            run_ns, wait_ns, _ = Path(f'/proc/self/task/{tid}/schedstat').read_text().split()
+        except (OSError, ValueError):  # no schedstat (kernel without CONFIG_SCHEDSTATS)
+            continue
+        out[t.name] = (int(run_ns) / 1e9, int(wait_ns) / 1e9)
+    return out
+
+
 def thread_cpu(threads: Sequence[threading.Thread]) -> Dict[str, float]:
     """CPU seconds each (alive) thread has used so far, by thread name."""
     out = {}
@@ -212,16 +242,19 @@ class Recorder:
 
 def run_pipeline(model: str, frames: List[np.ndarray], n: int, seconds: float, warmup: float,
                  full_policy: str, queue_size: int, rate: float = 0.0,
-                 cv2_threads: Optional[int] = None) -> Dict[str, Any]:
+                 variant: str = '') -> Dict[str, Any]:
     """Feed a PerceptionRuntime (block: as fast as it accepts; else at `rate`) and measure."""
     import cv2
     from faster_deployment_ros.runtime.config import RuntimeConfig
     from faster_deployment_ros.runtime.perception_runtime import PerceptionRuntime
     from faster_deployment_ros.tools.report import order_violations
 
-    saved_cv2 = cv2.getNumThreads()
-    if cv2_threads is not None:
-        cv2.setNumThreads(cv2_threads)
+    settings = parse_variant(variant)
+    saved_cv2, saved_si = cv2.getNumThreads(), sys.getswitchinterval()
+    if 'cv2' in settings:
+        cv2.setNumThreads(int(settings['cv2']))
+    if 'si' in settings:
+        sys.setswitchinterval(settings['si'])
     rec = Recorder()
     drops: List[int] = []
     config = RuntimeConfig(model_path=model, backend='onnxruntime', workers=n, threads=1,
@@ -230,6 +263,10 @@ def run_pipeline(model: str, frames: List[np.ndarray], n: int, seconds: float, w
                            name='many')
     runtime = PerceptionRuntime(config, make_adapter, rec,
                                 on_drop=lambda seq, ctx: drops.append(seq))
+    if 'nice' in settings:  # lower the inference workers' CPU weight against pre / post
+        for t in runtime.pipeline.threads:
+            if '-infer' in t.name:
+                os.setpriority(os.PRIO_PROCESS, t.native_id, int(settings['nice']))
     stop = threading.Event()
 
     def feed() -> None:
@@ -258,16 +295,18 @@ def run_pipeline(model: str, frames: List[np.ndarray], n: int, seconds: float, w
         feeder.start()
         time.sleep(warmup)
         threads = runtime.pipeline.threads
-        cpu0, proc0, t_w0 = thread_cpu(threads), time.process_time(), _now()
+        cpu0, sch0, proc0, t_w0 = (thread_cpu(threads), schedstat(threads),
+                                   time.process_time(), _now())
         time.sleep(seconds)
-        cpu1, proc1, t_w1 = thread_cpu(threads), time.process_time(), _now()
+        cpu1, sch1, proc1, t_w1 = (thread_cpu(threads), schedstat(threads),
+                                   time.process_time(), _now())
         stats = runtime.stats()
         stop.set()
         feeder.join(5)
     finally:
         runtime.close()
-        if cv2_threads is not None:
-            cv2.setNumThreads(saved_cv2)
+        cv2.setNumThreads(saved_cv2)
+        sys.setswitchinterval(saved_si)
     rows = [r for r in rec.rows if r[2] >= t_feed]
     window = [r for r in rows if t_w0 <= r[1] < t_w1]
     span = t_w1 - t_w0
@@ -279,9 +318,24 @@ def run_pipeline(model: str, frames: List[np.ndarray], n: int, seconds: float, w
     busy['workers'] = fps * per_stage['infer']['mean'] / 1000.0 / n
     cpu = {name: (cpu1[name] - cpu0.get(name, 0.0)) / span for name in cpu1}
     infer_cpu = [v for name, v in cpu.items() if '-infer' in name]
+    # per thread: share of the window on a CPU, runnable but waiting for a CPU, and neither
+    # (blocked: on the GIL inside a stage, on the pipeline's conditions between frames)
+    sched: Dict[str, Dict[str, float]] = {}
+    for name in sch1:
+        run = (sch1[name][0] - sch0.get(name, (0.0, 0.0))[0]) / span
+        wait = (sch1[name][1] - sch0.get(name, (0.0, 0.0))[1]) / span
+        sched[name] = {'run': run, 'runqueue': wait, 'blocked': max(0.0, 1.0 - run - wait)}
+    sched_out = {short: {k: round(v, 3) for k, v in sched[f'many-{short}'].items()}
+                 for short in ('pre', 'post', 'deliver') if f'many-{short}' in sched}
+    workers_sched = [v for name, v in sched.items() if '-infer' in name]
+    if workers_sched:
+        sched_out['infer_mean'] = {k: round(float(np.mean([w[k] for w in workers_sched])), 3)
+                                   for k in ('run', 'runqueue', 'blocked')}
     return {
         'full_policy': full_policy, 'queue_size': queue_size, 'rate_in': rate,
-        'cv2_threads': cv2.getNumThreads() if cv2_threads is None else cv2_threads,
+        'variant': variant or 'base',
+        'cv2_threads': int(settings.get('cv2', saved_cv2)),
+        'switch_interval_s': settings.get('si', saved_si),
         'fps': fps, 'frames': len(window), 'seconds': span,
         'order_violations': order_violations(seqs),
         'failed': sum(1 for r in rec.rows if not r[4]),
@@ -295,6 +349,7 @@ def run_pipeline(model: str, frames: List[np.ndarray], n: int, seconds: float, w
                        'deliver': round(cpu.get('many-deliver', 0.0), 3),
                        'infer_mean': round(float(np.mean(infer_cpu)) if infer_cpu else 0.0, 3)},
         'process_cpu_cores': round((proc1 - proc0) / span, 2),
+        'schedstat': sched_out,
         'runtime_stats_stages': stats.get('stages', {}),
         'runtime_stats_per_worker': stats.get('per_worker', []),
     }
@@ -344,7 +399,10 @@ def table(results: Dict[str, Any], load: float) -> str:
     for name, m in results['models'].items():
         one = m['single_frame']['stages_ms']['frame']['p50']
         for n, r in m['workers'].items():
-            a, b, b1, c = r['independent'], r['pipeline'], r.get('pipeline_cv2_1'), r['paced']
+            a, b, c = r['independent'], r['pipeline'], r['paced']
+            b1 = r.get('variants', {}).get('cv2=1') or r.get('pipeline_cv2_1')
+            ind_p99 = r.get('independent_paced', {}).get('stages_ms', {}).get(
+                'latency', {}).get('p99', float('nan'))
             lines.append(
                 f'{name:<8} {n:>3} {a["fps"]:9.1f} {b["fps"]:8.1f} {b["fps"] / a["fps"]:6.2f} '
                 f'{(b1["fps"] / a["fps"]) if b1 else float("nan"):6.2f} '
@@ -354,12 +412,38 @@ def table(results: Dict[str, Any], load: float) -> str:
                 f'{b["stages_ms"]["infer"]["mean"]:<5.1f} | '
                 f'{c["fps"]:6.1f} {c["latency_ms"]["p50"]:6.1f} {c["latency_ms"]["p99"]:6.1f} '
                 f'{one:6.1f} {c["latency_ms"]["p99"] / one:6.2f} {c["dropped_in_window"]:4d} '
-                f'{r["independent_paced"]["stages_ms"]["latency"]["p99"]:7.1f}')
+                f'{ind_p99:7.1f}')
     lines.append(f'ratio: pipeline (block) / independent fps (target >= 0.90); cv2=1: the same '
                  f'with OpenCV on 1 thread in the pipeline process; paced at {load:g} x indep '
                  'fps with drop_oldest: p99/1f target <= 2.0; busy: fraction of the window '
                  'the pre / post thread (or the mean worker) spent in its stage; ind p99: '
                  'the independent processes paced at the same total rate')
+    head = (f'{"model":<8} {"N":>3} {"variant":<18} {"fps":>7} {"ratio":>6} {"cores":>5} | '
+            f'{"pre: busy":>9} {"run":>5} {"runq":>5} {"blocked":>7} | {"post: busy":>10} '
+            f'{"run":>5} | {"worker: busy":>12} {"run":>5} {"runq":>5} | {"p50":>6} {"p99":>6}')
+    lines += ['', head, '-' * len(head)]
+    for name, m in results['models'].items():
+        for n, r in m['workers'].items():
+            runs = [('base', r['pipeline'])] + list(r.get('variants', {}).items())
+            paced = r.get('paced_variants') or {r['paced'].get('variant', 'base'): r['paced']}
+            runs += [(f'paced {v}', c) for v, c in paced.items()]
+            for label, b in runs:
+                sch = b.get('schedstat', {})
+                pre, post, wrk = (sch.get(k, {}) for k in ('pre', 'post', 'infer_mean'))
+                lines.append(
+                    f'{name:<8} {n:>3} {label:<18} {b["fps"]:7.1f} '
+                    f'{b["fps"] / r["independent"]["fps"]:6.2f} {b["process_cpu_cores"]:5.1f} | '
+                    f'{b["busy"]["pre"]:9.2f} {pre.get("run", float("nan")):5.2f} '
+                    f'{pre.get("runqueue", float("nan")):5.2f} '
+                    f'{pre.get("blocked", float("nan")):7.2f} | {b["busy"]["post"]:10.2f} '
+                    f'{post.get("run", float("nan")):5.2f} | {b["busy"]["workers"]:12.2f} '
+                    f'{wrk.get("run", float("nan")):5.2f} '
+                    f'{wrk.get("runqueue", float("nan")):5.2f} | '
+                    + (f'{b["latency_ms"]["p50"]:6.1f} {b["latency_ms"]["p99"]:6.1f}'
+                       if b['rate_in'] else f'{"":>6} {"":>6}'))
+    lines.append('per thread, share of the window: busy = inside its stage, run = on a CPU, '
+                 'runq = runnable, waiting for a CPU, blocked = neither (the GIL inside a stage, '
+                 'the pipeline between frames); cores = process CPU time / window')
     return '\n'.join(lines)
 
 
@@ -381,10 +465,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument('--frames', type=int, default=16)
     ap.add_argument('--step', type=int, default=5)
     ap.add_argument('--single-iters', type=int, default=100)
-    ap.add_argument('--no-cv2-variant', action='store_true',
-                    help='skip the block run with OpenCV on 1 thread in the pipeline process')
+    ap.add_argument('--variant', action='append', default=None, metavar='SETTINGS',
+                    help="more block runs of the pipeline with process settings: 'cv2=1' "
+                    "(OpenCV threads), 'si=0.0005' (sys.setswitchinterval), 'nice=10' (the "
+                    "inference worker threads' nice value), comma-separated; repeatable "
+                    "(default: cv2=1; 'none' for no extra run)")
+    ap.add_argument('--paced-variant', action='append', default=None, metavar='SETTINGS',
+                    help="settings of a paced pipeline run, as --variant, or 'best' (the "
+                    "block run's fastest); repeatable (default: base)")
+    ap.add_argument('--no-independent-paced', action='store_true',
+                    help='skip the paced run of the independent processes')
     ap.add_argument('--out', default='', help='write all numbers here (JSON)')
     args = ap.parse_args(argv)
+    variants = [v for v in (args.variant or ['cv2=1']) if v != 'none']
+    paced_variants = args.paced_variant or ['base']
+    for v in variants + [p for p in paced_variants if p != 'best']:
+        parse_variant(v)  # a typo fails now, not after minutes of measuring
 
     frames = load_frames(args.video or None, args.frames, args.step)
     tmp = Path(os.environ.get('TMPDIR', '/tmp')) / f'many_cores_frames_{os.getpid()}.npy'
@@ -413,23 +509,35 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 r['pipeline'] = run_pipeline(path, frames, n, args.seconds, args.warmup, 'block',
                                              args.queue_size)
                 print(f'  N={n} pipeline    {r["pipeline"]["fps"]:.1f} fps '
-                      f'busy {r["pipeline"]["busy"]} cpu {r["pipeline"]["thread_cpu"]}',
-                      flush=True)
-                if not args.no_cv2_variant:
-                    r['pipeline_cv2_1'] = run_pipeline(path, frames, n, args.seconds,
-                                                       args.warmup, 'block', args.queue_size,
-                                                       cv2_threads=1)
-                    print(f'  N={n} pipeline cv2=1 {r["pipeline_cv2_1"]["fps"]:.1f} fps',
-                          flush=True)
+                      f'busy {r["pipeline"]["busy"]} cpu {r["pipeline"]["thread_cpu"]} '
+                      f'sched {r["pipeline"]["schedstat"]}', flush=True)
+                r['variants'] = {}
+                for v in variants:
+                    b = r['variants'][v] = run_pipeline(path, frames, n, args.seconds,
+                                                        args.warmup, 'block', args.queue_size,
+                                                        variant=v)
+                    print(f'  N={n} pipeline {v} {b["fps"]:.1f} fps busy {b["busy"]} '
+                          f'sched {b["schedstat"]}', flush=True)
                 rate = args.load * r['independent']['fps']
-                r['independent_paced'] = run_independent(path, str(tmp), n, args.seconds, rate)
-                print(f'  N={n} independent paced {rate:.1f} Hz -> '
-                      f'{r["independent_paced"]["fps"]:.1f} fps, latency '
-                      f'{r["independent_paced"]["stages_ms"]["latency"]}', flush=True)
-                r['paced'] = run_pipeline(path, frames, n, args.seconds, args.warmup,
-                                          'drop_oldest', args.paced_queue_size, rate=rate)
-                print(f'  N={n} paced {rate:.1f} Hz -> {r["paced"]["fps"]:.1f} fps, latency '
-                      f'{r["paced"]["latency_ms"]}', flush=True)
+                if not args.no_independent_paced:
+                    r['independent_paced'] = run_independent(path, str(tmp), n, args.seconds,
+                                                             rate)
+                    print(f'  N={n} independent paced {rate:.1f} Hz -> '
+                          f'{r["independent_paced"]["fps"]:.1f} fps, latency '
+                          f'{r["independent_paced"]["stages_ms"]["latency"]}', flush=True)
+                fastest = max([('base', r['pipeline'])] + list(r['variants'].items()),
+                              key=lambda item: item[1]['fps'])[0]
+                r['paced_variants'] = {}
+                for v in paced_variants:
+                    v = fastest if v == 'best' else v
+                    if v in r['paced_variants']:
+                        continue
+                    c = r['paced_variants'][v] = run_pipeline(
+                        path, frames, n, args.seconds, args.warmup, 'drop_oldest',
+                        args.paced_queue_size, rate=rate, variant='' if v == 'base' else v)
+                    print(f'  N={n} paced {v} {rate:.1f} Hz -> {c["fps"]:.1f} fps, latency '
+                          f'{c["latency_ms"]}', flush=True)
+                r['paced'] = next(iter(r['paced_variants'].values()))
                 entry['workers'][n] = r
                 if args.out:  # keep what was measured if a later run breaks
                     Path(args.out).write_text(json.dumps(results, indent=1))
