@@ -194,10 +194,12 @@ def parse_variant(text: str) -> Dict[str, float]:
         if part == 'base':
             continue
         key, _, value = part.partition('=')
-        if key not in ('cv2', 'si', 'nice') or not value:
+        if key not in ('cv2', 'si', 'nice', 'prefeed') or not value:
             raise SystemExit(f'variant {text!r}: give cv2=THREADS (OpenCV threads), si=SECONDS '
                              '(sys.setswitchinterval), nice=K (the nice value of the inference '
-                             'worker threads), comma-separated, or base')
+                             'worker threads), prefeed=K (K feeder threads pre-process, '
+                             'the pre stage of the pipeline passes their tensors on), '
+                             'comma-separated, or base')
         out[key] = float(value)
     return out
 
@@ -228,6 +230,24 @@ def thread_cpu(threads: Sequence[threading.Thread]) -> Dict[str, float]:
         except (OSError, AttributeError):  # pragma: no cover - non-Linux
             pass
     return out
+
+
+class Prepared:
+    """Adapter whose pre-processing was done by the feeders: (tensors, meta) pass through.
+
+    The 'prefeed' variant: what the pipeline gives when pre-processing is spread over several
+    threads instead of its one pre thread (the order of the result is still the pipeline's).
+    """
+
+    def __init__(self, backend: Any) -> None:
+        self.adapter = make_adapter(backend)
+        self.task = self.adapter.task
+
+    def preprocess(self, item: Any) -> Any:
+        return item
+
+    def postprocess(self, outputs: Any, meta: Any) -> Any:
+        return self.adapter.postprocess(outputs, meta)
 
 
 class Recorder:
@@ -261,7 +281,8 @@ def run_pipeline(model: str, frames: List[np.ndarray], n: int, seconds: float, w
                            queue_size=queue_size, full_policy=full_policy,
                            backend_options={'inter_op_threads': 1}, gpu_pipeline=False,
                            name='many')
-    runtime = PerceptionRuntime(config, make_adapter, rec,
+    prefeed = int(settings.get('prefeed', 0))
+    runtime = PerceptionRuntime(config, Prepared if prefeed else make_adapter, rec,
                                 on_drop=lambda seq, ctx: drops.append(seq))
     if 'nice' in settings:  # lower the inference workers' CPU weight against pre / post
         for t in runtime.pipeline.threads:
@@ -269,8 +290,7 @@ def run_pipeline(model: str, frames: List[np.ndarray], n: int, seconds: float, w
                 os.setpriority(os.PRIO_PROCESS, t.native_id, int(settings['nice']))
     stop = threading.Event()
 
-    def feed() -> None:
-        k = 0
+    def feed(k: int = 0, step: int = 1) -> None:
         t0 = _now()
         while not stop.is_set():
             due = 0.0
@@ -279,22 +299,28 @@ def run_pipeline(model: str, frames: List[np.ndarray], n: int, seconds: float, w
                 wait = due - _now()
                 if wait > 0:
                     time.sleep(wait)
-            if not runtime.submit(frames[k % len(frames)], context=due or _now(), timeout=0.5):
-                if runtime.pipeline is None or runtime.pipeline.closed:
-                    return
-                continue  # block timed out: try again (and look at stop)
-            k += 1
+            item = frames[k % len(frames)]
+            if prefeed:  # this feeder pre-processes; the pipeline's pre stage passes it on
+                item = runtime.adapter.adapter.preprocess(item)
+            while not runtime.submit(item, context=due or _now(), timeout=0.5):
+                if stop.is_set() or runtime.pipeline is None or runtime.pipeline.closed:
+                    return  # block timed out: try again (and look at stop)
+            k += step
 
     try:
         # warm every session before the clock runs
         for x in [frames[k % len(frames)] for k in range(2 * n)]:
-            runtime.submit(x, context=_now())
+            runtime.submit(runtime.adapter.adapter.preprocess(x) if prefeed else x,
+                           context=_now())
         runtime.flush(60)
-        feeder = threading.Thread(target=feed, name='feeder', daemon=True)
+        feeders = [threading.Thread(target=feed, args=(i, max(1, prefeed)),
+                                    name=f'many-feeder{i}', daemon=True)
+                   for i in range(max(1, prefeed))]
         t_feed = _now()
-        feeder.start()
+        for feeder in feeders:
+            feeder.start()
         time.sleep(warmup)
-        threads = runtime.pipeline.threads
+        threads = runtime.pipeline.threads + feeders
         cpu0, sch0, proc0, t_w0 = (thread_cpu(threads), schedstat(threads),
                                    time.process_time(), _now())
         time.sleep(seconds)
@@ -302,7 +328,8 @@ def run_pipeline(model: str, frames: List[np.ndarray], n: int, seconds: float, w
                                    time.process_time(), _now())
         stats = runtime.stats()
         stop.set()
-        feeder.join(5)
+        for feeder in feeders:
+            feeder.join(5)
     finally:
         runtime.close()
         cv2.setNumThreads(saved_cv2)
@@ -326,7 +353,8 @@ def run_pipeline(model: str, frames: List[np.ndarray], n: int, seconds: float, w
         wait = (sch1[name][1] - sch0.get(name, (0.0, 0.0))[1]) / span
         sched[name] = {'run': run, 'runqueue': wait, 'blocked': max(0.0, 1.0 - run - wait)}
     sched_out = {short: {k: round(v, 3) for k, v in sched[f'many-{short}'].items()}
-                 for short in ('pre', 'post', 'deliver') if f'many-{short}' in sched}
+                 for short in ('pre', 'post', 'deliver', 'feeder0')
+                 if f'many-{short}' in sched}
     workers_sched = [v for name, v in sched.items() if '-infer' in name]
     if workers_sched:
         sched_out['infer_mean'] = {k: round(float(np.mean([w[k] for w in workers_sched])), 3)
@@ -468,7 +496,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument('--variant', action='append', default=None, metavar='SETTINGS',
                     help="more block runs of the pipeline with process settings: 'cv2=1' "
                     "(OpenCV threads), 'si=0.0005' (sys.setswitchinterval), 'nice=10' (the "
-                    "inference worker threads' nice value), comma-separated; repeatable "
+                    "inference worker threads' nice value), 'prefeed=4' (4 feeder threads "
+                    'pre-process, the pre stage passes through), comma-separated; repeatable '
                     "(default: cv2=1; 'none' for no extra run)")
     ap.add_argument('--paced-variant', action='append', default=None, metavar='SETTINGS',
                     help="settings of a paced pipeline run, as --variant, or 'best' (the "
