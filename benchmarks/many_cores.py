@@ -9,13 +9,17 @@ For each model and each N (ROS-free, CPU only):
   (b) pipeline: `PerceptionRuntime(RuntimeConfig(model, workers=N, threads=1, full_policy=
       'block'))` fed as fast as it accepts: ordered frames/s delivered, order violations in the
       delivered sequence, and what each pipeline thread spent (stage times from
-      `runtime.stats()['stages']` and per frame, thread CPU time). Variant (b1) is the same run
-      with OpenCV held to 1 thread in the pipeline's process.
+      `runtime.stats()['stages']` and per frame, thread CPU time, and each thread's share on a
+      CPU / runnable / blocked from /proc/self/task/*/schedstat). `--variant` adds block runs
+      with process settings: `cv2=1` (OpenCV on 1 thread, the default extra run), `si=S`
+      (sys.setswitchinterval), `nice=K` (the worker threads' nice value), `prefeed=K` (K
+      feeder threads pre-process and the pipeline's pre stage passes their tensors on).
   (c) paced: the same runtime with 'drop_oldest', fed at `--load` (0.8) x the rate of (a):
       p50 / p99 latency (frame due to result delivered) against the single-frame p50 (one
       frame at a time on one thread, OpenCV on 1 thread, measured first, alone). For
       reference, (a) paced the same way: each process a camera of rate / N, staggered, latency
       from when its frame was due: what N independent copies give at that load.
+      `--paced-variant` runs it with a variant's settings ('best': the fastest block run's).
 
 Targets (issue 23, item 3): (b) >= 90 % of (a); (c) p99 <= 2 x single-frame p50; 0 order
 violations. Prints a table at the end; writes every number to `--out` (JSON).
