@@ -273,6 +273,9 @@ def param_load(env: Dict[str, str], node: str, path: Path) -> Dict[str, Optional
     Fails unless the command answered for every parameter of the file and every rejection
     came with a reason.
     """
+    # ros2param looks the node up in the graph first ("Node not found" while the daemon has not
+    # discovered it yet): wait until the node list shows it
+    ros2_until(env, ['node', 'list'], lambda out: node in out.split(), timeout=60)
     proc = ros2(env, 'param', 'load', node, str(path), timeout=90)
     text = proc.stdout + proc.stderr
     results = {m['name']: (None if m['ok'] == 'successful' else (m['why'] or ''))
