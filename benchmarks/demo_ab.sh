@@ -19,12 +19,15 @@ shared="${FDR_SHARED:-$here/../shared}"
 out="${OUT_DIR:-$here/out/demo_ab}"
 mkdir -p "$out"
 summary() {
-  "$py" -c 'import json, sys
+  "$py" - "$1" <<'PY'
+import json
+import sys
 r = json.load(open(sys.argv[1]))
-lat = r["latency_ms"]
-print(f"in {r[\"frames_in\"]} out {r[\"frames_out\"]} dropped {r[\"dropped\"]} "
-      f"order {r[\"order_violations\"]} p50 {lat[\"p50\"]:.1f} p90 {lat[\"p90\"]:.1f} "
-      f"p99 {lat[\"p99\"]:.1f} ms")' "$1"
+lat = r['latency_ms']
+print('in {} out {} dropped {} order {} p50 {:.1f} p90 {:.1f} p99 {:.1f} ms'.format(
+    r['frames_in'], r['frames_out'], r['dropped'], r['order_violations'], lat['p50'],
+    lat['p90'], lat['p99']))
+PY
 }
 for round in $(seq "$rounds"); do
   for rate in $rates; do
