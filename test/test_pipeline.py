@@ -524,21 +524,29 @@ def test_busy_workers_report_a_stuck_call_and_health_names_it(make):
     from faster_deployment_ros.core.health import ERROR, Health, HealthLimits
     release, entered = threading.Event(), threading.Event()
 
+    hold = threading.Event()
+
     def infer(t):
         if t == 'hang':
             entered.set()
             release.wait(30)
         return t
 
-    p, sink = make(infer=[infer, lambda t: t])
+    def infer1(t):  # holds a 'hang' frame until worker 0 has one, so worker 0 surely gets one
+        if t == 'hang' and not entered.is_set():
+            hold.wait(30)
+        return t
+
+    p, sink = make(infer=[infer, infer1])
     assert p.busy_workers() == {0: 0.0, 1: 0.0} and p.mean_infer_s is None
     assert p.submit('fine') and p.flush(10)
     assert p.mean_infer_s is not None and p.mean_infer_s < 1.0
     health = Health('tp', HealthLimits(stuck_min_s=0.2))
-    p.submit('hang')  # whichever worker takes it: only worker 0's callable hangs
-    while not entered.is_set():  # worker 1 may take it first; feed until worker 0 does
-        assert p.submit('hang')
-        entered.wait(0.05)
+    # two 'hang' frames, one per worker in either order: worker 0's call hangs, worker 1's
+    # returns once worker 0 has entered (it never waits for a frame only worker 1 would take)
+    assert p.submit('hang') and p.submit('hang')
+    assert entered.wait(10)
+    hold.set()
     assert wait_until(lambda: p.busy_workers()[0] > 0.3)
     busy = p.busy_workers()
     assert busy[1] == 0.0 or busy[1] < busy[0]
