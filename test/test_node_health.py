@@ -19,7 +19,7 @@ from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from support import fault_backend  # noqa: E402
-from support.node_harness import harnesses, image_msg, RELIABLE  # noqa: E402
+from support.node_harness import harnesses, image_msg, RELIABLE, wait_status  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
 
 pytestmark = pytest.mark.ros
@@ -37,19 +37,6 @@ def harness(ros, yolox_model):
             yield make
     finally:
         fault_backend.RELEASE.set()
-
-
-def wait_status(node, level: int, text: str, timeout: float = 30.0):
-    """Poll the node's own status (computed on demand) until it reads `level` with `text`."""
-    deadline = time.monotonic() + timeout
-    status = None
-    while time.monotonic() < deadline:
-        status = node.diagnostic_statuses()[0]
-        if status.level == bytes([level]) and text in status.message:
-            return status
-        time.sleep(0.1)
-    raise AssertionError(f'no {level} "{text}" status within {timeout} s; last: '
-                         f'{status.level if status else None} {status.message if status else ""}')
 
 
 def test_a_publisher_whose_qos_cannot_match_is_named_within_seconds(harness):

@@ -15,7 +15,7 @@ rclpy = pytest.importorskip('rclpy')
 from faster_deployment_ros.ros.detector_node import DetectorNode  # noqa: E402, I100
 from faster_deployment_ros.tools.frames import read_frames  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
-from support.node_harness import harnesses, header_key, image_msg  # noqa: E402
+from support.node_harness import harnesses, header_key, image_msg, wait_status  # noqa: E402
 from support.triton_server import TritonServer  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
 
@@ -58,18 +58,6 @@ def run(make, frames, first_stamp: int, **params) -> dict:
     got = h.wait_count(h.got['detections'], len(frames), timeout=60)
     assert len(got) == len(frames), f'{len(got)} of {len(frames)} published'
     return {header_key(m.header): rows(m) for m in got}
-
-
-def wait_status(node, level: int, text: str, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    status = None
-    while time.monotonic() < deadline:
-        status = node.diagnostic_statuses()[0]
-        if status.level == bytes([level]) and text in status.message:
-            return status
-        time.sleep(0.1)
-    raise AssertionError(f'no level {level} "{text}" within {timeout} s; last: '
-                         f'{status.level if status else None} {status.message if status else ""}')
 
 
 def test_triton_node_publishes_what_onnxruntime_does_and_survives_a_server_restart(

@@ -145,6 +145,19 @@ class NodeHarness:
         close_rig(self)
 
 
+def wait_status(node, level: int, text: str, timeout: float = 30.0):
+    """Poll the node's own status (computed on demand) until it reads `level` with `text`."""
+    deadline = time.monotonic() + timeout
+    status = None
+    while time.monotonic() < deadline:
+        status = node.diagnostic_statuses()[0]
+        if status.level == bytes([level]) and text in status.message:
+            return status
+        time.sleep(0.1)
+    raise AssertionError(f'no level {level} "{text}" status within {timeout} s; last: '
+                         f'{status.level if status else None} {status.message if status else ""}')
+
+
 @contextlib.contextmanager
 def harnesses(node_cls: type, base: Dict[str, Any], peer_name: str,
               inputs: Dict[str, Tuple[type, str]],
@@ -180,4 +193,4 @@ def close_rig(rig) -> None:
 
 
 __all__ = ['NodeHarness', 'close_rig', 'harnesses', 'RELIABLE', 'TEST_PARAMETERS', 'image_msg',
-           'header_key', 'console_script', 'stop_process']
+           'header_key', 'console_script', 'stop_process', 'wait_status']
