@@ -111,14 +111,26 @@ def build_workspace(base: Path) -> Workspace:
 
 
 def ros2(env: Dict[str, str], *args: str, timeout: float = 60.0,
-         check: bool = True) -> subprocess.CompletedProcess:
-    """Run `ros2 ARGS` once (stdout and stderr apart); a non-zero exit fails unless check=False."""
-    try:
-        proc = subprocess.run(['ros2', *args], env=env, capture_output=True, text=True,
-                              timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        raise AssertionError(f'ros2 {" ".join(args)} still running after {timeout} s; '
-                             f'output: {exc.stdout!r} {exc.stderr!r}') from None
+         check: bool = True, discovery: float = 60.0) -> subprocess.CompletedProcess:
+    """Run `ros2 ARGS` (stdout and stderr apart); a non-zero exit fails unless check=False.
+
+    A command that names a node answers "Node not found" and does nothing while the ros2 daemon
+    has not discovered that node yet (a daemon started by an earlier command discovers on its
+    own schedule); such an answer is repeated for up to `discovery` seconds.
+    """
+    deadline = time.monotonic() + discovery
+    while True:
+        try:
+            proc = subprocess.run(['ros2', *args], env=env, capture_output=True, text=True,
+                                  timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise AssertionError(f'ros2 {" ".join(args)} still running after {timeout} s; '
+                                 f'output: {exc.stdout!r} {exc.stderr!r}') from None
+        unseen = proc.returncode != 0 and \
+            (proc.stdout + proc.stderr).strip().endswith('Node not found')
+        if not unseen or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)  # polling an external process's discovery: no event to wait on
     if check:
         assert proc.returncode == 0, (f'ros2 {" ".join(args)} exited {proc.returncode}:\n'
                                       f'{proc.stdout}{proc.stderr}')
@@ -131,7 +143,8 @@ def ros2_until(env: Dict[str, str], args: Sequence[str], done: Callable[[str], b
     deadline = time.monotonic() + timeout
     text = ''
     while time.monotonic() < deadline:
-        proc = ros2(env, *args, timeout=max(5.0, deadline - time.monotonic()), check=False)
+        proc = ros2(env, *args, timeout=max(5.0, deadline - time.monotonic()), check=False,
+                    discovery=0)
         text = proc.stdout + proc.stderr
         if done(text):
             return text
@@ -273,9 +286,6 @@ def param_load(env: Dict[str, str], node: str, path: Path) -> Dict[str, Optional
     Fails unless the command answered for every parameter of the file and every rejection
     came with a reason.
     """
-    # ros2param looks the node up in the graph first ("Node not found" while the daemon has not
-    # discovered it yet): wait until the node list shows it
-    ros2_until(env, ['node', 'list'], lambda out: node in out.split(), timeout=60)
     proc = ros2(env, 'param', 'load', node, str(path), timeout=90)
     text = proc.stdout + proc.stderr
     results = {m['name']: (None if m['ok'] == 'successful' else (m['why'] or ''))
