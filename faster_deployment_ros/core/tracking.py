@@ -376,9 +376,7 @@ class ByteTracker:
         out = ((self._state == TRACKED) & self._confirmed).nonzero()[0]
         out = out[np.argsort(det_of[out], kind='stable')]
         idx = det_of[out]
-        return Detections(np.asarray(det.boxes)[idx], np.asarray(det.scores)[idx],
-                          np.asarray(det.class_ids)[idx], det.class_names,
-                          track_ids=self._ids[out])
+        return det.select(idx, track_ids=self._ids[out])
 
     # ---- steps ------------------------------------------------------------------------------
     def _add(self, z: np.ndarray, frame: int) -> None:

@@ -42,8 +42,14 @@ def static_dim(dim: Any) -> Optional[int]:
 class Detections:
     """Detections of one frame, in source-image pixels.
 
-    boxes: (N, 4) float32 x1, y1, x2, y2; scores: (N,) float32; class_ids: (N,) int64;
-    track_ids: (N,) int64 identities from a tracker (core.tracking), None when not tracked.
+    boxes: (N, 4) float32 x1, y1, x2, y2 (for oriented boxes: the axis-aligned box around each);
+    scores: (N,) float32; class_ids: (N,) int64;
+    track_ids: (N,) int64 identities from a tracker (core.tracking), None when not tracked;
+    obb: (N, 5) float32 oriented boxes cx, cy, w, h, theta (source pixels, radians), None for
+    axis-aligned models;
+    masks: per-detection instance masks (an object with `__len__` and `select(index)`, e.g.
+    core.masks.InstanceMasks), None for models without masks.
+    Every per-detection field follows `select`, so filters and trackers keep them aligned.
     """
 
     boxes: np.ndarray
@@ -51,6 +57,8 @@ class Detections:
     class_ids: np.ndarray
     class_names: Sequence[str] = field(default_factory=list)
     track_ids: Optional[np.ndarray] = None
+    obb: Optional[np.ndarray] = None
+    masks: Any = None
 
     @classmethod
     def empty(cls, class_names: Sequence[str] = ()) -> 'Detections':
@@ -63,6 +71,20 @@ class Detections:
     def names(self) -> List[str]:
         n = len(self.class_names)
         return [self.class_names[i] if 0 <= i < n else str(i) for i in self.class_ids.tolist()]
+
+    def select(self, index: Any, track_ids: Optional[np.ndarray] = None) -> 'Detections':
+        """Return the detections at `index` (boolean mask or integer indices), all fields along.
+
+        `track_ids` replaces the selected ones (a tracker's output).
+        """
+        index = np.asarray(index)
+        if track_ids is None and self.track_ids is not None:
+            track_ids = np.asarray(self.track_ids)[index]
+        return Detections(
+            np.asarray(self.boxes)[index], np.asarray(self.scores)[index],
+            np.asarray(self.class_ids)[index], self.class_names, track_ids,
+            None if self.obb is None else np.asarray(self.obb)[index],
+            None if self.masks is None else self.masks.select(index))
 
 
 @dataclass

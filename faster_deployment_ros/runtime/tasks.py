@@ -171,9 +171,7 @@ class DetectionTask(Task):
     def finish(self, det: Detections, camera: int = 0) -> Detections:
         keep = self.keep_classes
         if keep is not None and len(det):
-            mask = np.isin(det.class_ids, list(keep))
-            det = Detections(det.boxes[mask], det.scores[mask], det.class_ids[mask],
-                             det.class_names)
+            det = det.select(np.isin(det.class_ids, list(keep)))
         if self.values['tracking']:  # after the filter: tracks of the published classes only
             tracker = self.trackers.get(camera)
             if tracker is None:
