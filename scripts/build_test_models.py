@@ -18,6 +18,8 @@ and exported with the TorchScript exporter, so a rebuild on the same wheels give
 Models (all under --out):
   yolov8n.onnx, yolo11n.onnx      ultralytics export, images 1x3x640x640 -> output0 1x84x8400
   yolo26n.onnx                    ultralytics end-to-end export (no NMS) -> output0 1x300x6
+  yolo11n-obb.onnx                ultralytics OBB export, DOTAv1's 15 classes -> output0 1x20x8400
+                                  (cx, cy, w, h, 15 scores, angle in radians)
   rtdetr-l.onnx                   ultralytics export, images 1x3x640x640 -> output0 1x300x6
   rtdetr-l-orig.onnx              the same RT-DETR-L network behind the original (lyuwenyu)
                                   export's I/O: images + orig_target_sizes -> labels, boxes, scores
@@ -168,6 +170,36 @@ def build_yolo(cfg: str, out: Path, imgs: list) -> Path:
         # DFL bins spread -> varied box sizes; ~0.01 % of (anchor, class) scores above 0.25.
         condition_layer(net, box_conv, batch, 2.0)
         condition_layer(net, cls_conv, batch, 1.0, bias_quantile=0.9999, bias_to=score_logit)
+    return export_ultralytics(model, out, cfg.replace('.yaml', ''))
+
+
+def build_yolo_obb(cfg: str, out: Path, imgs: list) -> Path:
+    """Build an OBB model shaped as a DOTAv1-trained one (15 classes), conditioned like build_yolo.
+
+    The angle branch is conditioned too: its logits spread (std 2, median 0), so the decoded
+    angles, (sigmoid - 0.25) * pi, cover [-pi/4, 3pi/4) instead of sitting at pi/4.
+    """
+    from ultralytics import YOLO
+    from ultralytics.nn.tasks import OBBModel
+    from ultralytics.utils import YAML
+    from ultralytics.utils import ROOT as UROOT
+
+    names = dict(YAML.load(UROOT / 'cfg' / 'datasets' / 'DOTAv1.yaml')['names'])
+    model = YOLO(cfg)  # task obb, exporter args; its 80-class network is replaced below
+    torch.manual_seed(SEED)
+    net = OBBModel(cfg, nc=len(names), verbose=False)
+    net.args, net.task, net.names = model.model.args, model.model.task, names
+    model.model = net
+    batch = to_batch(imgs, 640, 640)
+    set_bn_stats(net, batch)
+    det = net.model[-1]
+    score_logit = float(np.log(0.25 / 0.75))
+    for box_conv, cls_conv, angle_conv in zip(*((s[-1] for s in head)
+                                                for head in (det.cv2, det.cv3, det.cv4))):
+        # ~0.1 % of (anchor, class) scores above 0.25: overlapping candidates for rotated NMS.
+        condition_layer(net, box_conv, batch, 2.0)
+        condition_layer(net, cls_conv, batch, 1.0, bias_quantile=0.999, bias_to=score_logit)
+        condition_layer(net, angle_conv, batch, 2.0, bias_quantile=0.5, bias_to=0.0)
     return export_ultralytics(model, out, cfg.replace('.yaml', ''))
 
 
@@ -364,6 +396,7 @@ BUILDERS = {
     'yolov8n': lambda out, imgs: [build_yolo('yolov8n.yaml', out, imgs)],
     'yolo11n': lambda out, imgs: [build_yolo('yolo11n.yaml', out, imgs)],
     'yolo26n': lambda out, imgs: [build_yolo('yolo26n.yaml', out, imgs)],
+    'yolo11n-obb': lambda out, imgs: [build_yolo_obb('yolo11n-obb.yaml', out, imgs)],
     'rtdetr-l': build_rtdetr,
     'depth_anything_v2_vits': lambda out, imgs: [build_depth_anything_v2(out, imgs)],
     'midas_small_style': lambda out, imgs: [build_midas_style(out, imgs)],

@@ -20,6 +20,11 @@ file); everything around it is the reference's own code:
   ultralytics picks its own TorchNMS ("matches torchvision exactly") since torchvision is not
   importable beside the CPU torch. Recorded at conf 0.25 (default; yolo11n also at 0.05),
   plus the pre-NMS candidate counts at 0.25 and 0.05.
+* yolo11n-obb: ultralytics' OBBPredictor (the same `preprocess`; `postprocess` with
+  non_max_suppression(rotated=True): best class, classes offset by cls * 7680 on the centre,
+  TorchNMS.fast_nms with batch_probiou at iou 0.7; then scale_boxes(xywh=True) on the centre
+  and size, the angle untouched). Recorded as Results.obb: xywhr (angle in [-pi/4, 3pi/4) as
+  the head emits it, not regularised), conf, cls, at conf 0.25 and 0.05, plus candidates.
 * yolo26n: the same predictor on the NMS-free (end2end, 1x300x6) export: score > conf, max_det.
 * rtdetr-l: RTDETRPredictor's `preprocess` (LetterBox scale_fill: stretched resize) and
   `postprocess` (score > conf, boxes x original size; no NMS).
@@ -42,6 +47,7 @@ Depth maps are stored on a 32x24 grid of source pixels (corners included) to sta
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import json
 import os
@@ -65,6 +71,7 @@ import torch.nn.functional as F  # noqa: E402
 # conf thresholds recorded per model: the default everywhere, and 0.05 (hundreds of boxes, the
 # max_det cap) where it adds a case. Kept few so the fixtures stay small.
 DET_CONFS = {'yolov8n': (0.25,), 'yolo11n': (0.25, 0.05), 'yolo26n': (0.25,),
+             'yolo11n-obb': (0.25, 0.05),
              'rtdetr-l': (0.25, 0.05),
              'rtdetr-l-legacy': (0.25,), 'rtdetr-l-orig': (0.25,)}
 CANDIDATE_CONFS = (0.25, 0.05)  # pre-NMS candidate counts of the YOLO models
@@ -100,14 +107,19 @@ def ultralytics_predictor(kind: str, sess, conf: float):
     """Return a real ultralytics predictor whose model is the ONNX session's stand-in."""
     from ultralytics.models.rtdetr.predict import RTDETRPredictor
     from ultralytics.models.yolo.detect.predict import DetectionPredictor
-    from ultralytics.nn.autobackend import default_class_names
+    from ultralytics.models.yolo.obb.predict import OBBPredictor
+    from ultralytics.nn.autobackend import check_class_names, default_class_names
     from ultralytics.utils import ops
 
     meta = sess.get_modelmeta().custom_metadata_map
-    cls = RTDETRPredictor if kind == 'rtdetr' else DetectionPredictor
+    cls = {'rtdetr': RTDETRPredictor, 'obb': OBBPredictor}.get(kind, DetectionPredictor)
     p = cls(overrides={'conf': conf, 'iou': 0.7, 'max_det': 300, 'imgsz': 640, 'verbose': False,
                        'save': False})
-    p.model = SimpleNamespace(names=default_class_names(meta.get('names')), stride=32,
+    # AutoBackend's reading of the metadata (ast.literal_eval, check_class_names): the OBB
+    # predictor takes nc from it.
+    names = (check_class_names(ast.literal_eval(meta['names'])) if meta.get('names')
+             else default_class_names())
+    p.model = SimpleNamespace(names=names, stride=32,
                               format='onnx', dynamic=False, fp16=False, channels=3,
                               end2end=meta.get('end2end') == 'True')  # as AutoBackend reads it
     p.device = torch.device('cpu')
@@ -123,6 +135,10 @@ def run_ultralytics(kind: str, sess, img: np.ndarray, conf: float):
     im = p.preprocess([img])
     out = sess.run(None, {sess.get_inputs()[0].name: im.numpy()})
     res = p.postprocess(torch.from_numpy(out[0]), im, [img])[0]
+    if kind == 'obb':
+        b = res.obb
+        return (b.xywhr.numpy().astype(np.float32), b.conf.numpy().astype(np.float32),
+                b.cls.numpy().astype(np.int64), out[0], im.numpy())
     b = res.boxes
     return (b.xyxy.numpy().astype(np.float32), b.conf.numpy().astype(np.float32),
             b.cls.numpy().astype(np.int64), out[0], im.numpy())
@@ -151,12 +167,14 @@ def golden_detection(name: str, path: Path, frames: dict) -> dict:
     for key, img in frames.items():
         for conf in DET_CONFS[name]:
             tag = f'{key}@{conf}'
-            if name in ('yolov8n', 'yolo11n', 'yolo26n', 'rtdetr-l'):
-                kind = 'rtdetr' if name.startswith('rtdetr') else 'detect'
+            if name in ('yolov8n', 'yolo11n', 'yolo26n', 'rtdetr-l', 'yolo11n-obb'):
+                kind = ('rtdetr' if name.startswith('rtdetr')
+                        else 'obb' if name.endswith('-obb') else 'detect')
                 boxes, scores, cls, raw, im = run_ultralytics(kind, sess, img, conf)
-                if kind == 'detect' and raw.shape[1] != 300:  # not for the NMS-free head
+                if kind != 'rtdetr' and raw.shape[1] != 300:  # not for the NMS-free head
+                    scores_rows = raw[0, 4:-1] if kind == 'obb' else raw[0, 4:]
                     for c in CANDIDATE_CONFS:
-                        rec[f'{key}@{c}/candidates'] = np.array((raw[0, 4:].max(0) > c).sum())
+                        rec[f'{key}@{c}/candidates'] = np.array((scores_rows.max(0) > c).sum())
                 rec[f'{key}/input_sum'] = np.array(im.astype(np.float64).sum())
             elif name == 'rtdetr-l-legacy':
                 p = ultralytics_predictor('rtdetr', sess, conf)
@@ -173,7 +191,10 @@ def golden_detection(name: str, path: Path, frames: dict) -> dict:
                 boxes, scores, cls = bxs[0][keep], scr[0][keep], labels[0][keep].astype(np.int64)
             else:
                 raise ValueError(name)
-            rec[f'{tag}/boxes'] = np.asarray(boxes, np.float32).reshape(-1, 4)
+            if name.endswith('-obb'):
+                rec[f'{tag}/xywhr'] = np.asarray(boxes, np.float32).reshape(-1, 5)
+            else:
+                rec[f'{tag}/boxes'] = np.asarray(boxes, np.float32).reshape(-1, 4)
             rec[f'{tag}/scores'] = np.asarray(scores, np.float32)
             rec[f'{tag}/classes'] = np.asarray(cls, np.int64)
             print(f'  {name} {tag}: {len(scores)} boxes', flush=True)
@@ -218,6 +239,7 @@ MODELS = {
     'yolov8n': golden_detection,
     'yolo11n': golden_detection,
     'yolo26n': golden_detection,
+    'yolo11n-obb': golden_detection,
     'rtdetr-l': golden_detection,
     'rtdetr-l-legacy': golden_detection,
     'rtdetr-l-orig': golden_detection,
