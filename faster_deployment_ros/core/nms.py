@@ -1,4 +1,4 @@
-"""Greedy non-maximum suppression, plain and class-aware.
+"""Greedy non-maximum suppression, plain and class-aware; rotated NMS by probiou.
 
 Greedy NMS is inherently sequential; the numpy version loops once per *kept* box with the IoU
 against all remaining boxes vectorised (the same algorithm YOLOX's demo and torchvision use).
@@ -7,6 +7,7 @@ several times faster for the tens-to-hundreds of candidates a frame typically ha
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import cv2
@@ -105,4 +106,88 @@ def batched_nms(boxes_xyxy: np.ndarray, scores: np.ndarray, class_ids: np.ndarra
     return nms(boxes + offsets, scores, iou_threshold)
 
 
-__all__ = ['nms', 'greedy_nms', 'batched_nms', 'box_iou']
+def _covariance(obb: np.ndarray, dt) -> tuple:
+    """Return the (a, b, c) of each Gaussian [[a, c], [c, b]], as ultralytics computes them."""
+    wh = obb[:, 2:4] * obb[:, 2:4] / dt(12)
+    cos, sin = np.cos(obb[:, 4]), np.sin(obb[:, 4])
+    a, b = wh[:, 0], wh[:, 1]
+    cos2, sin2 = cos * cos, sin * sin
+    return a * cos2 + b * sin2, a * sin2 + b * cos2, (a - b) * cos * sin
+
+
+def _probiou(g1: tuple, g2: tuple, eps, dt) -> np.ndarray:
+    """Probiou of broadcastable (x, y, a, b, c) tuples: ultralytics' operations, in order."""
+    x1, y1, a1, b1, c1 = g1
+    x2, y2, a2, b2, c2 = g2
+    sa, sb, sc = a1 + a2, b1 + b2, c1 + c2
+    with np.errstate(divide='ignore', invalid='ignore', over='ignore'):
+        det = sa * sb - sc * sc
+        t1 = ((sa * (y1 - y2) ** 2 + sb * (x1 - x2) ** 2) / (det + eps)) * dt(0.25)
+        t2 = ((sc * (x2 - x1) * (y1 - y2)) / (det + eps)) * dt(0.5)
+        prod = np.maximum(a1 * b1 - c1 * c1, dt(0)) * np.maximum(a2 * b2 - c2 * c2, dt(0))
+        t3 = np.log(det / (dt(4) * np.sqrt(prod) + eps) + eps) * dt(0.5)
+        bd = np.clip(t1 + t2 + t3, eps, dt(100))
+        hd = np.sqrt(dt(1) - np.exp(-bd) + eps)
+    return dt(1) - hd
+
+
+def _gaussians(obb: np.ndarray, dt) -> tuple:
+    return (obb[:, 0], obb[:, 1]) + _covariance(obb, dt)
+
+
+def probiou(obb1: np.ndarray, obb2: np.ndarray, eps: float = 1e-7,
+            dtype: Any = np.float32) -> np.ndarray:
+    """Return ultralytics' `batch_probiou` of (N, 5) and (M, 5) xywhr boxes: (N, M).
+
+    1 - the Hellinger distance of the boxes' Gaussians (covariance w^2 / 12, h^2 / 12 turned by
+    theta; Llerena et al., arXiv:2106.06072): symmetric, 1 for identical boxes, the same for
+    every description of one rectangle. Computed in `dtype` with ultralytics' operation order.
+    """
+    dt = np.dtype(dtype).type
+    g1 = tuple(v[:, None] for v in _gaussians(np.asarray(obb1, dt).reshape(-1, 5), dt))
+    g2 = tuple(v[None] for v in _gaussians(np.asarray(obb2, dt).reshape(-1, 5), dt))
+    return _probiou(g1, g2, dt(eps), dt)
+
+
+def rotated_nms(obb: np.ndarray, scores: np.ndarray, iou_threshold: float,
+                dtype: Any = np.float32, block: int = 1024) -> np.ndarray:
+    """Return the indices ultralytics' rotated NMS keeps, by descending score; int64.
+
+    Its `TorchNMS.fast_nms` with `batch_probiou`: a box is dropped when ANY higher-scoring box,
+    kept or not, has probiou > the threshold with it (Fast NMS, not greedy NMS, so a box
+    suppressed by a suppressed box is dropped too). Ties in score keep the lower index first.
+
+    probiou is computed only for pairs that can exceed the threshold: its Bhattacharyya
+    distance is at least |centre difference|^2 / (4 * trace of the summed covariances), so
+    pairs farther apart than that (with a 4x margin; boxes of another class, shifted by the
+    class offset, among them) cannot suppress each other. `block` columns at a time bound the
+    memory.
+    """
+    dt = np.dtype(dtype).type
+    boxes = np.asarray(obb, dt).reshape(-1, 5)
+    n = boxes.shape[0]
+    if n == 0:
+        return np.zeros((0,), np.int64)
+    order = np.argsort(-np.asarray(scores, np.float64).reshape(-1), kind='stable')
+    g = _gaussians(boxes[order], dt)
+    x, y = g[0].astype(np.float64), g[1].astype(np.float64)
+    a, b, c = (v.astype(np.float64) for v in g[2:])
+    spread = a + b  # trace of each covariance: (w^2 + h^2) / 12
+    spread[~(a * b - c * c >= 1e-6)] = np.inf  # near-degenerate boxes: always computed
+    thr = dt(iou_threshold)
+    bd_max = -math.log(1.0 + 1e-7 - (1.0 - float(iou_threshold)) ** 2)
+    reach = 4.0 * 4.0 * bd_max  # d^2 < 4 * bd * trace is needed; 4x margin for rounding
+    keep = np.ones(n, bool)
+    for c0 in range(1, n, block):
+        c1 = min(n, c0 + block)
+        d2 = (x[:c1, None] - x[None, c0:c1]) ** 2 + (y[:c1, None] - y[None, c0:c1]) ** 2
+        near = d2 <= reach * (spread[:c1, None] + spread[None, c0:c1])
+        near &= np.arange(c1)[:, None] < np.arange(c0, c1)[None]  # higher-ranked boxes only
+        i, j = np.nonzero(near)
+        if i.size:
+            iou = _probiou(tuple(v[i] for v in g), tuple(v[c0 + j] for v in g), dt(1e-7), dt)
+            keep[c0 + np.unique(j[iou > thr])] = False
+    return order[keep].astype(np.int64)
+
+
+__all__ = ['nms', 'greedy_nms', 'batched_nms', 'box_iou', 'probiou', 'rotated_nms']

@@ -14,6 +14,9 @@ _REGISTRY: Dict[str, Tuple[str, str]] = {
     'yolov8': ('.yolov8', 'Yolov8Adapter'),
     'yolo11': ('.yolov8', 'Yolov8Adapter'),  # same anchor-free head and decode
     'yolo26': ('.yolov8', 'Yolov8Adapter'),  # NMS-free (end2end) exports: metadata end2end
+    'obb': ('.obb', 'ObbAdapter'),  # oriented boxes: ultralytics' OBB head (metadata task obb)
+    'yolo11-obb': ('.obb', 'ObbAdapter'),
+    'yolov8-obb': ('.obb', 'ObbAdapter'),
     'rtdetr': ('.rtdetr', 'RtdetrAdapter'),
     'depth': ('.depth', 'DepthAdapter'),  # preset picked from metadata / input size
     'depth_anything_v2': ('.depth', 'depth_anything_v2'),
@@ -69,7 +72,7 @@ def create_adapter(family: str, inputs: List[TensorSpec], outputs: List[TensorSp
 
 
 _FAMILY_ALIASES = {'yolo11': 'yolov8', 'yolo26': 'yolov8', 'depth_anything_v2': 'depth',
-                   'midas': 'depth'}
+                   'midas': 'depth', 'yolo11-obb': 'obb', 'yolov8-obb': 'obb'}
 
 
 def _name_the_family(family: str, exc: ValueError, inputs, outputs, metadata) -> str:

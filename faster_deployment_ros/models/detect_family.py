@@ -5,7 +5,8 @@ and which family parameter to set. Rules, first match wins:
 
 * inputs `orig_target_sizes` / outputs labels + boxes + scores -> rtdetr (original export)
 * one dense (1, H, W) / (1, 1, H, W) output at the input's resolution -> depth
-* ultralytics metadata: head RTDETRDecoder -> rtdetr; end2end -> yolov8 (YOLOv10 / YOLO26)
+* ultralytics metadata: head RTDETRDecoder -> rtdetr; task obb -> obb (its (1, 4 + nc + 1, N)
+  output has the detector's shape); end2end -> yolov8 (YOLOv10 / YOLO26)
 * (1, 4 + nc, N) with N the anchor count of the input at strides 8/16/32 (or dynamic) -> yolov8
 * (1, N, 5 + nc) with N that anchor count (objectness + classes)           -> yolox
   ((1, N, 4 + nc) when metadata `names` has nc entries -> yolov8, transposed)
@@ -70,6 +71,9 @@ def detect_family(inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
         raise ValueError(f'cannot infer the model family from {sig}; set model_family '
                          f'(yolox, yolov8, yolo11, rtdetr, depth_anything_v2, midas)')
     d1, d2 = static_dim(first.shape[1]), static_dim(first.shape[2])
+    if metadata.get('task') == 'obb':
+        return 'obb', (f'ultralytics metadata task obb: output {tuple(first.shape)} holds 4 box '
+                       'rows, the class scores and an angle row')
     try:
         end2end = bool(parse_bool(metadata.get('end2end'), 'end2end', allow_auto=True))
     except ValueError:

@@ -98,6 +98,8 @@ class Yolov8Adapter(ModelAdapter):
 
     family = 'yolov8'
     task = 'detection'
+    #: rows after the class scores in the (1, 4 + nc + extra, N) output (OBB: the angle)
+    extra_rows = 0
 
     def __init__(self, inputs: List[TensorSpec], outputs: List[TensorSpec],
                  metadata: Optional[Mapping[str, str]] = None, *, conf_threshold: float = 0.25,
@@ -129,7 +131,7 @@ class Yolov8Adapter(ModelAdapter):
         else:
             raise ValueError(f'output {out_shape} has no axis of {self.num_anchors} anchors, the '
                              f'count for a {self.input_size} input with strides {STRIDES}')
-        self.num_classes = channels - 4 if channels is not None else None
+        self.num_classes = channels - 4 - self.extra_rows if channels is not None else None
         if self.num_classes is not None and self.num_classes < 1:
             raise ValueError(f'YOLOv8 output {out_shape} has no class scores')
         if self.num_classes is None and meta_names:

@@ -16,7 +16,7 @@ import cv2
 from faster_deployment_ros.core.hashing import file_sha256
 import numpy as np
 import pytest
-from support.shared_data import CACHE, ROOT, shared_file
+from support.shared_data import CACHE, missing, ROOT, shared_file
 
 MODELS = CACHE / 'models'
 GOLDEN_DIRS = (ROOT / 'test' / 'fixtures', CACHE / 'golden')
@@ -26,7 +26,7 @@ BUILD_HINT = 'run `bash scripts/test_assets.d/20_test_models.sh` (or `make test-
 def model_path(name: str) -> Path:
     path = MODELS / f'{name}.onnx'
     if not path.exists():
-        pytest.skip(f'{path} not built: {BUILD_HINT}')
+        missing(f'{path} not built: {BUILD_HINT}')
     return path
 
 
