@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
+from ..core.obb import obb_corners
 from ..core.types import Detections
 
 
@@ -26,19 +27,37 @@ def track_id_strings(det: Detections) -> Optional[List[str]]:
     return [str(i) for i in np.asarray(det.track_ids).tolist()]
 
 
+def bbox_fields(det: Detections) -> np.ndarray:
+    """Return each detection's BoundingBox2D as (N, 5) float64: x, y, theta, size_x, size_y.
+
+    Axis-aligned boxes: the centre and size of `boxes`, theta 0. Oriented boxes (`obb`): their
+    centre, theta (radians, from the image x axis towards y) and size in the box's own frame.
+    """
+    n = len(det)
+    out = np.empty((n, 5), np.float64)
+    if det.obb is not None:
+        obb = np.asarray(det.obb, np.float64).reshape(-1, 5)
+        out[:, 0:2], out[:, 2], out[:, 3:5] = obb[:, 0:2], obb[:, 4], obb[:, 2:4]
+        return out
+    boxes = det.boxes.astype(np.float64)
+    out[:, 0] = (boxes[:, 0] + boxes[:, 2]) * 0.5
+    out[:, 1] = (boxes[:, 1] + boxes[:, 3]) * 0.5
+    out[:, 2] = 0.0
+    out[:, 3] = boxes[:, 2] - boxes[:, 0]
+    out[:, 4] = boxes[:, 3] - boxes[:, 1]
+    return out
+
+
 def to_detection_array(det: Detections, header, class_id_mode: str = 'name') -> Detection2DArray:
     """One Detection2D per box: centre/size in source pixels, one hypothesis (class, score).
 
-    Detection2D.id carries the track id (decimal) of tracked detections, else it stays empty.
+    Oriented boxes set bbox.center.theta (see bbox_fields). Detection2D.id carries the track id
+    (decimal) of tracked detections, else it stays empty.
     """
     out = Detection2DArray(header=header)
     if len(det) == 0:
         return out
-    boxes = det.boxes.astype(np.float64)
-    cx = ((boxes[:, 0] + boxes[:, 2]) * 0.5).tolist()
-    cy = ((boxes[:, 1] + boxes[:, 3]) * 0.5).tolist()
-    w = (boxes[:, 2] - boxes[:, 0]).tolist()
-    h = (boxes[:, 3] - boxes[:, 1]).tolist()
+    cx, cy, theta, w, h = (col.tolist() for col in bbox_fields(det).T)
     scores = det.scores.astype(np.float64).tolist()
     labels = det.names() if class_id_mode == 'name' else [str(i) for i in det.class_ids.tolist()]
     ids = track_id_strings(det)
@@ -49,6 +68,7 @@ def to_detection_array(det: Detections, header, class_id_mode: str = 'name') -> 
             d.id = ids[i]
         d.bbox.center.position.x = cx[i]
         d.bbox.center.position.y = cy[i]
+        d.bbox.center.theta = theta[i]
         d.bbox.size_x = w[i]
         d.bbox.size_y = h[i]
         hyp = ObjectHypothesisWithPose()
@@ -92,14 +112,7 @@ def detection_array_cdr(det: Detections, header, class_id_mode: str = 'name') ->
     out += struct.pack('<I', n)
     if n == 0:
         return bytes(out)
-    boxes = det.boxes.astype(np.float64)
-    bbox = np.empty((n, 5), np.float64)
-    bbox[:, 0] = (boxes[:, 0] + boxes[:, 2]) * 0.5
-    bbox[:, 1] = (boxes[:, 1] + boxes[:, 3]) * 0.5
-    bbox[:, 2] = 0.0
-    bbox[:, 3] = boxes[:, 2] - boxes[:, 0]
-    bbox[:, 4] = boxes[:, 3] - boxes[:, 1]
-    bbox_bytes = bbox.astype('<f8', copy=False).tobytes()
+    bbox_bytes = bbox_fields(det).astype('<f8', copy=False).tobytes()
     scores = det.scores.astype('<f8').tobytes()
     labels: List[str] = (det.names() if class_id_mode == 'name'
                          else [str(i) for i in det.class_ids.tolist()])
@@ -132,7 +145,10 @@ def _colour(class_id: int) -> tuple:
 
 def draw_detections(image: np.ndarray, det: Detections, out: Optional[np.ndarray] = None,
                     names: Optional[Sequence[str]] = None) -> np.ndarray:
-    """Boxes and 'name score' labels (tracked: '#id name score') on a copy of a BGR image."""
+    """Boxes and 'name score' labels (tracked: '#id name score') on a copy of a BGR image.
+
+    Oriented boxes (`det.obb`) are drawn as their rotated rectangles.
+    """
     if out is None:
         canvas = image.copy()
     else:
@@ -142,11 +158,15 @@ def draw_detections(image: np.ndarray, det: Detections, out: Optional[np.ndarray
     ids = track_id_strings(det)
     if ids is not None:
         labels = [f'#{i} {label}' for i, label in zip(ids, labels)]
-    for (x1, y1, x2, y2), score, cid, label in zip(det.boxes.astype(int).tolist(),
-                                                   det.scores.tolist(), det.class_ids.tolist(),
-                                                   labels):
+    corners = None if det.obb is None else np.round(obb_corners(det.obb)).astype(np.int32)
+    for k, ((x1, y1, x2, y2), score, cid, label) in enumerate(zip(
+            det.boxes.astype(int).tolist(), det.scores.tolist(), det.class_ids.tolist(),
+            labels)):
         colour = _colour(int(cid))
-        cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, 2)
+        if corners is None:
+            cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, 2)
+        else:
+            cv2.polylines(canvas, [corners[k]], True, colour, 2)
         cv2.putText(canvas, f'{label} {score:.2f}', (x1, max(y1 - 4, 10)),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
     return canvas
