@@ -1,13 +1,14 @@
 """The node's Detection2DArray bytes (detection_array_cdr) are to_detection_array's message.
 
 rclpy deserialises them to an equal message, for empty and full frames, every string length
-(CDR alignment), both class id modes and with track ids in Detection2D.id; and they are what a
-subscriber receives.
+(CDR alignment), both class id modes, with track ids in Detection2D.id and with oriented boxes
+(bbox.center.theta); and they are what a subscriber receives.
 """
 from __future__ import annotations
 
 import threading
 
+from faster_deployment_ros.core.obb import obb_to_xyxy
 from faster_deployment_ros.core.types import Detections
 from faster_deployment_ros.ros.detection_msgs import detection_array_cdr, to_detection_array
 import numpy as np
@@ -71,6 +72,34 @@ def test_track_ids_go_into_detection2d_id(n):
     det.track_ids = None  # untracked: the id stays empty
     assert {d.id for d in deserialize_message(detection_array_cdr(det, header),
                                               Detection2DArray).detections} == {''}
+
+
+@pytest.mark.parametrize('n', [1, 5, 40])
+def test_oriented_boxes_set_theta_and_own_frame_size(n):
+    """Detections.obb: centre, theta and the box's own w, h in BoundingBox2D, bytes = message."""
+    rng = np.random.default_rng(20 + n)
+    obb = np.concatenate([rng.uniform(0, 1000, (n, 2)), rng.uniform(1, 300, (n, 2)),
+                          rng.uniform(-np.pi / 4, 3 * np.pi / 4, (n, 1))], 1).astype(np.float32)
+    det = Detections(obb_to_xyxy(obb).astype(np.float32), rng.uniform(0, 1, n).astype(np.float32),
+                     rng.integers(0, 3, n), ['plane', 'ship', 'storage tank'], obb=obb)
+    det.track_ids = np.arange(n, dtype=np.int64) + 7
+    header = Header(frame_id='aerial')
+    header.stamp.sec = 9
+    want = to_detection_array(det, header, 'name')
+    got = detection_array_cdr(det, header, 'name')
+    assert len(got) == len(serialize_message(want))
+    msg = deserialize_message(got, Detection2DArray)
+    assert msg == want
+    for d, (cx, cy, w, h, theta) in zip(msg.detections, obb.astype(np.float64)):
+        assert (d.bbox.center.position.x, d.bbox.center.position.y, d.bbox.center.theta,
+                d.bbox.size_x, d.bbox.size_y) == (cx, cy, theta, w, h)
+    assert any(d.bbox.center.theta != 0.0 for d in msg.detections)
+    # select (the class filter, the tracker) keeps obb aligned with the other fields
+    picked = det.select(det.class_ids == 1)
+    sub = deserialize_message(detection_array_cdr(picked, header), Detection2DArray)
+    assert [d.bbox.center.theta for d in sub.detections] == \
+        obb[det.class_ids == 1, 4].astype(np.float64).tolist()
+    assert {d.results[0].hypothesis.class_id for d in sub.detections} <= {'ship'}
 
 
 def test_subscriber_receives_the_bytes_as_a_message(ros):

@@ -155,6 +155,7 @@ def test_label_info_reaches_a_late_subscriber_and_decodes_index_ids(graph, yolox
     ('yolox', 'yolox', 0.3, 0.45),
     ('yolov8n.onnx', 'yolov8', 0.25, 0.7),
     ('yolo11n.onnx', 'yolov8', 0.25, 0.7),  # same head and decode as YOLOv8
+    ('yolo11n-obb.onnx', 'obb', 0.25, 0.7),  # oriented boxes: metadata task obb
     ('rtdetr-l.onnx', 'rtdetr', 0.25, None),
 ])
 def test_family_reference_defaults_unless_set(graph, yolox_model, model, family, conf, nms):
