@@ -139,6 +139,44 @@ def test_box_drift_percentile_gate_lets_one_outlier_pass():
     assert check(r, Thresholds(max_box_drift_px=2, box_drift_stat='p99')) == []
 
 
+def test_oriented_boxes_compared_as_rotated_rectangles(tmp_path, capsys):
+    """A regression in theta alone is caught; another description of the same box is not one."""
+    golden = {S0 + k: [('plane', 0.9, 100, 100, 300, 140, 0.5),
+                       ('ship', 0.8, 400, 300, 460, 320, -0.3)] for k in range(5)}
+    # the same rectangles described as (h, w, theta + pi/2) and (w, h, theta + pi)
+    same = {s: [('plane', 0.9, 180, 20, 220, 220, 0.5 + np.pi / 2),
+                ('ship', 0.8, 400, 300, 460, 320, -0.3 + np.pi)] for s in golden}
+    # the plane turned by 0.25 rad more: centre and size unchanged
+    turned = {s: [('plane', 0.9, 100, 100, 300, 140, 0.75), golden[s][1]] for s in golden}
+    gbag = detections_bag(tmp_path / 'golden', golden)
+    r = diff_detections(read_outputs(detections_bag(tmp_path / 'same', same)).frames,
+                        read_outputs(gbag).frames)
+    assert r['oriented'] and 'rotated' in r['matching']
+    o = r['overall']
+    assert o['matched'] == 10 and o['mean_iou'] == pytest.approx(1.0, abs=1e-6)
+    assert o['box_drift_px_max'] == pytest.approx(0.0, abs=1e-6)
+    r = diff_detections(read_outputs(detections_bag(tmp_path / 'turned', turned)).frames,
+                        read_outputs(gbag).frames)
+    plane = r['per_class']['plane']
+    # a 200x40 bar turned by 0.25 rad about its centre: IoU ~0.58, corners ~25 px away
+    assert plane['mean_iou'] < 0.7 and plane['box_drift_px_max'] > 20
+    assert r['per_class']['ship']['box_drift_px_max'] == pytest.approx(0.0, abs=1e-9)
+    args = ['diff', str(tmp_path / 'turned'), str(gbag), '--no-plot', '--json',
+            str(tmp_path / 'd.json'), '--max-box-drift-px', '2']
+    assert bag_cli.main(args) == 1
+    assert 'box drift (max)' in capsys.readouterr().out
+    assert bag_cli.main(args[:-2] + ['--min-recall', '1', '--iou', '0.7']) == 1  # IoU < 0.7
+    assert bag_cli.main(['diff', str(tmp_path / 'same'), str(gbag), '--no-plot', '--json',
+                         str(tmp_path / 'e.json'), '--max-box-drift-px', '0.001',
+                         '--min-recall', '1', '--iou', '0.99']) == 0
+    # read as axis-aligned (theta ignored) the turned plane would pass: theta is what caught it
+    flat = {k: Dets(d.classes, d.scores, d.boxes, d.ids) for k, d in
+            read_outputs(tmp_path / 'turned').frames.items()}
+    gflat = {k: Dets(d.classes, d.scores, d.boxes, d.ids) for k, d in
+             read_outputs(gbag).frames.items()}
+    assert diff_detections(flat, gflat)['overall']['box_drift_px_max'] == 0.0
+
+
 def test_depth_errors_on_valid_pixels_only():
     gold = np.full((4, 5), 2.0)
     gold[0, 0] = 0.0          # invalid in golden

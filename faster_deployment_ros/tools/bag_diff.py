@@ -4,7 +4,10 @@ Outputs are paired by header (stamp, frame_id). Detections (vision_msgs/Detectio
 then paired per frame by class and IoU, greedily: the same-class pair with the highest IoU
 first, each box used once, pairs below ``iou`` left unmatched. Greedy is what NMS-style
 evaluators (COCO, VOC) do and gives the same pairs as an optimal assignment whenever boxes of
-one class do not overlap each other much, which is the case after NMS. When both bags carry
+one class do not overlap each other much, which is the case after NMS. Oriented boxes
+(bbox.center.theta set, e.g. YOLO11-obb) are compared as the rotated rectangles they are: exact
+polygon IoU, and box drift as the largest corner distance (the corners paired in the order that
+makes it least, so (w, h, theta) and (h, w, theta + pi/2) are the same box). When both bags carry
 track ids (Detection2D.id, the detector's `tracking`), the golden ids are the truth and ID
 switches are counted as CLEAR-MOT does: a golden track matched to another run id than at its
 previous match (per frame_id, so per camera). Depth images
@@ -23,6 +26,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..core.obb import obb_corners, obb_iou
+
 DETECTIONS = 'vision_msgs/msg/Detection2DArray'
 IMAGE = 'sensor_msgs/msg/Image'
 FrameKey = Tuple[int, str]  # (header stamp ns, frame_id)
@@ -36,13 +41,28 @@ class BagDiffError(RuntimeError):
 class Dets:
     """Detections of one frame: class ids, scores, boxes (x1, y1, x2, y2) in pixels, track ids.
 
-    `ids` holds each detection's Detection2D.id ('' when untracked).
+    `ids` holds each detection's Detection2D.id ('' when untracked); `theta` each box's
+    bbox.center.theta (None: all 0). With a theta, `boxes` is the box in its own frame (centre
+    -+ size / 2) before the turn.
     """
 
     classes: List[str]
     scores: np.ndarray
     boxes: np.ndarray
     ids: List[str] = field(default_factory=list)
+    theta: Optional[np.ndarray] = None
+
+    @property
+    def oriented(self) -> bool:
+        return self.theta is not None and bool(np.any(self.theta != 0))
+
+    def obb(self, index: Any = slice(None)) -> np.ndarray:
+        """Return the (N, 5) boxes (those at `index`) as cx, cy, w, h, theta."""
+        b = np.asarray(self.boxes, np.float64).reshape(-1, 4)[index].reshape(-1, 4)
+        theta = (np.zeros(len(b)) if self.theta is None
+                 else np.asarray(self.theta, np.float64)[index].reshape(-1))
+        return np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0],
+                         b[:, 3] - b[:, 1], theta], 1)
 
     @classmethod
     def empty(cls) -> 'Dets':
@@ -68,7 +88,7 @@ def dets_from_msg(msg: Any) -> Dets:
 
     Each detection's class is its best hypothesis.
     """
-    classes, scores, boxes, ids = [], [], [], []
+    classes, scores, boxes, ids, theta = [], [], [], [], []
     for det in msg.detections:
         results = list(det.results)
         if not results:
@@ -79,8 +99,10 @@ def dets_from_msg(msg: Any) -> Dets:
         scores.append(float(best.hypothesis.score))
         boxes.append((c.x - w / 2, c.y - h / 2, c.x + w / 2, c.y + h / 2))
         ids.append(str(det.id))
+        theta.append(float(det.bbox.center.theta))
     return Dets(classes, np.asarray(scores, np.float64),
-                np.asarray(boxes, np.float64).reshape(-1, 4), ids)
+                np.asarray(boxes, np.float64).reshape(-1, 4), ids,
+                np.asarray(theta, np.float64) if any(theta) else None)
 
 
 def depth_from_msg(msg: Any) -> np.ndarray:
@@ -166,15 +188,31 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
+def box_drift(run: Dets, i: int, gold: Dets, j: int) -> float:
+    """Return the largest corner distance (per axis, pixels) of run box i and golden box j.
+
+    Oriented boxes: the corners paired in the cyclic order that makes it least, so every
+    description of one rectangle has drift 0.
+    """
+    if not (run.oriented or gold.oriented):
+        return float(np.abs(run.boxes[i] - gold.boxes[j]).max())
+    a, b = obb_corners(run.obb(i)), obb_corners(gold.obb(j))
+    return float(min(np.abs(a[0] - np.roll(b[0], k, 0)).max() for k in range(4)))
+
+
 def match_greedy(run: Dets, gold: Dets, iou: float = 0.5) -> List[Tuple[int, int, float]]:
     """
     Pair run and golden boxes of the same class with IoU >= ``iou``, the highest IoU first.
 
-    Returns (run index, golden index, IoU) tuples; each box is in at most one pair.
+    Oriented boxes (either side) use the rotated rectangles' IoU. Returns (run index, golden
+    index, IoU) tuples; each box is in at most one pair.
     """
     if not len(run) or not len(gold):
         return []
-    m = iou_matrix(run.boxes, gold.boxes)
+    if run.oriented or gold.oriented:
+        m = obb_iou(run.obb(), gold.obb())
+    else:
+        m = iou_matrix(run.boxes, gold.boxes)
     same = np.asarray(run.classes)[:, None] == np.asarray(gold.classes)[None, :]
     m = np.where(same, m, -1.0)
     cand = np.argwhere(m >= iou)
@@ -244,7 +282,7 @@ def diff_detections(run: Dict[FrameKey, Dets], gold: Dict[FrameKey, Dets],
         worst_box = worst_score = 0.0
         for i, j, v in pairs:
             s = per_class.setdefault(g.classes[j], _ClassStats())
-            box = float(np.abs(r.boxes[i] - g.boxes[j]).max())
+            box = box_drift(r, i, g, j)
             sd = float(r.scores[i] - g.scores[j])
             for st in (s, total):
                 st.tp += 1
@@ -273,8 +311,12 @@ def diff_detections(run: Dict[FrameKey, Dets], gold: Dict[FrameKey, Dets],
                   'golden_tracks': len({(k[1], i) for k, d in gold.items() for i in d.ids if i}),
                   'run_tracks': len({(k[1], i) for k, d in run.items() for i in d.ids if i}),
                   'golden_tracks_matched': len(last_run_id)}
+    oriented = any(d.oriented for side in (run, gold) for d in side.values())
     return {
-        'kind': 'detections', 'iou_threshold': iou, 'matching': 'greedy by IoU, same class',
+        'kind': 'detections', 'iou_threshold': iou,
+        'matching': 'greedy by IoU, same class' + (' (rotated boxes: polygon IoU)'
+                                                   if oriented else ''),
+        'oriented': oriented,
         'tracked': tracked, 'tracks': tracks,
         'frames_golden': len(gold), 'frames_run': len(run),
         'frames_compared': len(set(gold) & set(run)),

@@ -16,8 +16,9 @@ from rosbags.rosbag2.enums import StoragePlugin
 
 STORE = make_typestore()
 T = STORE.types
-# (class_id, score, x1, y1, x2, y2)
-Det = Tuple[str, float, float, float, float, float]
+# (class_id, score, x1, y1, x2, y2), or with a seventh value bbox.center.theta (the box then
+# turns by theta about its centre; x1..y2 give its centre and own-frame size)
+Det = Tuple[float, ...]
 
 
 def header(stamp_ns: int, frame_id: str = 'camera'):
@@ -39,14 +40,14 @@ def detection_array(stamp_ns: int, dets: Iterable[Det], frame_id: str = 'camera'
     out = []
     dets = list(dets)
     ids = list(ids) or [''] * len(dets)
-    for (cls, score, x1, y1, x2, y2), tid in zip(dets, ids):
+    for (cls, score, x1, y1, x2, y2, *theta), tid in zip(dets, ids):
         hyp = T['vision_msgs/msg/ObjectHypothesisWithPose'](
             hypothesis=T['vision_msgs/msg/ObjectHypothesis'](class_id=cls, score=score),
             pose=pose)
         bbox = T['vision_msgs/msg/BoundingBox2D'](
             center=T['vision_msgs/msg/Pose2D'](
                 position=T['vision_msgs/msg/Point2D'](x=(x1 + x2) / 2, y=(y1 + y2) / 2),
-                theta=0.0),
+                theta=float(theta[0]) if theta else 0.0),
             size_x=x2 - x1, size_y=y2 - y1)
         out.append(T['vision_msgs/msg/Detection2D'](header=h, results=[hyp], bbox=bbox, id=tid))
     return T['vision_msgs/msg/Detection2DArray'](header=h, detections=out)
