@@ -1,6 +1,7 @@
 """Every non-YOLOX family through its node in a real ROS 2 graph, configured by its shipped YAML.
 
-YOLOv8 / YOLO11 / RT-DETR (both export layouts) -> Detection2DArray, Depth Anything V2 -> 32FC1.
+YOLOv8 / YOLO11 / YOLO11-obb / RT-DETR (both export layouts) -> Detection2DArray, Depth Anything
+V2 -> 32FC1.
 
 Each result must carry the source header and equal what the family's adapter gives directly
 (the adapters themselves are checked against the references in test_yolov8/rtdetr/depth.py).
@@ -33,6 +34,8 @@ RELIABLE = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE)
 CASES = {
     'yolov8n': (DetectorNode, 'yolov8n_onnxruntime.yaml', Detection2DArray, 'detections'),
     'yolo11n': (DetectorNode, 'yolo11n_onnxruntime.yaml', Detection2DArray, 'detections'),
+    'yolo11n-obb': (DetectorNode, 'yolo11n_obb_onnxruntime.yaml', Detection2DArray,
+                    'detections'),
     'rtdetr-l': (DetectorNode, 'rtdetr_onnxruntime.yaml', Detection2DArray, 'detections'),
     'rtdetr-l-orig': (DetectorNode, 'rtdetr_onnxruntime.yaml', Detection2DArray, 'detections'),
     'depth_anything_v2_vits': (DepthNode, 'depth_anything_v2_onnxruntime.yaml', Image, 'depth'),
@@ -97,11 +100,15 @@ def check_result(msg, frame, node, path):
         np.testing.assert_allclose(msg_to_numpy(msg), result.depth, rtol=1e-4, atol=1e-4)
         return
     assert len(result) > 0 and len(msg.detections) == len(result)
-    centres = np.array([[d.bbox.center.position.x, d.bbox.center.position.y, d.bbox.size_x,
-                         d.bbox.size_y] for d in msg.detections])
-    b = result.boxes
-    expect = np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0],
-                       b[:, 3] - b[:, 1]], 1)
+    centres = np.array([[d.bbox.center.position.x, d.bbox.center.position.y, d.bbox.center.theta,
+                         d.bbox.size_x, d.bbox.size_y] for d in msg.detections])
+    if result.obb is None:
+        b = result.boxes
+        expect = np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, 0 * b[:, 0],
+                           b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], 1)
+    else:  # oriented boxes: centre, theta and the size along the box's own axes
+        expect = result.obb[:, [0, 1, 4, 2, 3]]
+        assert (centres[:, 2] != 0).any()
     np.testing.assert_allclose(centres, expect, atol=1e-2)
     names = [d.results[0].hypothesis.class_id for d in msg.detections]
-    assert names == result.names() and all(not n.isdigit() for n in names)  # COCO names
+    assert names == result.names() and all(not n.isdigit() for n in names)  # metadata names
