@@ -128,6 +128,9 @@ def test_adapter_defaults_names_and_family(case):
     # metadata is what tells them apart
     meta = {k: v for k, v in backend.metadata.items() if k != 'task'}
     assert detect_family(backend.inputs, backend.outputs, meta)[0] == 'yolov8'
+    # the detector family on this model fails at configure and names the right one
+    with pytest.raises(ValueError, match='oriented-box .* set model_family: obb'):
+        create_adapter('yolov8', backend.inputs, backend.outputs, backend.metadata)
     with pytest.raises(ValueError, match='end-to-end'):
         ObbAdapter(backend.inputs, backend.outputs, {**backend.metadata, 'end2end': 'True'})
     with pytest.raises(ValueError, match='no class scores'):

@@ -84,8 +84,8 @@ def _name_the_family(family: str, exc: ValueError, inputs, outputs, metadata) ->
         return own
     if _FAMILY_ALIASES.get(guess, guess) == _FAMILY_ALIASES.get(family, family):
         return own
-    what = {'depth': 'a depth model'}.get(guess, f'a {guess.upper().replace("YOLOV", "YOLOv")} '
-                                                 'head')
+    what = {'depth': 'a depth model', 'obb': 'an oriented-box (OBB) head'}.get(
+        guess, f'a {guess.upper().replace("YOLOV", "YOLOv")} head')
     return (f'this looks like {what} ({reason}), not {family}: set model_family: {guess} or '
             f'auto' + (f' ({exc})' if exc is not None else ''))
 
