@@ -331,7 +331,7 @@ def check_export(net: nn.Module, path: Path, x: torch.Tensor, atol: float) -> No
 
 def build_depth_anything_v2_metric(out: Path, imgs: list, dataset: str = 'hypersim',
                                    max_depth: float = 20.0) -> Path:
-    """The official metric-depth network (metric_depth/ of the official repository), ViT-S.
+    """Build the official metric-depth network (metric_depth/ of the official repository), ViT-S.
 
     Conditioned so the metres spread like an indoor scene's: the head's last conv puts the
     Sigmoid's median at 3 m of max_depth 20 with about 0.5 m to 11 m within two standard
