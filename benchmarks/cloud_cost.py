@@ -3,7 +3,8 @@
 - depth_to_points on a 32FC1 (metres) and a 16UC1 (millimetres) depth map, stride 1 and 2;
 - the PointCloud2 (xyz, and xyz + rgb) as a message, and as CDR bytes for a raw publish, each
   including the publish (a publisher without subscribers: the message is serialised anyway);
-- detections_to_3d with 50 boxes (20..300 px) and their Detection3DArray.
+- detections_to_3d with 10 and 50 boxes (20..300 px) and their Detection3DArray, and both
+  together (what publish_detections_3d adds per frame).
 
 One thread, a fixed synthetic scene (the cost does not depend on the values).
 
@@ -61,7 +62,7 @@ def main() -> None:
     rclpy.init()
     node = rclpy.create_node('cloud_cost_bench')
     pub = node.create_publisher(PointCloud2, 'points', 10)
-    print(f'{W}x{H}, {n} calls per row                          p50 ms   p99 ms')
+    print(f'{W}x{H}, {n} calls per row                              p50 ms   p99 ms')
     for stride in (1, 2):
         pts = depth_to_points(metres, CAM, stride)
         rgb = pack_rgb(image, 'bgr8', stride)
@@ -74,21 +75,27 @@ def main() -> None:
             ('xyzrgb CDR + raw publish', lambda: pub.publish(point_cloud_cdr(pts, header, rgb))),
             ('total xyz: points + CDR + publish',
              lambda: pub.publish(point_cloud_cdr(depth_to_points(metres, CAM, stride), header))),
+            ('total xyzrgb: points + rgb + CDR + publish',
+             lambda: pub.publish(point_cloud_cdr(depth_to_points(metres, CAM, stride), header,
+                                                 pack_rgb(image, 'bgr8', stride)))),
         ]
         for name, fn in rows:
-            print(f'stride {stride}  {name:38s} {timings(fn, n)}')
-    xy = rng.uniform(0, [W - 300, H - 300], (50, 2))
-    boxes = np.hstack([xy, xy + rng.uniform(20, 300, (50, 2))])
-    det = Detections(boxes.astype(np.float32), rng.uniform(0.3, 1, 50).astype(np.float32),
-                     rng.integers(0, 80, 50), [f'class{i}' for i in range(80)])
-    lifted = detections_to_3d(boxes, metres, CAM)
-    rows = [
-        ('detections_to_3d 32FC1', lambda: detections_to_3d(boxes, metres, CAM)),
-        ('detections_to_3d 16UC1', lambda: detections_to_3d(boxes, millimetres, CAM)),
-        ('Detection3DArray', lambda: to_detection3d_array(lifted, det, header)),
-    ]
-    for name, fn in rows:
-        print(f'50 boxes  {name:38s} {timings(fn, n)}')
+            print(f'stride {stride}  {name:42s} {timings(fn, n)}')
+    for count in (10, 50):
+        xy = rng.uniform(0, [W - 300, H - 300], (count, 2))
+        boxes = np.hstack([xy, xy + rng.uniform(20, 300, (count, 2))])
+        det = Detections(boxes.astype(np.float32), rng.uniform(0.3, 1, count).astype(np.float32),
+                         rng.integers(0, 80, count), [f'class{i}' for i in range(80)])
+        lifted = detections_to_3d(boxes, metres, CAM)
+        rows = [
+            ('detections_to_3d 32FC1', lambda: detections_to_3d(boxes, metres, CAM)),
+            ('detections_to_3d 16UC1', lambda: detections_to_3d(boxes, millimetres, CAM)),
+            ('Detection3DArray', lambda: to_detection3d_array(lifted, det, header)),
+            ('total 3D: lift 32FC1 + Detection3DArray',
+             lambda: to_detection3d_array(detections_to_3d(boxes, metres, CAM), det, header)),
+        ]
+        for name, fn in rows:
+            print(f'{count} boxes  {name:42s} {timings(fn, n)}')
     node.destroy_node()
     rclpy.shutdown()
 

@@ -25,6 +25,10 @@ Models (all under --out):
                                   export's I/O: images + orig_target_sizes -> labels, boxes, scores
   rtdetr-l-legacy.onnx            the same network with ultralytics<8.4's output: 1x300x(4+nc)
   depth_anything_v2_vits.onnx     image 1x3x518x518 -> depth 1x518x518 (relative inverse depth)
+  depth_anything_v2_metric_hypersim_vits.onnx
+                                  the official metric model (indoor, max_depth 20): image
+                                  1x3x518x518 -> depth 1x518x518 in metres (metadata
+                                  depth_kind: metric, max_depth: 20)
   midas_small_style.onnx          MiDaS convention, dynamic HxW input (multiple of 32) -> 1xHxW
 """
 from __future__ import annotations
@@ -343,6 +347,53 @@ def build_depth_anything_v2(out: Path, imgs: list) -> Path:
     return path
 
 
+@torch.no_grad()
+def check_export(net: nn.Module, path: Path, x: torch.Tensor, atol: float) -> None:
+    """Fail unless ONNX Runtime gives the torch network's output on `x` (within atol)."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    want = net(x).numpy()
+    err = float(np.abs(got - want).max())
+    if err > atol:
+        raise RuntimeError(f'{path.name}: ONNX Runtime differs from the torch network by {err}')
+    print(f'{path.name}: ONNX Runtime = torch forward within {err:.2g}', flush=True)
+
+
+def build_depth_anything_v2_metric(out: Path, imgs: list, dataset: str = 'hypersim',
+                                   max_depth: float = 20.0) -> Path:
+    """Build the official metric-depth network (metric_depth/ of the official repository), ViT-S.
+
+    Conditioned so the metres spread like an indoor scene's: the head's last conv puts the
+    Sigmoid's median at 3 m of max_depth 20 with about 0.5 m to 11 m within two standard
+    deviations. The metadata says what the output is (`depth_kind: metric`, `max_depth`),
+    which the node's `depth_output: auto` reads.
+    """
+    from depth_anything_v2_shim import import_depth_anything_v2_metric
+
+    MetricDepthAnythingV2 = import_depth_anything_v2_metric()
+    torch.manual_seed(SEED)
+    net = MetricDepthAnythingV2(encoder='vits', features=64, out_channels=[48, 96, 192, 384],
+                                max_depth=max_depth).eval()
+    batch = to_batch(imgs[:3], 518, 518, IMAGENET_MEAN, IMAGENET_STD)
+    head = net.depth_head.scratch.output_conv2
+    condition_layer(net, head[0], batch, 1.0)
+    median = 3.0 / max_depth
+    condition_layer(net, head[2], batch, 1.0, bias_quantile=0.5,
+                    bias_to=float(np.log(median / (1 - median))))
+    name = f'depth_anything_v2_metric_{dataset}_vits'
+    path = out / f'{name}.onnx'
+    torch.onnx.export(net, (torch.zeros(1, 3, 518, 518),), str(path), opset_version=OPSET,
+                      input_names=['image'], output_names=['depth'], dynamo=False)
+    check_export(net, path, batch[:1], atol=1e-3 * max_depth)
+    set_metadata(path, {'model': 'depth_anything_v2', 'encoder': 'vits', 'depth_kind': 'metric',
+                        'max_depth': f'{max_depth:g}', 'dataset': dataset,
+                        'description': 'Depth Anything V2 metric (ViT-S/14 + DPT, metres), '
+                                       'random weights (test)'})
+    return path
+
+
 class MidasSmallStyle(nn.Module):
     """A small encoder-decoder with MiDaS v2.1-small's conventions.
 
@@ -400,6 +451,8 @@ BUILDERS = {
     'rtdetr-l': build_rtdetr,
     'depth_anything_v2_vits': lambda out, imgs: [build_depth_anything_v2(out, imgs)],
     'midas_small_style': lambda out, imgs: [build_midas_style(out, imgs)],
+    'depth_anything_v2_metric_hypersim_vits':
+        lambda out, imgs: [build_depth_anything_v2_metric(out, imgs)],
 }
 
 

@@ -49,3 +49,38 @@ def reference_transforms():
     from depth_anything_v2.util.transform import NormalizeImage, PrepareForNet, Resize
 
     return Resize, NormalizeImage, PrepareForNet
+
+
+def import_depth_anything_v2_metric():
+    """Return the official metric-depth Depth Anything V2 network, built on the package's classes.
+
+    The `depth-anything-v2` package holds the relative model only. The official repository's
+    metric model (metric_depth/depth_anything_v2/dpt.py: the Hypersim indoor and Virtual KITTI
+    outdoor checkpoints) is the same ViT + DPT with two differences, reproduced here by
+    subclassing: the head's last activation is a Sigmoid instead of ReLU (+ Identity), and the
+    forward multiplies the head's output by `max_depth` (20 indoor, 80 outdoor) with no final
+    ReLU, so the output is metres in (0, max_depth). Parameter names are unchanged (the
+    activations hold no weights), so the official metric checkpoints load into it.
+    """
+    import torch.nn as nn
+
+    base = import_depth_anything_v2()
+
+    class MetricDepthAnythingV2(base):
+        def __init__(self, encoder='vitl', features=256, out_channels=(256, 512, 1024, 1024),
+                     use_bn=False, use_clstoken=False, max_depth=20.0):
+            super().__init__(encoder=encoder, features=features, out_channels=list(out_channels),
+                             use_bn=use_bn, use_clstoken=use_clstoken)
+            self.max_depth = max_depth
+            head = self.depth_head.scratch.output_conv2
+            self.depth_head.scratch.output_conv2 = nn.Sequential(head[0], head[1], head[2],
+                                                                 nn.Sigmoid())
+
+        def forward(self, x):
+            patch_h, patch_w = x.shape[-2] // 14, x.shape[-1] // 14
+            features = self.pretrained.get_intermediate_layers(
+                x, self.intermediate_layer_idx[self.encoder], return_class_token=True)
+            depth = self.depth_head(features, patch_h, patch_w) * self.max_depth
+            return depth.squeeze(1)
+
+    return MetricDepthAnythingV2

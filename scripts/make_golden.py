@@ -38,6 +38,8 @@ file); everything around it is the reference's own code:
   Resize lower_bound / multiple of 14 / INTER_CUBIC on the 0-1 RGB float image,
   NormalizeImage, PrepareForNet) with keep_aspect_ratio=False since the ONNX input is a fixed
   518x518, then `infer_image`'s F.interpolate(bilinear, align_corners=True) back.
+* depth_anything_v2_metric_hypersim_vits: the official metric model (metres); the same flow
+  as depth_anything_v2_vits, which its metric_depth code shares (infer_image / image2tensor).
 * midas_small_style: MiDaS v2.1 small's run.py flow (read_image: RGB / 255; Resize 256,
   keep_aspect_ratio, multiple of 32, upper_bound, INTER_CUBIC; ImageNet NormalizeImage;
   F.interpolate(bicubic, align_corners=False) back) on a dynamic-shape model.
@@ -245,6 +247,7 @@ MODELS = {
     'rtdetr-l-orig': golden_detection,
     'depth_anything_v2_vits': golden_depth,
     'midas_small_style': golden_depth,
+    'depth_anything_v2_metric_hypersim_vits': golden_depth,
 }
 
 

@@ -16,15 +16,10 @@ from faster_deployment_ros.models.depth import (DepthAdapter, reference_size,
                                                 resize_bilinear_align_corners)
 import numpy as np
 import pytest
-from support.golden import golden_frames, load_golden, model_path
+from support.golden import (assert_depth_close, depth_grid_index, golden_frames, load_golden,
+                            model_path)
 
 FAMILY = {'depth_anything_v2_vits': 'depth_anything_v2', 'midas_small_style': 'midas'}
-
-
-def grid_index(h, w, grid):
-    rows = np.linspace(0, h - 1, grid[0]).round().astype(np.int64)
-    cols = np.linspace(0, w - 1, grid[1]).round().astype(np.int64)
-    return rows, cols
 
 
 @pytest.fixture(scope='module', params=sorted(FAMILY))
@@ -43,13 +38,6 @@ def case(request):
     backend.close()
 
 
-def assert_depth_close(got, ref, what):
-    """Within 1e-3 of the map's range (relative), everywhere on the grid."""
-    scale = float(np.abs(ref).max())
-    assert scale > 0 and float(ref.std()) > 0.05 * scale, f'{what}: degenerate reference map'
-    np.testing.assert_allclose(got, ref, rtol=1e-3, atol=1e-3 * scale, err_msg=what)
-
-
 def test_matches_reference(case):
     name, golden, info, backend, adapter, frames, results = case
     for key, img in frames.items():
@@ -57,7 +45,7 @@ def test_matches_reference(case):
         assert isinstance(dm, DepthMap) and dm.meaning == 'relative_inverse'
         assert dm.depth.shape == img.shape[:2] and dm.depth.dtype == np.float32
         assert tuple(inputs[0].shape[2:]) == tuple(golden[f'{key}/net_hw'])
-        rows, cols = grid_index(*img.shape[:2], info['grid'])
+        rows, cols = depth_grid_index(*img.shape[:2], info['grid'])
         assert_depth_close(dm.depth[np.ix_(rows, cols)], golden[f'{key}/grid'], f'{name} {key}')
         mean, std = golden[f'{key}/stats'][:2]
         np.testing.assert_allclose([dm.depth.mean(), dm.depth.std()], [mean, std], rtol=1e-3)

@@ -39,6 +39,9 @@ CASES = {
     'rtdetr-l': (DetectorNode, 'rtdetr_onnxruntime.yaml', Detection2DArray, 'detections'),
     'rtdetr-l-orig': (DetectorNode, 'rtdetr_onnxruntime.yaml', Detection2DArray, 'detections'),
     'depth_anything_v2_vits': (DepthNode, 'depth_anything_v2_onnxruntime.yaml', Image, 'depth'),
+    'depth_anything_v2_metric_hypersim_vits': (DepthNode,
+                                               'depth_anything_v2_metric_onnxruntime.yaml',
+                                               Image, 'depth'),
 }
 
 

@@ -117,6 +117,54 @@ def test_points_need_metric_depth(rig):
     assert 'publish_points needs metric depth' in h.node.configure_error
 
 
+# ---- a metric model: metres with no depth_output / depth_scale to set -----------------------
+METRIC_MODEL = 'depth_anything_v2_metric_hypersim_vits'
+
+
+def test_metric_model_gives_a_cloud_in_metres_out_of_the_box(rig, plaza_video):
+    """The official metric model (metadata depth_kind: metric): auto gives metres and points."""
+    h = rig(model_path=str(model_path(METRIC_MODEL)), model_family='auto', depth_output='auto',
+            depth_scale=0.0, points_stride=2)
+    h.start(inputs=['image', 'info'])
+    assert h.node.adapter.output == 'metric' and h.node.adapter.max_depth == 20.0
+    frame = read_frame(plaza_video, 10)
+    height, width = frame.shape[:2]
+    stamp = 11_000_000_000
+    h.pubs['info'].publish(camera_info(width, height, stamp, 'plaza_optical'))
+    assert wait_until(lambda: h.node.camera_infos[0].received == 1)
+    h.pubs['image'].publish(image_msg(frame, stamp, 'plaza_optical'))
+    depth_msg = h.wait_count(h.got['depth'], 1, timeout=60)[0]
+    cloud = h.wait_count(h.got['points'], 1, timeout=60)[0]
+    assert depth_msg.encoding == '32FC1'
+    assert header_key(cloud.header) == header_key(depth_msg.header)
+    depth = msg_to_numpy(depth_msg)
+    # Metres of the model's range, spread like a scene (not a constant or a relative map).
+    assert np.isfinite(depth).all() and 0.0 < depth.min() and depth.max() < 20.0
+    assert np.percentile(depth, 95) - np.percentile(depth, 5) > 3.0
+    z = cloud_xyz(cloud)[..., 2]
+    np.testing.assert_array_equal(z, depth[::2, ::2])  # z is the depth image, metre for metre
+
+
+def test_depth_output_contradicting_the_model_fails_configure(rig):
+    h = rig(model_path=str(model_path(METRIC_MODEL)), model_family='auto',
+            depth_output='relative_inverse', depth_scale=0.0, publish_points=False)
+    assert h.node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    assert 'depth_kind: metric' in h.node.configure_error
+    assert 'use depth_output auto or metric' in h.node.configure_error
+
+
+def test_relative_model_gives_no_metres_without_a_scale(rig):
+    """No depth_kind metadata: auto is relative (no cloud); metric needs depth_scale."""
+    relative = str(model_path('depth_anything_v2_vits'))
+    h = rig(model_path=relative, model_family='auto', depth_output='auto', depth_scale=0.0)
+    assert h.node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    assert 'publish_points needs metric depth' in h.node.configure_error
+    h2 = rig(model_path=relative, model_family='auto', depth_output='metric', depth_scale=0.0)
+    assert h2.node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    assert 'no depth_kind metadata' in h2.node.configure_error
+    assert 'set depth_scale: 1.0' in h2.node.configure_error
+
+
 # ---- detector_node: detections lifted to 3D with a registered depth image -----------------
 @pytest.fixture
 def detector_rig(ros, yolox_model):

@@ -63,7 +63,10 @@ def create_adapter(family: str, inputs: List[TensorSpec], outputs: List[TensorSp
         adapter = getattr(importlib.import_module(module, __name__), cls)(
             inputs, outputs, metadata, **params)
     except ValueError as exc:
-        raise ValueError(_name_the_family(family, exc, inputs, outputs, metadata)) from exc
+        named = _name_the_family(family, exc, inputs, outputs, metadata)
+        if named == str(exc):
+            raise  # nothing to add: the adapter's own exception (e.g. DepthKindError) stands
+        raise ValueError(named) from exc
     if explicit:  # a layout that fits more than one family decodes, but maybe as garbage
         doubt = _name_the_family(family, None, inputs, outputs, metadata)
         if doubt:

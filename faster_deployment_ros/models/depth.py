@@ -12,10 +12,25 @@ V2's `infer_image` with bilinear, align_corners=True (done here exactly, in nump
 remap/warp quantise the weights to 1/32); MiDaS' run.py with bicubic, align_corners=False
 (= cv2.resize INTER_CUBIC).
 
-Output meaning (`output`): `relative_inverse` (default: the model's relative inverse depth as
-it is), `metric_from_inverse` (depth = 1 / (depth_scale * out + depth_shift) in metres, from a
-scale/shift fitted for the camera; non-positive denominators give NaN, REP 118's "invalid"), or
-`metric` (a metric model's output, metres, times depth_scale).
+Depth kinds. A relative model (Depth Anything V2's and MiDaS' released models) gives relative
+inverse depth: larger is nearer, no unit. A metric model (Depth Anything V2's metric_depth
+models: Hypersim indoor, max_depth 20; Virtual KITTI outdoor, max_depth 80) gives metres. The
+model says which in its ONNX metadata: `depth_kind` (`metric`, or `relative`) and, for metric
+models, `max_depth` (metres; informational). `output` picks what the adapter returns:
+
+- `auto` (default): `metric` when the metadata says `depth_kind: metric`, else
+  `relative_inverse`.
+- `relative_inverse`: the model's output as it is. Refused for a model whose metadata says
+  metric (its output is metres, not relative).
+- `metric_from_inverse`: metres = 1 / (depth_scale * out + depth_shift) from a relative model,
+  with a scale / shift fitted for the camera; non-positive denominators give NaN (REP 118's
+  "invalid"). Needs depth_scale; refused for a metric model.
+- `metric`: metres = out * depth_scale. Without a depth_scale (None) the scale is 1 and the
+  metadata must say `depth_kind: metric`: a model that says `relative` is refused, and so is one
+  without `depth_kind`, since nothing then says its output is metres: give depth_scale (1.0
+  for a metric export without the metadata) to state it.
+
+So a relative model never yields metres unless the user supplies the scale.
 """
 from __future__ import annotations
 
@@ -32,7 +47,10 @@ from ..core.types import DepthMap, static_dim, TensorSpec
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 UPSAMPLING = ('bilinear_align_corners', 'bicubic', 'bilinear')
-OUTPUTS = ('relative_inverse', 'metric_from_inverse', 'metric')
+OUTPUTS = ('auto', 'relative_inverse', 'metric_from_inverse', 'metric')
+#: metadata `depth_kind` values -> what the model's output is
+DEPTH_KINDS = {'metric': 'metric', 'relative': 'relative_inverse',
+               'relative_inverse': 'relative_inverse'}
 
 # family -> the reference's conventions
 PRESETS = {
@@ -41,6 +59,10 @@ PRESETS = {
     'midas': {'input_size': 384, 'multiple_of': 32, 'resize_method': 'upper_bound',
               'upsampling': 'bicubic'},
 }
+
+
+class DepthKindError(ValueError):
+    """The requested depth output contradicts the model's depth kind; the message says the fix."""
 
 
 @dataclass(frozen=True)
@@ -113,7 +135,9 @@ class DepthAdapter(ModelAdapter):
     Params: input_size (dynamic inputs: target size, int or (h, w); default the preset's or
     metadata `net_size`/`imgsz`), keep_aspect_ratio (True, dynamic inputs only), multiple_of,
     resize_method, upsampling (one of UPSAMPLING), mean / std (ImageNet), output (one of
-    OUTPUTS), depth_scale (1.0), depth_shift (0.0).
+    OUTPUTS; the module docstring gives the rule), depth_scale (None: not given), depth_shift
+    (0.0). After construction `output` is the resolved kind (never `auto`), `depth_kind` the
+    metadata's (None without), `max_depth` the metadata's (None without).
     """
 
     task = 'depth'
@@ -123,8 +147,8 @@ class DepthAdapter(ModelAdapter):
                  input_size: Any = None, keep_aspect_ratio: Any = True,
                  multiple_of: Optional[int] = None, resize_method: Optional[str] = None,
                  upsampling: Optional[str] = None, mean: Sequence[float] = IMAGENET_MEAN,
-                 std: Sequence[float] = IMAGENET_STD, output: str = 'relative_inverse',
-                 depth_scale: float = 1.0, depth_shift: float = 0.0) -> None:
+                 std: Sequence[float] = IMAGENET_STD, output: str = 'auto',
+                 depth_scale: Optional[float] = None, depth_shift: float = 0.0) -> None:
         metadata = dict(metadata or {})
         self.family = family if family in PRESETS else depth_preset(inputs, metadata)
         preset = PRESETS[self.family]
@@ -153,12 +177,10 @@ class DepthAdapter(ModelAdapter):
         self.upsampling = upsampling or preset['upsampling']
         if self.upsampling not in UPSAMPLING:
             raise ValueError(f'upsampling must be one of {", ".join(UPSAMPLING)}')
-        if output not in OUTPUTS:
-            raise ValueError(f'output must be one of {", ".join(OUTPUTS)}, not {output!r}')
-        self.output = output
-        self.depth_scale, self.depth_shift = float(depth_scale), float(depth_shift)
-        if output != 'relative_inverse' and self.depth_scale <= 0:
-            raise ValueError('depth_scale must be > 0 for metric output')
+        self.depth_kind, self.max_depth = metadata_depth_kind(metadata)
+        self.output = resolve_output(output, self.depth_kind, depth_scale)
+        self.depth_scale = 1.0 if depth_scale is None else float(depth_scale)
+        self.depth_shift = float(depth_shift)
         mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
         # out = (rgb / 255 - mean) / std = rgb * a + b, per channel
         self._a = (1.0 / (255.0 * std)).astype(np.float32)
@@ -204,6 +226,67 @@ class DepthAdapter(ModelAdapter):
         with np.errstate(divide='ignore', invalid='ignore'):
             metric = np.where(denom > 0, np.float32(1.0) / denom, np.float32(np.nan))
         return DepthMap(metric.astype(np.float32, copy=False), 'metric')
+
+
+def metadata_depth_kind(metadata: Mapping[str, str]) -> Tuple[Optional[str], Optional[float]]:
+    """(kind, max_depth) from the metadata: kind 'metric' / 'relative_inverse' / None (absent).
+
+    A `depth_kind` other than metric / relative, or a `max_depth` that is not a positive number,
+    is an error naming the key: a model that states its kind must state it clearly.
+    """
+    raw = metadata.get('depth_kind')
+    kind = None
+    if raw is not None:
+        kind = DEPTH_KINDS.get(str(raw).strip().lower())
+        if kind is None:
+            raise DepthKindError(f'model metadata depth_kind={raw!r} is not understood: it '
+                                 "must be metric or relative (fix the export's metadata)")
+    max_depth = None
+    if metadata.get('max_depth') not in (None, ''):
+        try:
+            max_depth = float(metadata['max_depth'])
+        except ValueError:
+            max_depth = -1.0
+        if not (max_depth > 0 and np.isfinite(max_depth)):
+            raise DepthKindError(f'model metadata max_depth={metadata["max_depth"]!r} is not a '
+                                 "positive number of metres (fix the export's metadata)")
+    return kind, max_depth
+
+
+def resolve_output(output: str, kind: Optional[str], depth_scale: Optional[float]) -> str:
+    """Return the output the adapter gives for `output`, the model's `kind` and depth_scale.
+
+    Raises DepthKindError (a ValueError, saying how to fix it) where the request contradicts
+    the model's stated kind or would turn a relative model's output into metres without a
+    user-supplied scale.
+    """
+    if output not in OUTPUTS:
+        raise DepthKindError(f'output must be one of {", ".join(OUTPUTS)}, not {output!r}')
+    if depth_scale is not None and not float(depth_scale) > 0:
+        raise DepthKindError(f'depth_scale must be > 0, not {depth_scale}')
+    if output == 'auto':
+        return 'metric' if kind == 'metric' else 'relative_inverse'
+    if kind == 'metric' and output != 'metric':
+        raise DepthKindError(
+            f'depth_output {output} contradicts the model: its metadata says depth_kind: '
+            'metric (its output is metres already); use depth_output auto or metric')
+    if output == 'metric_from_inverse' and depth_scale is None:
+        raise DepthKindError(
+            'depth_output metric_from_inverse needs depth_scale (and depth_shift) fitted for '
+            'the camera: metres = 1 / (depth_scale * out + depth_shift); set them, or use '
+            'depth_output auto / relative_inverse')
+    if output == 'metric' and kind == 'relative_inverse':
+        raise DepthKindError(
+            'depth_output metric contradicts the model: its metadata says depth_kind: relative '
+            '(relative inverse depth, no unit); use metric_from_inverse with depth_scale / '
+            'depth_shift fitted for the camera, or a metric model')
+    if output == 'metric' and kind is None and depth_scale is None:
+        raise DepthKindError(
+            'depth_output metric: the model has no depth_kind metadata, so nothing says its '
+            'output is metres. For a metric model (e.g. Depth Anything V2 metric_depth) set '
+            'depth_scale: 1.0 to state it (or export it with metadata depth_kind: metric); for '
+            'a relative model use metric_from_inverse with depth_scale / depth_shift fitted')
+    return output
 
 
 def is_depth_output(shape: Sequence[Any]) -> bool:
@@ -275,4 +358,4 @@ def midas(inputs, outputs, metadata=None, **params) -> DepthAdapter:
 
 __all__ = ['DepthAdapter', 'depth_anything_v2', 'midas', 'is_depth_output', 'is_depth_signature',
            'depth_preset', 'reference_size', 'resize_bilinear_align_corners', 'PRESETS', 'OUTPUTS',
-           'UPSAMPLING']
+           'UPSAMPLING', 'DEPTH_KINDS', 'DepthKindError', 'metadata_depth_kind', 'resolve_output']

@@ -1,10 +1,12 @@
 """Monocular depth lifecycle node: `image` -> `depth` (sensor_msgs/Image, 32FC1).
 
 Same lifecycle, pipeline and parameter conventions as the detector node. Each depth image has
-the source frame's header and width/height; its values are the model's relative inverse depth,
-or metres with `depth_output: metric_from_inverse` (1 / (depth_scale * out + depth_shift),
-NaN where invalid, as REP 118 asks) or `metric` (a metric model). An optional `depth_colored`
-(bgr8 colour map of each frame's own range) is for viewing only.
+the source frame's header and width/height; its values are metres for a metric model (metadata
+`depth_kind: metric`, picked by `depth_output: auto`, or `metric`), or a relative model's
+relative inverse depth, or metres from it with `depth_output: metric_from_inverse`
+(1 / (depth_scale * out + depth_shift), NaN where invalid, as REP 118 asks); models/depth.py
+holds the rule and the refusals. An optional `depth_colored` (bgr8 colour map of each frame's
+own range) is for viewing only.
 
 With `publish_points: true` (metric depth only) each camera's `camera_info` (beside its image
 topic, as image_transport names it) is matched to the frame by stamp and `points`

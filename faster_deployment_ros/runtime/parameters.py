@@ -27,7 +27,7 @@ FULL_POLICIES = ('drop_oldest', 'block')
 INPUT_TYPES = ('raw', 'compressed')
 RELIABILITIES = ('best_effort', 'reliable')
 CLASS_ID_MODES = ('name', 'index')
-DEPTH_OUTPUTS = ('relative_inverse', 'metric_from_inverse', 'metric')
+DEPTH_OUTPUTS = ('auto', 'relative_inverse', 'metric_from_inverse', 'metric')
 COLORMAPS = ('inferno', 'magma', 'turbo', 'jet', 'viridis')
 #: Parameters the node itself, rclpy or launch tooling own: never "unknown", never validated.
 FOREIGN = ('use_sim_time', 'start_type_description_service')
@@ -189,10 +189,14 @@ DETECTOR: Dict[str, Param] = dict([
 ])
 
 DEPTH: Dict[str, Param] = dict([
-    _p('depth_output', 'relative_inverse', 'relative_inverse (as the model gives it), '
-       'metric_from_inverse (1 / (depth_scale * out + depth_shift), metres) or metric (a metric '
-       'model: out * depth_scale, metres)', choices=DEPTH_OUTPUTS),
-    _p('depth_scale', 1.0, 'scale of the metric conversion', lo=0.0, lo_open=True, hi=1e9),
+    _p('depth_output', 'auto', "auto (metric when the model's metadata says depth_kind: "
+       'metric, else relative_inverse), relative_inverse (a relative model as it gives it: '
+       'larger = nearer, no unit), metric_from_inverse (a relative model: 1 / (depth_scale * '
+       'out + depth_shift), metres) or metric (a metric model: out * depth_scale, metres); a '
+       "choice that contradicts the model's depth_kind fails configure", choices=DEPTH_OUTPUTS),
+    _p('depth_scale', 0.0, 'scale of the metric conversion; 0: not given (1 for a model whose '
+       'metadata says depth_kind: metric; metric_from_inverse, and metric on a model without '
+       'depth_kind metadata, need it set)', lo=0.0, hi=1e9),
     _p('depth_shift', 0.0, 'shift of metric_from_inverse', lo=-1e9, hi=1e9),
     _p('keep_aspect_ratio', True, 'dynamic-shape models: keep the frame aspect when resizing'),
     _p('publish_colored', False, 'also publish depth_colored (bgr8 colour map) for viewing'),
@@ -200,8 +204,8 @@ DEPTH: Dict[str, Param] = dict([
        choices=COLORMAPS),
     _p('publish_points', False, "also publish points (sensor_msgs/PointCloud2, the image's "
        "optical frame, metres) from metric depth and each camera's camera_info: "
-       'depth_image_proc point_cloud_xyz formula; needs depth_output metric or '
-       'metric_from_inverse'),
+       'depth_image_proc point_cloud_xyz formula; needs metric depth (a metric model, or '
+       'metric_from_inverse)'),
     _p('points_stride', 2, 'points: every n-th pixel in each direction (1: full density)',
        RUNTIME, lo=1, hi=64),
     _p('points_rgb', False, "points: add the source frame's colour (rgb field)", RUNTIME),

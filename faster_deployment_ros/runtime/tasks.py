@@ -19,6 +19,7 @@ from .parameters import ParameterError
 from ..core.tracking import ByteTracker
 from ..core.types import Detections
 from ..models import create_adapter, resolve_family
+from ..models.depth import DepthKindError
 
 Log = Callable[[str], None]
 DEPTH_FAMILIES = ('depth', 'depth_anything_v2', 'midas')
@@ -185,25 +186,30 @@ class DetectionTask(Task):
 
 
 class DepthTask(Task):
-    """Monocular depth: output kind, metric scale / shift, aspect handling, colour view."""
+    """Monocular depth: output kind, metric scale / shift, aspect handling, colour view.
+
+    The depth kind is resolved by the adapter (models/depth.py: `depth_output` against the
+    model's `depth_kind` metadata); a contradiction fails configure with the adapter's message.
+    `depth_scale` 0 means not given.
+    """
 
     task = 'depth'
+    POINTS_NEED_METRIC = ('publish_points needs metric depth: use a metric model (metadata '
+                          'depth_kind: metric, or depth_output: metric with depth_scale), or '
+                          'depth_output: metric_from_inverse with depth_scale / depth_shift '
+                          'fitted, or publish_points: false')
 
     def __init__(self, values: Mapping[str, Any], log: Log = print) -> None:
         super().__init__(values, log)
-        if values['depth_output'] != 'relative_inverse' and values['depth_scale'] <= 0:
-            raise ParameterError('depth_scale must be > 0 for metric output')
         if values['publish_points'] and values['depth_output'] == 'relative_inverse':
-            raise ParameterError('publish_points needs metric depth: set depth_output to metric '
-                                 '(a metric model) or metric_from_inverse (with depth_scale / '
-                                 'depth_shift fitted), or publish_points: false')
+            raise ParameterError(self.POINTS_NEED_METRIC)
 
     def wants_image(self) -> bool:
         return bool(self.values['publish_points'] and self.values['points_rgb'])
 
     def make_adapter(self, model_family, model_path, backend, input_size):
         v = self.values
-        knobs = {'output': v['depth_output'], 'depth_scale': v['depth_scale'],
+        knobs = {'output': v['depth_output'], 'depth_scale': v['depth_scale'] or None,
                  'depth_shift': v['depth_shift'], 'keep_aspect_ratio': v['keep_aspect_ratio']}
         if input_size:
             knobs['input_size'] = tuple(input_size)
@@ -215,8 +221,24 @@ class DepthTask(Task):
             if family not in DEPTH_FAMILIES:
                 raise ParameterError(f'{model_path} looks like a {family} model (detection); '
                                      'use the detector_node')
-        return self._check_task(create_adapter(family, backend.inputs, backend.outputs,
-                                               backend.metadata, **knobs), model_path)
+        try:
+            adapter = create_adapter(family, backend.inputs, backend.outputs, backend.metadata,
+                                     **knobs)
+        except DepthKindError as e:
+            raise ParameterError(f'{model_path}: {e}') from e
+        adapter = self._check_task(adapter, model_path)
+        if v['publish_points'] and adapter.output == 'relative_inverse':
+            raise ParameterError(self.POINTS_NEED_METRIC)
+        return adapter
+
+    def bind(self, adapter: Any) -> None:
+        super().bind(adapter)
+        kind, max_depth = adapter.depth_kind, adapter.max_depth
+        why = ('no depth_kind metadata' if kind is None else f'metadata depth_kind: {kind}'
+               + (f', max_depth {max_depth:g} m' if max_depth else ''))
+        unit = 'metres' if adapter.output != 'relative_inverse' else 'relative, no unit'
+        self.log(f'depth_output {self.values["depth_output"]} -> {adapter.output} ({unit}; '
+                 f'{why})')
 
 
 TASK_CLASSES = {'detection': DetectionTask, 'depth': DepthTask}

@@ -115,3 +115,17 @@ def assert_detections_equal(det, boxes: np.ndarray, scores: np.ndarray, classes:
     assert not extra.size, (f'{what}: {extra.size} detections not in the reference, e.g. score '
                             f'{det.scores[extra[0]]:.4f} box '
                             f'{np.round(det.boxes[extra[0]], 1).tolist()}')
+
+
+def depth_grid_index(h: int, w: int, grid) -> Tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of the source pixels make_golden.py samples a depth map at."""
+    rows = np.linspace(0, h - 1, grid[0]).round().astype(np.int64)
+    cols = np.linspace(0, w - 1, grid[1]).round().astype(np.int64)
+    return rows, cols
+
+
+def assert_depth_close(got: np.ndarray, ref: np.ndarray, what: str) -> None:
+    """Within 1e-3 of the map's range (relative), everywhere on the grid."""
+    scale = float(np.abs(ref).max())
+    assert scale > 0 and float(ref.std()) > 0.05 * scale, f'{what}: degenerate reference map'
+    np.testing.assert_allclose(got, ref, rtol=1e-3, atol=1e-3 * scale, err_msg=what)
