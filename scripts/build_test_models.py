@@ -58,6 +58,7 @@ def _load_by_path(name: str, path: Path):
     """Load a module of the package by path (this script runs where it is not installed)."""
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -370,7 +371,7 @@ SEG_INPUT_HW = (384, 640)
 
 
 def import_torchvision_segmentation():
-    """torchvision.models.segmentation without torchvision/__init__.py.
+    """Import torchvision.models.segmentation without torchvision/__init__.py.
 
     The CPU torch wheel here has no torchvision C ops (torchvision's __init__ fails registering
     them); the segmentation models are plain torch code, so the package shells are stood in for.
@@ -389,7 +390,7 @@ def import_torchvision_segmentation():
 
 
 def lraspp_net(imgs: list) -> nn.Module:
-    """torchvision's lraspp_mobilenet_v3_large (21 classes), random weights, conditioned.
+    """Return torchvision's lraspp_mobilenet_v3_large (21 classes), random weights, conditioned.
 
     BatchNorm statistics from the calibration frames; both classifier convolutions rescaled so
     the logits spread like a trained model's (std about 2 per class), then each class's bias
@@ -413,7 +414,7 @@ def lraspp_net(imgs: list) -> nn.Module:
 
 
 class _SegLogits(nn.Module):
-    """torchvision's dict output -> the `out` logits tensor (what an ONNX export carries)."""
+    """The `out` logits tensor of torchvision's dict output (what an ONNX export carries)."""
 
     def __init__(self, net):
         super().__init__()
