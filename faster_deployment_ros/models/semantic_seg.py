@@ -11,11 +11,11 @@ are resized to the source resolution with bilinear interpolation, align_corners=
 torchvision's models and `F.interpolate` do), and each pixel gets the argmax class and the
 softmax probability of that class. Done without resizing all C channels: where the four
 logit-grid neighbours of a source pixel share their argmax class k, the interpolated logits
-(a convex combination) have argmax k too, so the class is exact without them; only the other
-("boundary") pixels get their C interpolated logits, argmax and softmax. Inside uniform cells
-the confidence is the bilinear interpolation of the network-resolution confidence (the softmax
-of interpolated logits differs from it by a few 1/255 steps at most on the test model;
-test_semantic_seg.py reports the figure).
+(a convex combination) have argmax k too, so the class is exact without them; and where the
+cell's corners bound the softmax probability within CONFIDENCE_TOLERANCE (see `segment`), the
+confidence is the bilinear interpolation of the corners'. Every other pixel gets its C
+interpolated logits, argmax and softmax. So the class is exact and the confidence within one
+1/255 step of the exact one (before rounding) everywhere.
 
 Output: `core.types.SegmentationMap` (uint8 class ids, NO_CLASS = 255 below `min_confidence`;
 uint8 confidence = probability x 255, rounded). At most 255 classes (255 is "no class").
@@ -204,13 +204,25 @@ class SemanticSegAdapter(ModelAdapter):
         return SegmentationMap(mask, conf8, self.class_names)
 
 
+#: largest confidence error (probability) a pixel may get from interpolating its cell's
+#: corner probabilities; cells that cannot guarantee it are computed exactly
+CONFIDENCE_TOLERANCE = 1.0 / 255.0
+#: above this fraction of pixels needing exact values, every class plane is resized instead
+DENSE_ABOVE = 0.3
+
+
 def segment(logits: np.ndarray, ys, xs) -> Tuple[np.ndarray, np.ndarray]:
     """Argmax class (uint8) and its softmax probability (float32) of the resized logits.
 
     `logits` is (C, h, w); `ys` / `xs` are `_axis` samplings (i0, i1, frac) of the output rows
-    and columns. Exact class everywhere; exact probability at boundary pixels, bilinear of the
-    grid's probability inside uniform cells (see the module docstring). Class planes are
-    walked one at a time (contiguous, vectorised; no (h, w, C) transpose).
+    and columns. A grid cell (four neighbouring logit pixels) whose corners share the argmax
+    class k gives every pixel inside class k (the interpolated logits are a convex combination).
+    Its probability 1 / sum_j exp(v_j - v_k) then lies between 1 / sum_j max_corners
+    exp(l_j - l_k) and 1 / sum_j min_corners exp(l_j - l_k) (each exp(v_j - v_k) is a weighted
+    geometric mean of the corners' values), and so do the corners' own probabilities and their
+    bilinear interpolation: where that interval is narrower than CONFIDENCE_TOLERANCE the
+    interpolation is used. Every other pixel gets its C interpolated logits, argmax and softmax.
+    Class planes are walked one at a time (contiguous, vectorised; no (h, w, C) transpose).
     """
     y0, y1, fy = ys
     x0, x1, fx = xs
@@ -218,15 +230,14 @@ def segment(logits: np.ndarray, ys, xs) -> Tuple[np.ndarray, np.ndarray]:
     c0, c1 = int(x0.min()), int(x1.max()) + 1
     grid = np.ascontiguousarray(logits[:, r0:r1, c0:c1], dtype=np.float32)
     y0, y1, x0, x1 = y0 - r0, y1 - r0, x0 - c0, x1 - c0
-    label, prob = _argmax_softmax(grid)
-    # a cell is uniform when its four corners share the class (edges repeat their last row/col)
-    pad = np.pad(label, ((0, 1), (0, 1)), mode='edge')
-    corner = pad[:-1, :-1]
-    uniform = (corner == pad[1:, :-1]) & (corner == pad[:-1, 1:]) & (corner == pad[1:, 1:])
+    label, prob, easy = _grid_cells(grid)
+    hard = ~easy[y0][:, x0]
+    if hard.mean() > DENSE_ABOVE and _plain_resize(ys, xs, grid.shape[1:]):
+        return _dense(grid, (len(y0), len(x0)))
     mask = label[y0][:, x0]
     rows = prob[y0] * (1.0 - fy)[:, None] + prob[y1] * fy[:, None]
     conf = rows[:, x0] * (1.0 - fx) + rows[:, x1] * fx
-    by, bx = np.nonzero(~uniform[y0][:, x0])
+    by, bx = np.nonzero(hard)
     if by.size:
         w = grid.shape[2]
         wy, wx = fy[by], fx[bx]
@@ -247,6 +258,77 @@ def segment(logits: np.ndarray, ys, xs) -> Tuple[np.ndarray, np.ndarray]:
         mask[by, bx] = k
         conf[by, bx] = p
     return mask, conf.astype(np.float32, copy=False)
+
+
+def _plain_resize(ys, xs, grid_hw) -> bool:
+    """Whether the samplings are cv2.resize(INTER_LINEAR)'s of the whole cropped grid.
+
+    True when the crop lies on whole logit pixels: then cv2's float bilinear (half-pixel
+    centres, edges clamped) samples exactly where `_axis` does.
+    """
+    for (i0, i1, frac), n_in in zip((ys, xs), grid_hw):
+        n_out = len(i0)
+        pos = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
+        pos = np.clip(pos, 0, n_in - 1)
+        want = np.minimum(np.floor(pos).astype(np.int64), n_in - 1)
+        if not (np.array_equal(want, i0 - i0.min())
+                and np.allclose(pos - want, frac, atol=1e-5)):
+            return False
+    return True
+
+
+def _dense(grid: np.ndarray, out_hw: Tuple[int, int]) -> Tuple[np.ndarray, np.ndarray]:
+    """Every class plane resized (cv2, float bilinear), argmax and softmax: two passes."""
+    size = (out_hw[1], out_hw[0])
+    top = cv2.resize(grid[0], size, interpolation=cv2.INTER_LINEAR)
+    label = np.zeros(out_hw, np.uint8)
+    for c in range(1, grid.shape[0]):
+        v = cv2.resize(grid[c], size, interpolation=cv2.INTER_LINEAR)
+        better = v > top  # strict: the lowest index wins a tie
+        label[better] = c
+        np.maximum(top, v, out=top)
+    total = np.zeros(out_hw, np.float32)
+    for c in range(grid.shape[0]):
+        v = cv2.resize(grid[c], size, interpolation=cv2.INTER_LINEAR)
+        np.subtract(v, top, out=v)
+        np.exp(v, out=v)
+        total += v
+    return label, np.divide(1.0, total, out=total)
+
+
+def _cell_view(a: np.ndarray):
+    """Return the four corners of every cell (edge rows / columns repeated) as (h, w) views."""
+    pad = np.pad(a, ((0, 1), (0, 1)), mode='edge')
+    return pad[:-1, :-1], pad[1:, :-1], pad[:-1, 1:], pad[1:, 1:]
+
+
+def _grid_cells(grid: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(argmax, its probability, cell interpolable) on the (C, h, w) logit grid.
+
+    A cell (indexed by its top-left corner) is interpolable when its corners share the class
+    and the probability bounds of segment()'s docstring are within CONFIDENCE_TOLERANCE.
+    """
+    top = grid.max(0)
+    label = np.zeros(top.shape, np.uint8)
+    for c in range(grid.shape[0] - 1, 0, -1):  # descending: the lowest index wins a tie
+        label[grid[c] == top] = c
+    label[grid[0] == top] = 0
+    total = np.zeros(top.shape, np.float32)
+    low = np.zeros(top.shape, np.float32)   # sum_j min over the cell's corners of exp(l_j - top)
+    high = np.zeros(top.shape, np.float32)  # sum_j max ...
+    e = np.empty(top.shape, np.float32)
+    for c in range(grid.shape[0]):
+        np.subtract(grid[c], top, out=e)
+        np.exp(e, out=e)
+        total += e
+        a, b, d, f = _cell_view(e)
+        low += np.minimum(np.minimum(a, b), np.minimum(d, f))
+        high += np.maximum(np.maximum(a, b), np.maximum(d, f))
+    prob = np.divide(1.0, total, out=total)
+    a, b, d, f = _cell_view(label)
+    easy = (a == b) & (a == d) & (a == f)
+    easy &= (1.0 / low - 1.0 / high) <= CONFIDENCE_TOLERANCE
+    return label, prob, easy
 
 
 def _argmax_softmax(planes: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
