@@ -278,22 +278,55 @@ def _plain_resize(ys, xs, grid_hw) -> bool:
 
 
 def _dense(grid: np.ndarray, out_hw: Tuple[int, int]) -> Tuple[np.ndarray, np.ndarray]:
-    """Every class plane resized (cv2, float bilinear), argmax and softmax: two passes."""
+    """Resize every class plane (cv2, float bilinear); argmax and softmax in two passes.
+
+    Each plane is resized twice into one buffer rather than kept (C full-size planes would be
+    allocated per frame, which costs more than the second resize).
+    """
     size = (out_hw[1], out_hw[0])
     top = cv2.resize(grid[0], size, interpolation=cv2.INTER_LINEAR)
     label = np.zeros(out_hw, np.uint8)
+    buf = np.empty(out_hw, np.float32)
+    better = np.empty(out_hw, np.uint8)
     for c in range(1, grid.shape[0]):
-        v = cv2.resize(grid[c], size, interpolation=cv2.INTER_LINEAR)
-        better = v > top  # strict: the lowest index wins a tie
-        label[better] = c
-        np.maximum(top, v, out=top)
+        cv2.resize(grid[c], size, buf, interpolation=cv2.INTER_LINEAR)
+        cv2.compare(buf, top, cv2.CMP_GT, better)  # 255 where strictly greater
+        cv2.bitwise_and(better, c, better)
+        cv2.max(label, better, label)  # classes ascend: c beats every label set so far
+        cv2.max(top, buf, top)
     total = np.zeros(out_hw, np.float32)
     for c in range(grid.shape[0]):
-        v = cv2.resize(grid[c], size, interpolation=cv2.INTER_LINEAR)
-        np.subtract(v, top, out=v)
-        np.exp(v, out=v)
-        total += v
+        cv2.resize(grid[c], size, buf, interpolation=cv2.INTER_LINEAR)
+        cv2.subtract(buf, top, buf)
+        cv2.exp(buf, buf)
+        cv2.add(total, buf, total)
     return label, np.divide(1.0, total, out=total)
+
+
+def _running_argmax(planes) -> Tuple[np.ndarray, np.ndarray]:
+    """(argmax uint8, first index on ties; the max) of 2-D float32 planes, with cv2 ops.
+
+    Classes ascend, so "class c where plane c beats the running max" is max(label, mask & c);
+    cv2's element-wise ops run several times faster than numpy's boolean assignment here.
+    """
+    top = planes[0].copy()
+    label = np.zeros(top.shape, np.uint8)
+    for c in range(1, len(planes)):
+        better = cv2.compare(planes[c], top, cv2.CMP_GT)  # 255 where strictly greater
+        cv2.max(label, cv2.bitwise_and(better, c), label)
+        cv2.max(top, planes[c], top)
+    return label, top
+
+
+def _softmax_of_top(planes, top: np.ndarray) -> np.ndarray:
+    """1 / sum_c exp(plane_c - top): the softmax probability of the max, float32."""
+    total = np.zeros(top.shape, np.float32)
+    tmp = np.empty(top.shape, np.float32)
+    for plane in planes:
+        cv2.subtract(plane, top, tmp)
+        cv2.exp(tmp, tmp)
+        cv2.add(total, tmp, total)
+    return np.divide(1.0, total, out=total)
 
 
 def _cell_view(a: np.ndarray):
@@ -308,22 +341,22 @@ def _grid_cells(grid: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     A cell (indexed by its top-left corner) is interpolable when its corners share the class
     and the probability bounds of segment()'s docstring are within CONFIDENCE_TOLERANCE.
     """
-    top = grid.max(0)
-    label = np.zeros(top.shape, np.uint8)
-    for c in range(grid.shape[0] - 1, 0, -1):  # descending: the lowest index wins a tie
-        label[grid[c] == top] = c
-    label[grid[0] == top] = 0
+    label, top = _running_argmax(grid)
     total = np.zeros(top.shape, np.float32)
     low = np.zeros(top.shape, np.float32)   # sum_j min over the cell's corners of exp(l_j - top)
     high = np.zeros(top.shape, np.float32)  # sum_j max ...
     e = np.empty(top.shape, np.float32)
+    lo4 = np.empty(top.shape, np.float32)
+    hi4 = np.empty(top.shape, np.float32)
     for c in range(grid.shape[0]):
-        np.subtract(grid[c], top, out=e)
-        np.exp(e, out=e)
-        total += e
+        cv2.subtract(grid[c], top, e)
+        cv2.exp(e, e)
+        cv2.add(total, e, total)
         a, b, d, f = _cell_view(e)
-        low += np.minimum(np.minimum(a, b), np.minimum(d, f))
-        high += np.maximum(np.maximum(a, b), np.maximum(d, f))
+        np.minimum(np.minimum(a, b, out=lo4), np.minimum(d, f), out=lo4)
+        np.maximum(np.maximum(a, b, out=hi4), np.maximum(d, f), out=hi4)
+        cv2.add(low, lo4, low)
+        cv2.add(high, hi4, high)
     prob = np.divide(1.0, total, out=total)
     a, b, d, f = _cell_view(label)
     easy = (a == b) & (a == d) & (a == f)
@@ -333,19 +366,8 @@ def _grid_cells(grid: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _argmax_softmax(planes: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """(argmax over axis 0 as uint8, first index on ties; its softmax probability, float32)."""
-    top = planes.max(0)
-    label = np.zeros(top.shape, np.uint8)
-    for c in range(planes.shape[0] - 1, 0, -1):  # descending: the lowest index wins a tie
-        label[planes[c] == top] = c
-    label[planes[0] == top] = 0
-    total = np.zeros(top.shape, np.float32)
-    tmp = np.empty(top.shape, np.float32)
-    for c in range(planes.shape[0]):
-        np.subtract(planes[c], top, out=tmp)
-        np.exp(tmp, out=tmp)
-        total += tmp
-    np.divide(1.0, total, out=total)
-    return label, total
+    label, top = _running_argmax(planes)
+    return label, _softmax_of_top(planes, top)
 
 
 def semantic_seg(inputs, outputs, metadata=None, **params) -> SemanticSegAdapter:
