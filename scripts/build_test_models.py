@@ -30,6 +30,8 @@ Models (all under --out):
                                   1x3x518x518 -> depth 1x518x518 in metres (metadata
                                   depth_kind: metric, max_depth: 20)
   midas_small_style.onnx          MiDaS convention, dynamic HxW input (multiple of 32) -> 1xHxW
+  lraspp_mobilenet_v3_large.onnx  torchvision's LR-ASPP MobileNetV3-Large (21 VOC classes),
+                                  image 1x3x384x640 -> logits 1x21x384x640 (semantic segmentation)
 """
 from __future__ import annotations
 
@@ -62,6 +64,7 @@ def _load_by_path(name: str, path: Path):
     """Load a module of the package by path (this script runs where it is not installed)."""
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -443,6 +446,80 @@ def build_midas_style(out: Path, imgs: list) -> Path:
     return path
 
 
+# ----------------------------------------------------------------------------- segmentation
+VOC_CLASSES = ('__background__', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car',
+               'cat', 'chair', 'cow', 'diningtable', 'dog', 'horse', 'motorbike', 'person',
+               'pottedplant', 'sheep', 'sofa', 'train', 'tvmonitor')  # torchvision's order
+SEG_INPUT_HW = (384, 640)
+
+
+def import_torchvision_segmentation():
+    """Import torchvision.models.segmentation without torchvision/__init__.py.
+
+    The CPU torch wheel here has no torchvision C ops (torchvision's __init__ fails registering
+    them); the segmentation models are plain torch code, so the package shells are stood in for.
+    """
+    import importlib.util
+    import types
+
+    root = importlib.util.find_spec('torchvision').submodule_search_locations[0]
+    for name, sub in (('torchvision', ''), ('torchvision.models', '/models')):
+        if name not in sys.modules:
+            shell = types.ModuleType(name)
+            shell.__path__ = [root + sub]
+            sys.modules[name] = shell
+    import torchvision.models.segmentation.lraspp as lraspp
+    return lraspp
+
+
+def lraspp_net(imgs: list) -> nn.Module:
+    """Return torchvision's lraspp_mobilenet_v3_large (21 classes), random weights, conditioned.
+
+    BatchNorm statistics from the calibration frames; both classifier convolutions rescaled so
+    the logits spread like a trained model's (std about 2 per class), then each class's bias
+    shifted so its median logit is the same: the argmax map is spatially varied (many classes,
+    regions and boundaries), not one class everywhere. Deterministic (seeded).
+    """
+    lraspp = import_torchvision_segmentation()
+    torch.manual_seed(SEED)
+    net = lraspp.lraspp_mobilenet_v3_large(weights=None, weights_backbone=None,
+                                           num_classes=len(VOC_CLASSES)).eval()
+    batch = to_batch(imgs, *SEG_INPUT_HW, IMAGENET_MEAN, IMAGENET_STD)
+    set_bn_stats(net, batch)
+    head = net.classifier
+    condition_layer(net, head.low_classifier, batch, 1.0)
+    condition_layer(net, head.high_classifier, batch, 1.5)
+    with torch.no_grad():
+        logits = net(batch)['out']  # (B, C, H, W)
+        median = logits.transpose(0, 1).reshape(logits.shape[1], -1)[:, ::97].median(1).values
+        head.high_classifier.bias.sub_(median)
+    return net
+
+
+class _SegLogits(nn.Module):
+    """The `out` logits tensor of torchvision's dict output (what an ONNX export carries)."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, image):
+        return self.net(image)['out']
+
+
+def build_lraspp(out: Path, imgs: list) -> Path:
+    net = _SegLogits(lraspp_net(imgs)).eval()
+    path = out / 'lraspp_mobilenet_v3_large.onnx'
+    torch.onnx.export(net, (torch.zeros(1, 3, *SEG_INPUT_HW),), str(path), opset_version=OPSET,
+                      input_names=['image'], output_names=['logits'], dynamo=False)
+    names = '{' + ', '.join(f'{i}: {n!r}' for i, n in enumerate(VOC_CLASSES)) + '}'
+    set_metadata(path, {'model': 'lraspp_mobilenet_v3_large', 'task': 'segmentation',
+                        'names': names,
+                        'description': 'torchvision LR-ASPP MobileNetV3-Large, random '
+                                       'weights (test)'})
+    return path
+
+
 BUILDERS = {
     'yolov8n': lambda out, imgs: [build_yolo('yolov8n.yaml', out, imgs)],
     'yolo11n': lambda out, imgs: [build_yolo('yolo11n.yaml', out, imgs)],
@@ -453,6 +530,7 @@ BUILDERS = {
     'midas_small_style': lambda out, imgs: [build_midas_style(out, imgs)],
     'depth_anything_v2_metric_hypersim_vits':
         lambda out, imgs: [build_depth_anything_v2_metric(out, imgs)],
+    'lraspp_mobilenet_v3_large': lambda out, imgs: [build_lraspp(out, imgs)],
 }
 
 

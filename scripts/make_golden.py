@@ -44,6 +44,15 @@ file); everything around it is the reference's own code:
   keep_aspect_ratio, multiple of 32, upper_bound, INTER_CUBIC; ImageNet NormalizeImage;
   F.interpolate(bicubic, align_corners=False) back) on a dynamic-shape model.
 
+* lraspp_mobilenet_v3_large: torchvision's own LR-ASPP forward (the network rebuilt in torch
+  by build_test_models.lraspp_net, checked against the ONNX file's logits) on the frame
+  letterboxed into 384x640 (core/letterbox.py's centred letterbox, grey 114, loaded by path),
+  RGB / 255, ImageNet mean/std; the letterbox padding cropped off the logits, then
+  F.interpolate(bilinear, align_corners=False) to the source size, argmax and softmax, as
+  torchvision's segmentation references do. campus10 also with a plain (stretched) resize.
+  Stored: the class mask at full resolution and the confidence (probability x 255, rounded)
+  on every 4th row and column.
+
 Depth maps are stored on a 32x24 grid of source pixels (corners included) to stay small.
 """
 from __future__ import annotations
@@ -237,6 +246,51 @@ def golden_depth(name: str, path: Path, frames: dict) -> dict:
     return rec
 
 
+SEG_CONF_STEP = 4  # the segmentation confidence is stored on every 4th row and column
+
+
+def golden_semantic_seg(name: str, path: Path, frames: dict) -> dict:
+    from build_test_models import _load_by_path, calibration_images, IMAGENET_MEAN, \
+        IMAGENET_STD, lraspp_net
+
+    lb = _load_by_path('fdr_letterbox', ROOT / 'faster_deployment_ros' / 'core' / 'letterbox.py')
+    net = lraspp_net(calibration_images()).eval()
+    sess = session(path)
+    net_h, net_w = sess.get_inputs()[0].shape[2:]
+    mean = np.array(IMAGENET_MEAN, np.float32)
+    std = np.array(IMAGENET_STD, np.float32)
+    rec = {}
+    for key, img in frames.items():
+        modes = ('letterbox', 'stretch') if key == 'campus10' else ('letterbox',)
+        h, w = img.shape[:2]
+        for mode in modes:
+            if mode == 'letterbox':
+                boxed, _ = lb.letterbox(img, (net_h, net_w), 114, center=True)
+                _, cw, ch, left, top = lb.letterbox_geometry((h, w), (net_h, net_w), center=True)
+            else:
+                boxed = cv2.resize(img, (net_w, net_h), interpolation=cv2.INTER_LINEAR)
+                top, left, ch, cw = 0, 0, net_h, net_w
+            x = (boxed[:, :, ::-1].astype(np.float32) / 255.0 - mean) / std
+            x = torch.from_numpy(x.transpose(2, 0, 1)[None].copy())
+            with torch.no_grad():
+                logits = net.forward(x)['out']
+            onnx_logits = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+            gap = float(np.abs(onnx_logits - logits.numpy()).max())
+            assert gap < 1e-3, f'the ONNX file is not the rebuilt network (logits differ by {gap})'
+            crop = logits[:, :, top:top + ch, left:left + cw]
+            up = F.interpolate(crop, (h, w), mode='bilinear', align_corners=False)[0]
+            prob = torch.softmax(up, 0)
+            conf, mask = prob.max(0)
+            tag = key if mode == 'letterbox' else f'{key}/{mode}'
+            rec[f'{tag}/mask'] = mask.numpy().astype(np.uint8)
+            rec[f'{tag}/confidence'] = np.rint(conf.numpy()[::SEG_CONF_STEP, ::SEG_CONF_STEP]
+                                               * 255.0).astype(np.uint8)
+            counts = np.bincount(rec[f'{tag}/mask'].ravel(), minlength=logits.shape[1])
+            print(f'  {name} {tag}: {int((counts > 0).sum())} classes present, onnx vs torch '
+                  f'{gap:.2e}, confidence median {float(conf.median()):.3f}', flush=True)
+    return rec
+
+
 MODELS = {
     'yolov8n': golden_detection,
     'yolo11n': golden_detection,
@@ -248,6 +302,7 @@ MODELS = {
     'depth_anything_v2_vits': golden_depth,
     'midas_small_style': golden_depth,
     'depth_anything_v2_metric_hypersim_vits': golden_depth,
+    'lraspp_mobilenet_v3_large': golden_semantic_seg,
 }
 
 
@@ -293,6 +348,7 @@ def main() -> int:
                 'frame_shapes': {k: list(v.shape) for k, v in frames.items()},
                 'ultralytics': ultralytics.__version__, 'torch': torch.__version__,
                 'det_confs': list(DET_CONFS.get(name, ())), 'grid': list(GRID),
+                'seg_conf_step': SEG_CONF_STEP,
                 'made_by': 'scripts/make_golden.py (see its docstring)'}
         rec['info'] = np.array(json.dumps(info, sort_keys=True))
         np.savez_compressed(out, **rec)

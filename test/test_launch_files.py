@@ -29,6 +29,7 @@ def show_args(robot_ws, launch_file: str) -> dict:
 @pytest.mark.parametrize('launch_file,node,params', [
     ('detector.launch.py', 'detector', 'yolox_nano_onnxruntime.yaml'),
     ('depth.launch.py', 'depth', 'depth_anything_v2_onnxruntime.yaml'),
+    ('segmentation.launch.py', 'segmentation', 'lraspp_segmentation_onnxruntime.yaml'),
 ])
 def test_launch_arguments_as_ros2_launch_shows_them(robot_ws, launch_file, node, params):
     args = show_args(robot_ws, launch_file)

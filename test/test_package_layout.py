@@ -39,10 +39,12 @@ def test_shipped_yaml_uses_only_declared_parameters(path):
     from faster_deployment_ros.backends import available_backends
     from faster_deployment_ros.ros.depth_node import DepthNode
     from faster_deployment_ros.ros.detector_node import DetectorNode
+    from faster_deployment_ros.ros.segmentation_node import SegmentationNode
     from faster_deployment_ros.runtime import table
 
     params = yaml.safe_load(path.read_text())['/**']['ros__parameters']
-    node = DepthNode if 'depth' in path.name else DetectorNode
+    node = DepthNode if 'depth' in path.name else \
+        SegmentationNode if 'segmentation' in path.name else DetectorNode
     known = set(table(node.TASK))
     unknown = [k for k, v in params.items() if k not in known
                and not (k in available_backends() and isinstance(v, dict))]

@@ -23,10 +23,15 @@ ROOT = Path(__file__).resolve().parents[1]
 YAMLS = sorted((ROOT / 'config').glob('*.yaml'))
 NUMBERS = sorted({n for task in TASKS for n, p in table(task).items()
                   if p.kind in ('int', 'float')})
+#: every parameter of every task (a name means the same thing wherever it appears)
+EVERY = {n: p for task in TASKS for n, p in table(task).items()}
 
 
 def task_of(path: Path) -> str:
-    return 'depth' if 'depth' in path.name else 'detection'
+    for task in ('depth', 'segmentation'):
+        if task in path.name:
+            return task
+    return 'detection'
 
 
 # ---- the table against the files users read --------------------------------------------------
@@ -74,12 +79,16 @@ def test_readme_tables_name_every_parameter_and_nothing_else():
                                      f'unknown {common - want_detector}')
     assert depth == want_depth, (f'README depth table: missing {want_depth - depth}, '
                                  f'unknown {depth - want_depth}')
+    seg = readme_parameter_names("`class_names` and `labels_file` as the detector's")
+    want_seg = set(TASKS['segmentation']) - {'class_names', 'labels_file'}
+    assert seg == want_seg, (f'README segmentation table: missing {want_seg - seg}, '
+                             f'unknown {seg - want_seg}')
 
 
 # ---- the checks themselves -----------------------------------------------------------------
 @pytest.mark.parametrize('name', NUMBERS)
 def test_numbers_refuse_nan_infinities_huge_and_wrong_types(name):
-    param = {**table('detection'), **TASKS['depth']}[name]
+    param = EVERY[name]
     bad = [math.nan, math.inf, -math.inf, 1e300, -1e300, 'two', True, [1], '']
     if param.kind == 'int':
         bad += [2.5, 2 ** 62]
@@ -89,13 +98,13 @@ def test_numbers_refuse_nan_infinities_huge_and_wrong_types(name):
 
 
 @settings(max_examples=300, deadline=None)
-@given(name=st.sampled_from(sorted({**table('detection'), **TASKS['depth']})),
+@given(name=st.sampled_from(sorted(EVERY)),
        value=st.one_of(st.none(), st.booleans(), st.integers(), st.floats(),
                        st.text(max_size=20), st.lists(st.integers(), max_size=4),
                        st.lists(st.text(max_size=5), max_size=4),
                        st.lists(st.floats(), max_size=3), st.binary(max_size=4)))
 def test_check_accepts_a_value_or_refuses_it_with_a_reason(name, value):
-    param = {**table('detection'), **TASKS['depth']}[name]
+    param = EVERY[name]
     try:
         out = check(param, value)
     except ParameterError as exc:

@@ -93,3 +93,20 @@ class DepthMap:
 
     depth: np.ndarray
     meaning: str = 'relative_inverse'
+
+
+#: class id of a pixel with no class (below the confidence threshold) in a SegmentationMap
+NO_CLASS = 255
+
+
+@dataclass
+class SegmentationMap:
+    """A semantic segmentation at the source image's resolution.
+
+    `mask`: uint8 (H, W) class ids (NO_CLASS = none); `confidence`: uint8 (H, W), the softmax
+    probability of the pixel's argmax class x 255, rounded; `class_names` index -> name.
+    """
+
+    mask: np.ndarray
+    confidence: np.ndarray
+    class_names: Optional[Sequence[str]] = None

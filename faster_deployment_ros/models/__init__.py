@@ -21,6 +21,7 @@ _REGISTRY: Dict[str, Tuple[str, str]] = {
     'depth': ('.depth', 'DepthAdapter'),  # preset picked from metadata / input size
     'depth_anything_v2': ('.depth', 'depth_anything_v2'),
     'midas': ('.depth', 'midas'),
+    'semantic_seg': ('.semantic_seg', 'SemanticSegAdapter'),  # (1, C, H, W) logits
 }
 
 _LOG = logging.getLogger(__name__)
@@ -87,8 +88,9 @@ def _name_the_family(family: str, exc: ValueError, inputs, outputs, metadata) ->
         return own
     if _FAMILY_ALIASES.get(guess, guess) == _FAMILY_ALIASES.get(family, family):
         return own
-    what = {'depth': 'a depth model', 'obb': 'an oriented-box (OBB) head'}.get(
-        guess, f'a {guess.upper().replace("YOLOV", "YOLOv")} head')
+    named = {'depth': 'a depth model', 'obb': 'an oriented-box (OBB) head',
+             'semantic_seg': 'a semantic segmentation model'}
+    what = named.get(guess, f'a {guess.upper().replace("YOLOV", "YOLOv")} head')
     return (f'this looks like {what} ({reason}), not {family}: set model_family: {guess} or '
             f'auto' + (f' ({exc})' if exc is not None else ''))
 

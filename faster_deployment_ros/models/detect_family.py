@@ -5,6 +5,8 @@ and which family parameter to set. Rules, first match wins:
 
 * inputs `orig_target_sizes` / outputs labels + boxes + scores -> rtdetr (original export)
 * one dense (1, H, W) / (1, 1, H, W) output at the input's resolution -> depth
+* one (1, C, H, W) output, C > 1, at the input's resolution or 1/2, 1/4, 1/8 of it
+  -> semantic_seg (per-pixel class logits)
 * ultralytics metadata: head RTDETRDecoder -> rtdetr; task obb -> obb (its (1, 4 + nc + 1, N)
   output has the detector's shape); end2end -> yolov8 (YOLOv10 / YOLO26)
 * (1, 4 + nc, N) with N the anchor count of the input at strides 8/16/32 (or dynamic) -> yolov8
@@ -18,6 +20,7 @@ from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 from .depth import is_depth_signature
 from .labels import parse_class_names
+from .semantic_seg import is_segmentation_signature
 from .yolov8 import anchor_count
 from ..core.options import parse_bool
 from ..core.types import static_dim, TensorSpec
@@ -63,13 +66,17 @@ def detect_family(inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
     first = outputs[0]
     if is_depth_signature(inputs, outputs):
         return 'depth', f'one dense map output {tuple(first.shape)} at the input resolution'
+    if is_segmentation_signature(inputs, outputs):
+        return 'semantic_seg', (f'one (1, C, H, W) output {tuple(first.shape)}: {first.shape[1]} '
+                                'class logits per pixel of the input')
     head = metadata.get('head', '')
     description = metadata.get('description', '').lower().replace('-', '')
     if head == 'RTDETRDecoder' or 'rtdetr' in description:
         return 'rtdetr', 'ultralytics metadata names an RT-DETR model'
     if len(first.shape) != 3 or static_dim(first.shape[0]) not in (None, 1):
         raise ValueError(f'cannot infer the model family from {sig}; set model_family '
-                         f'(yolox, yolov8, yolo11, rtdetr, depth_anything_v2, midas)')
+                         '(yolox, yolov8, yolo11, rtdetr, depth_anything_v2, midas, '
+                         'semantic_seg)')
     d1, d2 = static_dim(first.shape[1]), static_dim(first.shape[2])
     if metadata.get('task') == 'obb':
         return 'obb', (f'ultralytics metadata task obb: output {tuple(first.shape)} holds 4 box '
@@ -112,7 +119,7 @@ def detect_family(inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
                      + (f' (input {hw[0]}x{hw[1]} has {anchors[0]} anchors at strides 8/16/32)'
                         if hw else ' (dynamic input size: set input_size or model_family)')
                      + '; set model_family (yolox, yolov8, yolo11, rtdetr, depth_anything_v2, '
-                       'midas)')
+                       'midas, semantic_seg)')
 
 
 __all__ = ['detect_family']

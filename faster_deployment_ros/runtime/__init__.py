@@ -10,10 +10,11 @@ from .config import RuntimeConfig
 from .parameters import (check, COMMON, DEPTH, DETECTOR, Param, ParameterError, RECONFIGURE,
                          refusal, RUNTIME, STARTUP, table, TASKS)
 from .perception_runtime import create_worker_backend, PerceptionRuntime
-from .tasks import class_filter, DepthTask, DetectionTask, TASK_CLASSES
+from .tasks import class_filter, DepthTask, DetectionTask, SegmentationTask, TASK_CLASSES
 from .telemetry import CameraStats, HOPS, Telemetry
 
 __all__ = ['RuntimeConfig', 'check', 'COMMON', 'DEPTH', 'DETECTOR', 'Param', 'ParameterError',
            'RECONFIGURE', 'refusal', 'RUNTIME', 'STARTUP', 'table', 'TASKS',
            'create_worker_backend', 'PerceptionRuntime', 'class_filter', 'DepthTask',
-           'DetectionTask', 'TASK_CLASSES', 'CameraStats', 'HOPS', 'Telemetry']
+           'DetectionTask', 'SegmentationTask', 'TASK_CLASSES', 'CameraStats', 'HOPS',
+           'Telemetry']

@@ -29,6 +29,7 @@ RELIABILITIES = ('best_effort', 'reliable')
 CLASS_ID_MODES = ('name', 'index')
 DEPTH_OUTPUTS = ('auto', 'relative_inverse', 'metric_from_inverse', 'metric')
 COLORMAPS = ('inferno', 'magma', 'turbo', 'jet', 'viridis')
+RESIZE_MODES = ('letterbox', 'stretch')
 #: Parameters the node itself, rclpy or launch tooling own: never "unknown", never validated.
 FOREIGN = ('use_sim_time', 'start_type_description_service')
 FOREIGN_PREFIXES = ('qos_overrides.',)
@@ -211,11 +212,24 @@ DEPTH: Dict[str, Param] = dict([
     _p('points_rgb', False, "points: add the source frame's colour (rgb field)", RUNTIME),
 ])
 
-TASKS: Dict[str, Dict[str, Param]] = {'detection': DETECTOR, 'depth': DEPTH}
+SEGMENTATION: Dict[str, Param] = dict([
+    ('class_names', DETECTOR['class_names']),
+    ('labels_file', DETECTOR['labels_file']),
+    _p('resize_mode', 'letterbox', 'fixed-size models: letterbox (aspect kept, centred, the '
+       'padding cropped off the logits) or stretch (plain resize to the input size)',
+       choices=RESIZE_MODES),
+    _p('min_confidence', 0.0, 'pixels whose class probability is lower get class 255 (none) '
+       'in segmentation; 0 keeps every pixel', RUNTIME, lo=0.0, hi=1.0),
+    _p('publish_confidence', True, 'also publish segmentation_confidence (mono8, the argmax '
+       "class's softmax probability x 255)"),
+])
+
+TASKS: Dict[str, Dict[str, Param]] = {'detection': DETECTOR, 'depth': DEPTH,
+                                      'segmentation': SEGMENTATION}
 
 
 def table(task: str) -> Dict[str, Param]:
-    """Every parameter of a node of `task` ('detection' or 'depth'): common ones first.
+    """Every parameter of a node of `task` ('detection', 'depth', 'segmentation'): common first.
 
     `backend` takes the names registered in backends/ at the time of the call.
     """

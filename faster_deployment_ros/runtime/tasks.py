@@ -23,6 +23,7 @@ from ..models.depth import DepthKindError
 
 Log = Callable[[str], None]
 DEPTH_FAMILIES = ('depth', 'depth_anything_v2', 'midas')
+SEGMENTATION_FAMILIES = ('semantic_seg',)
 
 
 def class_filter(value: Sequence[str], class_names: Sequence[str],
@@ -92,7 +93,7 @@ class Task:
 
     def _check_task(self, adapter: Any, model_path: str) -> Any:
         if adapter.task != self.task:
-            node = 'detector_node' if adapter.task == 'detection' else f'{adapter.task}_node'
+            node = {'detection': 'detector_node'}.get(adapter.task, f'{adapter.task}_node')
             raise ParameterError(f'{model_path} is a {adapter.task} model; use the {node}')
         return adapter
 
@@ -241,4 +242,58 @@ class DepthTask(Task):
                  f'{why})')
 
 
-TASK_CLASSES = {'detection': DetectionTask, 'depth': DepthTask}
+def read_class_names(values: Mapping[str, Any]) -> Optional[List[str]]:
+    """Class names from `labels_file` (one per line) or `class_names`; None: the model's own."""
+    names: List[str] = [n for n in (values['class_names'] or []) if n]
+    labels_file = values['labels_file']
+    if labels_file:
+        path = Path(labels_file)
+        if not path.is_file():
+            raise ParameterError(f'labels_file {labels_file!r} does not exist: give a text '
+                                 'file with one class name per line')
+        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return names or None
+
+
+class SegmentationTask(Task):
+    """Semantic segmentation: class names, resize mode, the confidence floor (runtime)."""
+
+    task = 'segmentation'
+
+    def __init__(self, values: Mapping[str, Any], log: Log = print) -> None:
+        super().__init__(values, log)
+        self.class_names = read_class_names(self.values)
+
+    def make_adapter(self, model_family, model_path, backend, input_size):
+        v = self.values
+        knobs: Dict[str, Any] = {'resize_mode': v['resize_mode'],
+                                 'min_confidence': v['min_confidence'],
+                                 'class_names': self.class_names}
+        if input_size:
+            knobs['input_size'] = tuple(input_size)
+        family = model_family
+        if family in ('auto', ''):
+            family, reason = resolve_family(family, backend.inputs, backend.outputs,
+                                            backend.metadata)
+            self.log(f'model_family auto -> {family} ({reason})')
+            if family not in SEGMENTATION_FAMILIES:
+                node = 'depth_node' if family in DEPTH_FAMILIES else 'detector_node'
+                raise ParameterError(f'{model_path} looks like a {family} model, not a semantic '
+                                     f'segmentation one; use the {node}')
+        try:
+            adapter = create_adapter(family, backend.inputs, backend.outputs, backend.metadata,
+                                     **knobs)
+        except ValueError as exc:
+            if 'class' in str(exc) and self.class_names:
+                raise ParameterError(f'class_names / labels_file: {exc}') from exc
+            raise
+        return self._check_task(adapter, model_path)
+
+    def apply(self, name, value):
+        super().apply(name, value)
+        if name == 'min_confidence' and self.adapter is not None:
+            self.adapter.set_thresholds(min_confidence=value)
+
+
+TASK_CLASSES = {'detection': DetectionTask, 'depth': DepthTask,
+                'segmentation': SegmentationTask}
