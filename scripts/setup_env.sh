@@ -130,6 +130,8 @@ fi
 if [[ $system_ros == 1 ]]; then
   "$vpy" -c 'import launch_ros, ros2cli' 2>/dev/null \
     || say "launch_ros / ros2cli not importable: apt-get install ros-$ROS_DISTRO-ros2launch ros-$ROS_DISTRO-ros2cli-common-extensions"
+  "$vpy" -c 'import message_filters' 2>/dev/null \
+    || say "message_filters not importable: apt-get install ros-$ROS_DISTRO-message-filters"
 elif [[ ! -d "$vendor" ]]; then
   [[ $ci == 1 ]] && die "$vendor not found: CI must have ../shared/vendor (ros2 launch and the ros2 command line come from it)"
   say "$vendor not found: ros2 launch and the ros2 command line not installed (their tests skip)"
@@ -138,7 +140,7 @@ else
   pip -r "$root/requirements/ros-tools.txt"
   src=$(mktemp -d)
   trap 'rm -rf "$src"' EXIT
-  for repo in launch launch_ros ros2cli rosidl_runtime_py; do
+  for repo in launch launch_ros ros2cli rosidl_runtime_py message_filters; do
     archive="$vendor/$repo-$vendor_branch.tar.gz"
     [[ -f "$archive" ]] || die "$archive not found (shared/README.md, vendor/, lists what it holds)"
     tar -xzf "$archive" -C "$src"
@@ -150,13 +152,19 @@ else
     "$c/ros2cli" "$c/ros2node" "$c/ros2topic" "$c/ros2param" "$c/ros2lifecycle" \
     "$c/ros2service" "$c/ros2pkg" "$c/ros2run" "$c/ros2interface" "$c/ros2action" \
     "$c/ros2component" "$src/rosidl_runtime_py-$vendor_branch"
+  # message_filters (TimeSynchronizer: the sync Nav2's semantic_segmentation_layer uses;
+  # test_nav2_segmentation_sync.py). Its setup.py is catkin's (catkin_pkg + distutils), so its
+  # one pure-Python package is installed into site-packages as it is.
+  site=$("$vpy" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  rm -rf "$site/message_filters"
+  cp -r "$src/message_filters-$vendor_branch/src/message_filters" "$site/message_filters"
   # launch_ros imports composition_interfaces (its container actions): built like vision_msgs.
   if ! "$vpy" -c 'import composition_interfaces.srv' 2>/dev/null; then
     say "composition_interfaces not importable: building it from interfaces/composition_interfaces"
     build_interfaces composition_interfaces srv
   fi
-  "$vpy" -c 'import launch_ros.actions, ros2cli, launch_testing, launch_pytest' \
-    || die "launch_ros / ros2cli installed but do not import"
+  "$vpy" -c 'import launch_ros.actions, ros2cli, launch_testing, launch_pytest, message_filters' \
+    || die "launch_ros / ros2cli / message_filters installed but do not import"
 fi
 
 say "installing faster_deployment_ros (editable)"
