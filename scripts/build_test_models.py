@@ -4,8 +4,8 @@ Runs in the tools venv `.venv-export` (torch CPU, ultralytics, depth-anything-v2
 scripts/test_assets.d/20_test_models.sh), never in the node's `.venv`.
 
 Weights are random but the graphs are the real ones: ultralytics builds yolov8n / yolo11n /
-yolo26n / yolov8n-seg / yolo11n-seg / rtdetr-l from its own yaml configs and exports them with its own exporter; Depth
-Anything V2
+yolo26n / yolov8n-seg / yolo11n-seg / rtdetr-l from its own yaml configs and exports them with
+its own exporter; Depth Anything V2
 (ViT-S/14 + DPT head) comes from the `depth-anything-v2` package, the official repository's code.
 A random network gives degenerate outputs (every score at the bias prior, every box the same
 size, a depth map of zeros after the final ReLU), against which a wrong decoder can still
