@@ -24,9 +24,10 @@ file); everything around it is the reference's own code:
   `retina_masks=True` (the masks at the source resolution: ops.process_mask_native, which
   upsamples the prototype logits with ops.scale_masks and crops them to the source-pixel boxes;
   the default path makes them at the 640x640 input instead). Its `keep` step drops detections
-  whose mask is empty; the recorded boxes / scores / classes / masks are what it returns. Each
-  mask is stored as its tight bounding rectangle (y0, y1, x0, x1) and the np.packbits of that
-  rectangle, all of a frame's concatenated, so the fixture stays small.
+  whose mask is empty; the recorded boxes / scores / classes are what it returns. The masks of
+  MASKS_PER_FRAME of them (evenly spread over the score order: `mask_index`) are stored, each as
+  its tight bounding rectangle (y0, y1, x0, x1) and the np.packbits of that rectangle, a frame's
+  concatenated, so the fixture stays small.
 * yolo26n: the same predictor on the NMS-free (end2end, 1x300x6) export: score > conf, max_det.
 * rtdetr-l: RTDETRPredictor's `preprocess` (LetterBox scale_fill: stretched resize) and
   `postprocess` (score > conf, boxes x original size; no NMS).
@@ -77,6 +78,7 @@ DET_CONFS = {'yolov8n': (0.25,), 'yolo11n': (0.25, 0.05), 'yolo26n': (0.25,),
              'rtdetr-l-legacy': (0.25,), 'rtdetr-l-orig': (0.25,)}
 CANDIDATE_CONFS = (0.25, 0.05)  # pre-NMS candidate counts of the YOLO models
 GRID = (24, 32)  # rows, cols of the depth sample grid
+MASKS_PER_FRAME = 6  # instance masks stored per frame (the boxes of all are)
 
 
 def golden_frames() -> dict:
@@ -230,14 +232,17 @@ def golden_segment(name: str, path: Path, frames: dict) -> dict:
             b = res.boxes
             masks = (res.masks.data.numpy() if res.masks is not None
                      else np.zeros((0,) + img.shape[:2], np.uint8))
-            rects, bits = pack_masks(masks)
+            index = np.unique(np.linspace(0, len(masks) - 1, MASKS_PER_FRAME).round()
+                              .astype(np.int64)) if len(masks) else np.zeros(0, np.int64)
+            rects, bits = pack_masks(masks[index])
             rec[f'{key}/input_sum'] = np.array(im.numpy().astype(np.float64).sum())
             rec[f'{tag}/boxes'] = b.xyxy.numpy().astype(np.float32).reshape(-1, 4)
             rec[f'{tag}/scores'] = b.conf.numpy().astype(np.float32)
             rec[f'{tag}/classes'] = b.cls.numpy().astype(np.int64)
+            rec[f'{tag}/mask_index'] = index
             rec[f'{tag}/mask_rects'] = rects
             rec[f'{tag}/mask_bits'] = bits
-            print(f'  {name} {tag}: {len(rects)} instances, {int(masks.sum())} mask pixels',
+            print(f'  {name} {tag}: {len(masks)} instances, {len(index)} masks stored',
                   flush=True)
     return rec
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Test models of the YOLOv8/YOLO11, RT-DETR and depth families, built offline from the
 # architectures' reference code with random (conditioned) weights, into .cache/models/:
-#   yolov8n.onnx yolo11n.onnx yolo26n.onnx rtdetr-l.onnx rtdetr-l-legacy.onnx rtdetr-l-orig.onnx
+#   yolov8n.onnx yolo11n.onnx yolo26n.onnx yolov8n-seg.onnx yolo11n-seg.onnx
+#   rtdetr-l.onnx rtdetr-l-legacy.onnx rtdetr-l-orig.onnx
 #   depth_anything_v2_vits.onnx midas_small_style.onnx        (scripts/build_test_models.py)
 # in a tools venv .venv-export (torch CPU + ultralytics + depth-anything-v2, requirements/export.txt).
 # The builds are deterministic; when a model's sha256 differs from the one its golden fixture
@@ -42,7 +43,7 @@ fi
 
 models="$root/.cache/models"
 mkdir -p "$models"
-names=(yolov8n yolo11n yolo26n rtdetr-l rtdetr-l-legacy rtdetr-l-orig depth_anything_v2_vits midas_small_style)
+names=(yolov8n yolo11n yolo26n yolov8n-seg yolo11n-seg rtdetr-l rtdetr-l-legacy rtdetr-l-orig depth_anything_v2_vits midas_small_style)
 mkey=$(cat "$venv/.fdr-stamp" "$root/scripts/build_test_models.py" \
   "$root/scripts/depth_anything_v2_shim.py" | sha256sum | cut -c1-16)
 missing=0
