@@ -24,6 +24,7 @@ masks are not computed at all. Their cost is on /diagnostics (`masks_*`).
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 import time
 from typing import Any, Dict, List, Optional
 
@@ -156,8 +157,8 @@ class DetectorNode(PerceptionNode):
             self.masks_unsubscribed += 1
             return
         t0 = time.perf_counter()
-        images = self.timed_build(det.masks.render, det.scores, det.class_ids,
-                                  **{k: k in wanted for k in pubs})
+        images = self.timed_build(partial(det.masks.render, **{k: k in wanted for k in pubs}),
+                                  det.scores, det.class_ids)
         self.mask_time.add(time.perf_counter() - t0)
         self.masks_rendered += 1
         for kind, pub in wanted.items():
