@@ -213,7 +213,8 @@ def test_memory_is_bounded_by_the_boxes_not_n_frames():
         tracemalloc.stop()
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     assert areas.sum() > 10 * h * w  # the instances together cover the frame many times
-    assert peak < 8 * h * w, f'peak {peak / 1e6:.1f} MB'  # images + one box's floats
+    # the three images (3 B/px) + one box's working set (two float32 planes, masks: ~10 B/px)
+    assert peak < 14 * h * w, f'peak {peak / 1e6:.1f} MB'
     assert out['instance'].max() > 0
 
 

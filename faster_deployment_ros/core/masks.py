@@ -11,8 +11,10 @@ frame's masks never take N x H x W memory. Two sources:
   the letterbox padding whole pixels); the letterbox content cropped and bilinearly resized
   (half-pixel centres, align_corners False) to the source size; > 0; only pixels (c, r) with
   x1 <= c < x2 and y1 <= r < y2 of the detection's (source-pixel) box kept. Both resizes are
-  linear per axis, so each is one (source x prototype) matrix per axis and a detection needs
-  only the prototype rows / columns its box reaches: rows @ logits @ columns.T.
+  linear per axis, so each is one (source x prototype) matrix per axis with a few non-zero
+  taps per source pixel, and a detection needs only the prototype rows / columns its box
+  reaches: logits @ columns.T at the prototypes' row resolution, then each source row as the
+  weighted sum of its (two, for the usual 1x upsample) prototype rows.
 * `InstanceMasks(crops, image_hw)`: explicit boolean crops (y0, x0, mask) in source pixels.
 
 Rendering (`render`): every requested image in one pass, instances painted in ascending score
@@ -33,6 +35,7 @@ from functools import lru_cache
 import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import cv2
 import numpy as np
 
 #: most detections the mono8 instance image can name (0 = none, 255 kept free as in mono8 masks)
@@ -109,10 +112,21 @@ def _bands(m: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return first, last
 
 
+def _taps(m: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(index (n, K), weight (n, K)): each row's non-zero columns, padded with weight 0."""
+    nz = m != 0
+    k = max(1, int(nz.sum(1).max()))
+    first = nz.argmax(1)
+    index = np.minimum(first[:, None] + np.arange(k)[None, :], m.shape[1] - 1)
+    weight = np.take_along_axis(m, index, 1)
+    weight[first[:, None] + np.arange(k)[None, :] >= m.shape[1]] = 0.0
+    return index, weight.astype(np.float32)
+
+
 @lru_cache(maxsize=16)
-def _axes_with_bands(image_hw: Tuple[int, int], proto_hw: Tuple[int, int]):
+def _axes(image_hw: Tuple[int, int], proto_hw: Tuple[int, int]):
     rows, cols = prototype_axes(image_hw, proto_hw)
-    return rows, _bands(rows), cols, _bands(cols)
+    return _taps(rows), _bands(rows), cols, _bands(cols)
 
 
 def box_region(box: Sequence[float], image_hw: Tuple[int, int]) -> Tuple[int, int, int, int]:
@@ -123,6 +137,15 @@ def box_region(box: Sequence[float], image_hw: Tuple[int, int]) -> Tuple[int, in
     x1 = min(max(int(math.ceil(float(box[2]))), x0), w)
     y1 = min(max(int(math.ceil(float(box[3]))), y0), h)
     return y0, y1, x0, x1
+
+
+def _lookup(inst: np.ndarray, none: int, values: np.ndarray) -> np.ndarray:
+    """Return values[inst - 1] (none where inst is 0) as uint8: a table lookup per pixel."""
+    if inst.dtype == np.uint8:
+        lut = np.full(256, none, np.uint8)
+        lut[1:len(values) + 1] = values
+        return cv2.LUT(inst, lut)
+    return np.concatenate([[none], values]).astype(np.uint8)[inst]
 
 
 class InstanceMasks:
@@ -181,13 +204,22 @@ class InstanceMasks:
         if y1 <= y0 or x1 <= x0:
             return y0, x0, np.zeros((y1 - y0, x1 - x0), bool)
         protos = self._protos
-        rows, (r_lo, r_hi), cols, (c_lo, c_hi) = _axes_with_bands(self.image_hw,
-                                                                  protos.shape[1:])
+        (r_index, r_weight), (r_lo, r_hi), cols, (c_lo, c_hi) = _axes(self.image_hw,
+                                                                      protos.shape[1:])
         a, b = int(r_lo[y0]), int(r_hi[y1 - 1])
         c, d = int(c_lo[x0]), int(c_hi[x1 - 1])
         sub = protos[:, a:b, c:d]
         logits = (self._coeffs[i] @ sub.reshape(sub.shape[0], -1)).reshape(b - a, d - c)
-        value = rows[y0:y1, a:b] @ logits @ cols[x0:x1, c:d].T
+        wide = logits @ cols[x0:x1, c:d].T  # (prototype rows, box columns)
+        index, weight = r_index[y0:y1] - a, r_weight[y0:y1]
+        value = np.take(wide, index[:, 0], 0)
+        value *= weight[:, :1]
+        if index.shape[1] > 1:
+            tap = np.empty_like(value)
+            for k in range(1, index.shape[1]):
+                np.take(wide, np.minimum(index[:, k], b - a - 1), 0, out=tap)
+                tap *= weight[:, k:k + 1]
+                value += tap
         return y0, x0, value > 0
 
     def full_mask(self, i: int) -> np.ndarray:
@@ -202,8 +234,9 @@ class InstanceMasks:
                confidence: bool = False) -> Dict[str, np.ndarray]:
         """Return the requested images ('instance', 'semantic', 'confidence'), H x W, in one pass.
 
-        Higher scores paint over lower ones; each crop is made, painted and dropped, so memory
-        is the images plus one box.
+        Higher scores paint over lower ones; each crop is made, painted into the instance image
+        and dropped, so memory is the images plus one box; the semantic and confidence images
+        are looked up from the instance image (the same instance wins everywhere).
         """
         n = len(self)
         scores = np.asarray(scores, np.float32).reshape(-1)
@@ -211,12 +244,10 @@ class InstanceMasks:
             raise ValueError(f'{n} masks but {scores.shape[0]} scores')
         h, w = self.image_hw
         out: Dict[str, np.ndarray] = {}
-        if instance:
-            if n > MONO16_INSTANCES:
-                raise ValueError(f'{n} detections do not fit a mono16 instance image (at most '
-                                 f'{MONO16_INSTANCES}): lower max_detections')
-            out['instance'] = np.zeros((h, w), np.uint8 if n <= MONO8_INSTANCES else np.uint16)
-        classes = None
+        if n > MONO16_INSTANCES:
+            raise ValueError(f'{n} detections do not fit a mono16 instance image (at most '
+                             f'{MONO16_INSTANCES}): lower max_detections')
+        inst = np.zeros((h, w), np.uint8 if n <= MONO8_INSTANCES else np.uint16)
         if semantic:
             classes = np.asarray(class_ids, np.int64).reshape(-1)
             if classes.shape[0] != n:
@@ -224,23 +255,20 @@ class InstanceMasks:
             if n and (classes.min() < 0 or classes.max() >= NO_CLASS):
                 raise ValueError(f'class ids {classes.min()}..{classes.max()} do not fit the '
                                  f'mono8 semantic image (0..{NO_CLASS - 1}; {NO_CLASS} = none)')
-            out['semantic'] = np.full((h, w), NO_CLASS, np.uint8)
-        conf = None
-        if confidence:
-            conf = np.clip(np.rint(scores * 255.0), 1, 255).astype(np.uint8)
-            out['confidence'] = np.zeros((h, w), np.uint8)
         # ascending score; among equal scores the lower index last (so it wins)
         for i in np.lexsort((-np.arange(n), scores)).tolist():
             y0, x0, m = self.crop(i)
-            if not m.size:
-                continue
-            region = (slice(y0, y0 + m.shape[0]), slice(x0, x0 + m.shape[1]))
-            if instance:
-                out['instance'][region][m] = i + 1
-            if semantic:
-                out['semantic'][region][m] = classes[i]
-            if confidence:
-                out['confidence'][region][m] = conf[i]
+            if m.size:
+                region = inst[y0:y0 + m.shape[0], x0:x0 + m.shape[1]]
+                done = cv2.copyTo(np.full(m.shape, i + 1, inst.dtype), m.view(np.uint8), region)
+                if done is not region:
+                    region[...] = done
+        if instance:
+            out['instance'] = inst
+        if semantic:
+            out['semantic'] = _lookup(inst, NO_CLASS, classes)
+        if confidence:
+            out['confidence'] = _lookup(inst, 0, np.clip(np.rint(scores * 255.0), 1, 255))
         return out
 
 
