@@ -4,8 +4,8 @@ Runs in the tools venv `.venv-export` (torch CPU, ultralytics, depth-anything-v2
 scripts/test_assets.d/20_test_models.sh), never in the node's `.venv`.
 
 Weights are random but the graphs are the real ones: ultralytics builds yolov8n / yolo11n /
-yolo26n / rtdetr-l from its own yaml configs and exports them with its own exporter; Depth
-Anything V2
+yolo26n / yolov8n-seg / yolo11n-seg / rtdetr-l from its own yaml configs and exports them with
+its own exporter; Depth Anything V2
 (ViT-S/14 + DPT head) comes from the `depth-anything-v2` package, the official repository's code.
 A random network gives degenerate outputs (every score at the bias prior, every box the same
 size, a depth map of zeros after the final ReLU), against which a wrong decoder can still
@@ -20,6 +20,9 @@ Models (all under --out):
   yolo26n.onnx                    ultralytics end-to-end export (no NMS) -> output0 1x300x6
   yolo11n-obb.onnx                ultralytics OBB export, DOTAv1's 15 classes -> output0 1x20x8400
                                   (cx, cy, w, h, 15 scores, angle in radians)
+  yolov8n-seg.onnx, yolo11n-seg.onnx  ultralytics export, images 1x3x640x640 -> output0 1x116x8400
+                                  (4 box + 80 class + 32 mask coefficients), output1 1x32x160x160
+                                  (mask prototypes)
   rtdetr-l.onnx                   ultralytics export, images 1x3x640x640 -> output0 1x300x6
   rtdetr-l-orig.onnx              the same RT-DETR-L network behind the original (lyuwenyu)
                                   export's I/O: images + orig_target_sizes -> labels, boxes, scores
@@ -177,6 +180,8 @@ def build_yolo(cfg: str, out: Path, imgs: list) -> Path:
         # DFL bins spread -> varied box sizes; ~0.01 % of (anchor, class) scores above 0.25.
         condition_layer(net, box_conv, batch, 2.0)
         condition_layer(net, cls_conv, batch, 1.0, bias_quantile=0.9999, bias_to=score_logit)
+    if getattr(det, 'proto', None) is not None:  # Segment head (-seg): mask coefficients, protos
+        condition_segment(net, det, batch)
     return export_ultralytics(model, out, cfg.replace('.yaml', ''))
 
 
@@ -208,6 +213,27 @@ def build_yolo_obb(cfg: str, out: Path, imgs: list) -> Path:
         condition_layer(net, cls_conv, batch, 1.0, bias_quantile=0.999, bias_to=score_logit)
         condition_layer(net, angle_conv, batch, 2.0, bias_quantile=0.5, bias_to=0.0)
     return export_ultralytics(model, out, cfg.replace('.yaml', ''))
+
+
+@torch.no_grad()
+def condition_segment(net, det, batch) -> None:
+    """Make a random Segment head's masks partial, as a trained one's are.
+
+    A mask is sigmoid(coefficients . protos) > 0.5 inside the box. The protos are centred
+    (zero mean per channel over the batch, unit std) and the coefficient convs spread to std 1, so
+    each logit varies across the image around a per-detection offset of about the same size:
+    within a box some pixels are in, some out, rather than all one way.
+    """
+    proto_out = det.proto.cv3
+    out = capture_output(net, proto_out, batch)
+    bn = proto_out.bn
+    # cv3 is conv -> BN -> SiLU: shift the BN output so the SiLU output has zero mean, then scale.
+    bn.bias.sub_(out.mean(1))
+    out = capture_output(net, proto_out, batch)
+    bn.weight.div_(out.std(1).clamp_min(1e-6))
+    bn.bias.div_(out.std(1).clamp_min(1e-6))
+    for coef_conv in (s[-1] for s in det.cv4):
+        condition_layer(net, coef_conv, batch, 1.0 / np.sqrt(det.nm) * 2.0)
 
 
 def export_ultralytics(model, out: Path, stem: str, **kw) -> Path:
@@ -525,6 +551,8 @@ BUILDERS = {
     'yolo11n': lambda out, imgs: [build_yolo('yolo11n.yaml', out, imgs)],
     'yolo26n': lambda out, imgs: [build_yolo('yolo26n.yaml', out, imgs)],
     'yolo11n-obb': lambda out, imgs: [build_yolo_obb('yolo11n-obb.yaml', out, imgs)],
+    'yolov8n-seg': lambda out, imgs: [build_yolo('yolov8n-seg.yaml', out, imgs)],
+    'yolo11n-seg': lambda out, imgs: [build_yolo('yolo11n-seg.yaml', out, imgs)],
     'rtdetr-l': build_rtdetr,
     'depth_anything_v2_vits': lambda out, imgs: [build_depth_anything_v2(out, imgs)],
     'midas_small_style': lambda out, imgs: [build_midas_style(out, imgs)],

@@ -25,6 +25,14 @@ file); everything around it is the reference's own code:
   TorchNMS.fast_nms with batch_probiou at iou 0.7; then scale_boxes(xywh=True) on the centre
   and size, the angle untouched). Recorded as Results.obb: xywhr (angle in [-pi/4, 3pi/4) as
   the head emits it, not regularised), conf, cls, at conf 0.25 and 0.05, plus candidates.
+* yolov8n-seg / yolo11n-seg: ultralytics 8.4's SegmentationPredictor the same way, with
+  `retina_masks=True` (the masks at the source resolution: ops.process_mask_native, which
+  upsamples the prototype logits with ops.scale_masks and crops them to the source-pixel boxes;
+  the default path makes them at the 640x640 input instead). Its `keep` step drops detections
+  whose mask is empty; the recorded boxes / scores / classes are what it returns. The masks of
+  MASKS_PER_FRAME of them (evenly spread over the score order: `mask_index`) are stored, each as
+  its tight bounding rectangle (y0, y1, x0, x1) and the np.packbits of that rectangle, a frame's
+  concatenated, so the fixture stays small.
 * yolo26n: the same predictor on the NMS-free (end2end, 1x300x6) export: score > conf, max_det.
 * rtdetr-l: RTDETRPredictor's `preprocess` (LetterBox scale_fill: stretched resize) and
   `postprocess` (score > conf, boxes x original size; no NMS).
@@ -83,10 +91,12 @@ import torch.nn.functional as F  # noqa: E402
 # max_det cap) where it adds a case. Kept few so the fixtures stay small.
 DET_CONFS = {'yolov8n': (0.25,), 'yolo11n': (0.25, 0.05), 'yolo26n': (0.25,),
              'yolo11n-obb': (0.25, 0.05),
+             'yolov8n-seg': (0.25,), 'yolo11n-seg': (0.25,),
              'rtdetr-l': (0.25, 0.05),
              'rtdetr-l-legacy': (0.25,), 'rtdetr-l-orig': (0.25,)}
 CANDIDATE_CONFS = (0.25, 0.05)  # pre-NMS candidate counts of the YOLO models
 GRID = (24, 32)  # rows, cols of the depth sample grid
+MASKS_PER_FRAME = 6  # instance masks stored per frame (the boxes of all are)
 
 
 def golden_frames() -> dict:
@@ -212,6 +222,63 @@ def golden_detection(name: str, path: Path, frames: dict) -> dict:
     return rec
 
 
+def pack_masks(masks: np.ndarray):
+    """(N, H, W) masks -> (rects (N, 4) y0, y1, x0, x1 of each mask's pixels, packed bits)."""
+    rects, bits = [], []
+    for m in masks.astype(bool):
+        ys, xs = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
+        if not ys.size:
+            rects.append((0, 0, 0, 0))
+            continue
+        y0, y1, x0, x1 = ys[0], ys[-1] + 1, xs[0], xs[-1] + 1
+        rects.append((y0, y1, x0, x1))
+        bits.append(np.packbits(m[y0:y1, x0:x1].reshape(-1)))
+    return (np.asarray(rects, np.int32).reshape(-1, 4),
+            np.concatenate(bits) if bits else np.zeros(0, np.uint8))
+
+
+def golden_segment(name: str, path: Path, frames: dict) -> dict:
+    import ast
+
+    from ultralytics.models.yolo.segment.predict import SegmentationPredictor
+
+    sess = session(path)
+    meta = sess.get_modelmeta().custom_metadata_map
+    rec = {}
+    for key, img in frames.items():
+        for conf in DET_CONFS[name]:
+            tag = f'{key}@{conf}'
+            p = SegmentationPredictor(overrides={
+                'conf': conf, 'iou': 0.7, 'max_det': 300, 'imgsz': 640, 'verbose': False,
+                'save': False, 'retina_masks': True})
+            p.model = SimpleNamespace(names=ast.literal_eval(meta['names']), stride=32,
+                                      format='onnx', dynamic=False, fp16=False, channels=3,
+                                      end2end=False)
+            p.device = torch.device('cpu')
+            p.imgsz = (640, 640)
+            p.batch = (['frame'],)
+            p._feats = None
+            im = p.preprocess([img])
+            out = sess.run(None, {sess.get_inputs()[0].name: im.numpy()})
+            res = p.postprocess([torch.from_numpy(o) for o in out], im, [img])[0]
+            b = res.boxes
+            masks = (res.masks.data.numpy() if res.masks is not None
+                     else np.zeros((0,) + img.shape[:2], np.uint8))
+            index = np.unique(np.linspace(0, len(masks) - 1, MASKS_PER_FRAME).round()
+                              .astype(np.int64)) if len(masks) else np.zeros(0, np.int64)
+            rects, bits = pack_masks(masks[index])
+            rec[f'{key}/input_sum'] = np.array(im.numpy().astype(np.float64).sum())
+            rec[f'{tag}/boxes'] = b.xyxy.numpy().astype(np.float32).reshape(-1, 4)
+            rec[f'{tag}/scores'] = b.conf.numpy().astype(np.float32)
+            rec[f'{tag}/classes'] = b.cls.numpy().astype(np.int64)
+            rec[f'{tag}/mask_index'] = index
+            rec[f'{tag}/mask_rects'] = rects
+            rec[f'{tag}/mask_bits'] = bits
+            print(f'  {name} {tag}: {len(masks)} instances, {len(index)} masks stored',
+                  flush=True)
+    return rec
+
+
 def golden_depth(name: str, path: Path, frames: dict) -> dict:
     from depth_anything_v2_shim import reference_transforms
 
@@ -296,6 +363,8 @@ MODELS = {
     'yolo11n': golden_detection,
     'yolo26n': golden_detection,
     'yolo11n-obb': golden_detection,
+    'yolov8n-seg': golden_segment,
+    'yolo11n-seg': golden_segment,
     'rtdetr-l': golden_detection,
     'rtdetr-l-legacy': golden_detection,
     'rtdetr-l-orig': golden_detection,

@@ -9,6 +9,7 @@ and which family parameter to set. Rules, first match wins:
   -> semantic_seg (per-pixel class logits)
 * ultralytics metadata: head RTDETRDecoder -> rtdetr; task obb -> obb (its (1, 4 + nc + 1, N)
   output has the detector's shape); end2end -> yolov8 (YOLOv10 / YOLO26)
+* (1, 4 + nc + nm, N) plus prototypes (1, nm, H / 4, W / 4) -> yolov8 (instance segmentation)
 * (1, 4 + nc, N) with N the anchor count of the input at strides 8/16/32 (or dynamic) -> yolov8
 * (1, N, 5 + nc) with N that anchor count (objectness + classes)           -> yolox
   ((1, N, 4 + nc) when metadata `names` has nc entries -> yolov8, transposed)
@@ -48,6 +49,25 @@ def _anchor_counts(hw: Optional[Tuple[int, int]]) -> List[int]:
     if hw is None:
         return []
     return [anchor_count(hw, s) for s in ((8, 16, 32), (8, 16, 32, 64))]
+
+
+def _segment_head(outputs: Sequence[TensorSpec], hw: Optional[Tuple[int, int]],
+                  anchors: List[int], nc: Optional[int]) -> str:
+    """Return the reason when outputs are a YOLOv8 / YOLO11 -seg head's, else ''."""
+    if len(outputs) != 2 or len(outputs[1].shape) != 4 or hw is None:
+        return ''
+    proto = [static_dim(d) for d in outputs[1].shape]
+    nm = proto[1]
+    if nm is None or (proto[2], proto[3]) != (hw[0] // 4, hw[1] // 4):
+        return ''
+    d1, d2 = static_dim(outputs[0].shape[1]), static_dim(outputs[0].shape[2])
+    for rows, n in ((d1, d2), (d2, d1)):  # (1, 4 + nc + nm, N) or transposed
+        if rows is not None and n in anchors and rows > 4 + nm \
+                and (nc is None or rows == 4 + nc + nm):
+            return (f'output {tuple(outputs[0].shape)}: 4 box + {rows - 4 - nm} class + {nm} '
+                    f'mask coefficient rows over {n} anchors, prototypes '
+                    f'{tuple(outputs[1].shape)} (instance segmentation)')
+    return ''
 
 
 def detect_family(inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
@@ -91,6 +111,9 @@ def detect_family(inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
     anchors = _anchor_counts(hw)
     names = parse_class_names(metadata['names']) if metadata.get('names') else None
     nc = len(names) if names else None
+    seg = _segment_head(outputs, hw, anchors, nc)
+    if seg:
+        return 'yolov8', seg
     if d2 is not None and d2 in anchors and d1 is not None and d1 >= 5 and d1 < d2:
         return 'yolov8', (f'output {tuple(first.shape)}: 4 box + {d1 - 4} class rows over {d2} '
                           f'anchors of a {hw[0]}x{hw[1]} input (no objectness)')

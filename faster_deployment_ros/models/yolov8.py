@@ -7,6 +7,12 @@ input pixels and per-class sigmoid scores (no objectness); `non_max_suppression`
 score into NMS); `scale_boxes` back to source pixels with the per-axis gains of the rounded
 resize, clipped to the image.
 
+Instance segmentation exports (-seg) add mask coefficients after the class rows, output0
+(1, 4 + nc + nm, N), and the prototypes output1 (1, nm, H / 4, W / 4); each detection then
+carries its mask (core.masks.InstanceMasks: ultralytics' `retina_masks=True` arithmetic at the
+source resolution, made only when rendered). Detections with an empty mask are kept (ultralytics'
+predictor drops them).
+
 Also decodes the two variants seen in the wild: the transposed (1, N, 4 + nc) layout some
 exporters write, and end-to-end exports (YOLOv10 / YOLO26, metadata `end2end`) whose
 (1, K, 6) output already holds x1, y1, x2, y2, score, class after the model's own top-k.
@@ -22,6 +28,7 @@ from .base import as_bgr_u8, ModelAdapter
 from .labels import parse_class_names, resolve_class_names
 from ..core.letterbox import (clip_boxes, letterbox, letterbox_geometry, LetterboxMeta,
                               to_chw_tensor)
+from ..core.masks import InstanceMasks
 from ..core.nms import greedy_nms
 from ..core.options import parse_bool, parse_size
 from ..core.specs import DecodeSpec, PreprocessSpec, preset
@@ -114,6 +121,9 @@ class Yolov8Adapter(ModelAdapter):
                              f'{[o.shape for o in outputs]}')
         out_shape = outputs[0].shape
         self.num_anchors = anchor_count(self.input_size)
+        # -seg: prototypes (1, nm, H / 4, W / 4) as the second output, nm coefficient rows
+        self.num_masks = (static_dim(outputs[1].shape[1]) or 0) if len(outputs) > 1 \
+            and len(outputs[1].shape) == 4 else 0
         meta_names = parse_class_names(metadata.get('names')) if metadata.get('names') else None
         self.end2end = parse_bool(end2end, 'end2end', allow_auto=True)
         if self.end2end is None:
@@ -131,7 +141,8 @@ class Yolov8Adapter(ModelAdapter):
         else:
             raise ValueError(f'output {out_shape} has no axis of {self.num_anchors} anchors, the '
                              f'count for a {self.input_size} input with strides {STRIDES}')
-        self.num_classes = channels - 4 - self.extra_rows if channels is not None else None
+        self.num_classes = (channels - 4 - self.extra_rows - self.num_masks
+                            if channels is not None else None)
         if self.num_classes is not None and self.num_classes < 1:
             raise ValueError(f'YOLOv8 output {out_shape} has no class scores')
         if self.num_classes is None and meta_names:
@@ -164,7 +175,7 @@ class Yolov8Adapter(ModelAdapter):
 
     def decode_spec(self) -> Optional[DecodeSpec]:
         """None for end-to-end exports: they decode in the model."""
-        if self.end2end:
+        if self.end2end or self.num_masks:  # the GPU decode carries no mask coefficients
             return None
         return DecodeSpec(layout='yolov8_transposed' if self.transposed else 'yolov8',
                           top_k=self.max_nms, per_axis_scale=True, center=True,
@@ -173,6 +184,10 @@ class Yolov8Adapter(ModelAdapter):
 
     def decode(self, outputs: Sequence[np.ndarray]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Candidates before NMS, in model-input pixels: (boxes xyxy, scores, class ids)."""
+        return self._candidates(outputs)[:3]
+
+    def _candidates(self, outputs: Sequence[np.ndarray]):
+        """Return decode's (boxes, scores, class ids) and -seg mask coefficients (else None)."""
         pred = np.asarray(outputs[0])
         if pred.ndim == 3:
             if pred.shape[0] != 1:
@@ -181,13 +196,14 @@ class Yolov8Adapter(ModelAdapter):
         if self.end2end:
             keep = np.flatnonzero(pred[:, 4] > self.conf_threshold)[:self.max_detections]
             rows = pred[keep].astype(np.float32, copy=False)
-            return rows[:, :4].copy(), rows[:, 4].copy(), rows[:, 5].astype(np.int64)
+            return rows[:, :4].copy(), rows[:, 4].copy(), rows[:, 5].astype(np.int64), None
         if self.transposed:
             pred = pred.T
-        if pred.shape[0] != 4 + self.num_classes:
-            raise ValueError(f'YOLOv8 output {pred.shape} does not have 4 + {self.num_classes} '
-                             'rows')
-        cls = pred[4:]
+        nc = self.num_classes
+        if pred.shape[0] != 4 + nc + self.num_masks:
+            raise ValueError(f'YOLOv8 output {pred.shape} does not have 4 + {nc} '
+                             + (f'+ {self.num_masks} ' if self.num_masks else '') + 'rows')
+        cls = pred[4:4 + nc]
         # Best class first, then the threshold: ultralytics' `amax > conf`, then `conf > conf`.
         class_ids = cls.argmax(0)
         scores = np.take_along_axis(cls, class_ids[None], 0)[0]
@@ -197,19 +213,30 @@ class Yolov8Adapter(ModelAdapter):
         box = pred[:4, cols].astype(np.float32, copy=False)
         half = box[2:4] * np.float32(0.5)
         boxes = np.concatenate((box[0:2] - half, box[0:2] + half), 0).T
+        coeffs = pred[4 + nc:, cols].T if self.num_masks else None
         return (np.ascontiguousarray(boxes), scores[cols].astype(np.float32),
-                class_ids[cols].astype(np.int64))
+                class_ids[cols].astype(np.int64), coeffs)
 
     def postprocess(self, outputs: Sequence[np.ndarray], meta: LetterboxMeta) -> Detections:
-        boxes, scores, class_ids = self.decode(outputs)
+        boxes, scores, class_ids, coeffs = self._candidates(outputs)
+        hw = (meta.src_h, meta.src_w)
         if scores.size == 0:
-            return Detections.empty(self.class_names)
+            det = Detections.empty(self.class_names)
+            if self.num_masks:
+                det.masks = InstanceMasks((), hw)
+            return det
         if not self.end2end:
             keep = ultralytics_nms(boxes, scores, class_ids, self.nms_threshold,
                                    self.class_agnostic)[:self.max_detections]
             boxes, scores, class_ids = boxes[keep], scores[keep], class_ids[keep]
-        return Detections(ultralytics_unletterbox(boxes, meta, self.input_size), scores, class_ids,
-                          self.class_names)
+            coeffs = None if coeffs is None else coeffs[keep]
+        boxes = ultralytics_unletterbox(boxes, meta, self.input_size)
+        masks = None
+        if coeffs is not None:
+            protos = np.asarray(outputs[1])
+            masks = InstanceMasks.from_prototypes(coeffs, protos.reshape(protos.shape[-3:]),
+                                                  boxes, hw)
+        return Detections(boxes, scores, class_ids, self.class_names, masks=masks)
 
 
 __all__ = ['Yolov8Adapter', 'anchor_count', 'model_input_size', 'ultralytics_nms',

@@ -21,8 +21,14 @@ from ..core.types import Detections
 
 
 def track_id_strings(det: Detections) -> Optional[List[str]]:
-    """Return each detection's track id as Detection2D.id text (decimal), None when untracked."""
+    """Return each detection's Detection2D.id text, None when it has none.
+
+    The track id (decimal) of tracked detections; untracked detections with instance masks get
+    their instance mask value (1 + index, decimal); others none.
+    """
     if det.track_ids is None:
+        if det.masks is not None:
+            return [str(i + 1) for i in range(len(det))]
         return None
     return [str(i) for i in np.asarray(det.track_ids).tolist()]
 
@@ -52,7 +58,8 @@ def to_detection_array(det: Detections, header, class_id_mode: str = 'name') -> 
     """One Detection2D per box: centre/size in source pixels, one hypothesis (class, score).
 
     Oriented boxes set bbox.center.theta (see bbox_fields). Detection2D.id carries the track id
-    (decimal) of tracked detections, else it stays empty.
+    (decimal) of tracked detections, the instance mask value of untracked ones with masks
+    (track_id_strings), else it stays empty.
     """
     out = Detection2DArray(header=header)
     if len(det) == 0:

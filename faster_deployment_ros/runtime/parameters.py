@@ -187,6 +187,10 @@ DETECTOR: Dict[str, Param] = dict([
        '/front/depth_registered/image_rect)'),
     _p('track_buffer', 30, 'frames at 30 Hz (scaled by camera_rate) a lost track is kept for '
        'finding it again (tracking)', lo=0, hi=100000),
+    _p('publish_masks', False, 'instance segmentation models (YOLOv8/YOLO11 -seg): also publish '
+       'instance_mask (mono8/mono16, 1 + detection index, 0 none), semantic_mask (mono8 class '
+       'id, 255 none) and mask_confidence (mono8 score x 255) at the source resolution; each '
+       'made only while subscribed'),
 ])
 
 DEPTH: Dict[str, Param] = dict([

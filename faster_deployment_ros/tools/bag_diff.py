@@ -10,7 +10,10 @@ polygon IoU, and box drift as the largest corner distance (the corners paired in
 makes it least, so (w, h, theta) and (h, w, theta + pi/2) are the same box). When both bags carry
 track ids (Detection2D.id, the detector's `tracking`), the golden ids are the truth and ID
 switches are counted as CLEAR-MOT does: a golden track matched to another run id than at its
-previous match (per frame_id, so per camera). Depth images
+previous match (per frame_id, so per camera). With `--masks-topic` (the detector's
+`instance_mask`, mono8/mono16: pixel = 1 + detection index) each matched pair's instance masks
+are compared too: their IoU, pixels of value i + 1 in the run's image against j + 1 in the
+golden's (`--min-mask-iou` limits the smallest). Depth images
 (sensor_msgs/Image, one channel) are compared on pixels valid (finite, > 0) in both.
 
 ROS-free: bags are read with rosbags, so the gate runs in CI without a ROS install.
@@ -347,6 +350,65 @@ def id_switches(pairs: Sequence[Tuple[int, int, float]], run: Dets, gold: Dets, 
     return n
 
 
+# --- instance masks -----------------------------------------------------------------------------
+
+def read_masks(bag: Path, topic: str) -> Dict[FrameKey, np.ndarray]:
+    """Read an instance mask topic (mono8 / mono16 Image: 1 + detection index, 0 none)."""
+    from rosbags.rosbag2 import Reader
+
+    from .bag_types import make_typestore
+    from ..core.image_codec import msg_to_numpy
+    bag = resolve_bag(bag)
+    store = make_typestore()
+    out: Dict[FrameKey, np.ndarray] = {}
+    with Reader(bag) as reader:
+        chosen = [c for c in reader.connections if c.topic == topic]
+        if not chosen or chosen[0].msgtype != IMAGE:
+            raise BagDiffError(f'no instance mask topic {topic} ({IMAGE}) in {bag}: pass the '
+                               "detector's instance_mask topic as --masks-topic")
+        for conn, _, data in reader.messages(connections=chosen):
+            msg = store.deserialize_cdr(data, conn.msgtype)
+            if msg.encoding not in ('mono8', 'mono16', '8UC1', '16UC1'):
+                raise BagDiffError(f'{topic} in {bag} is {msg.encoding}; instance masks are '
+                                   'mono8 or mono16')
+            key = (msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec,
+                   str(msg.header.frame_id))
+            out.setdefault(key, np.array(msg_to_numpy(msg)).reshape(msg.height, msg.width))
+    return out
+
+
+def mask_iou(run: np.ndarray, gold: np.ndarray, i: int, j: int) -> float:
+    """Return the IoU of run instance i (pixels i + 1) and golden instance j (pixels j + 1)."""
+    a, b = run == i + 1, gold == j + 1
+    union = int(np.count_nonzero(a | b))
+    return int(np.count_nonzero(a & b)) / union if union else 1.0
+
+
+def diff_masks(run: Dict[FrameKey, Dets], gold: Dict[FrameKey, Dets],
+               run_masks: Dict[FrameKey, np.ndarray], gold_masks: Dict[FrameKey, np.ndarray],
+               iou: float = 0.5) -> Dict[str, Any]:
+    """Mask IoU of every detection pair (match_greedy) on the frames with masks on both sides."""
+    ious: List[float] = []
+    worst: List[Dict[str, Any]] = []
+    without = 0
+    for key in sorted(set(gold) & set(run)):
+        rm, gm = run_masks.get(key), gold_masks.get(key)
+        if rm is None or gm is None or rm.shape != gm.shape:
+            without += 1
+            continue
+        frame = [mask_iou(rm, gm, i, j) for i, j, _ in match_greedy(run[key], gold[key], iou)]
+        ious += frame
+        if frame:
+            worst.append({'stamp_ns': key[0], 'frame_id': key[1],
+                          'mask_iou_min': round(min(frame), 6)})
+    v = np.asarray(ious, np.float64)
+    return {'pairs': int(v.size), 'frames_without_masks': without,
+            'mean_iou': round(float(v.mean()), 6) if v.size else None,
+            'min_iou': round(float(v.min()), 6) if v.size else None,
+            'p5_iou': round(float(np.percentile(v, 5)), 6) if v.size else None,
+            'per_frame': worst}
+
+
 # --- depth --------------------------------------------------------------------------------------
 
 def depth_errors(run: np.ndarray, gold: np.ndarray) -> Dict[str, Any]:
@@ -418,6 +480,7 @@ class Thresholds:
     min_delta1: Optional[float] = None
     per_class: bool = False
     max_id_switches: Optional[int] = None
+    min_mask_iou: Optional[float] = None
 
 
 def check(report: Dict[str, Any], t: Thresholds) -> List[str]:
@@ -454,6 +517,17 @@ def check(report: Dict[str, Any], t: Thresholds) -> List[str]:
         elif tracks['id_switches'] > t.max_id_switches:
             fails.append(f'{tracks["id_switches"]} ID switches > {t.max_id_switches} '
                          f'(golden ids as truth, {tracks["golden_tracks"]} golden tracks)')
+    if t.min_mask_iou is not None:
+        masks = report.get('masks')
+        if masks is None:
+            fails.append('--min-mask-iou needs --masks-topic (the instance_mask topic in both '
+                         'bags)')
+        elif masks['frames_without_masks']:
+            fails.append(f'{masks["frames_without_masks"]} compared frames lack an instance '
+                         'mask of the same size on one side')
+        elif masks['min_iou'] is not None and masks['min_iou'] < t.min_mask_iou:
+            fails.append(f'mask IoU {masks["min_iou"]:.4f} < {t.min_mask_iou} (mean '
+                         f'{masks["mean_iou"]:.4f} over {masks["pairs"]} matched detections)')
     scopes = [('overall', report['overall'])]
     if t.per_class:
         scopes += [(f'class {k}', v) for k, v in report['per_class'].items()]
@@ -480,8 +554,13 @@ def check(report: Dict[str, Any], t: Thresholds) -> List[str]:
 
 
 def diff_bags(run_bag: Path, golden_bag: Path, topic: Optional[str] = None,
-              golden_topic: Optional[str] = None, iou: float = 0.5) -> Dict[str, Any]:
-    """Read both bags and diff them; the report dict (see diff_detections / diff_depth)."""
+              golden_topic: Optional[str] = None, iou: float = 0.5,
+              masks_topic: Optional[str] = None) -> Dict[str, Any]:
+    """Read both bags and diff them; the report dict (see diff_detections / diff_depth).
+
+    `masks_topic` (detections only): the instance mask topic, compared per matched detection
+    (diff_masks) into report['masks'].
+    """
     run = read_outputs(run_bag, topic)
     gold = read_outputs(golden_bag, golden_topic or topic)
     if run.msgtype != gold.msgtype:
@@ -489,6 +568,13 @@ def diff_bags(run_bag: Path, golden_bag: Path, topic: Optional[str] = None,
                            f'{gold.msgtype}')
     if run.msgtype == DETECTIONS:
         report = diff_detections(run.frames, gold.frames, iou)
+        if masks_topic:
+            report['masks'] = diff_masks(run.frames, gold.frames,
+                                         read_masks(run_bag, masks_topic),
+                                         read_masks(golden_bag, masks_topic), iou)
+    elif masks_topic:
+        raise BagDiffError('--masks-topic compares the instance masks of detections: the '
+                           f'diffed topic {run.topic} is {run.msgtype}')
     else:
         report = diff_depth(run.frames, gold.frames)
     report.update({'run_bag': str(resolve_bag(run_bag)),
@@ -526,6 +612,12 @@ def format_diff(report: Dict[str, Any]) -> str:
                      f'{_f(s["score_drift_max_abs"]):>9}{_f(s["box_drift_px_max"], ".3f"):>9}')
     lines.append(f'(matching: {report["matching"]}, IoU >= {report["iou_threshold"]}; score d '
                  '= largest |run - golden| score, box px = largest corner difference)')
+    masks = report.get('masks')
+    if masks is not None:
+        lines.append(f'masks: {masks["pairs"]} matched detections, mask IoU mean '
+                     f'{_f(masks["mean_iou"])}, p5 {_f(masks["p5_iou"])}, min '
+                     f'{_f(masks["min_iou"])}; {masks["frames_without_masks"]} frames without '
+                     'masks on a side')
     tracks = report.get('tracks')
     if tracks is not None:
         lines.append(f'tracks: golden {tracks["golden_tracks"]}, run {tracks["run_tracks"]}, '
@@ -604,11 +696,12 @@ def _plot_cv(titles: Sequence[str], series: Sequence[np.ndarray], missing: np.nd
 
 def run_cli(run_bag: str, golden_bag: str, topic: Optional[str], golden_topic: Optional[str],
             iou: float, json_path: Optional[str], plot_path: Optional[str], t: Thresholds,
-            out=print) -> int:
+            out=print, masks_topic: Optional[str] = None) -> int:
     """Run `fdr-bag diff`: 0 = gate passed, 1 = a limit failed, 2 = unreadable input."""
     import sys
     try:
-        report = diff_bags(Path(run_bag), Path(golden_bag), topic, golden_topic, iou)
+        report = diff_bags(Path(run_bag), Path(golden_bag), topic, golden_topic, iou,
+                           masks_topic)
     except (BagDiffError, KeyError, OSError) as exc:
         print(f'fdr-bag diff: {exc}', file=sys.stderr)
         return 2
@@ -668,6 +761,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument('--max-id-switches', type=int,
                    help='track ids (both bags recorded with tracking: true): golden tracks '
                    'matched to another run id than at their previous match')
+    p.add_argument('--masks-topic', help="instance mask topic (the detector's instance_mask, "
+                   "mono8/mono16) in both bags: each matched detection's masks are compared")
+    g.add_argument('--min-mask-iou', type=float,
+                   help='with --masks-topic: the smallest mask IoU of any matched detection')
     g.add_argument('--max-abs-rel', type=float, help='depth: mean |run - golden| / golden')
     g.add_argument('--min-delta1', type=float,
                    help='depth: share of pixels with max(run/golden, golden/run) < 1.25')
@@ -680,10 +777,12 @@ def thresholds(a: argparse.Namespace) -> Thresholds:
                       box_drift_stat=a.box_drift_stat, max_score_drift=a.max_score_drift,
                       max_missing_frames=a.max_missing_frames, max_abs_rel=a.max_abs_rel,
                       min_delta1=a.min_delta1, per_class=a.per_class,
-                      max_id_switches=a.max_id_switches)
+                      max_id_switches=a.max_id_switches,
+                      min_mask_iou=getattr(a, 'min_mask_iou', None))
 
 
 def main_args(a: argparse.Namespace) -> int:
     """Run `fdr-bag diff` on parsed arguments: 0 passed, 1 a limit failed, 2 unreadable input."""
     return run_cli(a.run_bag, a.golden_bag, a.topic, a.golden_topic, a.iou, a.json,
-                   '' if a.no_plot else a.plot, thresholds(a))
+                   '' if a.no_plot else a.plot, thresholds(a),
+                   masks_topic=getattr(a, 'masks_topic', None))

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Test models of the YOLOv8/YOLO11, RT-DETR, depth and semantic segmentation families, built
 # offline from the architectures' reference code with random (conditioned) weights, into .cache/models/:
-#   yolov8n.onnx yolo11n.onnx yolo11n-obb.onnx yolo26n.onnx rtdetr-l.onnx rtdetr-l-legacy.onnx
-#   rtdetr-l-orig.onnx depth_anything_v2_vits.onnx midas_small_style.onnx
-#   depth_anything_v2_metric_hypersim_vits.onnx (the official metric model, metres)
-#   lraspp_mobilenet_v3_large.onnx
+#   yolov8n.onnx yolo11n.onnx yolo11n-obb.onnx yolo26n.onnx yolov8n-seg.onnx yolo11n-seg.onnx
+#   rtdetr-l.onnx rtdetr-l-legacy.onnx rtdetr-l-orig.onnx depth_anything_v2_vits.onnx
+#   midas_small_style.onnx depth_anything_v2_metric_hypersim_vits.onnx (the official metric
+#   model, metres) lraspp_mobilenet_v3_large.onnx
 #   (scripts/build_test_models.py)
 # in a tools venv .venv-export (torch CPU + ultralytics + depth-anything-v2, requirements/export.txt).
 # The builds are deterministic; when a model's sha256 differs from the one its golden fixture
@@ -45,7 +45,7 @@ fi
 
 models="$root/.cache/models"
 mkdir -p "$models"
-names=(yolov8n yolo11n yolo11n-obb yolo26n rtdetr-l rtdetr-l-legacy rtdetr-l-orig depth_anything_v2_vits midas_small_style)
+names=(yolov8n yolo11n yolo11n-obb yolo26n yolov8n-seg yolo11n-seg rtdetr-l rtdetr-l-legacy rtdetr-l-orig depth_anything_v2_vits midas_small_style)
 names+=(depth_anything_v2_metric_hypersim_vits lraspp_mobilenet_v3_large)
 mkey=$(cat "$venv/.fdr-stamp" "$root/scripts/build_test_models.py" \
   "$root/scripts/depth_anything_v2_shim.py" | sha256sum | cut -c1-16)
