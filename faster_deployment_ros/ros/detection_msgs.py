@@ -146,7 +146,7 @@ def detection_array_cdr(det: Detections, header, class_id_mode: str = 'name') ->
 
 
 def _colour(class_id: int) -> tuple:
-    rng = (class_id * 2654435761) & 0xFFFFFF
+    rng = ((class_id + 1) * 2654435761) & 0xFFFFFF  # + 1: class 0 (COCO person) not black
     return (rng & 255, (rng >> 8) & 255, (rng >> 16) & 255)
 
 
