@@ -204,8 +204,8 @@ def test_detections_3d_from_a_registered_depth_image(detector_rig, dog_image_pat
     depth_msg.header.frame_id = 'dog_optical'
     h.pubs['info'].publish(camera_info(width, height, stamp, 'dog_optical'))
     h.pubs['depth'].publish(depth_msg)
-    assert wait_until(lambda: h.node.depth_images[0].received == 1
-                      and h.node.camera_infos[0].received == 1)
+    assert wait_until(lambda: h.node.detections_3d.depth_images[0].received == 1
+                      and h.node.detections_3d.camera_infos[0].received == 1)
     h.pubs['image'].publish(image_msg(frame, stamp, 'dog_optical'))
     det2d = h.wait_count(h.got['det'], 1, timeout=60)[0]
     det3d = h.wait_count(h.got['det3d'], 1, timeout=60)[0]
@@ -232,4 +232,71 @@ def test_no_depth_image_no_3d_detections_and_the_reason(detector_rig, dog_image_
     assert len(h.wait_count(h.got['det'], 1, timeout=60)) == 1
     assert wait_until(lambda: h.node.outputs_skipped == 1)
     assert 'no depth image received yet' in h.node.skip_reason, h.node.skip_reason
+    assert not h.got['det3d']
+
+
+def depth_image(value_m: float, width: int, height: int, stamp: int, frame_id: str) -> Image:
+    from faster_deployment_ros.core.image_codec import fill_image_msg
+    msg = fill_image_msg(Image(), np.full((height, width), value_m, np.float32), '32FC1')
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+    msg.header.frame_id = frame_id
+    return msg
+
+
+def test_depth_images_after_the_detections_are_waited_for_in_order(detector_rig,
+                                                                   dog_image_path):
+    """A depth model slower than the detector: its images come after each frame's detections.
+
+    Frames wait (depth_wait_ms) and leave in delivery order; a frame whose depth image the depth
+    stream skipped gets no 3D detections, counted with the reason.
+    """
+    import cv2
+    h = detector_rig(depth_wait_ms=10000.0)
+    h.start(inputs=['image', 'info', 'depth'])
+    frame = cv2.imread(str(dog_image_path))
+    height, width = frame.shape[:2]
+    stamps = [20_000_000_000 + k * 100_000_000 for k in range(4)]
+    for s in stamps:
+        h.pubs['info'].publish(camera_info(width, height, s, 'cam'))
+    h.pubs['depth'].publish(depth_image(1.0, width, height, stamps[0], 'cam'))
+    assert wait_until(lambda: h.node.detections_3d.depth_images[0].received == 1
+                      and h.node.detections_3d.camera_infos[0].received == 4)
+    for s in stamps:
+        h.pubs['image'].publish(image_msg(frame, s, 'cam'))
+        h.wait_count(h.got['det'], stamps.index(s) + 1, timeout=60)
+    # frame 0's depth was there: out at once; frames 1-3 wait for theirs
+    assert [m.header.stamp.sec * 10 ** 9 + m.header.stamp.nanosec
+            for m in h.wait_count(h.got['det3d'], 1, timeout=60)] == stamps[:1]
+    assert len(h.node.detections_3d.joins[0]) == 3 and h.node.outputs_skipped == 0
+    # the depth stream skips frame 1 and delivers frames 2 and 3 (2.0 m, 3.0 m)
+    h.pubs['depth'].publish(depth_image(2.0, width, height, stamps[2], 'cam'))
+    h.pubs['depth'].publish(depth_image(3.0, width, height, stamps[3], 'cam'))
+    got = h.wait_count(h.got['det3d'], 3, timeout=60)
+    assert [m.header.stamp.sec * 10 ** 9 + m.header.stamp.nanosec for m in got] == \
+        [stamps[0], stamps[2], stamps[3]]
+    assert [m.detections[0].bbox.center.position.z for m in got] == \
+        pytest.approx([1.0, 2.0, 3.0], abs=1e-6)
+    assert wait_until(lambda: h.node.outputs_skipped == 1)
+    assert 'none at or after it' not in h.node.skip_reason  # it was passed, not late
+    assert 'stamps differ' in h.node.skip_reason, h.node.skip_reason
+
+
+def test_a_depth_image_that_never_comes_is_waited_for(detector_rig, dog_image_path):
+    import cv2
+    h = detector_rig(depth_wait_ms=300.0)
+    h.start(inputs=['image', 'info', 'depth'])
+    frame = cv2.imread(str(dog_image_path))
+    height, width = frame.shape[:2]
+    first, second = 30_000_000_000, 30_100_000_000
+    h.pubs['info'].publish(camera_info(width, height, first, 'cam'))
+    h.pubs['info'].publish(camera_info(width, height, second, 'cam'))
+    h.pubs['depth'].publish(depth_image(1.5, width, height, first, 'cam'))
+    assert wait_until(lambda: h.node.detections_3d.depth_images[0].received == 1
+                      and h.node.detections_3d.camera_infos[0].received == 2)
+    h.pubs['image'].publish(image_msg(frame, second, 'cam'))
+    assert len(h.wait_count(h.got['det'], 1, timeout=60)) == 1
+    # nothing else arrives: the node's expiry timer ends the wait
+    assert wait_until(lambda: h.node.outputs_skipped == 1)
+    assert 'none at or after it yet' in h.node.skip_reason, h.node.skip_reason
+    assert '(waited 300 ms)' in h.node.skip_reason
     assert not h.got['det3d']

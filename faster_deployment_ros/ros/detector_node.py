@@ -5,12 +5,11 @@ boxes; `label_info` (latched) maps class ids to names. Model family, backend and
 come from parameters (runtime/parameters.py, config/*.yaml); thresholds, class filter and class
 id mode live in runtime.tasks.DetectionTask.
 
-With `publish_detections_3d: true` each camera's registered depth image (`depth_topic`, 16UC1
-millimetres or 32FC1 metres, aligned to the image) and its `camera_info` are matched to the
-frame by stamp, and `detections_3d` (vision_msgs/Detection3DArray, the frame's header) carries
-each detection lifted to metres in the optical frame (core.geometry.detections_to_3d: the
-median depth of the box's core); a frame without a matching depth image or camera_info gets no
-3D detections and a warning naming why.
+With `publish_detections_3d: true` each camera's `detections_3d` (vision_msgs/Detection3DArray,
+the frame's header) carries each detection lifted to metres in the optical frame with the
+registered depth image and `camera_info` of the frame's stamp (ros/detections_3d.py: waiting up
+to `depth_wait_ms` for a depth image that comes after the detections; a frame without a match
+gets no 3D detections and a warning naming why).
 
 With `publish_masks: true` (instance segmentation models, YOLOv8 / YOLO11 -seg) each camera also
 gets `instance_mask` (mono8, mono16 above 254 detections: 1 + the detection's index in that
@@ -31,37 +30,21 @@ from typing import Any, Dict, List, Optional
 from diagnostic_msgs.msg import KeyValue
 import numpy as np
 from rclpy.qos import QoSProfile
-from sensor_msgs.msg import CameraInfo, Image
-from vision_msgs.msg import Detection2DArray, Detection3DArray
+from sensor_msgs.msg import Image
+from vision_msgs.msg import Detection2DArray
 
-from .cloud_msgs import to_detection3d_array
 from .detection_msgs import detection_array_cdr, draw_detections
+from .detections_3d import Detections3DOutput
 from .label_info import LabelInfoPublisher
 from .node_main import run_node
 from .perception_node import PerceptionNode
-from ..core.geometry import detections_to_3d
-from ..core.image_codec import fill_image_msg, msg_to_numpy
+from ..core.image_codec import fill_image_msg
 from ..core.stats import RollingStats
-from ..runtime.camera_info import CameraInfoCache, stamp_ns
 from ..runtime.parameters import ParameterError
 
 #: mask outputs per camera: topic -> the InstanceMasks.render image
 MASK_TOPICS = {'instance_mask': 'instance', 'semantic_mask': 'semantic',
                'mask_confidence': 'confidence'}
-
-
-def add_depth_image(cache: CameraInfoCache, msg: Image) -> None:
-    """Keep a registered depth image (16UC1 mm / 32FC1 m) for the frame of its stamp."""
-    try:
-        depth = np.array(msg_to_numpy(msg))  # a copy: the message's buffer is reused
-    except ValueError as exc:
-        cache.add(stamp_ns(msg.header.stamp), None, msg.width, msg.height, str(exc))
-        return
-    if depth.ndim != 2 or depth.dtype not in (np.uint16, np.float32):
-        cache.add(stamp_ns(msg.header.stamp), None, msg.width, msg.height,
-                  f'depth image encoding {msg.encoding!r}: give 16UC1 (mm) or 32FC1 (m)')
-        return
-    cache.add(stamp_ns(msg.header.stamp), depth, msg.width, msg.height)
 
 
 class DetectorNode(PerceptionNode):
@@ -73,9 +56,7 @@ class DetectorNode(PerceptionNode):
         self._debug_pubs: List[Any] = []
         self._debug_msg: Optional[Image] = None
         self._label_info: Optional[LabelInfoPublisher] = None
-        self._det3d_pubs: List[Any] = []
-        self.camera_infos: List[CameraInfoCache] = []
-        self.depth_images: List[CameraInfoCache] = []
+        self.detections_3d: Optional[Detections3DOutput] = None
         self._mask_pubs: List[Dict[str, Any]] = []  # per camera: render kind -> publisher
         self.masks_rendered = 0  # frames whose masks were made
         self.masks_unsubscribed = 0  # frames with masks nobody subscribed to (none made)
@@ -91,12 +72,7 @@ class DetectorNode(PerceptionNode):
         self._label_info = LabelInfoPublisher(self)
         self._publish_label_info()
         if self.values['publish_detections_3d']:
-            self._det3d_pubs = [self.create_lifecycle_publisher(Detection3DArray, t, qos)
-                                for t in self.output_topics('detections_3d')]
-            self.camera_infos = self.stamped_inputs('camera_info', CameraInfo, 'CameraInfo',
-                                                    CameraInfoCache.add_camera_info)
-            self.depth_images = self.stamped_inputs(self.values['depth_topic'], Image,
-                                                    'depth image', add_depth_image)
+            self.detections_3d = Detections3DOutput(self, qos)
         a = self.adapter
         if self.values['publish_masks']:
             if not getattr(a, 'num_masks', 0):
@@ -121,11 +97,12 @@ class DetectorNode(PerceptionNode):
             self._label_info.publish(self.adapter.class_names, self.adapter.conf_threshold)
 
     def destroy_outputs(self) -> None:
-        self.destroy_publishers(self._det_pubs + self._debug_pubs + self._det3d_pubs
+        self.destroy_publishers(self._det_pubs + self._debug_pubs
                                 + [p for pubs in self._mask_pubs for p in pubs.values()])
-        self._det_pubs, self._debug_pubs, self._det3d_pubs = [], [], []
-        self._mask_pubs = []
-        self.camera_infos, self.depth_images = [], []
+        self._det_pubs, self._debug_pubs, self._mask_pubs = [], [], []
+        if self.detections_3d is not None:
+            self.detections_3d.destroy()
+            self.detections_3d = None
         if self._label_info is not None:
             self._label_info.destroy()
             self._label_info = None
@@ -144,8 +121,8 @@ class DetectorNode(PerceptionNode):
             msg = fill_image_msg(self._debug_msg, draw_detections(image, det), 'bgr8')
             msg.header = header
             self._debug_pubs[camera].publish(msg)
-        if self._det3d_pubs:
-            self._publish_3d(det, header, camera)
+        if self.detections_3d is not None:
+            self.detections_3d.publish(det, header, camera)
         if self._mask_pubs:
             self._publish_masks(det, header, camera)
 
@@ -179,22 +156,6 @@ class DetectorNode(PerceptionNode):
                 extra += [(f'masks_{q}_ms', f'{s[q]:.3f}') for q in ('p50', 'p99', 'mean')]
             statuses[0].values += [KeyValue(key=k, value=str(v)) for k, v in extra]
         return statuses
-
-    def _publish_3d(self, det, header, camera: int) -> None:
-        stamp = stamp_ns(header.stamp)
-        depth = self.depth_images[camera].lookup(stamp)
-        if not depth:
-            self.output_skipped(f'no 3D detections: {depth.reason}')
-            return
-        height, width = depth.info.shape
-        info = self.camera_infos[camera].lookup(stamp, width, height)
-        if not info:
-            self.output_skipped(f'no 3D detections: {info.reason}')
-            return
-        boxes = detections_to_3d(det.boxes, depth.info, info.info)
-        ids = None if det.track_ids is None else [str(i) for i in det.track_ids.tolist()]
-        self._det3d_pubs[camera].publish(self.timed_build(
-            to_detection3d_array, boxes, det, header, self.task.class_id_mode, ids))
 
 
 def main(args=None) -> None:

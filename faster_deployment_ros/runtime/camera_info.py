@@ -42,6 +42,7 @@ class InfoMatch:
     info: Any
     reason: str = ''
     offset_ns: int = 0  # info stamp - image stamp of the match (0 for exact)
+    pending: bool = False  # none yet, but the image is newer than every one held: may come
 
     def __bool__(self) -> bool:
         return self.info is not None
@@ -125,7 +126,8 @@ class CameraInfoCache:
                        'the driver stamps it differently from the image (a bounded '
                        'tolerance allows that) or it is another camera')
             return InfoMatch(None, f'no {self.what} on {self.name} for the image stamped '
-                                   f'{stamp / 1e9:.9f} s ({window}): {why}')
+                                   f'{stamp / 1e9:.9f} s ({window}): {why}',
+                             pending=stamp > newest)
         _, info, size, error = best
         if error:
             return InfoMatch(None, f'{self.what} on {self.name} stamped '

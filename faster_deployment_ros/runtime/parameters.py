@@ -185,6 +185,10 @@ DETECTOR: Dict[str, Param] = dict([
     _p('depth_topic', 'depth_registered/image_rect', 'publish_detections_3d: the depth image '
        "aligned to the camera's image, beside it (/front/image_raw -> "
        '/front/depth_registered/image_rect)'),
+    _p('depth_wait_ms', 200.0, "publish_detections_3d: how long a frame's 3D detections wait "
+       'for a depth image (or camera_info) that has not arrived yet, e.g. from a depth model '
+       'slower than the detector; frames behind it wait too, so detections_3d stay in order; '
+       '0: only what is already there', lo=0.0, hi=10000.0),
     _p('track_buffer', 30, 'frames at 30 Hz (scaled by camera_rate) a lost track is kept for '
        'finding it again (tracking)', lo=0, hi=100000),
     _p('publish_masks', False, 'instance segmentation models (YOLOv8/YOLO11 -seg): also publish '
