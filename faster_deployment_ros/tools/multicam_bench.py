@@ -65,7 +65,8 @@ def _run_scenario(label: str, nodes: List[List[str]], cams: List[Dict[str, Any]]
     """nodes: extra ROS args per node process; cams: dicts with topic/out/frames/rate."""
     from sensor_msgs.msg import Image
 
-    from .multicam import play_streams, serialise_images, Stream, stream_report
+    from .multicam import (play_streams, pooled_latency_ms, serialise_images, Stream,
+                           stream_report)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     procs = [start_process(node_command(params_file=params, model=model,
@@ -114,6 +115,7 @@ def _run_scenario(label: str, nodes: List[List[str]], cams: List[Dict[str, Any]]
         'node_cores': rounded(cpu['others_ours']), 'harness_cores': rounded(cpu['own']),
         'other_cores': rounded(cpu['foreign']),
         'peak_rss_mb': round(rss.peak_bytes / 2**20, 1),
+        'latency_ms': pooled_latency_ms(streams, marks['t_ns']),
         'per_camera': [{k: r.get(k) for k in ('camera', 'in_topic', 'frames_in', 'frames_out',
                                               'dropped', 'order_violations',
                                               'header_mismatches', 'latency_ms')}
