@@ -6,11 +6,6 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 source "$root/scripts/test_assets.d/lib/venv.sh"
-venv_label=modelopt
-venv_dir="$root/.venv-modelopt"
-venv_req="$root/requirements/modelopt.txt"
-venv_what='torch CPU, nvidia-modelopt, ONNX Runtime CPU'
-venv_quiet='nvidia-modelopt [0-9.]+ requires'
 
 venv_install() {
   pipv 'torch==2.13.0'  # first, from the local CPU wheel, so nothing below pulls a CUDA build
@@ -24,4 +19,5 @@ venv_check() {
   "$venv_dir/bin/python" -c 'import modelopt.onnx.autocast, modelopt.onnx.quantization' >/dev/null
 }
 
-build_venv
+build_venv modelopt "$root/.venv-modelopt" "$root/requirements/modelopt.txt" \
+  'torch CPU, nvidia-modelopt, ONNX Runtime CPU' 'nvidia-modelopt [0-9.]+ requires'

@@ -5,10 +5,6 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 source "$root/scripts/test_assets.d/lib/venv.sh"
-venv_label=triton
-venv_dir="$root/.venv-triton"
-venv_req="$root/requirements/triton-server.txt"
-venv_what='nvidia-pytriton with tritonserver, ONNX Runtime CPU'
 
 venv_install() {
   pipv --upgrade 'pip>=23'
@@ -24,7 +20,9 @@ venv_check() {
 }
 
 if [[ "$(uname -m)" != x86_64 && "$(uname -m)" != aarch64 ]]; then
-  say "skipping $venv_dir: nvidia-pytriton ships tritonserver for x86_64 and aarch64 Linux only"
+  echo "[triton] skipping .venv-triton: nvidia-pytriton ships tritonserver for x86_64 and" \
+    "aarch64 Linux only"
   exit 0
 fi
-build_venv
+build_venv triton "$root/.venv-triton" "$root/requirements/triton-server.txt" \
+  'nvidia-pytriton with tritonserver, ONNX Runtime CPU'
