@@ -16,11 +16,12 @@ ONNX Runtime, dynamic batching up to --max-batch) on 127.0.0.1, then:
    p50 / p99 over every frame, --duration s per row after 1 s of warm-up;
 3. N cameras of one node: one detector_node process (config/yolox_nano_multicam.yaml, `inputs`
    listing N camera topics) with `backend: triton` and workers N (one request in flight per
-   camera, so the server can batch the cameras' frames), then the same node with its local
-   ONNX Runtime session (the YAML's workers 1, all cores). Each camera a --rate Hz stream
+   camera, so the server can batch the cameras' frames), then the same node on local ONNX
+   Runtime with --node-local-workers workers (cores / workers threads each; the YAML ships
+   workers 1). Each camera a --rate Hz stream
    (tools/multicam_bench.py: the shared plaza and campus videos alternating, best effort),
    publish-to-receipt latency p50 / p99 over every camera's frames, --duration s after
-   --node-warmup s.
+   --node-warmup s; "node cores" is the node process's CPU (the server's is not in it).
 
 --sections picks which of serial, clients, node run.
 
@@ -170,10 +171,13 @@ def main(argv=None) -> int:
                     help='ONNX Runtime threads in the server (0: its default, all cores)')
     ap.add_argument('--node-warmup', type=float, default=3.0,
                     help='seconds of each node row not measured')
+    ap.add_argument('--node-local-workers', default='1,2',
+                    help='workers of the local ONNX Runtime node rows (one row each)')
     ap.add_argument('--sections', default='serial,clients,node',
                     help='which parts run: serial, clients, node')
     args = ap.parse_args(argv)
     sections = {x.strip() for x in args.sections.split(',') if x.strip()}
+    node_workers = [int(w) for w in args.node_local_workers.split(',') if w.strip()]
     cores = len(os.sched_getaffinity(0))
     frames = read_frames(Path(args.video), 16, step=10)
     counts = [int(c) for c in args.clients.split(',') if c.strip()]
@@ -224,10 +228,14 @@ def main(argv=None) -> int:
             apply_camera_env(os.environ)
             with ros_context():
                 for n in counts:
-                    for label, backend, model, extra in (
-                            (f'Triton, workers {n}', 'triton', server.model_path(),
-                             ['-p', f'workers:={n}', '-p', 'triton.timeout_s:=5.0']),
-                            ('local ORT, workers 1', 'onnxruntime', args.model, [])):
+                    rows = [(f'Triton, workers {n}', 'triton', server.model_path(),
+                             ['-p', f'workers:={n}', '-p', 'triton.timeout_s:=5.0'])]
+                    for w in node_workers:  # more workers split the cores, as autotune does
+                        threads = max(1, cores // w)
+                        rows.append((f'local ORT, workers {w} x {threads} thread(s)',
+                                     'onnxruntime', args.model,
+                                     ['-p', f'workers:={w}', '-p', f'threads:={threads}']))
+                    for label, backend, model, extra in rows:
                         r = node_cameras(n, backend, model, cams, args, *extra)
                         cores_used = '-' if r['cores'] is None else f'{r["cores"]:.2f}'
                         print(f'{n:>2} {label:<34} {r["fps"]:9.1f} {r["p50"]:8.1f} '
