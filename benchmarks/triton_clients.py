@@ -137,8 +137,8 @@ def clients(model_path: str, backend: str, n: int, frames: List[np.ndarray], dur
             'frames': count[0], 'sent': sum(sent)}
 
 
-def node_cameras(n: int, backend: str, model: str, frames: list, args: argparse.Namespace,
-                 *extra: str) -> Dict[str, float]:
+def node_cameras(n: int, label: str, backend: str, model: str, frames: list,
+                 args: argparse.Namespace, *extra: str) -> Dict[str, float]:
     """One detector_node serving `n` cameras (`inputs`) at args.rate Hz each; its totals."""
     cams = [{'name': f'tcam{i}', 'topic': f'/tcam{i}/image_raw', 'out': f'/tcam{i}/detections',
              'frames': frames[i % 2][1], 'rate': args.rate, 'phase': i / (n * args.rate)}
@@ -146,7 +146,7 @@ def node_cameras(n: int, backend: str, model: str, frames: list, args: argparse.
     inputs = '[' + ','.join(c['topic'] for c in cams) + ']'
     bench = argparse.Namespace(out=str(ROOT / 'out' / 'triton_clients'),
                                warmup=args.node_warmup, duration=args.duration)
-    r = run_scenario(f'1 node x {n} cameras, {backend}',
+    r = run_scenario(f'1 node x {n} cameras, {label}',
                      [['-p', f'inputs:={inputs}', '-p', f'backend:={backend}', *extra]],
                      cams, bench, ROOT / 'config' / 'yolox_nano_multicam.yaml', model)
     lat = r['latency_ms'] or {}
@@ -236,7 +236,7 @@ def main(argv=None) -> int:
                                      'onnxruntime', args.model,
                                      ['-p', f'workers:={w}', '-p', f'threads:={threads}']))
                     for label, backend, model, extra in rows:
-                        r = node_cameras(n, backend, model, cams, args, *extra)
+                        r = node_cameras(n, label, backend, model, cams, args, *extra)
                         cores_used = '-' if r['cores'] is None else f'{r["cores"]:.2f}'
                         print(f'{n:>2} {label:<34} {r["fps"]:9.1f} {r["p50"]:8.1f} '
                               f'{r["p99"]:8.1f} {r["frames"]:>5}/{r["sent"]:<4} '
