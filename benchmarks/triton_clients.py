@@ -21,7 +21,8 @@ ONNX Runtime, dynamic batching up to --max-batch) on 127.0.0.1, then:
    workers 1). Each camera a --rate Hz stream
    (tools/multicam_bench.py: the shared plaza and campus videos alternating, best effort),
    publish-to-receipt latency p50 / p99 over every camera's frames, --duration s after
-   --node-warmup s; "node cores" is the node process's CPU (the server's is not in it).
+   --node-warmup s; "node cores" is the node process's CPU, "server cores" the server's
+   (tritonserver, pytriton and its model processes) over the same window.
 
 --sections picks which of serial, clients, node run.
 
@@ -37,7 +38,7 @@ from pathlib import Path
 import sys
 import threading
 import time
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -137,8 +138,26 @@ def clients(model_path: str, backend: str, n: int, frames: List[np.ndarray], dur
             'frames': count[0], 'sent': sum(sent)}
 
 
+def fmt_cores(x) -> str:
+    return '-' if x is None else f'{x:.2f}'
+
+
+def process_group(pgid: int) -> List[int]:
+    """Return the pids of the running processes in process group `pgid` (the server's)."""
+    pids = []
+    for stat in Path('/proc').glob('[0-9]*/stat'):
+        try:
+            fields = stat.read_text().rsplit(')', 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
 def node_cameras(n: int, label: str, backend: str, model: str, frames: list,
-                 args: argparse.Namespace, *extra: str) -> Dict[str, float]:
+                 args: argparse.Namespace, *extra: str,
+                 server_pids: Sequence[int] = ()) -> Dict[str, float]:
     """One detector_node serving `n` cameras (`inputs`) at args.rate Hz each; its totals."""
     cams = [{'name': f'tcam{i}', 'topic': f'/tcam{i}/image_raw', 'out': f'/tcam{i}/detections',
              'frames': frames[i % 2][1], 'rate': args.rate, 'phase': i / (n * args.rate)}
@@ -148,11 +167,13 @@ def node_cameras(n: int, label: str, backend: str, model: str, frames: list,
                                warmup=args.node_warmup, duration=args.duration)
     r = run_scenario(f'1 node x {n} cameras, {label}',
                      [['-p', f'inputs:={inputs}', '-p', f'backend:={backend}', *extra]],
-                     cams, bench, ROOT / 'config' / 'yolox_nano_multicam.yaml', model)
+                     cams, bench, ROOT / 'config' / 'yolox_nano_multicam.yaml', model,
+                     server_pids)
     lat = r['latency_ms'] or {}
     return {'fps': r['fps_out'], 'p50': lat.get('p50', float('nan')),
             'p99': lat.get('p99', float('nan')), 'frames': r['frames_out'],
-            'sent': r['frames_in'], 'cores': r['node_cores']}
+            'sent': r['frames_in'], 'cores': r['node_cores'],
+            'server_cores': r['helper_cores']}
 
 
 def main(argv=None) -> int:
@@ -222,25 +243,28 @@ def main(argv=None) -> int:
             print(f'\nN cameras of one detector_node (inputs), each a {args.rate:g} Hz stream, '
                   f'{args.duration:g} s after {args.node_warmup:g} s')
             print(f'{"N":>2} {"path":<34} {"frames/s":>9} {"p50 ms":>8} {"p99 ms":>8} '
-                  f'{"delivered":>10} {"node cores":>10}')
+                  f'{"delivered":>10} {"node cores":>10} {"server cores":>12}')
             cams = camera_frames(SHARED)
             private_domain(os.environ)
             apply_camera_env(os.environ)
             with ros_context():
                 for n in counts:
                     rows = [(f'Triton, workers {n}', 'triton', server.model_path(),
-                             ['-p', f'workers:={n}', '-p', 'triton.timeout_s:=5.0'])]
+                             ['-p', f'workers:={n}', '-p', 'triton.timeout_s:=5.0'],
+                             process_group(server.proc.pid))]
                     for w in node_workers:  # more workers split the cores, as autotune does
                         threads = max(1, cores // w)
                         rows.append((f'local ORT, workers {w} x {threads} thread(s)',
                                      'onnxruntime', args.model,
-                                     ['-p', f'workers:={w}', '-p', f'threads:={threads}']))
-                    for label, backend, model, extra in rows:
-                        r = node_cameras(n, label, backend, model, cams, args, *extra)
-                        cores_used = '-' if r['cores'] is None else f'{r["cores"]:.2f}'
+                                     ['-p', f'workers:={w}', '-p', f'threads:={threads}'],
+                                     []))
+                    for label, backend, model, extra, pids in rows:
+                        r = node_cameras(n, label, backend, model, cams, args, *extra,
+                                         server_pids=pids)
                         print(f'{n:>2} {label:<34} {r["fps"]:9.1f} {r["p50"]:8.1f} '
                               f'{r["p99"]:8.1f} {r["frames"]:>5}/{r["sent"]:<4} '
-                              f'{cores_used:>10}', flush=True)
+                              f'{fmt_cores(r["cores"]):>10} {fmt_cores(r["server_cores"]):>12}',
+                              flush=True)
     return 0
 
 
