@@ -5,8 +5,6 @@ point_step, row_step; no sensor_msgs_py), and the serialised bytes are rclpy's.
 """
 from __future__ import annotations
 
-import threading
-
 from faster_deployment_ros.core.geometry import (Boxes3D, CameraModel, depth_to_points,
                                                  detections_to_3d)
 from faster_deployment_ros.core.types import Detections
@@ -14,14 +12,11 @@ from faster_deployment_ros.ros.cloud_msgs import (pack_rgb, point_cloud, point_c
                                                   to_detection3d_array)
 import numpy as np
 import pytest
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import Header
+from support.cdr import assert_cdr_is, receive_raw
 from support.golden import read_frame
-from support.ros_nodes import destroy_node
 from support.shared_data import shared_file
 from vision_msgs.msg import Detection3DArray
 
@@ -86,10 +81,10 @@ def test_cloud_decodes_to_the_points(scene, stride, with_rgb):
         bgr = frame[::stride, ::stride].astype(np.uint32)
         np.testing.assert_array_equal(packed, bgr[..., 2] << 16 | bgr[..., 1] << 8 | bgr[..., 0])
     # the raw-publish bytes are this message, as rclpy serialises it
-    cdr, want = point_cloud_cdr(pts, header(), rgb), serialize_message(msg)
-    assert len(cdr) == len(want)  # same layout (rmw leaves padding bytes as they were)
-    assert cdr[-len(msg.data) - 1:] == want[-len(msg.data) - 1:]  # data, is_dense
-    assert deserialize_message(cdr, PointCloud2) == msg
+    cdr = point_cloud_cdr(pts, header(), rgb)
+    assert_cdr_is(cdr, msg)
+    tail = len(msg.data) + 1  # data, is_dense: the same bytes
+    assert cdr[-tail:] == serialize_message(msg)[-tail:]
 
 
 def test_pack_rgb_encodings():
@@ -168,28 +163,7 @@ def test_subscriber_receives_the_raw_cloud(ros, scene):
     """Published as bytes (rclpy's raw publish), received as an ordinary PointCloud2."""
     _, depth = scene
     pts = depth_to_points(depth, CAM, stride=8)
-    node = rclpy.create_node('cloud_roundtrip')
-    got, done = [], threading.Event()
-    qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
-    sub = node.create_subscription(PointCloud2, 'cloud_test',
-                                   lambda m: (got.append(m), done.set()), qos)
-    pub = node.create_publisher(PointCloud2, 'cloud_test', qos)
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        for _ in range(200):  # until discovery matched the two ends
-            if pub.get_subscription_count():
-                break
-            executor.spin_once(timeout_sec=0.05)
-        pub.publish(point_cloud_cdr(pts, header('cam')))
-        for _ in range(100):  # bounded: a lost message fails the assertion below
-            if done.is_set():
-                break
-            executor.spin_once(timeout_sec=0.1)
-        assert got and got[0] == point_cloud(pts, header('cam'))
-        got_xyz = decode(got[0])
-        np.testing.assert_array_equal(got_xyz['z'], pts[..., 2])
-    finally:
-        executor.shutdown()
-        node.destroy_subscription(sub)
-        destroy_node(node)
+    got = receive_raw(PointCloud2, point_cloud_cdr(pts, header('cam')), 'cloud_test',
+                      'cloud_roundtrip')
+    assert got == point_cloud(pts, header('cam'))
+    np.testing.assert_array_equal(decode(got)['z'], pts[..., 2])

@@ -6,19 +6,14 @@ rclpy deserialises them to an equal message, for empty and full frames, every st
 """
 from __future__ import annotations
 
-import threading
-
 from faster_deployment_ros.core.obb import obb_to_xyxy
 from faster_deployment_ros.core.types import Detections
 from faster_deployment_ros.ros.detection_msgs import detection_array_cdr, to_detection_array
 import numpy as np
 import pytest
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.qos import QoSProfile, ReliabilityPolicy
-from rclpy.serialization import deserialize_message, serialize_message
+from rclpy.serialization import deserialize_message
 from std_msgs.msg import Header
-from support.ros_nodes import destroy_node
+from support.cdr import assert_cdr_is, receive_raw
 from vision_msgs.msg import Detection2DArray
 
 pytestmark = pytest.mark.ros
@@ -42,11 +37,7 @@ def test_cdr_bytes_are_the_message(frame_id, n, mode):
     header = Header(frame_id=frame_id)
     header.stamp.sec, header.stamp.nanosec = 1_700_000_123, 987_654_321
     want = to_detection_array(det, header, mode)
-    got = detection_array_cdr(det, header, mode)
-    assert isinstance(got, bytes)
-    assert len(got) == len(serialize_message(want))  # same layout (padding bytes may differ)
-    msg = deserialize_message(got, Detection2DArray)
-    assert msg == want
+    msg = assert_cdr_is(detection_array_cdr(det, header, mode), want)
     if n:
         d = msg.detections[0]
         x1, y1, x2, y2 = det.boxes[0].astype(np.float64)
@@ -66,9 +57,7 @@ def test_track_ids_go_into_detection2d_id(n):
     header.stamp.sec = 5
     want = to_detection_array(det, header, 'name')
     assert [d.id for d in want.detections] == [str(i) for i in det.track_ids.tolist()]
-    got = detection_array_cdr(det, header, 'name')
-    assert len(got) == len(serialize_message(want))
-    assert deserialize_message(got, Detection2DArray) == want
+    assert_cdr_is(detection_array_cdr(det, header, 'name'), want)
     det.track_ids = None  # untracked: the id stays empty
     assert {d.id for d in deserialize_message(detection_array_cdr(det, header),
                                               Detection2DArray).detections} == {''}
@@ -104,29 +93,9 @@ def test_oriented_boxes_set_theta_and_own_frame_size(n):
 
 def test_subscriber_receives_the_bytes_as_a_message(ros):
     """Published as bytes (rclpy's raw publish), received as an ordinary message."""
-    node = rclpy.create_node('cdr_roundtrip')
-    got, done = [], threading.Event()
-    qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-    sub = node.create_subscription(Detection2DArray, 'cdr_dets',
-                                   lambda m: (got.append(m), done.set()), qos)
-    pub = node.create_publisher(Detection2DArray, 'cdr_dets', qos)
     det = _detections(5, np.random.default_rng(3), ['person', 'car'])
     header = Header(frame_id='cam')
     header.stamp.sec = 42
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        for _ in range(200):  # until discovery matched the two ends
-            if pub.get_subscription_count():
-                break
-            executor.spin_once(timeout_sec=0.05)
-        pub.publish(detection_array_cdr(det, header))
-        for _ in range(100):  # bounded: a lost message fails the assertion below
-            if done.is_set():
-                break
-            executor.spin_once(timeout_sec=0.1)
-        assert got and got[0] == to_detection_array(det, header)
-    finally:
-        executor.shutdown()
-        node.destroy_subscription(sub)
-        destroy_node(node)
+    got = receive_raw(Detection2DArray, detection_array_cdr(det, header), 'cdr_dets',
+                      'cdr_roundtrip')
+    assert got == to_detection_array(det, header)

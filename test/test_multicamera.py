@@ -299,3 +299,23 @@ def test_multicam_player_restamps_and_interleaves_cameras(plaza_video):
     assert [t for t, _, _ in items] == sorted(t for t, _, _ in items)
     assert sum(si == 0 for _, si, _ in items) == 30 and sum(si == 1 for _, si, _ in items) == 5
     assert min(t for t, si, _ in items if si == 1) == pytest.approx(0.05)
+
+
+def test_benchmark_latency_pools_every_camera_after_the_warm_up():
+    """multicam_bench's scenario latency: publish -> receipt over all cameras' kept frames."""
+    from faster_deployment_ros.tools.multicam import kept_records, pooled_latency_ms, Stream
+    from faster_deployment_ros.tools.report import Record
+    ms = 1_000_000
+    a = Stream('a', '/a/image', '/a/detections', [], Image)
+    b = Stream('b', '/b/image', '/b/detections', [], Image)
+    # camera a: frames published at 0, 100, 200 ms, answered after 10, 20, 30 ms;
+    # camera b: at 150 and 250 ms, answered after 40 ms and never
+    a.inputs = [Record(s, 'a', s * ms) for s in (0, 100, 200)]
+    a.outputs = [Record(s, 'a', (s + d) * ms) for s, d in ((0, 10), (100, 20), (200, 30))]
+    b.inputs = [Record(s, 'b', s * ms) for s in (150, 250)]
+    b.outputs = [Record(150, 'b', 190 * ms)]
+    assert kept_records(b, 200 * ms) == ([b.inputs[1]], [])
+    got = pooled_latency_ms([a, b], since_ns=100 * ms)  # 20, 30 (a) and 40 (b) ms
+    assert (got['n'], got['p50'], got['max']) == (3, 30.0, 40.0)
+    assert pooled_latency_ms([a, b])['n'] == 4
+    assert pooled_latency_ms([b], since_ns=200 * ms) is None

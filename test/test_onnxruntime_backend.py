@@ -162,3 +162,12 @@ def test_spinning_policy_follows_the_core_count(sub_path):
     np.testing.assert_array_equal(b.infer([a, c])[0], a - c)
     with pytest.raises(BackendError, match='force_spinning_stop'):
         create_backend('onnxruntime', str(sub_path), force_spinning_stop='sometimes')
+
+
+def test_unknown_options_are_refused_and_the_common_ones_accepted(sub_path):
+    with pytest.raises(BackendError, match=r'unknown onnxruntime option\(s\) provider, thread; '
+                                           r'accepted: .*providers'):
+        create_backend('onnxruntime', str(sub_path), thread=2, provider=['CPUExecutionProvider'])
+    # what the runtime passes every backend (Backend.COMMON_OPTIONS) is no typo
+    with create_backend('onnxruntime', str(sub_path), threads=1, workers=2, worker_index=1) as b:
+        assert b.options['workers'] == 2

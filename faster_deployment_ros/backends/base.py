@@ -56,6 +56,16 @@ class Backend:
         self._outputs: List[TensorSpec] = []
         self._metadata: Dict[str, str] = {}
 
+    def check_options(self, accepted: Sequence[str]) -> None:
+        """Raise BackendError naming every option outside `accepted` and COMMON_OPTIONS.
+
+        Unknown options are errors: a typo must not pass silently.
+        """
+        unknown = sorted(set(self.options) - set(accepted) - set(self.COMMON_OPTIONS))
+        if unknown:
+            raise BackendError(f'unknown {self.name} option(s) {", ".join(unknown)}; '
+                               f'accepted: {", ".join(accepted)}')
+
     @property
     def inputs(self) -> List[TensorSpec]:
         return list(self._inputs)

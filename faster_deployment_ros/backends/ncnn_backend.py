@@ -68,10 +68,7 @@ class NcnnBackend(Backend):
 
     def __init__(self, model_path: str, **options: Any) -> None:
         super().__init__(model_path, **options)
-        unknown = sorted(set(options) - set(_OPTIONS) - set(self.COMMON_OPTIONS))
-        if unknown:
-            raise BackendError(f'unknown ncnn option(s) {", ".join(unknown)}; '
-                               f'accepted: {", ".join(_OPTIONS)}')
+        self.check_options(_OPTIONS)
         ncnn = _import_ncnn()
         param, weights, sidecar = model_files(model_path)
         for f in (param, weights):

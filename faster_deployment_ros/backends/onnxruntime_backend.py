@@ -95,10 +95,7 @@ class OnnxRuntimeBackend(Backend):
 
     def __init__(self, model_path: str, **options: Any) -> None:
         super().__init__(model_path, **options)
-        unknown = sorted(set(options) - set(_OPTIONS) - set(self.COMMON_OPTIONS))
-        if unknown:
-            raise BackendError(f'unknown onnxruntime option(s) {", ".join(unknown)}; '
-                               f'accepted: {", ".join(_OPTIONS)}')
+        self.check_options(_OPTIONS)
         ort = _import_ort()
         path = os.fspath(model_path)
         if not os.path.isfile(path):

@@ -173,10 +173,7 @@ class RknnBackend(Backend):
 
     def __init__(self, model_path: str, **options: Any) -> None:
         super().__init__(model_path, **options)
-        unknown = sorted(set(options) - set(_OPTIONS))
-        if unknown:
-            raise BackendError(f'unknown rknn option(s) {", ".join(unknown)}; '
-                               f'accepted: {", ".join(_OPTIONS)}')
+        self.check_options(_OPTIONS)
         path, sidecar_file = model_files(model_path)
         if not sidecar_file.is_file():
             raise BackendError(f'{sidecar_file} not found: the rknn backend takes tensor names, '

@@ -122,10 +122,7 @@ class TritonBackend(Backend):
 
     def __init__(self, model_path: str, **options: Any) -> None:
         super().__init__(model_path, **options)
-        unknown = sorted(set(options) - set(_OPTIONS) - set(self.COMMON_OPTIONS))
-        if unknown:
-            raise BackendError(f'unknown triton option(s) {", ".join(unknown)}; '
-                               f'accepted: {", ".join(_OPTIONS)}')
+        self.check_options(_OPTIONS)
         self._grpc, self._utils, self._shm = _import_client()
         url, name, version = parse_model_path(model_path)
         self.url = _merge('url', url, options.get('url'), DEFAULT_URL)

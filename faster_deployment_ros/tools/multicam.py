@@ -19,7 +19,8 @@ import numpy as np
 
 from .graph_node import spinning_node
 from .replay import cdr_header
-from .report import build_report, detection_classes, Record
+from .report import (build_report, detection_classes, latencies_ns, percentiles_ms,
+                     Record)
 
 
 @dataclass
@@ -160,14 +161,26 @@ def play_streams(streams: Sequence[Stream], duration_s: float = 10.0, *,
             node.destroy_subscription(sub)
 
 
+def kept_records(s: Stream, since_ns: Optional[int] = None) -> Tuple[List[Record], List[Record]]:
+    """Return one camera's (inputs, outputs): frames published from `since_ns` on and theirs."""
+    inputs = [r for r in s.inputs if since_ns is None or r.t_ns >= since_ns]
+    kept = {r.stamp_ns for r in inputs}
+    return inputs, [r for r in s.outputs if r.stamp_ns in kept]
+
+
+def pooled_latency_ms(streams: Sequence[Stream],
+                      since_ns: Optional[int] = None) -> Optional[Dict[str, float]]:
+    """Return latency percentiles (publish -> receipt) over every frame of every camera."""
+    return percentiles_ms([t for s in streams for t in latencies_ns(*kept_records(s, since_ns))])
+
+
 def stream_report(s: Stream, since_ns: Optional[int] = None) -> Dict[str, Any]:
     """Build tools/report.py's report for one camera.
 
     `since_ns` keeps only frames published from then on (a warm-up cut) and their outputs.
     """
-    inputs = [r for r in s.inputs if since_ns is None or r.t_ns >= since_ns]
+    inputs, outputs = kept_records(s, since_ns)
     kept = {r.stamp_ns for r in inputs}
-    outputs = [r for r in s.outputs if r.stamp_ns in kept]
     detections = None
     if s.output_data:
         from rclpy.serialization import deserialize_message

@@ -51,21 +51,28 @@ def camera_frames(shared: Path, n: int = 20) -> List[tuple]:
 
 
 def run_scenario(label: str, nodes: List[List[str]], cams: List[Dict[str, Any]],
-                 args: argparse.Namespace, params: Path, model: Path) -> Dict[str, Any]:
+                 args: argparse.Namespace, params: Path, model: Path,
+                 helper_pids: Sequence[int] = ()) -> Dict[str, Any]:
     """Run one scenario; a second attempt when the graph did not come up (discovery)."""
     try:
-        return _run_scenario(label, nodes, cams, args, params, model)
+        return _run_scenario(label, nodes, cams, args, params, model, helper_pids)
     except RuntimeError as exc:
         log(f'{label}: {exc}; once more')
-        return _run_scenario(label, nodes, cams, args, params, model)
+        return _run_scenario(label, nodes, cams, args, params, model, helper_pids)
 
 
 def _run_scenario(label: str, nodes: List[List[str]], cams: List[Dict[str, Any]],
-                  args: argparse.Namespace, params: Path, model: Path) -> Dict[str, Any]:
-    """nodes: extra ROS args per node process; cams: dicts with topic/out/frames/rate."""
+                  args: argparse.Namespace, params: Path, model: Path,
+                  helper_pids: Sequence[int] = ()) -> Dict[str, Any]:
+    """nodes: extra ROS args per node process; cams: dicts with topic/out/frames/rate.
+
+    helper_pids: processes the nodes rely on (a Triton server): their CPU over the measured
+    window is `helper_cores`, apart from the nodes' (None without them).
+    """
     from sensor_msgs.msg import Image
 
-    from .multicam import play_streams, serialise_images, Stream, stream_report
+    from .multicam import (play_streams, pooled_latency_ms, serialise_images, Stream,
+                           stream_report)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     procs = [start_process(node_command(params_file=params, model=model,
@@ -89,12 +96,14 @@ def _run_scenario(label: str, nodes: List[List[str]], cams: List[Dict[str, Any]]
         time.sleep(args.warmup)
         marks['t_ns'] = time.monotonic_ns()
         marks['cpu'] = CpuWatch([p.pid for p in procs])
+        marks['helpers'] = CpuWatch(helper_pids) if helper_pids else None
     marker = threading.Thread(target=mark_after_warmup, daemon=True)
     marker.start()
     end: Dict[str, Any] = {}
 
     def published() -> None:
         end['cpu'] = marks['cpu'].read()
+        end['helpers'] = marks['helpers'].read() if marks['helpers'] is not None else None
     try:
         play_streams(streams, args.warmup + args.duration, node_name='fdr_multicam_bench',
                      wait_timeout=90.0, settle_timeout=5.0, log=log, on_published=published)
@@ -113,7 +122,9 @@ def _run_scenario(label: str, nodes: List[List[str]], cams: List[Dict[str, Any]]
         'fps_out': round(sum(r.get('throughput_fps') or 0.0 for r in reports), 2),
         'node_cores': rounded(cpu['others_ours']), 'harness_cores': rounded(cpu['own']),
         'other_cores': rounded(cpu['foreign']),
+        'helper_cores': rounded(end['helpers']['others_ours']) if end['helpers'] else None,
         'peak_rss_mb': round(rss.peak_bytes / 2**20, 1),
+        'latency_ms': pooled_latency_ms(streams, marks['t_ns']),
         'per_camera': [{k: r.get(k) for k in ('camera', 'in_topic', 'frames_in', 'frames_out',
                                               'dropped', 'order_violations',
                                               'header_mismatches', 'latency_ms')}

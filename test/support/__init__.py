@@ -15,4 +15,5 @@ tiny_onnx     small ONNX graphs built in memory
 yolox_reference  a plain YOLOX reference the adapter is checked against
 trt_standins  strict stand-ins of the `tensorrt` module (8.6, 10.x, 11.x)
 tensorrt_assets  device identity, ModelOpt interpreter and calibration frames for TensorRT tests
+cdr           raw-publish bytes against rclpy's serialisation and a real subscriber
 """
