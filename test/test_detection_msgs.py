@@ -75,10 +75,7 @@ def test_oriented_boxes_set_theta_and_own_frame_size(n):
     header = Header(frame_id='aerial')
     header.stamp.sec = 9
     want = to_detection_array(det, header, 'name')
-    got = detection_array_cdr(det, header, 'name')
-    assert len(got) == len(serialize_message(want))
-    msg = deserialize_message(got, Detection2DArray)
-    assert msg == want
+    msg = assert_cdr_is(detection_array_cdr(det, header, 'name'), want)
     for d, (cx, cy, w, h, theta) in zip(msg.detections, obb.astype(np.float64)):
         assert (d.bbox.center.position.x, d.bbox.center.position.y, d.bbox.center.theta,
                 d.bbox.size_x, d.bbox.size_y) == (cx, cy, theta, w, h)
