@@ -34,7 +34,7 @@ export MALLOC_MMAP_THRESHOLD_ ?= 33554432
 export MALLOC_TRIM_THRESHOLD_ ?= 268435456
 export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
 
-.PHONY: setup test-assets demo demo-tracks demo-multicam golden demo-check test clean
+.PHONY: setup test-assets demo demo-tracks demo-masks demo-multicam golden demo-check test clean
 
 setup:
 	@bash scripts/setup_env.sh
@@ -49,6 +49,13 @@ demo: setup
 # The same with track ids (ByteTrack, config/yolox_nano_tracking.yaml): PNGs labelled '#id'
 demo-tracks: setup
 	@$(PY) -m faster_deployment_ros.tools.demo --input "$(INPUT)" --model "$(MODEL)" --out "$(ROOT)/out/demo-tracks" --rate "$(RATE)" --params config/yolox_nano_tracking.yaml
+
+# Instance masks and track ids of a -seg model (config/yolov8n_seg_tracking.yaml): PNGs with each
+# instance's mask in its track's colour. MODEL defaults to the random-weight test model (built by
+# test-assets: its masks are shapes, not objects); give a trained export: MODEL=yolov8n-seg.onnx
+SEG_MODEL := $(if $(filter file,$(origin MODEL)),$(ROOT)/.cache/models/yolov8n-seg.onnx,$(MODEL))
+demo-masks: setup $(if $(filter file,$(origin MODEL)),test-assets)
+	@$(PY) -m faster_deployment_ros.tools.demo --input "$(INPUT)" --model "$(SEG_MODEL)" --out "$(ROOT)/out/demo-masks" --rate "$(RATE)" --params config/yolov8n_seg_tracking.yaml --masks-topic /instance_mask
 
 demo-multicam: setup
 	@$(PY) -m faster_deployment_ros.tools.demo_multicam --model "$(MODEL)" --out "$(ROOT)/out/demo-multicam" --rate "$(RATE)"

@@ -1,11 +1,19 @@
 """`make demo`: video -> bag -> detector_node in a live ROS 2 graph -> recorded outputs -> report.
 
   python -m faster_deployment_ros.tools.demo --input VIDEO --model ONNX --out out/demo \
-      [--rate 1.0] [--max-frames N] [--params config/yolox_nano_onnxruntime.yaml]
+      [--rate 1.0] [--max-frames N] [--params config/yolox_nano_onnxruntime.yaml] \
+      [--masks-topic /instance_mask]
 
 Writes OUT/report.json, OUT/outputs (MCAP bag of vision_msgs/Detection2DArray), OUT/frame_*.png
 (annotated) and OUT/detector_node.log; exits 1 when outputs were reordered or mis-stamped,
 2 when the input or model is missing. A ROS tool: rclpy is imported only in ``run``.
+
+Instance masks (`make demo-masks`: a -seg model, ``publish_masks``): ``--masks-topic`` records
+the detector's instance mask images (pixel = 1 + detection index, 0 none) into the same bag,
+checks each against the detection array of its header (report['masks']: images, stamps
+matched, order violations, pixels naming no detection) and overlays the masks on the PNGs, each
+instance in the colour of its Detection2D.id (the track id with ``tracking``). Exits 1 as well
+when no mask came, or a mask is reordered, mis-stamped or names a detection its array lacks.
 
 Golden-bag regression gate (`make golden`, then `make demo-check`): ``--record-golden DIR``
 keeps the run's outputs as DIR/outputs; ``--check-golden DIR`` diffs a later run against them
@@ -95,20 +103,27 @@ def _colour(name: str) -> tuple:
     return (64 + (h & 127), 64 + ((h >> 8) & 127), 64 + ((h >> 16) & 191))
 
 
-def draw(frame: np.ndarray, det_msg: Any) -> np.ndarray:
+def draw(frame: np.ndarray, det_msg: Any, mask: Optional[np.ndarray] = None) -> np.ndarray:
     """Boxes and 'class score' labels of a (rosbags) Detection2DArray on a copy of the frame.
 
-    Tracked detections (Detection2D.id set) are labelled '#id class score'.
+    Tracked detections (Detection2D.id set) are labelled '#id class score'. ``mask``: the
+    frame's instance mask (1 + detection index, 0 none), blended in half-transparent, each
+    instance and its box in the colour of its Detection2D.id (the track id with tracking).
     """
     canvas = frame.copy()
-    for det in det_msg.detections:
+    colours = [_colour(f'#{d.id}') for d in det_msg.detections]
+    if mask is not None:
+        lut = np.array([(0, 0, 0)] + colours, np.float32)
+        on = (mask > 0) & (mask <= len(colours))
+        canvas[on] = (0.5 * canvas[on] + 0.5 * lut[mask[on]]).astype(np.uint8)
+    for k, det in enumerate(det_msg.detections):
         if not len(det.results):
             continue
         best = max(det.results, key=lambda r: r.hypothesis.score)
         c, w, h = det.bbox.center.position, det.bbox.size_x, det.bbox.size_y
         p1 = (int(round(c.x - w / 2)), int(round(c.y - h / 2)))
         p2 = (int(round(c.x + w / 2)), int(round(c.y + h / 2)))
-        col = _colour(best.hypothesis.class_id)
+        col = colours[k] if mask is not None else _colour(best.hypothesis.class_id)
         cv2.rectangle(canvas, p1, p2, col, 2)
         track = f'#{det.id} ' if det.id else ''
         cv2.putText(canvas, f'{track}{best.hypothesis.class_id} {best.hypothesis.score:.2f}',
@@ -117,10 +132,16 @@ def draw(frame: np.ndarray, det_msg: Any) -> np.ndarray:
     return canvas
 
 
-def annotate(in_bag: Path, out_bag: Path, out: Path, count: int = 4) -> List[Path]:
+def _stamp(msg: Any) -> int:
+    return msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+
+
+def annotate(in_bag: Path, out_bag: Path, out: Path, count: int = 4,
+             masks_topic: Optional[str] = None) -> List[Path]:
     """Draw ``count`` outputs on their input frames (found by header stamp); return the PNGs.
 
-    The outputs drawn are spread evenly over those with detections.
+    The outputs drawn are spread evenly over those with detections (with ``masks_topic``: and
+    an instance mask image in ``out_bag``, overlaid).
     """
     from rosbags.rosbag2 import Reader
 
@@ -129,11 +150,16 @@ def annotate(in_bag: Path, out_bag: Path, out: Path, count: int = 4) -> List[Pat
     from ..core.image_codec import decode_compressed, msg_to_numpy, to_bgr8
     store = make_typestore()
     dets = [m for m in read_detection_msgs(out_bag, store) if len(m.detections)]
+    masks: Dict[int, Any] = {}
+    if masks_topic:
+        with_mask = set(_read_topic(out_bag, masks_topic, store, None))
+        dets = [m for m in dets if _stamp(m) in with_mask]
     if not dets or count <= 0:
         return []
     idx = np.unique(np.linspace(0, len(dets) - 1, min(count, len(dets))).round().astype(int))
-    wanted = {m.header.stamp.sec * 10**9 + m.header.stamp.nanosec: m for m in
-              (dets[i] for i in idx)}
+    wanted = {_stamp(m): m for m in (dets[i] for i in idx)}
+    if masks_topic:
+        masks = _read_topic(out_bag, masks_topic, store, msg_to_numpy, keep=wanted)
     paths = []
     with Reader(in_bag) as reader:
         conns = [c for c in reader.connections if c.msgtype.startswith('sensor_msgs/msg/')]
@@ -147,11 +173,78 @@ def annotate(in_bag: Path, out_bag: Path, out: Path, count: int = 4) -> List[Pat
             else:
                 img, enc = msg_to_numpy(msg), msg.encoding
             path = out / f'frame_{len(paths):02d}_{stamp}.png'
-            cv2.imwrite(str(path), draw(to_bgr8(img, enc), wanted[stamp]))
+            cv2.imwrite(str(path), draw(to_bgr8(img, enc), wanted[stamp], masks.get(stamp)))
             paths.append(path)
             if len(paths) == len(wanted):
                 break
     return paths
+
+
+def _read_topic(bag: Path, topic: str, store, convert, keep=None) -> Dict[int, Any]:
+    """Header stamp -> ``convert(msg)`` for the messages of ``topic`` (only stamps in ``keep``).
+
+    The stamp is read from the CDR bytes first, so messages not kept are never deserialised
+    (``convert`` None: none is, the values are None).
+    """
+    from rosbags.rosbag2 import Reader
+
+    from .replay import cdr_header
+    out = {}
+    with Reader(bag) as reader:
+        conns = [c for c in reader.connections if c.topic == topic]
+        for conn, _, data in reader.messages(connections=conns):
+            stamp = cdr_header(data)[0]
+            if keep is None or stamp in keep:
+                out[stamp] = convert and convert(store.deserialize_cdr(data, conn.msgtype))
+    return out
+
+
+def check_masks(bag: Path, topic: str, companion: Dict[str, Any]) -> Dict[str, Any]:
+    """Check the instance mask images of ``bag`` against its detection arrays (report['masks']).
+
+    ``companion``: replay's header statistics of the mask topic (report['topics'][topic]).
+    Adds ``values_beyond_detections`` (images with a pixel value above the number of
+    detections in the array of their header: a mask naming no detection), ``instances_shown``
+    (instance values present over all images), ``images_with_instances`` and ``encodings``.
+    """
+    from rosbags.rosbag2 import Reader
+
+    from .bag_types import make_typestore
+    from .replay import read_detection_msgs
+    from ..core.image_codec import msg_to_numpy
+    store = make_typestore()
+    counts = {(_stamp(m), str(m.header.frame_id)): len(m.detections)
+              for m in read_detection_msgs(bag, store)}
+    beyond = shown = with_instances = 0
+    encodings: Dict[str, int] = {}
+    with Reader(bag) as reader:
+        conns = [c for c in reader.connections if c.topic == topic]
+        for conn, _, data in reader.messages(connections=conns):
+            msg = store.deserialize_cdr(data, conn.msgtype)
+            encodings[msg.encoding] = encodings.get(msg.encoding, 0) + 1
+            values = np.unique(msg_to_numpy(msg))
+            values = values[values > 0]
+            n = counts.get((_stamp(msg), str(msg.header.frame_id)))
+            beyond += bool(n is not None and values.size and int(values[-1]) > n)
+            shown += int(values.size)
+            with_instances += bool(values.size)
+    return {'topic': topic, 'images': companion['messages'], **companion,
+            'values_beyond_detections': beyond, 'instances_shown': shown,
+            'images_with_instances': with_instances, 'encodings': encodings}
+
+
+def mask_failures(masks: Dict[str, Any], frames_out: int) -> List[str]:
+    """List what is wrong with report['masks'] (empty: nothing)."""
+    fails = []
+    if frames_out and not masks['images']:
+        fails.append(f'no instance mask image on {masks["topic"]} (is publish_masks true and '
+                     'the model a -seg export?)')
+    for key, what in (('header_mismatches', 'carry the header of no detection array'),
+                      ('order_violations', 'arrived out of order'),
+                      ('values_beyond_detections', 'name a detection their array lacks')):
+        if masks[key]:
+            fails.append(f'{masks[key]} mask images {what}')
+    return fails
 
 
 def run(args: argparse.Namespace) -> int:
@@ -207,14 +300,29 @@ def run(args: argparse.Namespace) -> int:
                            settle_timeout=args.settle_timeout, wait_timeout=args.node_timeout,
                            reliable=bool(golden), depth=GOLDEN_QOS_DEPTH if golden else 5,
                            lockstep=bool(golden),
+                           companion_topics=({args.masks_topic: 'sensor_msgs/msg/Image'}
+                                             if args.masks_topic else {}),
                            extra_report={'demo': {'input': str(video), 'model': str(model),
                                                   'params': str(params)}})
         report = play_record(cfg, log=log)
     if report is None:
         return 1
 
-    pngs = annotate(in_bag, out / 'outputs', out, args.frames)
+    fails = []
+    if args.masks_topic:
+        report['masks'] = check_masks(out / 'outputs', args.masks_topic,
+                                      report['topics'][args.masks_topic])
+        (out / 'report.json').write_text(json.dumps(report, indent=2) + '\n')
+        fails = mask_failures(report['masks'], report['frames_out'])
+    pngs = annotate(in_bag, out / 'outputs', out, args.frames, args.masks_topic)
     print(format_report(report))
+    if args.masks_topic:
+        m = report['masks']
+        print(f"masks: {m['images']} images ({m['stamps_matched']} with their detection array's "
+              f"header, {m['outputs_without']} arrays without one), {m['instances_shown']} "
+              f"instances shown; order violations {m['order_violations']}, header mismatches "
+              f"{m['header_mismatches']}, values naming no detection "
+              f"{m['values_beyond_detections']}")
     if report['dropped'] > 0 and golden:
         print(f"({report['dropped']} frames got no output although the replay waited up to "
               '2 s for each: see detector_node.log)')
@@ -229,6 +337,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if bad:
         print('demo: FAILED: outputs out of order or with foreign headers', file=sys.stderr)
+        return 1
+    if fails:
+        print('demo: FAILED: ' + '; '.join(fails), file=sys.stderr)
         return 1
     if args.record_golden:
         return record_golden(out, Path(args.record_golden), report)
@@ -277,6 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--frames', type=int, default=4, help='annotated PNG frames to write')
     p.add_argument('--node-timeout', type=float, default=90.0,
                    help='seconds for detector_node to load the model and subscribe')
+    p.add_argument('--masks-topic', metavar='TOPIC',
+                   help="record the detector's instance masks (e.g. /instance_mask, with "
+                   'publish_masks true), check them against the detections and draw them')
     p.add_argument('--settle-timeout', type=float, default=15.0,
                    help='seconds to wait for outputs after the last frame')
     g = p.add_mutually_exclusive_group()

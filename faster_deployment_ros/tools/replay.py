@@ -25,7 +25,8 @@ from rosbags.rosbag2.enums import StoragePlugin
 
 from .bag_types import make_typestore, normalize_type
 from .graph_node import spinning_node
-from .report import build_report, detection_classes, percentiles_ms, Record
+from .report import (build_report, companion_report, detection_classes, percentiles_ms,
+                     Record)
 from ..core.image_codec import fill_image_msg, msg_to_numpy
 
 IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
@@ -51,6 +52,9 @@ class ReplayConfig:
     lockstep: bool = False               # publish a frame only once the previous one's output
     #                                      came (or idle_timeout passed): no frame is dropped
     node_name: str = 'fdr_replay'
+    # topic -> type recorded beside out_topic into the same bag (e.g. the detector's
+    # instance_mask); report['topics'][topic] says how their headers match the outputs'
+    companion_topics: Dict[str, str] = field(default_factory=dict)
     extra_report: Dict[str, Any] = field(default_factory=dict)
 
 
@@ -140,11 +144,12 @@ class _Prefetcher(threading.Thread):
 class _Recorder:
     """Raw subscription callback: receipt time, header, and the CDR bytes into the bag."""
 
-    def __init__(self, writer: Writer, conn, with_header: bool) -> None:
+    def __init__(self, writer: Writer, conn, with_header: bool,
+                 lock: Optional[threading.Lock] = None) -> None:
         self.writer, self.conn, self.with_header = writer, conn, with_header
         self.records: List[Record] = []
         self.last_t = 0
-        self.lock = threading.Lock()
+        self.lock = lock or threading.Lock()  # shared by the recorders of one bag writer
         self.arrived = threading.Condition(self.lock)
 
     def __call__(self, data: bytes) -> None:
@@ -224,21 +229,16 @@ def play_record(cfg: ReplayConfig, log: Callable[[str], None] = print) -> Dict[s
               f'a subscriber on {cfg.in_topic}')
         _wait(lambda: node.count_publishers(cfg.out_topic) > 0, cfg.wait_timeout,
               f'a publisher on {cfg.out_topic}')
-        # Match the output publisher's reliability as ros2 bag record does: a reliable
-        # subscription would not hear a best-effort publisher.
-        infos = node.get_publishers_info_by_topic(cfg.out_topic)
-        reliable_out = all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
-        out_qos = QoSProfile(
-            history=HistoryPolicy.KEEP_LAST, depth=1000,
-            reliability=ReliabilityPolicy.RELIABLE if reliable_out
-            else ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE)
+        out_qos = _recorder_qos(node, cfg.out_topic)
         writer = Writer(out_bag, version=Writer.VERSION_LATEST, storage_plugin=StoragePlugin.MCAP)
         writer.open()
         conn = writer.add_connection(cfg.out_topic, out_type, typestore=store)
         recorder = _Recorder(writer, conn, has_header(out_cls))
         sub = node.create_subscription(out_cls, cfg.out_topic, recorder, out_qos, raw=True)
-        _wait(lambda: sub.get_publisher_count() > 0, cfg.wait_timeout,
-              f'the recorder to match {cfg.out_topic}')
+        companions = _record_companions(node, writer, cfg, recorder.lock)
+        for s in [sub] + [s for _, s in companions.values()]:
+            _wait(lambda s=s: s.get_publisher_count() > 0, cfg.wait_timeout,
+                  f'the recorder to match {s.topic_name}')
         time.sleep(cfg.start_delay)
 
         inputs: List[Record] = []
@@ -287,16 +287,22 @@ def play_record(cfg: ReplayConfig, log: Callable[[str], None] = print) -> Dict[s
         if not inputs:
             raise ReplayError(f'{cfg.in_bag}: no frames on the chosen topic')
 
-        # Let the outputs settle: all frames answered, outputs idle, or the timeout.
+        # Let the outputs settle: all frames answered (and each companion topic as many
+        # messages as outputs), outputs idle, or the timeout.
         end = time.monotonic() + cfg.settle_timeout
-        while time.monotonic() < end and len(recorder.records) < len(inputs):
-            last = max(recorder.last_t, inputs[-1].t_ns)
+        recorders = [recorder] + [r for r, _ in companions.values()]
+        while time.monotonic() < end and (
+                len(recorder.records) < len(inputs)
+                or any(len(r.records) < len(recorder.records) for r in recorders)):
+            last = max([r.last_t for r in recorders] + [inputs[-1].t_ns])
             if time.monotonic_ns() - last > cfg.idle_timeout * 1e9:
                 break
             time.sleep(0.02)
-        node.destroy_subscription(sub)
+        for s in [sub] + [s for _, s in companions.values()]:
+            node.destroy_subscription(s)
         with recorder.lock:
             outputs = list(recorder.records)
+            companion_records = {t: list(r.records) for t, (r, _) in companions.items()}
             writer.close()
             writer = None
 
@@ -309,8 +315,42 @@ def play_record(cfg: ReplayConfig, log: Callable[[str], None] = print) -> Dict[s
                    'reliable_input': cfg.reliable, 'depth': cfg.depth,
                    'publish_mode': cfg.publish_mode, 'output_bag': str(out_bag)},
         'player_cost_ms': percentiles_ms(costs), **cfg.extra_report})
+    if companion_records:
+        report['topics'] = {t: companion_report(outputs, r) for t, r in companion_records.items()}
     (out_dir / 'report.json').write_text(json.dumps(report, indent=2) + '\n')
     return report
+
+
+def _recorder_qos(node, topic: str):
+    """Depth 1000, volatile, with the reliability of ``topic``'s publishers.
+
+    As ros2 bag record does: a reliable subscription would not hear a best-effort publisher.
+    """
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+    infos = node.get_publishers_info_by_topic(topic)
+    reliable = all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000,
+                      reliability=ReliabilityPolicy.RELIABLE if reliable
+                      else ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE)
+
+
+def _record_companions(node, writer: Writer, cfg: ReplayConfig,
+                       lock: threading.Lock) -> Dict[str, Tuple[_Recorder, Any]]:
+    """Record every companion topic into ``writer``: topic -> (recorder, subscription).
+
+    Waits for each topic's publisher first (its QoS decides the recorder's reliability).
+    """
+    out = {}
+    for topic, typ in cfg.companion_topics.items():
+        _wait(lambda t=topic: node.count_publishers(t) > 0, cfg.wait_timeout,
+              f'a publisher on {topic}')
+        typ = normalize_type(typ)
+        cls = import_message(typ)
+        conn = writer.add_connection(topic, typ, typestore=make_typestore((typ,)))
+        rec = _Recorder(writer, conn, has_header(cls), lock)
+        out[topic] = (rec, node.create_subscription(cls, topic, rec, _recorder_qos(node, topic),
+                                                    raw=True))
+    return out
 
 
 def read_detections(bag: Path, store=None) -> List[List[str]]:

@@ -64,6 +64,23 @@ def latencies_ns(inputs: Sequence[Record], outputs: Sequence[Record]) -> List[in
     return out
 
 
+def companion_report(outputs: Sequence[Record], companion: Sequence[Record]) -> Dict[str, Any]:
+    """How a topic published beside the outputs (e.g. instance masks) matches them by header.
+
+    ``outputs`` and ``companion`` in receipt order. ``stamps_matched``: companion messages whose
+    (stamp, frame_id) equals an output's; ``header_mismatches``: the others;
+    ``outputs_without``: outputs no companion message carries the header of.
+    """
+    known = {(r.stamp_ns, r.frame_id) for r in outputs}
+    carried = {(r.stamp_ns, r.frame_id) for r in companion}
+    matched = sum((r.stamp_ns, r.frame_id) in known for r in companion)
+    return {'messages': len(companion), 'stamps_matched': matched,
+            'header_mismatches': len(companion) - matched,
+            'duplicates': len(companion) - len(carried),
+            'order_violations': order_violations([r.stamp_ns for r in companion]),
+            'outputs_without': len(known - carried)}
+
+
 def detection_classes(msg: Any) -> List[str]:
     """Class of each detection of a duck-typed vision_msgs/Detection2DArray (rclpy or rosbags).
 
