@@ -22,6 +22,9 @@ echo "== carried packages"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target "$SITE" "$BUNDLE"/whl/*.whl || exit 1
 tar -xJf "$BUNDLE/pytriton-trim.tar.xz" -C "$SITE" || exit 1
+# pytriton outside a site-packages folder counts as an editable install and looks for its
+# libraries (tritonserver's) in pytriton/tritonserver/external_libs.
+ln -sfn "$SITE/nvidia_pytriton.libs" "$SITE/pytriton/tritonserver/external_libs"
 export PYTHONPATH="$BUNDLE:$SITE"
 python3 - <<'EOF'
 import importlib.metadata as md
@@ -46,6 +49,20 @@ if key(have) < key(want):
     p.write_text(s.replace(f"GRPC_GENERATED_VERSION = '{want}'", f"GRPC_GENERATED_VERSION = '{have}'"))
     print(f'grpcio {have} < {want}: tritonclient stubs relaxed')
 EOF
+# pytriton 0.7 pins numpy<2: its Python-backend stub reads numpy-2 arrays as empty, and Triton
+# then answers with empty outputs. The stub gets a venv of its own with numpy 1.26 and the
+# carried packages (the server process, torch's, keeps the machine's numpy).
+STUBENV="$SITE/stubenv"
+if [ -e "$BUNDLE/numpy1-stub.tar.xz" ] && python3 -m venv --without-pip "$STUBENV"; then
+    mkdir -p "$SITE/numpy1" && tar -xJf "$BUNDLE/numpy1-stub.tar.xz" -C "$SITE/numpy1"
+    sp=$("$STUBENV/bin/python3" -c 'import site; print(site.getsitepackages()[0])')
+    printf '%s\n%s\n' "$SITE/numpy1" "$SITE" > "$sp/gpurow.pth"
+    export GPUROW_STUB_ENV="$STUBENV"
+    "$STUBENV/bin/python3" -c 'import numpy, zmq; print("stub venv: numpy", numpy.__version__)'
+else
+    echo "stub venv: none (the stub uses this python's numpy)"
+fi
+[ -e "$BUNDLE/yolov8n.onnx" ] || xz -dk "$BUNDLE/yolov8n.onnx.xz" || exit 1
 # The Python-backend stub links libpython3.12.so.1.0; carry one where the machine has none.
 libdir=$(python3 -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
 if [ -e "$libdir/libpython3.12.so.1.0" ] || ldconfig -p | grep -q 'libpython3.12.so.1.0'; then
