@@ -21,11 +21,26 @@ Three subcommands:
 
     # here (the export venv: ultralytics, torch, onnx, onnxruntime, opencv): the bundle
     .venv-export/bin/python benchmarks/triton_gpu_row.py prepare --bundle DIR \
-        --wheels WHEELDIR --pytriton-wheel nvidia_pytriton-0.7.0-...whl [--libpython PATH]
+        --wheels WHEELS --pytriton-wheel nvidia_pytriton-0.7.0-...whl \
+        --numpy1-wheel numpy-1.26.4-cp312-...whl [--libpython PATH]
     # on the GPU machine (Python 3.12 with torch, onnx, onnxruntime, opencv):
-    bash DIR/device.sh            # installs the carried wheels, then runs `run`
+    OUT=OUTDIR bash DIR/device.sh [run options]   # installs the carried wheels, runs `run`
     python3 DIR/triton_gpu_row.py run --bundle DIR --out OUTDIR [--clients 1,4,8]
     python3 DIR/triton_gpu_row.py serve --bundle DIR --grpc-port P ...   # the server alone
+
+The wheels (the GPU machine has Python 3.12 and no network), e.g. into WHEELS:
+
+    pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_35_x86_64 --platform manylinux_2_28_x86_64 \
+        --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+        --platform manylinux1_x86_64 -d WHEELS tritonclient==2.73.0 pyzmq sh \
+        importlib_metadata python-rapidjson protobuf==6.33.5 gevent geventhttpclient \
+        'greenlet<3.4' zope.event zope.interface brotli
+    # and, elsewhere (not into WHEELS): nvidia-pytriton==0.7.0, numpy==1.26.4
+
+--libpython carries a libpython3.12.so.1.0 (7 MiB xz) for a machine without one (Triton's
+Python-backend stub links it); with it the bundle and the repository exceed the device tool's
+64 MiB, so it was left out of the call (device.sh says which one the stub found).
 
 `prepare` rebuilds the conditioned network exactly as scripts/build_test_models.py does
 (same seed, same calibration frames), exports it with ultralytics' TorchScript exporter,
