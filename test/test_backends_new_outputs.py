@@ -221,7 +221,7 @@ def test_rknn_simulator_fp16(kind, frames, reference, tmp_path_factory):
 
 @pytest.fixture(params=['8.6', '10', '11'])
 def trt(request, monkeypatch):
-    """The stand-in of one TensorRT version as `tensorrt` (test/support/trt_standins)."""
+    """Return the stand-in of one TensorRT version as `tensorrt` (test/support/trt_standins)."""
     from support.trt_standins import load
     module = load(request.param)
     monkeypatch.setitem(sys.modules, 'tensorrt', module)
@@ -231,7 +231,7 @@ def trt(request, monkeypatch):
 @pytest.mark.gpu
 @pytest.mark.parametrize('kind', KINDS)
 def test_tensorrt_cpu_postprocess(kind, trt, frames, reference, tmp_path):
-    """TensorRT fp32 engine + the adapter's CPU post-processing equal ONNX Runtime's."""
+    """Run a TensorRT fp32 engine + the adapter's CPU post-processing: ONNX Runtime's output."""
     refs = reference(kind)
     with create_backend('tensorrt', str(onnx_model(kind)), precision='fp32',
                         cache_dir=str(tmp_path)) as b:
@@ -247,7 +247,7 @@ def test_tensorrt_cpu_postprocess(kind, trt, frames, reference, tmp_path):
 @pytest.mark.gpu
 @pytest.mark.parametrize('kind', ['masks', 'obb'])
 def test_tensorrt_gpu_pipeline_falls_back_to_cpu(kind, trt, frames, reference, tmp_path):
-    """gpu_pipeline: true with a -seg / OBB model: logged, CPU pre/post-processing, same output."""
+    """Run gpu_pipeline: true with a -seg / OBB model: logged, CPU post-processing, same output."""
     import threading
 
     from faster_deployment_ros.runtime.config import RuntimeConfig

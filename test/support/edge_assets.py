@@ -253,7 +253,7 @@ def match_boxes(ref, got, iou: float = 0.5) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def mask_ious(ref, got, pairs) -> np.ndarray:
-    """IoU of the instance masks of each matched pair (1 where both are empty)."""
+    """Return the IoU of the instance masks of each matched pair (1 where both are empty)."""
     out = []
     for i, j in zip(*pairs):
         a, b = ref.masks.full_mask(int(i)), got.masks.full_mask(int(j))
