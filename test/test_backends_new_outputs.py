@@ -278,3 +278,28 @@ def test_tensorrt_gpu_pipeline_falls_back_to_cpu(kind, trt, frames, reference, t
     assert all(r.ok for r in results), [r.error for r in results if not r.ok]
     gots = [r.result[0] for r in sorted(results, key=lambda r: r.context)]
     assert_fp32(kind, measure(kind, refs, gots), f'tensorrt runtime {MODELS[kind]}')
+
+
+@pytest.mark.parametrize('kind', KINDS + ['detection'])
+def test_gpu_path_declines_masks_angles_and_maps(kind):
+    """Which adapters the runtime's GPU path takes (`PerceptionRuntime._stages`), no GPU needed.
+
+    -seg and OBB adapters declare no GPU decode, so `specs_for_adapter` refuses them with the
+    reason the runtime logs before keeping pre/post-processing on the CPU; the semantic adapter
+    is not a detection task, which the GPU path is limited to; a plain detector is taken.
+    """
+    from faster_deployment_ros.gpu.pipeline import specs_for_adapter
+    path = (CACHE / 'models' / 'yolov8n.onnx') if kind == 'detection' else onnx_model(kind)
+    if not path.exists():
+        missing(f'{path} not built: run `bash scripts/test_assets.d/20_test_models.sh`')
+    with create_backend('onnxruntime', str(path)) as b:
+        adapter = create_adapter('auto', b.inputs, b.outputs, b.metadata)
+    if kind == 'detection':
+        pre, dec = specs_for_adapter(adapter)
+        assert adapter.task == 'detection' and dec.layout == 'yolov8'
+    elif kind == 'semantic':
+        assert adapter.task == 'segmentation' and adapter.decode_spec() is None
+    else:
+        assert adapter.task == 'detection' and adapter.decode_spec() is None
+        with pytest.raises(ValueError, match='no GPU pre/post-processing for .*use the CPU'):
+            specs_for_adapter(adapter)
