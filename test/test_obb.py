@@ -20,6 +20,7 @@ from faster_deployment_ros.models.obb import ObbAdapter, ultralytics_rotated_nms
 from faster_deployment_ros.ros.detection_msgs import bbox_fields, draw_detections
 import numpy as np
 import pytest
+from support.edge_assets import rbox_errors
 from support.golden import golden_frames, load_golden, model_path
 
 NAME = 'yolo11n-obb'
@@ -37,25 +38,6 @@ def case():
         outputs[key] = (inputs, meta, backend.infer(inputs))
     yield golden, info, backend, adapter, outputs
     backend.close()
-
-
-def rbox_errors(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Return (N, M, 3) centre, size and angle differences of boxes in their regularised forms.
-
-    Both sides are regularised (theta in [0, pi/2), ultralytics' regularize_rboxes); where the
-    two angles sit on either side of the period's end (0 vs pi/2 - e), b turns by pi/2 with w and
-    h swapped, so a box near the boundary still compares as itself.
-    """
-    ra, rb = regularize_obb(a)[:, None], regularize_obb(b)[None]
-    d = ra[..., 4] - rb[..., 4]
-    turn = np.where(d > math.pi / 4, 1, np.where(d < -math.pi / 4, -1, 0))
-    swap = turn != 0
-    bw = np.where(swap, rb[..., 3], rb[..., 2])
-    bh = np.where(swap, rb[..., 2], rb[..., 3])
-    centre = np.abs(ra[..., :2] - rb[..., :2]).max(-1)
-    size = np.maximum(np.abs(ra[..., 2] - bw), np.abs(ra[..., 3] - bh))
-    angle = np.abs(d - turn * math.pi / 2)
-    return np.stack(np.broadcast_arrays(centre, size, angle), -1)
 
 
 def assert_obb_equal(det: Detections, obb: np.ndarray, scores: np.ndarray, classes: np.ndarray,

@@ -70,12 +70,18 @@ convert() {  # convert TARGET ONNX PRECISION OUTPUT; redone when the model or th
   echo "$key" >"$dst.stamp"
 }
 yolox="$root/../shared/models/yolox_nano_coco_416.onnx"
-yolov8="$root/.cache/models/yolov8n.onnx"
+# detection, then the new outputs (test/test_backends_new_outputs.py): instance masks (-seg: two
+# outputs), oriented boxes (-obb), semantic segmentation (LR-ASPP)
+models=("$root/.cache/models/"{yolov8n,yolov8n-seg,yolo11n-obb,lraspp_mobilenet_v3_large}.onnx)
 for p in fp32 fp16; do
   convert ncnn "$yolox" $p "$out/yolox_nano_coco_416.$p.ncnn.param"
-  convert ncnn "$yolov8" $p "$out/yolov8n.$p.ncnn.param"
+  for m in "${models[@]}"; do
+    convert ncnn "$m" $p "$out/$(basename "$m" .onnx).$p.ncnn.param"
+  done
 done
 if [[ -x "$rk/bin/python" ]]; then
   convert rknn "$yolox" fp16 "$out/yolox_nano_coco_416.fp16.rknn"
-  convert rknn "$yolov8" fp16 "$out/yolov8n.fp16.rknn"
+  for m in "${models[@]}"; do
+    convert rknn "$m" fp16 "$out/$(basename "$m" .onnx).fp16.rknn"
+  done
 fi

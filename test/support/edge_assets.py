@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 import subprocess
@@ -17,7 +18,7 @@ from typing import Dict, List, Tuple
 import cv2
 import numpy as np
 import pytest
-from support.shared_data import CACHE, ROOT, shared_file
+from support.shared_data import CACHE, missing, ROOT, shared_file
 
 CONVERTED = CACHE / 'models' / 'converted'
 YOLOV8_ONNX = CACHE / 'models' / 'yolov8n.onnx'
@@ -35,8 +36,9 @@ def yolov8_onnx() -> Path:
 
 
 def need_venv(target: str) -> None:
+    """Skip without the converter venv of `target`; in CI (which builds it) fail."""
     if not (VENVS[target] / 'bin' / 'python').exists():
-        pytest.skip(f'{VENVS[target].name} missing: bash scripts/test_assets.d/30_converters.sh')
+        missing(f'{VENVS[target].name} missing: bash scripts/test_assets.d/30_converters.sh')
 
 
 def _sha16(data: bytes) -> str:
@@ -207,3 +209,74 @@ def fp16_weight_reference(onnx: Path, inputs: List[np.ndarray], tmp_dir: Path) -
     assert proc.returncode == 0, proc.stderr
     with np.load(dst) as z:
         return [z[f'arr_{i}'] for i in range(len(inputs))]
+
+
+_FP16_WEIGHTS = r"""
+import sys, numpy as np, onnx
+from onnx import numpy_helper
+model = onnx.load(sys.argv[1])
+for init in model.graph.initializer:
+    a = numpy_helper.to_array(init)
+    if a.dtype == np.float32 and a.size > 1:
+        init.CopyFrom(numpy_helper.from_array(a.astype(np.float16).astype(np.float32), init.name))
+onnx.save(model, sys.argv[2])
+"""
+
+
+def fp16_weight_model(onnx: Path, tmp_dir: Path) -> Path:
+    """`onnx` with its weights rounded to fp16 (still an fp32 graph), for ONNX Runtime.
+
+    The yardstick for fp16 conversions through a model adapter: what fp16 weights alone do to
+    the decoded outputs (made in .venv-convert, which has onnx).
+    """
+    need_venv('ncnn')
+    out = tmp_dir / f'{onnx.stem}.fp16-weights.onnx'
+    proc = subprocess.run([str(VENVS['ncnn'] / 'bin' / 'python'), '-c', _FP16_WEIGHTS,
+                           str(onnx), str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def match_boxes(ref, got, iou: float = 0.5) -> Tuple[np.ndarray, np.ndarray]:
+    """Pair each reference detection with the best-overlapping one of the same class.
+
+    Returns (reference indices, their partners in `got`): the pairs whose box IoU is above
+    `iou` (axis-aligned boxes; for oriented ones the boxes around them).
+    """
+    if len(ref) == 0 or len(got) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    m = box_iou(np.asarray(ref.boxes, np.float64), np.asarray(got.boxes, np.float64))
+    m[np.asarray(ref.class_ids)[:, None] != np.asarray(got.class_ids)[None, :]] = 0
+    best = m.argmax(1)
+    ok = np.flatnonzero(m[np.arange(len(best)), best] > iou)
+    return ok, best[ok]
+
+
+def mask_ious(ref, got, pairs) -> np.ndarray:
+    """Return the IoU of the instance masks of each matched pair (1 where both are empty)."""
+    out = []
+    for i, j in zip(*pairs):
+        a, b = ref.masks.full_mask(int(i)), got.masks.full_mask(int(j))
+        union = int((a | b).sum())
+        out.append(1.0 if union == 0 else int((a & b).sum()) / union)
+    return np.asarray(out, np.float64)
+
+
+def rbox_errors(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Return (N, M, 3) centre, size and angle differences of boxes in their regularised forms.
+
+    Both sides are regularised (theta in [0, pi/2), ultralytics' regularize_rboxes); where the
+    two angles sit on either side of the period's end (0 vs pi/2 - e), b turns by pi/2 with w and
+    h swapped, so a box near the boundary still compares as itself.
+    """
+    from faster_deployment_ros.core.obb import regularize_obb
+    ra, rb = regularize_obb(a)[:, None], regularize_obb(b)[None]
+    d = ra[..., 4] - rb[..., 4]
+    turn = np.where(d > math.pi / 4, 1, np.where(d < -math.pi / 4, -1, 0))
+    swap = turn != 0
+    bw = np.where(swap, rb[..., 3], rb[..., 2])
+    bh = np.where(swap, rb[..., 2], rb[..., 3])
+    centre = np.abs(ra[..., :2] - rb[..., :2]).max(-1)
+    size = np.maximum(np.abs(ra[..., 2] - bw), np.abs(ra[..., 3] - bh))
+    angle = np.abs(d - turn * math.pi / 2)
+    return np.stack(np.broadcast_arrays(centre, size, angle), -1)
