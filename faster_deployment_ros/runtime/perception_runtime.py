@@ -171,8 +171,12 @@ class PerceptionRuntime:
     def _stages(self) -> Tuple[Any, List[Any], Any]:
         """(preprocess, one infer per worker, postprocess): the GPU path where offered."""
         cfg = self.config
-        if (cfg.gpu_pipeline and getattr(self.adapter, 'task', '') == 'detection'
-                and all(b.supports_gpu_pipeline for b in self.backends)):
+        task = getattr(self.adapter, 'task', '')
+        gpu_backends = all(b.supports_gpu_pipeline for b in self.backends)
+        if cfg.gpu_pipeline and gpu_backends and task != 'detection':
+            self._log(f'pre/post-processing on the CPU: the GPU path decodes detections only '
+                      f'(this is a {task} model)')
+        if cfg.gpu_pipeline and gpu_backends and task == 'detection':
             from ..gpu.pipeline import specs_for_adapter
             try:
                 pre, dec = specs_for_adapter(self.adapter)
