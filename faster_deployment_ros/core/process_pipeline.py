@@ -85,6 +85,7 @@ class _Slot:
     def fit(self, nbytes: int) -> shared_memory.SharedMemory:
         if self.shm is None or self.shm.size < nbytes:
             self.release()
+            check_shm_space(nbytes)
             self.shm = shared_memory.SharedMemory(create=True, size=max(1, nbytes))
         return self.shm
 
@@ -96,6 +97,24 @@ class _Slot:
                 shm.unlink()
             except FileNotFoundError:  # already gone (e.g. removed by the resource tracker)
                 pass
+
+
+def check_shm_space(nbytes: int, root: str = '/dev/shm') -> None:
+    """Raise WorkerProcessError if `root` has less than `nbytes` free.
+
+    A segment is created sparse: writing a frame into one the tmpfs cannot back would kill
+    this process with SIGBUS instead of failing the frame.
+    """
+    try:
+        st = os.statvfs(root)
+    except OSError:
+        return  # no /dev/shm to ask (not Linux): SharedMemory reports what it can
+    free = st.f_bavail * st.f_frsize
+    if free < nbytes:
+        raise WorkerProcessError(
+            f'{root} has {free / 1e6:.1f} MB free, a frame slot needs {nbytes / 1e6:.1f} MB '
+            f'(worker processes hold 2 x workers + 2 frames there): give the container more '
+            f'shared memory (docker run --shm-size=512m) or use worker_mode: threads')
 
 
 class _SlotPool:
