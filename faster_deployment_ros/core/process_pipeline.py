@@ -140,6 +140,10 @@ class _SlotPool:
             self._free.append(slot.index)
             self._cond.notify()
 
+    def names(self) -> List[str]:
+        """Return the names of the shared-memory segments the slots hold now."""
+        return [s.shm.name for s in self._slots if s.shm is not None]
+
     def close(self) -> None:
         with self._cond:
             self._closed = True
@@ -247,7 +251,7 @@ def _send(conn: Any, message: Tuple[Any, ...]) -> bool:
 
 def _how_it_ended(exitcode: Optional[int]) -> str:
     if exitcode is None:
-        return 'still running but its pipe closed'
+        return 'its pipe closed while it still ran; killed'
     if exitcode < 0:
         try:
             return f'killed by {signal.Signals(-exitcode).name}'
@@ -257,10 +261,15 @@ def _how_it_ended(exitcode: Optional[int]) -> str:
 
 
 class _Child:
-    """One worker process and the parent's end of its pipe."""
+    """One worker process and the parent's end of its pipe.
+
+    Ending it (`stop`, `end`) is serialised: the closing thread and the process's dispatcher
+    thread may both try, and a pipe closed twice could close a descriptor reused meanwhile.
+    """
 
     def __init__(self, ctx: Any, spec: Any, index: int, name: str) -> None:
         self.index = index
+        self._lock = threading.Lock()
         self.conn, child_conn = ctx.Pipe(duplex=True)
         self.proc = ctx.Process(target=_child_main, args=(spec, index, child_conn),
                                 name=f'{name}-proc{index}', daemon=True)
@@ -274,44 +283,51 @@ class _Child:
 
     def wait_ready(self, timeout: float) -> None:
         if not self.conn.poll(timeout):
-            self.kill()
+            self.end(0.0)
             raise WorkerProcessError(f'worker process {self.index} did not start within '
                                      f'{timeout:g} s (loading the model?)')
         try:
             kind, value = self.conn.recv()
         except (EOFError, OSError):
-            self.proc.join(STOP_GRACE_S)
+            how = self.end(STOP_GRACE_S)
             raise WorkerProcessError(f'worker process {self.index} died while starting '
-                                     f'({_how_it_ended(self.proc.exitcode)})') from None
+                                     f'({how})') from None
         if kind != 'ready':
-            self.proc.join(STOP_GRACE_S)
+            self.end(STOP_GRACE_S)
             raise WorkerProcessError(f'worker process {self.index} could not build its worker: '
                                      f'{value}')
 
     def stop(self, idle: bool, grace: float) -> bool:
         """End the process (asked if `idle`, else terminated); True if it had to be terminated."""
-        killed = False
-        if self.proc.is_alive() and idle:
-            try:
-                self.conn.send(('stop',))
-            except OSError:
-                pass
-            self.proc.join(grace)
-        if self.proc.is_alive():
-            killed = True
-            self.proc.terminate()
-            self.proc.join(grace)
-        if self.proc.is_alive():
-            self.proc.kill()
-            self.proc.join()
-        self.conn.close()
-        return killed
+        with self._lock:
+            killed = False
+            if self.proc.is_alive() and idle and not self.conn.closed:
+                try:
+                    self.conn.send(('stop',))
+                except OSError:
+                    pass
+                self.proc.join(grace)
+            if self.proc.is_alive():
+                killed = True
+                self.proc.terminate()
+                self.proc.join(grace)
+            self._finish()
+            return killed
 
-    def kill(self) -> None:
+    def end(self, grace: float) -> str:
+        """Wait up to `grace` for the process to end by itself, else kill it; say how it ended."""
+        with self._lock:
+            self.proc.join(grace)
+            how = _how_it_ended(self.proc.exitcode)
+            self._finish()
+            return how
+
+    def _finish(self) -> None:
         if self.proc.is_alive():
             self.proc.kill()
         self.proc.join()
-        self.conn.close()
+        if not self.conn.closed:
+            self.conn.close()
 
 
 class _Dispatcher:
@@ -353,9 +369,7 @@ class _Dispatcher:
     def _died(self, child: _Child) -> WorkerProcessError:
         """Say how process i ended; restart it unless closing (or fault the pipeline)."""
         owner = self.owner
-        child.proc.join(STOP_GRACE_S)
-        how = _how_it_ended(child.proc.exitcode)
-        child.kill()
+        how = child.end(STOP_GRACE_S)
         self.deaths_in_a_row += 1
         text = (f'worker process {self.index} (pid {child.pid}) died while running this frame '
                 f'({how})')
@@ -484,6 +498,10 @@ class ProcessPipeline:
     def pids(self) -> List[Optional[int]]:
         """Return the worker processes' ids, by worker index (a restarted one gets a new id)."""
         return [c.pid for c in self.children]
+
+    def segments(self) -> List[str]:
+        """Return the names of the shared-memory segments the frame slots hold now."""
+        return self.slots.names()
 
     def busy_workers(self) -> Dict[int, float]:
         return self.pipeline.busy_workers()
