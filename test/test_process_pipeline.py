@@ -360,3 +360,38 @@ def test_worker_processes_exit_when_their_parent_is_killed(model):
         if parent.poll() is None:
             parent.kill()
             parent.wait()
+
+
+@pytest.mark.ros
+def test_detector_node_with_worker_processes_publishes_in_order_and_reports(ros, yolox_model,
+                                                                            frames):
+    """The node is unchanged: same topics, order, /diagnostics counters and stage times."""
+    from faster_deployment_ros.ros.detector_node import DetectorNode
+    from sensor_msgs.msg import Image
+    from support.node_harness import harnesses, header_key, image_msg
+    from vision_msgs.msg import Detection2DArray
+
+    with harnesses(DetectorNode, {'model_path': str(yolox_model), 'workers': 2, 'threads': 1,
+                                  'worker_mode': 'processes'}, 'procs_test_peer',
+                   inputs={'image': (Image, 'image')},
+                   outputs={'detections': (Detection2DArray, 'detections')}) as make:
+        h = make()
+        h.start()
+        runtime = h.node.runtime
+        pids = runtime.pipeline.pids()
+        assert len(pids) == 2 and h.node.backends == []
+        sent = []
+        for i, frame in enumerate(frames):
+            msg = image_msg(frame, 1_700_000_000_000_000_000 + i * 20_000_000, f'cam_{i}')
+            sent.append(header_key(msg.header))
+            h.pubs['image'].publish(msg)
+        got = h.wait_count(h.got['detections'], len(frames), WAIT_S)
+        assert [header_key(m.header) for m in got] == sent
+        assert all(len(m.detections) > 0 for m in got)
+        status = h.node.diagnostic_statuses()[0]
+        values = {kv.key: kv.value for kv in status.values}
+        assert values['pipeline_frames_out'] == str(len(frames))
+        assert values['pipeline_failed'] == '0'
+        assert float(values['infer_p50_ms']) > 0.0 and float(values['hop_infer_p50_ms']) > 0.0
+        h.node.release()
+        assert all(gone(pid) for pid in pids)

@@ -32,12 +32,17 @@ differs from what a process last got, that process gets it (`worker.control(payl
 its next frame: runtime changes (e.g. thresholds) reach the workers in frame order.
 
 A process that dies (crash, killed) fails the frame it was running (`error` says which process,
-its exit code or signal) and is restarted by its dispatch thread; if the restart fails, or a
-process dies `max_restarts` times in a row without finishing a frame, the pipeline faults:
+its exit code or signal) and is restarted by its dispatch thread, up to `max_restarts` times
+in a row without a finished frame; if a restart fails, or the process dies once more, it faults:
 `fault` says why, `submit` refuses frames, the frames in flight still come out (failed where
 their process is gone). `close()` never waits on a process longer than its timeout: those still
 running a frame are terminated, then killed; every process is joined and every shared-memory
 segment unlinked before it returns. A process whose parent dies sees its pipe close and exits.
+
+Spawn imports the parent's main module in each worker process (as multiprocessing does): a
+script that builds a pipeline must do so under `if __name__ == '__main__':`. Frame slots live
+in /dev/shm: (2 x workers + 2) frames must fit there (`check_shm_space` says so before a frame
+would be written into memory the tmpfs cannot back).
 """
 from __future__ import annotations
 
