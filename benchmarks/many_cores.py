@@ -13,7 +13,9 @@ For each model and each N (ROS-free, CPU only):
       CPU / runnable / blocked from /proc/self/task/*/schedstat). `--variant` adds block runs
       with process settings: `cv2=1` (OpenCV on 1 thread, the default extra run), `si=S`
       (sys.setswitchinterval), `nice=K` (the worker threads' nice value), `prefeed=K` (K
-      feeder threads pre-process and the pipeline's pre stage passes their tensors on).
+      feeder threads pre-process and the pipeline's pre stage passes their tensors on),
+      `procs` (`worker_mode='processes'`: N worker processes, each pre + infer + post of whole
+      frames, frames through shared memory; CPU counted over the parent and its workers).
   (c) paced: the same runtime with 'drop_oldest', fed at `--load` (0.8) x the rate of (a):
       p50 / p99 latency (frame due to result delivered) against the single-frame p50 (one
       frame at a time on one thread, OpenCV on 1 thread, measured first, alone). For
@@ -197,13 +199,16 @@ def parse_variant(text: str) -> Dict[str, float]:
     for part in filter(None, (p.strip() for p in text.split(','))):
         if part == 'base':
             continue
+        if part == 'procs':
+            out['procs'] = 1.0
+            continue
         key, _, value = part.partition('=')
         if key not in ('cv2', 'si', 'nice', 'prefeed') or not value:
             raise SystemExit(f'variant {text!r}: give cv2=THREADS (OpenCV threads), si=SECONDS '
                              '(sys.setswitchinterval), nice=K (the nice value of the inference '
                              'worker threads), prefeed=K (K feeder threads pre-process, '
-                             'the pre stage of the pipeline passes their tensors on), '
-                             'comma-separated, or base')
+                             'the pre stage of the pipeline passes their tensors on), procs '
+                             '(worker processes), comma-separated, or base')
         out[key] = float(value)
     return out
 
@@ -234,6 +239,19 @@ def thread_cpu(threads: Sequence[threading.Thread]) -> Dict[str, float]:
         except (OSError, AttributeError):  # pragma: no cover - non-Linux
             pass
     return out
+
+
+def children_cpu(pids: Sequence[Optional[int]]) -> float:
+    """CPU seconds (user + system) the processes `pids` have used so far (0 for gone ones)."""
+    tick = os.sysconf('SC_CLK_TCK')
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
 
 
 class Prepared:
@@ -284,10 +302,12 @@ def run_pipeline(model: str, frames: List[np.ndarray], n: int, seconds: float, w
     config = RuntimeConfig(model_path=model, backend='onnxruntime', workers=n, threads=1,
                            queue_size=queue_size, full_policy=full_policy,
                            backend_options={'inter_op_threads': 1}, gpu_pipeline=False,
-                           name='many')
+                           name='many',
+                           worker_mode='processes' if 'procs' in settings else 'threads')
     prefeed = int(settings.get('prefeed', 0))
     runtime = PerceptionRuntime(config, Prepared if prefeed else make_adapter, rec,
                                 on_drop=lambda seq, ctx: drops.append(seq))
+    pids = runtime.pipeline.pids() if 'procs' in settings else []
     if 'nice' in settings:  # lower the inference workers' CPU weight against pre / post
         for t in runtime.pipeline.threads:
             if '-infer' in t.name:
@@ -326,10 +346,10 @@ def run_pipeline(model: str, frames: List[np.ndarray], n: int, seconds: float, w
         time.sleep(warmup)
         threads = runtime.pipeline.threads + feeders
         cpu0, sch0, proc0, t_w0 = (thread_cpu(threads), schedstat(threads),
-                                   time.process_time(), _now())
+                                   time.process_time() + children_cpu(pids), _now())
         time.sleep(seconds)
         cpu1, sch1, proc1, t_w1 = (thread_cpu(threads), schedstat(threads),
-                                   time.process_time(), _now())
+                                   time.process_time() + children_cpu(pids), _now())
         stats = runtime.stats()
         stop.set()
         for feeder in feeders:
@@ -366,6 +386,9 @@ def run_pipeline(model: str, frames: List[np.ndarray], n: int, seconds: float, w
     return {
         'full_policy': full_policy, 'queue_size': queue_size, 'rate_in': rate,
         'variant': variant or 'base',
+        'worker_mode': config.worker_mode,
+        'worker_stats': {k: stats.get(k) for k in ('worker_deaths', 'worker_restarts', 'fault')
+                         if k in stats},
         'cv2_threads': int(settings.get('cv2', saved_cv2)),
         'switch_interval_s': settings.get('si', saved_si),
         'fps': fps, 'frames': len(window), 'seconds': span,
@@ -424,7 +447,8 @@ def machine() -> Dict[str, Any]:
 
 def table(results: Dict[str, Any], load: float) -> str:
     head = (f'{"model":<8} {"N":>3} {"indep fps":>9} {"pipe fps":>8} {"ratio":>6} '
-            f'{"cv2=1":>6} {"viol":>4} | {"pre busy":>8} {"post busy":>9} {"wrk busy":>8} '
+            f'{"cv2=1":>6} {"procs":>6} {"viol":>4} | {"pre busy":>8} {"post busy":>9} '
+            f'{"wrk busy":>8} '
             f'{"inf a/b ms":>11} | {"paced":>6} {"p50":>6} {"p99":>6} {"1f p50":>6} '
             f'{"p99/1f":>6} {"drop":>4} {"ind p99":>7}')
     lines = [head, '-' * len(head)]
@@ -433,11 +457,13 @@ def table(results: Dict[str, Any], load: float) -> str:
         for n, r in m['workers'].items():
             a, b, c = r['independent'], r['pipeline'], r['paced']
             b1 = r.get('variants', {}).get('cv2=1') or r.get('pipeline_cv2_1')
+            bp = r.get('variants', {}).get('procs')
             ind_p99 = r.get('independent_paced', {}).get('stages_ms', {}).get(
                 'latency', {}).get('p99', float('nan'))
             lines.append(
                 f'{name:<8} {n:>3} {a["fps"]:9.1f} {b["fps"]:8.1f} {b["fps"] / a["fps"]:6.2f} '
                 f'{(b1["fps"] / a["fps"]) if b1 else float("nan"):6.2f} '
+                f'{(bp["fps"] / a["fps"]) if bp else float("nan"):6.2f} '
                 f'{b["order_violations"] + c["order_violations"]:4d} | '
                 f'{b["busy"]["pre"]:8.2f} {b["busy"]["post"]:9.2f} {b["busy"]["workers"]:8.2f} '
                 f'{a["stages_ms"]["infer"]["mean"]:5.1f}/'
@@ -446,7 +472,8 @@ def table(results: Dict[str, Any], load: float) -> str:
                 f'{one:6.1f} {c["latency_ms"]["p99"] / one:6.2f} {c["dropped_in_window"]:4d} '
                 f'{ind_p99:7.1f}')
     lines.append(f'ratio: pipeline (block) / independent fps (target >= 0.90); cv2=1: the same '
-                 f'with OpenCV on 1 thread in the pipeline process; paced at {load:g} x indep '
+                 f'with OpenCV on 1 thread in the pipeline process; procs: the same with '
+                 f'worker_mode processes; paced at {load:g} x indep '
                  'fps with drop_oldest: p99/1f target <= 2.0; busy: fraction of the window '
                  'the pre / post thread (or the mean worker) spent in its stage; ind p99: '
                  'the independent processes paced at the same total rate')
@@ -501,7 +528,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     help="more block runs of the pipeline with process settings: 'cv2=1' "
                     "(OpenCV threads), 'si=0.0005' (sys.setswitchinterval), 'nice=10' (the "
                     "inference worker threads' nice value), 'prefeed=4' (4 feeder threads "
-                    'pre-process, the pre stage passes through), comma-separated; repeatable '
+                    "pre-process, the pre stage passes through), 'procs' (worker_mode "
+                    'processes), comma-separated; repeatable '
                     "(default: cv2=1; 'none' for no extra run)")
     ap.add_argument('--paced-variant', action='append', default=None, metavar='SETTINGS',
                     help="settings of a paced pipeline run, as --variant, or 'best' (the "

@@ -1,7 +1,8 @@
 """The model adapter interface: pre-process a frame into backend inputs, decode outputs back."""
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence, Tuple
+import threading
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -30,6 +31,19 @@ class ModelAdapter:
 
     family = 'base'
     task = 'detection'
+
+    def __getstate__(self) -> Dict[str, Any]:
+        """Picklable (a worker process gets a copy): per-thread scratch is left behind."""
+        state = {k: v for k, v in self.__dict__.items() if not isinstance(v, threading.local)}
+        state['_thread_locals'] = [k for k, v in self.__dict__.items()
+                                   if isinstance(v, threading.local)]
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        state = dict(state)
+        for name in state.pop('_thread_locals', ()):
+            state[name] = threading.local()
+        self.__dict__.update(state)
 
     def preprocess(self, image: np.ndarray) -> Tuple[List[np.ndarray], Any]:
         raise NotImplementedError

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from .parameters import FULL_POLICIES, ParameterError
+from .parameters import FULL_POLICIES, ParameterError, WORKER_MODES
 from ..backends import available_backends
 
 
@@ -39,6 +39,9 @@ class RuntimeConfig:
     #: the pipeline's schedule ('eager', 'just_in_time'); empty: just in time under
     #: drop_oldest (the frame inferred is the newest), eager under block
     schedule: str = ''
+    #: 'threads' (workers are threads of this process) or 'processes' (worker processes doing
+    #: whole frames: core.process_pipeline)
+    worker_mode: str = 'threads'
 
     def pipeline_schedule(self) -> str:
         if self.schedule:
@@ -66,6 +69,10 @@ class RuntimeConfig:
         if values['full_policy'] not in FULL_POLICIES:
             raise ParameterError(f'full_policy={values["full_policy"]!r}: choose one of '
                                  f'{", ".join(FULL_POLICIES)}')
+        worker_mode = values.get('worker_mode', 'threads')
+        if worker_mode not in WORKER_MODES:
+            raise ParameterError(f'worker_mode={worker_mode!r}: choose one of '
+                                 f'{", ".join(WORKER_MODES)}')
         autotune = values['autotune']
         rate, budget = values['camera_rate'], values['latency_budget_ms']
         if autotune and (rate <= 0 or budget <= 0):
@@ -79,4 +86,5 @@ class RuntimeConfig:
             input_size=(size[0], size[1]) if size and any(size) else None,
             backend_options=dict(backend_options), autotune=autotune, camera_rate=rate,
             latency_budget_ms=budget, autotune_image=values['autotune_image'],
-            gpu_pipeline=values.get('gpu_pipeline', True), sources=max(1, sources), name=name)
+            gpu_pipeline=values.get('gpu_pipeline', True), sources=max(1, sources), name=name,
+            worker_mode=worker_mode)

@@ -24,6 +24,7 @@ STARTUP, RUNTIME, RECONFIGURE = 'startup', 'runtime', 'reconfigure'
 APPLIES = (STARTUP, RUNTIME, RECONFIGURE)
 
 FULL_POLICIES = ('drop_oldest', 'block')
+WORKER_MODES = ('threads', 'processes')
 INPUT_TYPES = ('raw', 'compressed')
 RELIABILITIES = ('best_effort', 'reliable')
 CLASS_ID_MODES = ('name', 'index')
@@ -111,6 +112,11 @@ COMMON: Dict[str, Param] = dict([
     _p('workers', 1, 'inference workers (sessions / contexts / NPU cores); results stay in order',
        lo=1, hi=64),
     _p('threads', 0, 'threads per inference worker; 0 lets the runtime decide', lo=0, hi=256),
+    _p('worker_mode', 'threads', 'threads: workers are threads of the node, which pre- and '
+       'post-processes every frame; processes: each worker is a process of its own doing pre + '
+       'infer + post of whole frames (frames through shared memory): for many workers on a '
+       'fast CPU model, where one interpreter cannot feed them; not with pinned workers (rknn) '
+       'or the GPU path', choices=WORKER_MODES),
     _p('queue_size', 1, 'input queue length before the full policy applies (1: with '
        'drop_oldest only the newest frame waits, the low-latency choice)', lo=1, hi=1000),
     _p('full_policy', 'drop_oldest', 'when the input queue is full: drop_oldest or block',

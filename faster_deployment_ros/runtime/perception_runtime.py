@@ -8,6 +8,13 @@ accepted frame comes out once through `on_result` (a `FrameResult` whose `result
 delivery thread. `close` releases everything and never closes a backend while its worker is
 inside a call: such a worker is reported and its backend released when (if) the call returns.
 
+With `worker_mode: processes` the workers are processes (`core.process_pipeline`): each builds
+its backend from the same config and gets a copy of the adapter (`runtime.workers.
+FrameWorkerSpec`) and runs pre-process + infer + post-process of whole frames; this process
+decodes, copies frames into shared memory and delivers the results in order. The adapter here
+is made from a backend opened once to read the model's signature, then closed; `backends` is
+empty; threshold changes to `adapter` reach the processes before their next frame.
+
 A construction that fails half-way releases what it had created before the exception leaves.
 The detector and depth nodes, fdr-benchmark, the multi-camera bench and the demo build their
 pipelines here and nowhere else.
@@ -17,41 +24,26 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 
 from .config import RuntimeConfig
 from .parameters import ParameterError
-from ..backends import backend_class, create_backend
+from .workers import (adapter_controls, create_worker_backend, FrameWorkerSpec,
+                      preprocess_image)
+from ..backends import backend_class
 from ..backends.base import Backend
 from ..core.autotune import autotune, Choice
 from ..core.autotune.measurement import available_cores
-from ..core.image_codec import ImageCodecError
 from ..core.memory import trim_heap
 from ..core.pipeline import FrameResult, Pipeline
-from ..models import adapter_factory
+from ..core.process_pipeline import ProcessPipeline
 
 LOG = logging.getLogger('faster_deployment_ros.runtime')
 
 Log = Callable[[str], None]
-
-
-def create_worker_backend(config: RuntimeConfig, index: int,
-                          threads: Optional[int] = None) -> Backend:
-    """Return the backend of inference worker `index` (`threads` overrides the config's)."""
-    options = dict(config.backend_options)
-    threads = config.threads if threads is None else threads
-    if threads:
-        options.setdefault('threads', threads)
-    cls = backend_class(config.backend)
-    if cls.pins_workers:
-        options.setdefault('worker_index', index)
-        options.setdefault('workers', config.workers)
-    if cls.takes_adapter_factory:
-        options.setdefault('adapter_factory', adapter_factory(config.model_family))
-    return create_backend(config.backend, config.model_path, **options)
 
 
 def synthetic_frame() -> np.ndarray:
@@ -93,7 +85,7 @@ class PerceptionRuntime:
         self._log, self._warn = log, warn
         self.backends: List[Backend] = []
         self.adapter: Any = None
-        self.pipeline: Optional[Pipeline] = None
+        self.pipeline: Optional[Union[Pipeline, ProcessPipeline]] = None
         self.gpu_path = False
         self.autotune_choice: Optional[Choice] = None
         #: workers whose call was still running when close() gave up on them
@@ -104,6 +96,9 @@ class PerceptionRuntime:
                 self._autotune()
             self._warn_oversubscribed()  # before loading workers x models
             config = self.config  # autotune may have chosen the shape
+            if config.worker_mode == 'processes':
+                self._start_processes(on_result, on_drop)
+                return
             for i in range(config.workers):
                 self.backends.append(create_worker_backend(config, i))
             self.adapter = make_adapter(self.backends[0])
@@ -142,11 +137,15 @@ class PerceptionRuntime:
         """Stop the pipeline (waiting frames dropped and counted), release the backends.
 
         Returns the workers still inside a call after `timeout`: their backends are left to
-        them and closed when the call returns. Safe to call again.
+        them and closed when the call returns. Safe to call again. Worker processes still
+        running a frame after `timeout` are terminated (none is left running).
         """
         stuck: List[int] = []
         pipeline, self.pipeline = self.pipeline, None
         alive = {}
+        if isinstance(pipeline, ProcessPipeline):
+            pipeline.close(timeout=timeout)
+            pipeline = None
         if pipeline is not None:
             pipeline.close(timeout=timeout)  # a hung model call must not hang the caller
             alive = {t.name: t for t in pipeline.threads if t.is_alive()}
@@ -168,6 +167,41 @@ class PerceptionRuntime:
         return stuck
 
     # ---- building -------------------------------------------------------------------------
+    def _start_processes(self, on_result: Callable[[FrameResult], None],
+                         on_drop: Optional[Callable[[int, Any], None]]) -> None:
+        """worker_mode 'processes': the adapter from the model's signature, then the processes."""
+        cfg = self.config
+        cls = backend_class(cfg.backend)
+        if cls.pins_workers:
+            raise ParameterError(f'worker_mode=processes: the {cfg.backend} backend pins each '
+                                 'worker to a device core from inside this process; use '
+                                 'worker_mode: threads')
+        if cfg.gpu_pipeline and cls.supports_gpu_pipeline:
+            raise ParameterError(f'worker_mode=processes: the {cfg.backend} backend runs '
+                                 'pre/post-processing on the GPU (gpu_pipeline: true), one CUDA '
+                                 'stream per worker in this process; use worker_mode: threads, '
+                                 'or gpu_pipeline: false')
+        probe = create_worker_backend(cfg, 0)  # the model's signature, for the adapter
+        try:
+            self.adapter = self._make_adapter(probe)
+        finally:
+            close_backend(probe, self._warn)
+        adapter = self.adapter
+        self.pipeline = ProcessPipeline(
+            FrameWorkerSpec(cfg, adapter), cfg.workers, on_result,
+            queue_size=cfg.queue_size, full_policy=cfg.full_policy, name=cfg.name,
+            prepare=self._prepare_frame, postprocess=_pass_through,
+            control=lambda: adapter_controls(adapter), on_drop=on_drop,
+            schedule=cfg.pipeline_schedule())
+        self._log(f'{cfg.workers} worker processes (pids '
+                  f'{", ".join(str(p) for p in self.pipeline.pids())}): pre-process, inference '
+                  'and post-process in each')
+
+    def _prepare_frame(self, item: Any) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """worker_mode 'processes', in this process: decode (the worker does the rest)."""
+        image = self._decode(item)
+        return image, (image if self._wants_image() else None)
+
     def _stages(self) -> Tuple[Any, List[Any], Any]:
         """(preprocess, one infer per worker, postprocess): the GPU path where offered."""
         cfg = self.config
@@ -198,14 +232,7 @@ class PerceptionRuntime:
 
     def _preprocess(self, item: Any) -> Tuple[Any, Any]:
         image = self._decode(item)
-        try:
-            tensors, meta = self.adapter.preprocess(image)
-        except (ArithmeticError, cv2.error) as exc:  # e.g. a 1x2000 frame scales to 0 rows
-            size = getattr(self.adapter, 'input_size', None)
-            raise ImageCodecError(
-                f'{image.shape[1]}x{image.shape[0]} frame is too small or too elongated for the '
-                f'model input{f" {size[1]}x{size[0]}" if size else ""}: '
-                f'{str(exc).strip().splitlines()[-1]}') from exc
+        tensors, meta = preprocess_image(self.adapter, image)
         return tensors, (meta, image if self._wants_image() else None)
 
     def _postprocess(self, outputs: Sequence[np.ndarray], meta: Any) -> Tuple[Any, Any]:
