@@ -36,106 +36,25 @@ import argparse
 import os
 from pathlib import Path
 import sys
-import threading
-import time
 from typing import Dict, List, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / 'test'))
+sys.path.insert(0, str(ROOT / 'benchmarks'))
 
 from faster_deployment_ros.backends import create_backend  # noqa: E402
-from faster_deployment_ros.models import create_adapter  # noqa: E402
 from faster_deployment_ros.ros.middleware_env import apply_camera_env, private_domain  # noqa: E402
-from faster_deployment_ros.runtime import PerceptionRuntime, RuntimeConfig  # noqa: E402
 from faster_deployment_ros.tools.frames import read_frames  # noqa: E402
 from faster_deployment_ros.tools.graph_node import ros_context  # noqa: E402
 from faster_deployment_ros.tools.multicam_bench import camera_frames, run_scenario  # noqa: E402
-import numpy as np  # noqa: E402, I100
+from runtime_clients import adapter_maker, clients, serial  # noqa: E402, I100
 from support.triton_server import triton_server  # noqa: E402
 
 SHARED = Path(os.environ.get('FDR_SHARED', ROOT.parent / 'shared'))
 
 
-def pct(values: List[float], q: float) -> float:
-    return float(np.percentile(values, q)) * 1e3 if values else float('nan')
-
-
-def make_adapter(backend):
-    return create_adapter('yolox', backend.inputs, backend.outputs, backend.metadata,
-                          conf_threshold=0.3)
-
-
-def serial(model_path: str, backend: str, x: List[np.ndarray], iters: int,
-           **options) -> Dict[str, float]:
-    with create_backend(backend, model_path, **options) as b:
-        for _ in range(5):
-            b.infer(x)
-        times = []
-        for _ in range(iters):
-            t0 = time.perf_counter()
-            b.infer(x)
-            times.append(time.perf_counter() - t0)
-    return {'p50': pct(times, 50), 'p99': pct(times, 99)}
-
-
-def clients(model_path: str, backend: str, n: int, frames: List[np.ndarray], duration: float,
-            rate: float = 0.0, threads: int = 0, **options) -> Dict[str, float]:
-    """N runtimes fed for `duration` s after 1 s of warm-up.
-
-    rate 0: flat out (full_policy block, queue 2: throughput); rate > 0: each client a camera
-    at `rate` Hz (drop_oldest, queue 1, the robot default: latency, and frames dropped).
-    """
-    lat: List[float] = []
-    lock = threading.Lock()
-    window = {'start': float('inf'), 'end': float('inf')}
-    count = [0]
-
-    def on_result(r) -> None:
-        now = time.monotonic()
-        if r.ok and window['start'] <= now <= window['end']:
-            with lock:
-                lat.append(r.timings['total'])
-                count[0] += 1
-        elif not r.ok:
-            print(f'  frame failed: {r.error}', file=sys.stderr)
-
-    policy, queue = ('drop_oldest', 1) if rate > 0 else ('block', 2)
-    runtimes = [PerceptionRuntime(
-        RuntimeConfig(model_path=model_path, backend=backend, model_family='yolox', workers=1,
-                      threads=threads, queue_size=queue, full_policy=policy,
-                      backend_options=dict(options), name=f'client{i}'),
-        make_adapter, on_result) for i in range(n)]
-    stop = threading.Event()
-    sent = [0] * n
-
-    def feed(k: int) -> None:
-        rt, i, t0 = runtimes[k], k, time.monotonic()
-        while not stop.is_set():
-            if rate > 0:
-                due = t0 + (i - k) / rate
-                if due > time.monotonic():
-                    time.sleep(due - time.monotonic())
-            now = time.monotonic()
-            if rt.submit(frames[i % len(frames)], context=i, timeout=1.0) and (
-                    window['start'] <= now <= window['end']):
-                sent[k] += 1
-            i += 1
-
-    feeders = [threading.Thread(target=feed, args=(k,), daemon=True) for k in range(n)]
-    for t in feeders:
-        t.start()
-    time.sleep(1.0)
-    window['start'] = time.monotonic()
-    window['end'] = window['start'] + duration
-    time.sleep(duration)
-    stop.set()
-    for t in feeders:
-        t.join(5)
-    for rt in runtimes:
-        rt.close()
-    return {'fps': count[0] / duration, 'p50': pct(lat, 50), 'p99': pct(lat, 99),
-            'frames': count[0], 'sent': sum(sent)}
+make_adapter = adapter_maker('yolox')
 
 
 def fmt_cores(x) -> str:
@@ -234,7 +153,8 @@ def main(argv=None) -> int:
                         ('one Triton server (batching)', server.model_path(), 'triton', {}),
                         (f'{n} local ORT, {threads} thread(s) each', args.model, 'onnxruntime',
                          {'threads': threads})):
-                    r = clients(path, backend, n, frames, args.duration, rate, **opts)
+                    r = clients(path, backend, n, frames, args.duration, rate,
+                                family='yolox', **opts)
                     share = f'{r["frames"]}/{r["sent"]}' if rate else ''
                     print(f'{n:>2} {label:<34} {r["fps"]:9.1f} {r["p50"]:8.1f} '
                           f'{r["p99"]:8.1f} {share:>10}', flush=True)

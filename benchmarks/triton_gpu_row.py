@@ -68,8 +68,10 @@ from typing import Any, Dict, List, Optional, Sequence
 HERE = Path(__file__).resolve().parent
 if not (HERE / 'faster_deployment_ros').is_dir():  # in the repository; the bundle has a copy
     sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))  # runtime_clients, beside it in both
 
 from faster_deployment_ros.backends import Backend, TensorSpec  # noqa: E402
+from runtime_clients import adapter_maker, clients, pct, serial  # noqa: E402
 import numpy as np  # noqa: E402, I100
 MODEL = 'yolov8n'
 SKELETON = f'{MODEL}.skeleton.torchscript.xz'
@@ -221,6 +223,7 @@ def prepare(args: argparse.Namespace) -> int:
     shutil.copytree(root / 'faster_deployment_ros', pkg,
                     ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
     shutil.copy2(Path(__file__), bundle / Path(__file__).name)
+    shutil.copy2(HERE / 'runtime_clients.py', bundle / 'runtime_clients.py')
     shutil.copy2(HERE / 'triton_gpu_row.sh', bundle / 'device.sh')
 
     if args.wheels:
@@ -386,91 +389,7 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
-def pct(values: List[float], q: float) -> float:
-    return float(np.percentile(values, q)) * 1e3 if values else float('nan')
-
-
-def make_adapter(backend):
-    from faster_deployment_ros.models import create_adapter
-    return create_adapter('yolov8', backend.inputs, backend.outputs, backend.metadata,
-                          conf_threshold=0.25)
-
-
-def serial(model_path: str, backend: str, x: List[np.ndarray], iters: int,
-           **options: Any) -> Dict[str, Any]:
-    from faster_deployment_ros.backends import create_backend
-    with create_backend(backend, model_path, **options) as b:
-        for _ in range(10):
-            b.infer(x)
-        times = []
-        for _ in range(iters):
-            t0 = time.perf_counter()
-            b.infer(x)
-            times.append(time.perf_counter() - t0)
-        shm = getattr(b, 'shared_memory', None)
-    return {'p50': pct(times, 50), 'p99': pct(times, 99), 'shared_memory': shm}
-
-
-def clients(model_path: str, backend: str, n: int, frames: List[np.ndarray], duration: float,
-            rate: float = 0.0, threads: int = 0, **options: Any) -> Dict[str, float]:
-    """N runtimes (one worker each) fed for `duration` s after 1 s of warm-up.
-
-    rate 0: flat out (block, queue 2: throughput); rate > 0: each client a `rate` Hz camera
-    (drop_oldest, queue 1, the robot default: latency, and the share of frames delivered).
-    """
-    from faster_deployment_ros.runtime import PerceptionRuntime, RuntimeConfig
-    lat: List[float] = []
-    lock = threading.Lock()
-    window = {'start': float('inf'), 'end': float('inf')}
-    count, failed = [0], [0]
-
-    def on_result(r) -> None:
-        now = time.monotonic()
-        if r.ok and window['start'] <= now <= window['end']:
-            with lock:
-                lat.append(r.timings['total'])
-                count[0] += 1
-        elif not r.ok:
-            failed[0] += 1
-            if failed[0] <= 3:
-                print(f'  frame failed: {r.error}', file=sys.stderr)
-
-    policy, queue = ('drop_oldest', 1) if rate > 0 else ('block', 2)
-    runtimes = [PerceptionRuntime(
-        RuntimeConfig(model_path=model_path, backend=backend, model_family='yolov8', workers=1,
-                      threads=threads, queue_size=queue, full_policy=policy,
-                      backend_options=dict(options), name=f'client{i}'),
-        make_adapter, on_result) for i in range(n)]
-    stop = threading.Event()
-    sent = [0] * n
-
-    def feed(k: int) -> None:
-        rt, i, t0 = runtimes[k], k, time.monotonic()
-        while not stop.is_set():
-            if rate > 0:
-                due = t0 + (i - k) / rate
-                if due > time.monotonic():
-                    time.sleep(due - time.monotonic())
-            now = time.monotonic()
-            if rt.submit(frames[i % len(frames)], context=i, timeout=1.0) and (
-                    window['start'] <= now <= window['end']):
-                sent[k] += 1
-            i += 1
-
-    feeders = [threading.Thread(target=feed, args=(k,), daemon=True) for k in range(n)]
-    for t in feeders:
-        t.start()
-    time.sleep(1.0)
-    window['start'] = time.monotonic()
-    window['end'] = window['start'] + duration
-    time.sleep(duration)
-    stop.set()
-    for t in feeders:
-        t.join(5)
-    for rt in runtimes:
-        rt.close()
-    return {'fps': count[0] / duration, 'p50': pct(lat, 50), 'p99': pct(lat, 99),
-            'frames': count[0], 'sent': sum(sent), 'failed': failed[0]}
+make_adapter = adapter_maker('yolov8')
 
 
 def free_ports(n: int) -> List[int]:
