@@ -73,7 +73,7 @@ def main(argv=None) -> int:
             done = node.health.published_total + args.frames
             for i in range(args.frames):  # straight into the callback: no transport involved
                 msg.header.stamp.sec = cycle * 1000 + i
-                node._on_image(msg)
+                node.inputs.on_image(msg)
             node.pipeline.flush(timeout=30)
             assert node.health.published_total == done, 'frames were lost'
             assert node.trigger_deactivate() == ok and node.trigger_cleanup() == ok

@@ -14,7 +14,7 @@ HOT = [('inference (Session.run)', 'Session.run'),
        ('pre-processing (decode + letterbox)', 'PerceptionNode._preprocess'),
        ('post-processing (decode + NMS)', 'PerceptionNode._postprocess'),
        ('delivery (build + publish)', 'PerceptionNode._deliver'),
-       ('image callback (submit)', 'PerceptionNode._on_image'),
+       ('image callback (submit)', 'FrameInputs.on_image'),
        ('executor: take + deserialise', 'Executor._take_subscription'),
        ('executor: wait for work', 'Executor.wait_for_ready_callbacks')]
 

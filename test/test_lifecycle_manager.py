@@ -77,7 +77,8 @@ class ManagerPeer:
 
         A request can reach a service before the service has matched the client's reply reader
         (rmw_fastrtps then drops the reply: "failed to send response (timeout)", seen once on
-        Jazzy); get_state changes nothing, so asking again is safe. change_state is never re-sent.
+        Jazzy), or a future can complete without a response (seen once under load on Kilted);
+        get_state changes nothing, so asking again is safe. change_state is never re-sent.
         """
         assert self.get_state.wait_for_service(timeout_sec=SERVICE_TIMEOUT), \
             f'{self.get_state.srv_name} not available within service_timeout'
@@ -87,7 +88,10 @@ class ManagerPeer:
             future = self.get_state.call_async(GetState.Request())
             future.add_done_callback(lambda _: done.set())
             if done.wait(max(0.0, min(1.0, deadline - time.monotonic()))):
-                return future.result().current_state.id
+                result = future.result()
+                if result is not None:
+                    return result.current_state.id
+                # a future completed without a response (cancelled under load): ask again
             assert time.monotonic() < deadline, f'{self.get_state.srv_name} did not answer in time'
 
     def change(self, transition: int, expect: int) -> None:

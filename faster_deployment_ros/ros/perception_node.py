@@ -15,28 +15,23 @@ applied: runtime ones reach the next frame, the rest are refused while configure
 from __future__ import annotations
 
 from functools import partial
-import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
 
 from diagnostic_msgs.msg import DiagnosticStatus
 import numpy as np
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CompressedImage, Image
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from . import params
 from .bond import Bond, close_bond, open_bond
-from .camera_inputs import camera_statuses, CameraInput, default_input, resolve_inputs
+from .camera_inputs import camera_statuses, CameraInput
+from .frame_inputs import FrameInputs
 from .health import (attach_log_handler, detach_log_handler, diagnostic_status,
-                     DiagnosticsPublisher, guard_event_handlers, lifecycle_health,
-                     message_lost_event_callbacks)
-from ..core.feeder import Feeder
-from ..core.image_codec import (BitDepthHint, check_image_size, decode_compressed,
-                                ImageCodecError, msg_to_numpy, to_bgr8)
+                     DiagnosticsPublisher, lifecycle_health)
+from ..core.image_codec import ImageCodecError
 from ..core.pipeline import FrameResult
 from ..runtime import (ParameterError, PerceptionRuntime, RUNTIME, RuntimeConfig, table,
                        TASK_CLASSES, TASKS, Telemetry)
@@ -68,13 +63,10 @@ class PerceptionNode(LifecycleNode):
         self.cameras: List[CameraInput] = []
         self.telemetry = Telemetry(node_name, params.health_limits(self, self.parameters))
         self.configure_error = ''
-        self._subs: List[Any] = []
-        self._feeders: Dict[Optional[int], Feeder] = {}
-        self._active = threading.Event()
+        self.inputs = FrameInputs(self)
         self._internal_set = False  # configure writing back autotune's choice
         self._bond: Optional[Bond] = None
         self._build_s = 0.0
-        self._bit_depth_hint = BitDepthHint()
         self._stamped_subs: List[Any] = []  # camera_info, registered depth (beside each image)
         self.outputs_skipped = 0  # frames an optional output (cloud, 3D) was skipped for
         self.skip_reason = ''
@@ -108,7 +100,7 @@ class PerceptionNode(LifecycleNode):
 
     @property
     def is_active(self) -> bool:
-        return self._active.is_set()
+        return self.inputs.active.is_set()
 
     @property
     def health(self):
@@ -205,7 +197,7 @@ class PerceptionNode(LifecycleNode):
         try:
             self.values = values = params.read(self, self.parameters)
             self.task = TASK_CLASSES[self.TASK](values, log=self.get_logger().info)
-            self.cameras = self._resolve_cameras(values)
+            self.cameras = self.inputs.resolve_cameras(values)
             per_camera = bool([t for t in values['inputs'] if t])
             self.telemetry.set_cameras([c.name for c in self.cameras], per_camera)
             self.config = RuntimeConfig.from_values(
@@ -213,7 +205,7 @@ class PerceptionNode(LifecycleNode):
                 len(self.cameras) if per_camera else 1)
             logger = self.get_logger()
             self.runtime = PerceptionRuntime(
-                self.config, self.make_adapter, self._deliver, decode=self._decode,
+                self.config, self.make_adapter, self._deliver, decode=self.inputs.decode,
                 wants_image=self.task.wants_image, on_drop=self._on_drop,
                 log=logger.info, warn=logger.warning)
             self.config = self.runtime.config  # autotune may have chosen the pipeline shape
@@ -275,103 +267,21 @@ class PerceptionNode(LifecycleNode):
         super().destroy_node()
 
     # ---- input ----------------------------------------------------------------------------
-    def _resolve_cameras(self, values: Dict[str, Any]) -> List[CameraInput]:
-        """Return the cameras of `inputs` (else the single `image` camera); bad names raise."""
-        cameras = resolve_inputs(values['inputs'], values['input_type'])
-        if not cameras:
-            return [default_input(values['input_type'])]
-        for cam in cameras:
-            for topic in (cam.topic, cam.output('x')):
-                try:
-                    self.resolve_topic_name(topic)
-                except Exception as exc:  # noqa: BLE001 - rclpy raises several kinds
-                    raise ParameterError(f'inputs: {topic!r} is not a valid topic name '
-                                         f'({exc})') from exc
-        return cameras
-
-    def _source(self, cam: CameraInput) -> Optional[int]:
-        """Return the pipeline source of a camera: None for the single camera, else its index."""
-        return cam.index if self.telemetry.per_camera else None
-
     def _start_input(self) -> None:
-        """Subscribe each camera; under `block` one feeder each (a full camera waits alone)."""
-        values, runtime = self.values, self.runtime
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=values['qos_depth'],
-                         reliability=ReliabilityPolicy.BEST_EFFORT
-                         if values['qos_reliability'] == 'best_effort'
-                         else ReliabilityPolicy.RELIABLE)
+        """Start a stream: counters and per-camera state reset, bond opened, cameras subscribed."""
         self.telemetry.restart()
-        self.task.reset()  # a new stream: no per-camera state (tracks) carries over
-        self._active.set()
+        self.task.reset()  # no per-camera state (tracks) carries over
         # Nav2's lifecycle_manager watches active nodes through a bond (ros/bond.py)
-        self._bond = open_bond(self, values['bond_heartbeat_period'], self._bond)
-        for cam in self.cameras:
-            source = self._source(cam)
-            if values['full_policy'] == 'block':
-                self._feeders[source] = Feeder(
-                    partial(runtime.submit, source=source),
-                    values['qos_depth'] + values['queue_size'],
-                    partial(self._dropped_by_feeder, source),
-                    self.get_name() + ('' if source is None else f'-{source}'),
-                    on_error=partial(self._feeder_failed, source))
-            self._subs.append(guard_event_handlers(self.create_subscription(
-                CompressedImage if cam.compressed else Image, cam.topic,
-                partial(self._on_image, source=source), qos,
-                callback_group=MutuallyExclusiveCallbackGroup(),
-                event_callbacks=message_lost_event_callbacks(
-                    partial(self.telemetry.lost, source=source),
-                    partial(self.telemetry.incompatible_qos, source=source),
-                    topic=self.resolve_topic_name(cam.topic)))))
+        self._bond = open_bond(self, self.values['bond_heartbeat_period'], self._bond)
+        self.inputs.start()
         self.get_logger().info('active: ' + ', '.join(
             f'{self.resolve_topic_name(c.topic)} -> '
             f'{self.resolve_topic_name(c.output("x"))[:-1]}*' for c in self.cameras))
 
     def _stop_input(self) -> None:
-        self._active.clear()
+        self.inputs.stop()
         if self._bond is not None:
             self._bond.break_bond()
-        for sub in self._subs:
-            self.destroy_subscription(sub)
-        self._subs = []
-        for feeder in self._feeders.values():
-            feeder.close()
-        self._feeders = {}
-
-    def _on_image(self, msg, source: Optional[int] = None) -> None:
-        runtime = self.runtime
-        if not self._active.is_set() or runtime is None:
-            return
-        t0 = _now()
-        stamp = msg.header.stamp
-        self.telemetry.received(stamp.sec + 1e-9 * stamp.nanosec, source)
-        feeder = self._feeders.get(source)
-        if feeder is not None:  # block: handed to the feeder thread, never waits here
-            feeder.put(msg, msg.header)
-        elif not runtime.submit(msg, msg.header, source):
-            self.telemetry.dropped(source, where='output')  # closing
-        self.telemetry.hops['callback'].add(_now() - t0)
-
-    def _dropped_by_feeder(self, source: Optional[int], header) -> None:
-        self.telemetry.dropped(source, where='feeder')
-
-    def _feeder_failed(self, source: Optional[int], header, exc: BaseException) -> None:
-        reason = f'submitting: {type(exc).__name__}: {exc}'
-        self.telemetry.failed(reason, source)
-        self.get_logger().error(f'frame (stamp {header.stamp.sec}.{header.stamp.nanosec:09d}) '
-                                f'could not be queued: {reason}')
-
-    def _decode(self, msg) -> np.ndarray:
-        """Decode a frame within `max_input_pixels` (header probe, then the decoded size)."""
-        limit, bits = self.values['max_input_pixels'], self.values['bit_depth']
-        if isinstance(msg, CompressedImage):
-            array, encoding = decode_compressed(msg.format, msg.data, max_pixels=limit)
-        else:
-            check_image_size(msg.width, msg.height, limit, f'{msg.encoding!r} image')
-            array, encoding = msg_to_numpy(msg), msg.encoding
-        hint = self._bit_depth_hint.observe(array, encoding, bits)
-        if hint:
-            self.get_logger().warning(hint)
-        return to_bgr8(array, encoding, bits)
 
     # ---- output ---------------------------------------------------------------------------
     def _on_drop(self, seq: int, header) -> None:
@@ -389,7 +299,7 @@ class PerceptionNode(LifecycleNode):
                     f'dropped: {reason} [{self.telemetry.errors} so far]')
             return
         task = self.task
-        if not self._active.is_set() or not self.context.ok() or task is None:
+        if not self.inputs.active.is_set() or not self.context.ok() or task is None:
             self.telemetry.dropped(source, where='output')  # finished after deactivate
             return
         result, image = fr.result
@@ -456,7 +366,7 @@ class PerceptionNode(LifecycleNode):
             extra_latency_s=self.telemetry.input_age_s(),
             busy_workers=pipeline.busy_workers() if pipeline is not None else None,
             mean_infer_s=pipeline.mean_infer_s if pipeline is not None else None),
-            self.lifecycle_state, self._active.is_set(), self.configure_error,
+            self.lifecycle_state, self.is_active, self.configure_error,
             runtime.fault if runtime is not None else None)
         extra = self.telemetry.values(
             runtime.stats() if runtime else {},
@@ -472,5 +382,5 @@ class PerceptionNode(LifecycleNode):
         if not self.telemetry.per_camera or runtime is None:
             return []
         return camera_statuses(self.get_name(), self.cameras, self.telemetry.cameras,
-                               runtime.stats().get('sources', {}), self._active.is_set(),
+                               runtime.stats().get('sources', {}), self.is_active,
                                self.config.backend if self.config else '')
