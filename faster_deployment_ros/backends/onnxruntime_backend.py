@@ -50,36 +50,14 @@ def _thread_count(options: Dict[str, Any], key: str) -> int:
         count = int(value if value is not None else 0)
     except (TypeError, ValueError):
         raise BackendError(
-            f'{key} must be an integer (0 = one per physical core), not {value!r}') from None
+            f'{key} must be an integer (0 = ONNX Runtime default), not {value!r}') from None
     if count < 0:
-        raise BackendError(f'{key} must be >= 0 (0 = one per physical core), not {count}')
+        raise BackendError(f'{key} must be >= 0 (0 = ONNX Runtime default), not {count}')
     return count
 
 
 #: allow_spinning 'auto' lets idle intra-op threads spin only on more cores than this
 SPIN_MIN_CORES = 4
-
-
-def physical_cores(cpus: Optional[Sequence[int]] = None) -> int:
-    """Return the physical cores among the CPUs this process may run on (`cpus`: affinity).
-
-    The intra-op thread count ONNX Runtime itself chooses by default (one per physical core),
-    counted from /sys topology; where that cannot be read, the number of CPUs.
-    """
-    if cpus is None:
-        try:
-            cpus = sorted(os.sched_getaffinity(0))
-        except (AttributeError, OSError):  # pragma: no cover - non-Linux
-            return max(1, os.cpu_count() or 1)
-    cores = set()
-    for cpu in cpus:
-        base = f'/sys/devices/system/cpu/cpu{cpu}/topology/'
-        try:
-            with open(base + 'physical_package_id') as pkg, open(base + 'core_id') as core:
-                cores.add((pkg.read().strip(), core.read().strip()))
-        except OSError:
-            cores.add(('cpu', str(cpu)))
-    return max(1, len(cores))
 
 
 def spin_policy(value: Any, cores: Optional[int] = None) -> bool:
@@ -102,8 +80,7 @@ class OnnxRuntimeBackend(Backend):
     """Runs an .onnx model with ONNX Runtime.
 
     Options: providers (list or comma-separated string, default CPU), intra_op_threads
-    (alias `threads`, which intra_op_threads overrides; 0 = one per physical core, ORT's own
-    default count, but without ORT's pinning of pool threads to cores), inter_op_threads,
+    (alias `threads`, which intra_op_threads overrides; 0 = ORT default), inter_op_threads,
     graph_optimization ('all' | 'extended' | 'basic' | 'disable'), allow_spinning (true,
     false or 'auto', the default: idle intra-op threads spin between inferences only on more
     than SPIN_MIN_CORES cores; on a small CPU the spinning threads take the cores the executor,
@@ -138,12 +115,6 @@ class OnnxRuntimeBackend(Backend):
                                f'not {level!r}')
 
         so = ort.SessionOptions()
-        # 0 = one thread per physical core, as ONNX Runtime would choose, but set explicitly:
-        # left at 0, ORT pins each of its pool threads to one core, and a pinned thread cannot
-        # move off a core that the node's executor, its pipeline threads or the camera driver
-        # occupy at that moment, so every parallel section waits for it (docs/performance.md,
-        # "outside view").
-        intra = intra or physical_cores()
         so.intra_op_num_threads = intra
         so.inter_op_num_threads = inter
         so.graph_optimization_level = {
