@@ -235,7 +235,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         save()
     if ros_ok and args.outside_view:
         from .outside_view import run_outside_view
-        res['outside_view'] = run_outside_view(args, model, video, out_dir, progress, threads)
+        res['outside_view'] = run_outside_view(args, model, video, out_dir, progress, threads,
+                                               (res.get('budget') or {}).get('rate_hz', 0.0))
         save()
     if 'soak' not in res and args.soak > 0:
         rate = 2.0 * (max((p['fps'] for p in res.get('pipeline', [])), default=0.0) or 30)

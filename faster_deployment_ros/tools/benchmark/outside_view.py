@@ -8,7 +8,7 @@ options at the best thread count of a short sweep, paced at the same rate (pre +
 with the package's adapter). This process only starts them and reads their answers, so nothing
 of it runs in the measured path.
 
-Interleaved rounds (the order rotates each round) of: bare, floor, node, each --variant. The
+Interleaved rounds (a new random order each round) of: bare, floor, node, each --variant. The
 node's own per-hop budget (/diagnostics, read by the receiver after each of its runs) says what
 the outside difference node - floor - bare is made of: how much slower the node's pre / infer /
 post run than the bare loop's, and the hops only the node has (callback, queue, hand-overs,
@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+import random
 import subprocess
 import sys
 import time
@@ -102,8 +103,13 @@ class _Target:
 
 
 def run_outside_view(args, model: Model, video: Path, out_dir: Path,
-                     progress: Progress, thread_counts: Sequence[int]) -> Dict[str, Any]:
-    """Run the section; return its results (raw latencies under keys starting with '_')."""
+                     progress: Progress, thread_counts: Sequence[int],
+                     rate_hz: float = 0.0) -> Dict[str, Any]:
+    """Run the section; return its results (raw latencies under keys starting with '_').
+
+    At `rate_hz` when given (the inside view's budget rate, so both views run at one rate),
+    else at --budget-rate ('Nx': N x the bare sweep's capacity).
+    """
     private_domain(os.environ)
     env = apply_camera_env(os.environ)  # every process: the same transports
     pf, over, eff = node_settings(args, model)
@@ -138,7 +144,8 @@ def run_outside_view(args, model: Model, video: Path, out_dir: Path,
         sweep = _bare(bare_cmd + ['--threads', ','.join(str(t) for t in thread_counts)])
         best = sweep['threads']
         capacity = max(s['capacity_fps'] for s in sweep['sweep']) if sweep['sweep'] else 0.0
-        rate, label = parse_rate(args.budget_rate or '0.5x', capacity)
+        rate, label = ((rate_hz, 'rate of the inside view') if rate_hz > 0
+                       else parse_rate(args.budget_rate or '0.5x', capacity))
         res.update(bare_threads=best, bare_sweep=sweep['sweep'],
                    bare_capacity_fps=capacity, rate_hz=round(rate, 3), rate=label)
         print(f'outside view: bare ONNX Runtime sweep {sweep["sweep"]} -> {best} thread(s), '
@@ -157,8 +164,12 @@ def run_outside_view(args, model: Model, video: Path, out_dir: Path,
         names = ['bare'] + [t.name for t in targets]
         by_name = {t.name: t for t in targets}
         rounds: List[Dict[str, Any]] = []
-        for k in range(max(1, args.budget_rounds)):
-            order = names[k % len(names):] + names[:k % len(names)]
+        rng = random.Random(0)  # reproducible orders
+        for _ in range(max(1, args.budget_rounds)):
+            # a fresh order each round: on a shared machine a run's latency depends on what ran
+            # just before it (a fixed rotation kept the node right after the bare process in
+            # every round, and two identical node configurations then differed by 50 %)
+            order = rng.sample(names, len(names))
             rnd: Dict[str, Any] = {'order': order}
             for name in order:
                 if name == 'bare':
