@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help='interleaved rounds of the budget runs')
     ap.add_argument('--variant', action='append', metavar='NAME:KEY=VALUE[,KEY=VALUE]',
                     help='A/B: also run the node with these parameters in the budget rounds, '
-                    'interleaved (e.g. spin:onnxruntime.allow_spinning=true); repeatable')
+                    'interleaved (e.g. spin:onnxruntime.allow_spinning=true); repeatable; '
+                    'env.NAME=VALUE sets an environment variable of that node process')
     ap.add_argument('--outside-view', action='store_true',
                     help='also measure as an outside observer: publisher, receiver, node, '
                     'transport floor and plain ONNX Runtime (default options, best of --threads) '

@@ -85,11 +85,13 @@ class _Target:
     """A node process under test (or the floor): its namespace, command and log."""
 
     def __init__(self, name: str, cmd: List[str], namespace: str, node_name: str,
-                 out_dir: Path) -> None:
+                 out_dir: Path, env: Optional[Dict[str, str]] = None) -> None:
         self.name, self.namespace, self.node_name = name, namespace, node_name
         self.cmd = cmd + ['-r', f'__ns:=/{namespace}']
+        self.env = dict(env or {})
         self.log_path = out_dir / f'outside_{name}.log'
-        self.proc = start_process(self.cmd, self.log_path)
+        self.proc = start_process(self.cmd, self.log_path,
+                                  {**os.environ, **self.env} if self.env else None)
         self.image, self.detections = f'/{namespace}/image', f'/{namespace}/detections'
 
     @property
@@ -122,18 +124,23 @@ def run_outside_view(args, model: Model, video: Path, out_dir: Path,
                        'transport_floor', out_dir)]
     for text in args.variant or []:
         name, _, kvs = text.partition(':')
-        vo = dict(over)
+        vo, venv = dict(over), {}
         for kv in filter(None, kvs.split(',')):
             k, _, v = kv.partition('=')
-            vo[k.strip()] = v.strip()
+            if k.strip().startswith('env.'):  # an environment variable of that node process
+                venv[k.strip()[4:]] = v.strip()
+            else:
+                vo[k.strip()] = v.strip()
         targets.append(_Target(f'variant_{name}', node_command(
             params_file=pf, parameters=vo, ros_args=['-r', f'__node:=detector_{name}']),
-            f'ov_{name}', f'detector_{name}', out_dir))
+            f'ov_{name}', f'detector_{name}', out_dir, venv))
     bare_cmd = ['bare', '--model', str(Path(args.model).resolve()), '--family', model.family,
                 '--video', str(video), '--frames', str(n_frames), '--conf', str(args.conf)]
     children: List[_Child] = []
     res: Dict[str, Any] = {'env': {'ROS_DOMAIN_ID': os.environ['ROS_DOMAIN_ID'], **env},
                            'node_command': ' '.join(targets[0].cmd),
+                           'variants': {t.name: {'command': ' '.join(t.cmd), 'env': t.env}
+                                        for t in targets[2:]},
                            'params_file': str(pf) if pf else None, 'seconds': seconds,
                            'warmup_s': warm_s,
                            'bare_note': 'plain onnxruntime.InferenceSession, default '
