@@ -11,15 +11,15 @@
 # (default: ONNX Runtime threads spinning only inside a run; Python's default GIL switch
 # interval, 5 ms, instead of the node's 100 us). The node runs with the family's
 # shipped YAML. Results: $OUT/<model>/benchmark.json and the printed targets in $OUT/<model>.log.
-# About 4 minutes per model with the defaults.
+# About 3.5 minutes per model with the defaults (about 7 in all).
 #
-#   bash benchmarks/outside_view.sh          # DUR=6 ROUNDS=3 OUT=out/outside_view
+#   bash benchmarks/outside_view.sh          # DUR=5 ROUNDS=3 OUT=out/outside_view
 #   VARIANTS=' ' bash benchmarks/outside_view.sh                    # no A/B
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out/outside_view}
 BIN=${BIN:-.venv/bin}
-DUR=${DUR:-6}
+DUR=${DUR:-5}
 ROUNDS=${ROUNDS:-3}
 VARIANTS=${VARIANTS:-spinstop:onnxruntime.allow_spinning=true,onnxruntime.force_spinning_stop=true gil5ms:env.FDR_SWITCH_INTERVAL_US=5000}
 export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-$((RANDOM % 100 + 1))}
