@@ -311,7 +311,7 @@ def decompose(hops: Dict[str, Dict[str, float]], bare: Dict[str, float],
     `<stage>_slower`: the node's stage p50 minus the bare loop's (the node's `pre` also
     decodes the message); the node-only hops; `rest`: what the hops do not explain (p50 of sums
     vs sums of p50s, the floor's own variation between runs, the node's receive and send beyond
-    the floor's).
+    the floor's, the receiver deserialising detections where the floor's answer is empty).
     """
     if not hops:
         return {}
