@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+from typing import Optional
 
 import rclpy
 from rclpy.executors import (ExternalShutdownException, MultiThreadedExecutor,
@@ -34,19 +35,18 @@ def make_executor(kind: str = ''):
     return SingleThreadedExecutor()
 
 
-#: the GIL switch interval of a node process (Python's default: 5 ms). After the image callback
-#: has queued a frame, the executor thread goes on with rclpy's own Python (the next wait set)
-#: while the pre-processing thread it woke waits for the GIL: 0.4 ms per frame, until the
-#: executor blocks; at 100 us the waiting thread gets it after one interval (queue hop 0.22 ms,
-#: and no loss under overload: docs/performance.md, "outside view")
-SWITCH_INTERVAL_S = 100e-6
+def switch_interval() -> Optional[float]:
+    """Return the GIL switch interval (s) FDR_SWITCH_INTERVAL_US asks for; None: Python's own.
 
-
-def switch_interval() -> float:
-    """Return the GIL switch interval (s): FDR_SWITCH_INTERVAL_US if set, else the default."""
+    For A/B measurements (docs/performance.md, "outside view"): at 100 us the pre-processing
+    thread waits 0.2 ms less for the GIL after the image callback, but the pipeline's thread
+    hand-overs took 0.2 ms longer in the quiet run, so the default stays Python's 5 ms.
+    """
     text = os.environ.get('FDR_SWITCH_INTERVAL_US', '')
+    if not text:
+        return None
     try:
-        value = float(text) * 1e-6 if text else SWITCH_INTERVAL_S
+        value = float(text) * 1e-6
     except ValueError:
         raise SystemExit(f'FDR_SWITCH_INTERVAL_US={text!r} is not a number of microseconds: '
                          'unset it or give e.g. 100') from None
@@ -58,7 +58,7 @@ def switch_interval() -> float:
 def run_node(node_cls, args=None) -> None:
     """Console-script entry: one efficient executor (see make_executor); honour `autostart`.
 
-    The process runs with a GIL switch interval of SWITCH_INTERVAL_S (switch_interval).
+    FDR_SWITCH_INTERVAL_US sets the process's GIL switch interval (switch_interval).
 
     SIGINT and SIGTERM stop the node in order while the context is still valid: unsubscribe,
     drop the frames in flight, join the pipeline (bounded), destroy the node, shut rclpy down,
@@ -70,7 +70,9 @@ def run_node(node_cls, args=None) -> None:
     """
     reuse_large_buffers()
     limit_malloc_arenas()  # memory comes back after cleanup (see core/memory.py)
-    sys.setswitchinterval(switch_interval())
+    interval = switch_interval()
+    if interval is not None:
+        sys.setswitchinterval(interval)
     stop = threading.Event()
     signals = {signal.SIGINT, signal.SIGTERM}
     lock = threading.RLock()  # the handler may run inside begin_stop on the main thread
