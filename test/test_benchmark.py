@@ -103,3 +103,65 @@ def test_benchmark_rejects_a_missing_model(tmp_path):
                           '--model', str(tmp_path / 'nope.onnx'), '--out', str(tmp_path)],
                          capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert res.returncode != 0 and 'model not found' in res.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.ros
+def test_benchmark_outside_view(tmp_path, yolox_model, plaza_video):
+    """--outside-view: every frame accounted, the views and the per-hop split consistent."""
+    exe = Path(sys.executable).with_name('fdr-benchmark')
+    out = tmp_path / 'bench'
+    cmd = [str(exe), '--model', str(yolox_model), '--video', str(plaza_video), '--frames', '4',
+           '--skip', 'bare,serial,pipeline,ros', '--outside-view', '--threads', '1,2',
+           '--budget-rate', '4', '--budget-rounds', '2', '--ros-duration', '2.0',
+           '--variant', 'spin:onnxruntime.allow_spinning=true', '--out', str(out),
+           '--no-progress']
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert 'outside view @4 Hz' in res.stdout
+
+    ov = json.loads((out / 'benchmark.json').read_text())['outside_view']
+    assert ov['rate_hz'] == 4 and ov['bare_threads'] in (1, 2)
+    assert [s['threads'] for s in ov['bare_sweep']] == [1, 2]
+    names = ['node', 'floor', 'variant_spin']
+    for rnd in ov['rounds']:
+        assert sorted(rnd['order']) == sorted(['bare'] + names)
+    for rnd in ov['rounds']:
+        bare = rnd['bare']
+        assert len(bare['frame']) >= 4 and bare['threads'] == ov['bare_threads']
+        for f, p, i, q in zip(bare['frame'], bare['pre'], bare['infer'], bare['post']):
+            assert f == pytest.approx(p + i + q, abs=0.01)
+        for name in names:
+            r = rnd[name]
+            assert r['frames_in'] >= 6, name  # 2 s at 4 Hz
+            assert r['frames_in'] == r['frames_out'] + r['lost'], name
+            assert r['lost'] == 0 and r['duplicates'] == 0 and r['unknown'] == 0, name
+            assert r['order_violations'] == 0, name
+            assert r['latency_ms']['count'] == r['frames_out'], name
+        for name in ('node', 'variant_spin'):  # its own budget, read after its run
+            hops = rnd[name]['hops_ms']
+            assert {'transport', 'callback', 'queue', 'pre', 'infer', 'post', 'handover',
+                    'build', 'publish', 'node'} <= set(hops), name
+            assert hops['infer']['p50'] > 0
+            # what the node does takes longer than receiving and answering alone
+            assert rnd[name]['latency_ms']['p50'] > rnd['floor']['latency_ms']['p50']
+            assert rnd[name]['latency_ms']['p50'] >= hops['infer']['p50']
+
+    runs, bare = ov['runs'], ov['bare_ms']
+    for name in names:
+        assert runs[name]['frames_in'] == sum(r[name]['frames_in'] for r in ov['rounds'])
+    for name in ('node', 'variant_spin'):
+        run = runs[name]
+        assert run['over_floor_plus_bare_ms'] == pytest.approx(
+            run['latency_ms']['p50'] - runs['floor']['latency_ms']['p50'] - bare['p50'],
+            abs=2e-3)
+        assert len(run['over_per_round_ms']) == 2
+        dec = run['decomposition_ms']
+        assert set(dec) == {'pre_slower', 'infer_slower', 'post_slower', 'callback', 'queue',
+                            'handover', 'build', 'publish', 'rest'}
+        assert sum(dec.values()) == pytest.approx(run['over_floor_plus_bare_ms'], abs=0.01)
+    t = json.loads((out / 'benchmark.json').read_text())['targets']['outside_view']
+    assert set(t['runs']) == {'node', 'variant_spin'}
+    node = t['runs']['node']
+    assert node['p50_ok'] == (node['over_floor_plus_bare_ms'] <= 3.0)
+    assert node['p99_ok'] == (node['p99_ms'] <= 2 * t['bare_p99_ms'])

@@ -377,3 +377,16 @@ def test_latency_budget_per_hop_on_diagnostics(harness, plaza_video):
     for hop in HOPS:
         for q in ('p50', 'p99', 'mean'):
             assert float(values[f'hop_{hop}_{q}_ms']) >= 0.0
+
+
+def test_node_process_gil_switch_interval(monkeypatch):
+    """Python's own interval unless FDR_SWITCH_INTERVAL_US asks for another (A/B runs)."""
+    from faster_deployment_ros.ros.node_main import switch_interval
+    monkeypatch.delenv('FDR_SWITCH_INTERVAL_US', raising=False)
+    assert switch_interval() is None
+    monkeypatch.setenv('FDR_SWITCH_INTERVAL_US', '100')
+    assert switch_interval() == pytest.approx(100e-6)
+    for bad in ('fast', '0', '-3'):
+        monkeypatch.setenv('FDR_SWITCH_INTERVAL_US', bad)
+        with pytest.raises(SystemExit, match='FDR_SWITCH_INTERVAL_US'):
+            switch_interval()

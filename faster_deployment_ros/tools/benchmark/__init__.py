@@ -10,7 +10,9 @@ alone. Writes benchmark.json and benchmark.png and prints the targets.
 
 One idea per module: `cli` (arguments, section order), `common` (frames, model, summaries),
 `measure` (bare / serial / pipeline / ultralytics), `ros_harness` (node processes, publisher,
-per-hop budget), `report` (targets, charts), `echo_node` (the transport floor); CPU accounting
+per-hop budget), `outside_view` (`--outside-view`: the node as an outside observer measures it,
+every part in its own process) with `probe` (those processes: publisher, receiver, plain ONNX
+Runtime), `report` (targets, charts), `echo_node` (the transport floor); CPU accounting
 and node command lines are tools.processes'. ROS is imported only in the ROS sections: without
 rclpy they are skipped.
 

@@ -72,7 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help='interleaved rounds of the budget runs')
     ap.add_argument('--variant', action='append', metavar='NAME:KEY=VALUE[,KEY=VALUE]',
                     help='A/B: also run the node with these parameters in the budget rounds, '
-                    'interleaved (e.g. spin:onnxruntime.allow_spinning=true); repeatable')
+                    'interleaved (e.g. spin:onnxruntime.allow_spinning=true); repeatable; '
+                    'env.NAME=VALUE sets an environment variable of that node process')
+    ap.add_argument('--outside-view', action='store_true',
+                    help='also measure as an outside observer: publisher, receiver, node, '
+                    'transport floor and plain ONNX Runtime (default options, best of --threads) '
+                    'each in its own process, at --budget-rate, --budget-rounds interleaved '
+                    'rounds (with the --variant nodes), beside the per-hop budget of the node')
     ap.add_argument('--py-spy', action='store_true',
                     help='flame graph (py-spy, SVG in --out) of the node during each of its runs')
     ap.add_argument('--overload-rate', default='',
@@ -217,18 +223,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             res['ultralytics'] = {'error': 'ultralytics not importable'}
 
     ros_ok = False
-    if 'ros' not in skip:
+    if 'ros' not in skip or args.outside_view:
         try:
             import rclpy  # noqa: F401 - only whether it imports
             ros_ok = True
         except ImportError as exc:
             res['ros_skipped'] = f'rclpy not importable: {exc}'
             print(f'ROS sections skipped: {res["ros_skipped"]}')
-    if ros_ok:
+    if ros_ok and 'ros' not in skip:
         from .ros_harness import run_ros
         run_ros(args, res, model, frames, out_dir, progress)
         save()
-    elif args.soak > 0:
+    if ros_ok and args.outside_view:
+        from .outside_view import run_outside_view
+        res['outside_view'] = run_outside_view(args, model, video, out_dir, progress, threads,
+                                               (res.get('budget') or {}).get('rate_hz', 0.0))
+        save()
+    if 'soak' not in res and args.soak > 0:
         rate = 2.0 * (max((p['fps'] for p in res.get('pipeline', [])), default=0.0) or 30)
         r = run_pipeline(model, frames, 1, best_t, 1, 'drop_oldest', rate, args.soak, progress,
                          label=f'soak 1x{best_t}', window_s=10.0, schedule='just_in_time')

@@ -82,14 +82,17 @@ class RosBench:
             self.msgs.append(m)
 
     def add(self, name: str, cmd: List[str], namespace: str = '', node_name: str = 'detector',
-            workers: int = 1) -> _Target:
-        """Start `cmd` (it ends in --ros-args ...) in `namespace`; talk to its image/detections."""
+            workers: int = 1, extra_env: Optional[Dict[str, str]] = None) -> _Target:
+        """Start `cmd` (it ends in --ros-args ...) in `namespace`; talk to its image/detections.
+
+        `extra_env`: environment variables of that process beyond this one's.
+        """
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image
         from vision_msgs.msg import Detection2DArray
 
         args = list(cmd) + (['-r', f'__ns:=/{namespace}'] if namespace else [])
-        env = dict(os.environ)  # run_ros applied the camera environment
+        env = {**os.environ, **(extra_env or {})}  # run_ros applied the camera environment
         log_path = self.out_dir / f'{name}.log'
         log = open(log_path, 'w')
         proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -386,15 +389,18 @@ def run_ros(args, res: Dict[str, Any], model: Model, frames: List[np.ndarray],
     variants = []  # A/B: the same node with other settings, in its own namespace, interleaved
     for text in args.variant or []:
         name, _, kvs = text.partition(':')
-        vo = dict(over)
+        vo, venv = dict(over), {}
         for kv in filter(None, kvs.split(',')):
             k, _, v = kv.partition('=')
-            vo[k.strip()] = scalar(v.strip())
+            if k.strip().startswith('env.'):  # an environment variable of that node process
+                venv[k.strip()[4:]] = v.strip()
+            else:
+                vo[k.strip()] = scalar(v.strip())
         cmd = node_command(params_file=pf, parameters=vo,
                            ros_args=['-r', f'__node:=detector_{name}'])
         variants.append(bench.add(f'variant_{name}', cmd, f'v_{name}',
                                   node_name=f'detector_{name}',
-                                  workers=int(vo.get('workers', workers))))
+                                  workers=int(vo.get('workers', workers)), extra_env=venv))
     ref_backend = model.make(threads, **extra)
     res['ros_node'] = {'params_file': str(pf) if pf else None, 'overrides': over,
                        'effective': dict(eff),
