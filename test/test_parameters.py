@@ -133,10 +133,29 @@ class ParamClient:
         self.state_client = self.node.create_client(GetState, f'/{node_name}/get_state')
         for c in (self.set_client, self.get_client, self.state_client):
             assert c.wait_for_service(timeout_sec=30), f'no service {c.srv_name}'
+        # one answered request each (empty ones change nothing, so they may be re-sent): the
+        # reply path is matched before a set request, which is never re-sent
+        self.call(self.set_client, SetParameters.Request(), read_only=True)
+        self.call(self.get_client, GetParameters.Request(), read_only=True)
 
-    def call(self, client, request, timeout: float = 20.0):
-        future = client.call_async(request)
-        self.rclpy.spin_until_future_complete(self.node, future, timeout_sec=timeout)
+    def call(self, client, request, timeout: float = 20.0, read_only: bool = False):
+        """Call and wait; a read-only request is re-sent every 2 s within `timeout`.
+
+        rmw_fastrtps drops a reply when the service has not yet matched the client's reply
+        reader ("failed to send response (timeout)", seen on Jazzy); asking again is safe only
+        for requests that change nothing (get_parameters, get_state).
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            future = client.call_async(request)
+            wait = max(0.0, deadline - time.monotonic())
+            self.rclpy.spin_until_future_complete(self.node, future,
+                                                  timeout_sec=min(2.0, wait) if read_only
+                                                  else wait)
+            if future.done() and future.result() is not None:
+                return future.result()
+            if not read_only or time.monotonic() >= deadline:
+                break
         assert future.done(), f'{client.srv_name} did not answer: the node hangs or died'
         return future.result()
 
@@ -149,12 +168,12 @@ class ParamClient:
     def get_value(self, name: str):
         from rcl_interfaces.srv import GetParameters
         from rclpy.parameter import parameter_value_to_python
-        res = self.call(self.get_client, GetParameters.Request(names=[name]))
+        res = self.call(self.get_client, GetParameters.Request(names=[name]), read_only=True)
         return parameter_value_to_python(res.values[0])
 
     def state(self) -> str:
         from lifecycle_msgs.srv import GetState
-        return self.call(self.state_client, GetState.Request()).current_state.label
+        return self.call(self.state_client, GetState.Request(), read_only=True).current_state.label
 
     def close(self) -> None:
         from support.ros_nodes import destroy_node

@@ -167,8 +167,9 @@ class Bond:
             if previous == DEAD:
                 return
             self.state, self._since = (DYING if previous == ALIVE else DEAD), time.monotonic()
-        if self._timer is not None:
-            self._timer.cancel()
+        # The heartbeat timer cancels itself on its next tick (it sees the new state): cancelled
+        # from this thread while the executor has it ready, Jazzy's executor raises "timer is
+        # canceled" and its spin thread dies.
         self._publish(False)
         if previous == ALIVE:
             self._dead_timer = self._node.create_timer(DEAD_PUBLISH_PERIOD, self._dead_heartbeat)
