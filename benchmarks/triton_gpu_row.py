@@ -58,7 +58,6 @@ import os
 from pathlib import Path
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -71,6 +70,7 @@ if not (HERE / 'faster_deployment_ros').is_dir():  # in the repository; the bund
 sys.path.insert(0, str(HERE))  # runtime_clients, beside it in both
 
 from faster_deployment_ros.backends import Backend, TensorSpec  # noqa: E402
+from faster_deployment_ros.tools.processes import free_ports  # noqa: E402
 from runtime_clients import adapter_maker, clients, pct, serial  # noqa: E402
 import numpy as np  # noqa: E402, I100
 MODEL = 'yolov8n'
@@ -247,26 +247,30 @@ def prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def repack_wheel(wheel: Path, out: Path, keep) -> None:
+    """Write the wheel's members for which `keep(name)` holds to an xz-compressed tar."""
+    import tarfile
+    import zipfile
+    with zipfile.ZipFile(wheel) as zf, tarfile.open(out, 'w:xz', preset=9) as tar:
+        for info in zf.infolist():
+            if not keep(info.filename):
+                continue
+            data = zf.read(info)
+            ti = tarfile.TarInfo(info.filename)
+            ti.size = len(data)
+            ti.mode = (info.external_attr >> 16) & 0o777 or 0o644
+            tar.addfile(ti, io.BytesIO(data))
+
+
 def trim_pytriton(wheel: Path, out: Path) -> None:
     """Repack the pytriton wheel for Python 3.12 only, xz-compressed.
 
     Drops the Python-backend stubs of other Python versions and the bundled libpython3.13
     (the 3.13 stub's): the wheel is 55 MB, too much for the device tool's 64 MiB per call.
     """
-    import tarfile
-    import zipfile
-    with zipfile.ZipFile(wheel) as zf, tarfile.open(out, 'w:xz', preset=9) as tar:
-        for info in zf.infolist():
-            name = info.filename
-            if '/python_backend_stubs/' in name and '/python_backend_stubs/3.12/' not in name:
-                continue
-            if name.startswith('nvidia_pytriton.libs/libpython3'):
-                continue
-            data = zf.read(info)
-            ti = tarfile.TarInfo(name)
-            ti.size = len(data)
-            ti.mode = (info.external_attr >> 16) & 0o777 or 0o644
-            tar.addfile(ti, io.BytesIO(data))
+    repack_wheel(wheel, out, lambda name: not (
+        ('/python_backend_stubs/' in name and '/python_backend_stubs/3.12/' not in name)
+        or name.startswith('nvidia_pytriton.libs/libpython3')))
 
 
 def trim_numpy1(wheel: Path, out: Path) -> None:
@@ -276,19 +280,9 @@ def trim_numpy1(wheel: Path, out: Path) -> None:
     (its pybind11 predates numpy 2's dtype layout): Triton then answers every request with an
     empty output. device.sh gives the stub its own venv with this numpy.
     """
-    import tarfile
-    import zipfile
     skip = ('/tests/', 'numpy/f2py/', 'numpy/distutils/', 'numpy/_pyinstaller/', 'numpy/doc/')
-    with zipfile.ZipFile(wheel) as zf, tarfile.open(out, 'w:xz', preset=9) as tar:
-        for info in zf.infolist():
-            name = info.filename
-            if any(k in name for k in skip) or name.endswith('.pyi') or name.endswith('/'):
-                continue
-            data = zf.read(info)
-            ti = tarfile.TarInfo(name)
-            ti.size = len(data)
-            ti.mode = (info.external_attr >> 16) & 0o777 or 0o644
-            tar.addfile(ti, io.BytesIO(data))
+    repack_wheel(wheel, out, lambda name: not (
+        any(k in name for k in skip) or name.endswith('.pyi') or name.endswith('/')))
 
 
 # ---- serve (GPU machine) -------------------------------------------------------------------
@@ -390,19 +384,6 @@ def sync() -> None:
 
 
 make_adapter = adapter_maker('yolov8')
-
-
-def free_ports(n: int) -> List[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(('127.0.0.1', 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def start_server(args: argparse.Namespace, out: Path):

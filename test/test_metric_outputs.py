@@ -8,8 +8,6 @@ no cloud and a warning naming why.
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -21,7 +19,7 @@ from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 from support.golden import model_path, read_frame  # noqa: E402
 from support.node_harness import header_key, image_msg, NodeHarness  # noqa: E402
-from support.node_harness import TEST_PARAMETERS  # noqa: E402
+from support.node_harness import TEST_PARAMETERS, wait_until  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -35,16 +33,6 @@ def camera_info(width: int, height: int, stamp_ns: int, frame_id: str) -> Camera
     info.header.stamp.sec, info.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
     info.header.frame_id = frame_id
     return info
-
-
-def wait_until(predicate, timeout: float = 30.0) -> bool:
-    """Poll a node-side counter (no message to wait on) until it holds, bounded."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def cloud_xyz(msg: PointCloud2) -> np.ndarray:

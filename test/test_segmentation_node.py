@@ -8,7 +8,6 @@ reaches the next frame and label_info, and an output nobody subscribes to is nev
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -23,22 +22,12 @@ from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from support.golden import model_path, read_frame  # noqa: E402
 from support.node_harness import header_key, image_msg, NodeHarness  # noqa: E402
-from support.node_harness import TEST_PARAMETERS  # noqa: E402
+from support.node_harness import TEST_PARAMETERS, wait_until  # noqa: E402
 from vision_msgs.msg import LabelInfo  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
 MODEL = 'lraspp_mobilenet_v3_large'
-
-
-def wait_until(predicate, timeout: float = 60.0) -> bool:
-    """Poll a node-side counter (no message to wait on) until it holds, bounded."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 @pytest.fixture
@@ -131,7 +120,7 @@ def test_an_output_nobody_subscribes_to_is_not_built(rig, campus_video):
     for i in range(2):
         h.pubs['image'].publish(image_msg(frame, 3_000_000_000 + i, 'campus_optical'))
     assert len(h.wait_count(h.got['conf'], 2, timeout=120)) == 2
-    assert wait_until(lambda: h.node.telemetry.published == 2)  # delivered, counted
+    assert wait_until(lambda: h.node.telemetry.published == 2, timeout=60.0)  # delivered, counted
     assert h.node._mask_msg is None, 'the mask was built although nobody subscribes to it'
 
 

@@ -68,6 +68,7 @@ class ObbAdapter(Yolov8Adapter):
 
     family = 'obb'
     extra_rows = 1  # the angle
+    KIND = 'OBB'
 
     def __init__(self, inputs: List[TensorSpec], outputs: List[TensorSpec],
                  metadata: Optional[Mapping[str, str]] = None, **params: Any) -> None:
@@ -92,22 +93,8 @@ class ObbAdapter(Yolov8Adapter):
     def decode(self, outputs: Sequence[np.ndarray]
                ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Candidates before NMS, in model-input pixels: (xywhr (K, 5), scores, class ids)."""
-        pred = np.asarray(outputs[0])
-        if pred.ndim == 3:
-            if pred.shape[0] != 1:
-                raise ValueError(f'OBB postprocess handles batch 1, got output {pred.shape}')
-            pred = pred[0]
-        if self.transposed:
-            pred = pred.T
+        pred, cols, scores, class_ids = self._select(self._output(outputs))
         nc = self.num_classes
-        if pred.shape[0] != 5 + nc:
-            raise ValueError(f'OBB output {pred.shape} does not have 4 + {nc} + 1 rows')
-        cls = pred[4:4 + nc]
-        class_ids = cls.argmax(0)
-        scores = np.take_along_axis(cls, class_ids[None], 0)[0]
-        cols = np.flatnonzero(scores > self.conf_threshold)
-        if cols.size > self.max_nms:
-            cols = cols[np.argsort(-scores[cols], kind='stable')[:self.max_nms]]
         rows = np.concatenate((pred[:4, cols], pred[4 + nc:5 + nc, cols]), 0)
         return (np.ascontiguousarray(rows.T, np.float32), scores[cols].astype(np.float32),
                 class_ids[cols].astype(np.int64))

@@ -106,7 +106,8 @@ class Yolov8Adapter(ModelAdapter):
     family = 'yolov8'
     task = 'detection'
     #: rows after the class scores in the (1, 4 + nc + extra, N) output (OBB: the angle)
-    extra_rows = 0
+    extra_rows = 0  # rows after the class scores besides mask coefficients (OBB: the angle)
+    KIND = 'YOLOv8'  # in error messages
 
     def __init__(self, inputs: List[TensorSpec], outputs: List[TensorSpec],
                  metadata: Optional[Mapping[str, str]] = None, *, conf_threshold: float = 0.25,
@@ -186,30 +187,45 @@ class Yolov8Adapter(ModelAdapter):
         """Candidates before NMS, in model-input pixels: (boxes xyxy, scores, class ids)."""
         return self._candidates(outputs)[:3]
 
-    def _candidates(self, outputs: Sequence[np.ndarray]):
-        """Return decode's (boxes, scores, class ids) and -seg mask coefficients (else None)."""
+    def _output(self, outputs: Sequence[np.ndarray]) -> np.ndarray:
+        """Return the first output without its batch axis (batch 1 only)."""
         pred = np.asarray(outputs[0])
         if pred.ndim == 3:
             if pred.shape[0] != 1:
-                raise ValueError(f'YOLOv8 postprocess handles batch 1, got output {pred.shape}')
+                raise ValueError(f'{self.KIND} postprocess handles batch 1, got output '
+                                 f'{pred.shape}')
             pred = pred[0]
+        return pred
+
+    def _select(self, pred: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Return (rows x anchors output, candidate columns, best-class scores, class ids).
+
+        Best class first, then the threshold: ultralytics' `amax > conf`, then `conf > conf`;
+        above max_nms candidates ultralytics keeps the highest-scoring ones.
+        """
+        if self.transposed:
+            pred = pred.T
+        nc, extra = self.num_classes, self.extra_rows + self.num_masks
+        if pred.shape[0] != 4 + nc + extra:
+            raise ValueError(f'{self.KIND} output {pred.shape} does not have 4 + {nc} '
+                             + (f'+ {extra} ' if extra else '') + 'rows')
+        cls = pred[4:4 + nc]
+        class_ids = cls.argmax(0)
+        scores = np.take_along_axis(cls, class_ids[None], 0)[0]
+        cols = np.flatnonzero(scores > self.conf_threshold)
+        if cols.size > self.max_nms:
+            cols = cols[np.argsort(-scores[cols], kind='stable')[:self.max_nms]]
+        return pred, cols, scores, class_ids
+
+    def _candidates(self, outputs: Sequence[np.ndarray]):
+        """Return decode's (boxes, scores, class ids) and -seg mask coefficients (else None)."""
+        pred = self._output(outputs)
         if self.end2end:
             keep = np.flatnonzero(pred[:, 4] > self.conf_threshold)[:self.max_detections]
             rows = pred[keep].astype(np.float32, copy=False)
             return rows[:, :4].copy(), rows[:, 4].copy(), rows[:, 5].astype(np.int64), None
-        if self.transposed:
-            pred = pred.T
+        pred, cols, scores, class_ids = self._select(pred)
         nc = self.num_classes
-        if pred.shape[0] != 4 + nc + self.num_masks:
-            raise ValueError(f'YOLOv8 output {pred.shape} does not have 4 + {nc} '
-                             + (f'+ {self.num_masks} ' if self.num_masks else '') + 'rows')
-        cls = pred[4:4 + nc]
-        # Best class first, then the threshold: ultralytics' `amax > conf`, then `conf > conf`.
-        class_ids = cls.argmax(0)
-        scores = np.take_along_axis(cls, class_ids[None], 0)[0]
-        cols = np.flatnonzero(scores > self.conf_threshold)
-        if cols.size > self.max_nms:  # ultralytics keeps the max_nms highest-scoring candidates
-            cols = cols[np.argsort(-scores[cols], kind='stable')[:self.max_nms]]
         box = pred[:4, cols].astype(np.float32, copy=False)
         half = box[2:4] * np.float32(0.5)
         boxes = np.concatenate((box[0:2] - half, box[0:2] + half), 0).T

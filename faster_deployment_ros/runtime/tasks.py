@@ -24,6 +24,8 @@ from ..models.depth import DepthKindError
 Log = Callable[[str], None]
 DEPTH_FAMILIES = ('depth', 'depth_anything_v2', 'midas')
 SEGMENTATION_FAMILIES = ('semantic_seg',)
+NODE_OF_TASK = {'detection': 'detector_node', 'depth': 'depth_node',
+                'segmentation': 'segmentation_node'}
 
 
 def class_filter(value: Sequence[str], class_names: Sequence[str],
@@ -93,9 +95,27 @@ class Task:
 
     def _check_task(self, adapter: Any, model_path: str) -> Any:
         if adapter.task != self.task:
-            node = {'detection': 'detector_node'}.get(adapter.task, f'{adapter.task}_node')
-            raise ParameterError(f'{model_path} is a {adapter.task} model; use the {node}')
+            raise ParameterError(f'{model_path} is a {adapter.task} model; use the '
+                                 f'{NODE_OF_TASK[adapter.task]}')
         return adapter
+
+    def _family(self, model_family: str, model_path: str, backend: Any,
+                families: Sequence[str]) -> str:
+        """Return `model_family`, or for 'auto' the one the model's signature implies (logged).
+
+        An inferred family of another task is refused, naming the node that runs it.
+        """
+        if model_family not in ('auto', ''):
+            return model_family
+        family, reason = resolve_family(model_family, backend.inputs, backend.outputs,
+                                        backend.metadata)
+        self.log(f'model_family auto -> {family} ({reason})')
+        if family not in families:
+            task = 'depth' if family in DEPTH_FAMILIES else \
+                'segmentation' if family in SEGMENTATION_FAMILIES else 'detection'
+            raise ParameterError(f'{model_path} looks like a {family} model ({task}), not a '
+                                 f'{self.task} one; use the {NODE_OF_TASK[task]}')
+        return family
 
 
 class DetectionTask(Task):
@@ -214,14 +234,7 @@ class DepthTask(Task):
                  'depth_shift': v['depth_shift'], 'keep_aspect_ratio': v['keep_aspect_ratio']}
         if input_size:
             knobs['input_size'] = tuple(input_size)
-        family = model_family
-        if family in ('auto', ''):
-            family, reason = resolve_family(family, backend.inputs, backend.outputs,
-                                            backend.metadata)
-            self.log(f'model_family auto -> {family} ({reason})')
-            if family not in DEPTH_FAMILIES:
-                raise ParameterError(f'{model_path} looks like a {family} model (detection); '
-                                     'use the detector_node')
+        family = self._family(model_family, model_path, backend, DEPTH_FAMILIES)
         try:
             adapter = create_adapter(family, backend.inputs, backend.outputs, backend.metadata,
                                      **knobs)
@@ -271,15 +284,7 @@ class SegmentationTask(Task):
                                  'class_names': self.class_names}
         if input_size:
             knobs['input_size'] = tuple(input_size)
-        family = model_family
-        if family in ('auto', ''):
-            family, reason = resolve_family(family, backend.inputs, backend.outputs,
-                                            backend.metadata)
-            self.log(f'model_family auto -> {family} ({reason})')
-            if family not in SEGMENTATION_FAMILIES:
-                node = 'depth_node' if family in DEPTH_FAMILIES else 'detector_node'
-                raise ParameterError(f'{model_path} looks like a {family} model, not a semantic '
-                                     f'segmentation one; use the {node}')
+        family = self._family(model_family, model_path, backend, SEGMENTATION_FAMILIES)
         try:
             adapter = create_adapter(family, backend.inputs, backend.outputs, backend.metadata,
                                      **knobs)

@@ -12,6 +12,7 @@ import contextlib
 import os
 from pathlib import Path
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -94,6 +95,20 @@ def stop_processes(procs: Sequence[subprocess.Popen], timeout: float = 10.0) -> 
 def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> int:
     """Stop one process as stop_processes does; return its exit code."""
     return stop_processes([proc], timeout)[0]
+
+
+def free_ports(n: int) -> List[int]:
+    """Return `n` distinct TCP ports free on 127.0.0.1 now."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(('127.0.0.1', 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def log_tail(log_path: Path, lines: int = 25) -> List[str]:

@@ -145,6 +145,16 @@ class NodeHarness:
         close_rig(self)
 
 
+def wait_until(predicate, timeout: float = 30.0) -> bool:
+    """Poll a node-side counter (no message to wait on) until it holds, bounded."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def wait_status(node, level: int, text: str, timeout: float = 30.0):
     """Poll the node's own status (computed on demand) until it reads `level` with `text`."""
     deadline = time.monotonic() + timeout
@@ -193,4 +203,5 @@ def close_rig(rig) -> None:
 
 
 __all__ = ['NodeHarness', 'close_rig', 'harnesses', 'RELIABLE', 'TEST_PARAMETERS', 'image_msg',
+           'wait_until',
            'header_key', 'console_script', 'stop_process', 'wait_status']

@@ -15,27 +15,14 @@ import socket
 import subprocess
 import tempfile
 import time
-from typing import Iterator, List, Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
+from faster_deployment_ros.tools.processes import free_ports
 from support.shared_data import missing, ROOT
 
 PYTHON = Path(os.environ.get('FDR_TRITON_PYTHON', ROOT / '.venv-triton' / 'bin' / 'python'))
 SCRIPT = ROOT / 'scripts' / 'triton_onnx_server.py'
 START_TIMEOUT_S = 120.0
-
-
-def free_ports(n: int) -> List[int]:
-    """Return `n` distinct TCP ports free on 127.0.0.1 now."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(('127.0.0.1', 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 class TritonServer:

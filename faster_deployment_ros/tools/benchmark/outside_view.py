@@ -28,7 +28,8 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from .common import Model, Progress
-from .ros_harness import floor_command, hops_from_diag, node_settings, parse_rate
+from .ros_harness import (floor_command, hops_from_diag, node_settings, parse_rate,
+                          parse_variant)
 from ..processes import CpuWatch, load_avg, node_command, start_process, stop_processes
 from ..report import order_violations
 from ...core.stats import summarize
@@ -123,14 +124,7 @@ def run_outside_view(args, model: Model, video: Path, out_dir: Path,
                _Target('floor', floor_command(int(eff['qos_depth'])), 'ov_floor',
                        'transport_floor', out_dir)]
     for text in args.variant or []:
-        name, _, kvs = text.partition(':')
-        vo, venv = dict(over), {}
-        for kv in filter(None, kvs.split(',')):
-            k, _, v = kv.partition('=')
-            if k.strip().startswith('env.'):  # an environment variable of that node process
-                venv[k.strip()[4:]] = v.strip()
-            else:
-                vo[k.strip()] = v.strip()
+        name, vo, venv = parse_variant(text, over)
         targets.append(_Target(f'variant_{name}', node_command(
             params_file=pf, parameters=vo, ros_args=['-r', f'__node:=detector_{name}']),
             f'ov_{name}', f'detector_{name}', out_dir, venv))

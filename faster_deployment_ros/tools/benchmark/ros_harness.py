@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -354,6 +354,24 @@ def backend_extra(eff: Dict[str, Any], backend: str) -> Dict[str, Any]:
             if k.startswith(prefix) and k[len(prefix):] not in ('providers',)}
 
 
+def parse_variant(text: str, over: Dict[str, Any], convert: Callable[[str], Any] = str
+                  ) -> Tuple[str, Dict[str, Any], Dict[str, str]]:
+    """`--variant NAME:KEY=VALUE,...` -> (name, node parameters, environment).
+
+    The parameters are `over` with the variant's own (values through `convert`); `env.NAME=VALUE`
+    entries are environment variables of that node process.
+    """
+    name, _, kvs = text.partition(':')
+    params, env = dict(over), {}
+    for kv in filter(None, kvs.split(',')):
+        k, _, v = kv.partition('=')
+        if k.strip().startswith('env.'):
+            env[k.strip()[4:]] = v.strip()
+        else:
+            params[k.strip()] = convert(v.strip())
+    return name, params, env
+
+
 def floor_command(qos_depth: int) -> List[str]:
     return [sys.executable, '-m', 'faster_deployment_ros.tools.benchmark.echo_node',
             '--ros-args', '-p', f'qos_depth:={int(qos_depth)}']
@@ -388,14 +406,7 @@ def run_ros(args, res: Dict[str, Any], model: Model, frames: List[np.ndarray],
                       node_name='transport_floor')
     variants = []  # A/B: the same node with other settings, in its own namespace, interleaved
     for text in args.variant or []:
-        name, _, kvs = text.partition(':')
-        vo, venv = dict(over), {}
-        for kv in filter(None, kvs.split(',')):
-            k, _, v = kv.partition('=')
-            if k.strip().startswith('env.'):  # an environment variable of that node process
-                venv[k.strip()[4:]] = v.strip()
-            else:
-                vo[k.strip()] = scalar(v.strip())
+        name, vo, venv = parse_variant(text, over, scalar)
         cmd = node_command(params_file=pf, parameters=vo,
                            ros_args=['-r', f'__node:=detector_{name}'])
         variants.append(bench.add(f'variant_{name}', cmd, f'v_{name}',
