@@ -10,7 +10,7 @@ import time
 import cv2
 import numpy as np
 import pytest
-from support.ros_nodes import destroy_node
+from support.ros_nodes import call_service, destroy_node
 
 rclpy = pytest.importorskip('rclpy')
 from faster_deployment_ros.backends.onnxruntime_backend import (  # noqa: E402, I100
@@ -331,10 +331,8 @@ def test_lifecycle_services_drive_the_console_script(ros, yolox_model):
         assert get.wait_for_service(timeout_sec=30), 'no /lifecycle_probe/get_state'
 
         def call(client, request):
-            future = client.call_async(request)
-            rclpy.spin_until_future_complete(node, future, timeout_sec=30)
-            assert future.done(), 'the lifecycle service did not answer'
-            return future.result()
+            # get_state changes nothing: re-sent while Jazzy's rmw may drop the first reply
+            return call_service(node, client, request, 30.0, read_only=client is get)
 
         assert call(get, GetState.Request()).current_state.id == State.PRIMARY_STATE_UNCONFIGURED
         for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):

@@ -139,25 +139,8 @@ class ParamClient:
         self.call(self.get_client, GetParameters.Request(), read_only=True)
 
     def call(self, client, request, timeout: float = 20.0, read_only: bool = False):
-        """Call and wait; a read-only request is re-sent every 2 s within `timeout`.
-
-        rmw_fastrtps drops a reply when the service has not yet matched the client's reply
-        reader ("failed to send response (timeout)", seen on Jazzy); asking again is safe only
-        for requests that change nothing (get_parameters, get_state).
-        """
-        deadline = time.monotonic() + timeout
-        while True:
-            future = client.call_async(request)
-            wait = max(0.0, deadline - time.monotonic())
-            self.rclpy.spin_until_future_complete(self.node, future,
-                                                  timeout_sec=min(2.0, wait) if read_only
-                                                  else wait)
-            if future.done() and future.result() is not None:
-                return future.result()
-            if not read_only or time.monotonic() >= deadline:
-                break
-        assert future.done(), f'{client.srv_name} did not answer: the node hangs or died'
-        return future.result()
+        from support.ros_nodes import call_service
+        return call_service(self.node, client, request, timeout, read_only)
 
     def set_value(self, name: str, value):
         from rcl_interfaces.srv import SetParameters

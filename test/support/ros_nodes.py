@@ -1,7 +1,32 @@
-"""Tearing down rclpy nodes that tests create, without letting rclpy's teardown hang the run."""
+"""rclpy nodes that tests create: calling services reliably, tearing down without hanging."""
 from __future__ import annotations
 
 import contextlib
+
+
+def call_service(node, client, request, timeout: float = 30.0, read_only: bool = False):
+    """Call `client` from `node` (spinning it) and return the response; fail if none comes.
+
+    rmw_fastrtps drops a reply when the service has not yet matched the client's reply reader
+    ("failed to send response (timeout)", seen on Jazzy): a `read_only` request (one that changes
+    nothing: get_state, get_parameters, an empty set_parameters) is re-sent every 2 s within
+    `timeout`; other requests are sent once.
+    """
+    import time
+
+    import rclpy
+    deadline = time.monotonic() + timeout
+    while True:
+        future = client.call_async(request)
+        wait = max(0.0, deadline - time.monotonic())
+        rclpy.spin_until_future_complete(node, future,
+                                         timeout_sec=min(2.0, wait) if read_only else wait)
+        if future.done() and future.result() is not None:
+            return future.result()
+        if not read_only or time.monotonic() >= deadline:
+            break
+    assert future.done(), f'{client.srv_name} did not answer: the node hangs or died'
+    return future.result()
 
 
 def destroy_node(*nodes) -> None:
