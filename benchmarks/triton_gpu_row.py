@@ -84,12 +84,19 @@ DEVICE = os.environ.get('GPUROW_DEVICE', 'cuda')
 
 # ---- the model -----------------------------------------------------------------------------
 def load_torch_model(bundle: Path, device: str):
-    """Return the TorchScript YOLOv8n on `device`, its zeroed weights filled from the ONNX file."""
+    """Return the TorchScript YOLOv8n on `device`, its zeroed weights filled from the ONNX file.
+
+    Loaded straight onto `device`: the trace (made on the CPU) holds constants, such as the
+    anchor points, that `Module.to` does not move; `map_location` does.
+    """
     import onnx
     from onnx import numpy_helper
     import torch
+    if device == 'cuda':  # fp32 as the ONNX model computes it, not TF32 (about 18 px apart)
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     raw = lzma.decompress((bundle / SKELETON).read_bytes())
-    model = torch.jit.load(io.BytesIO(raw), map_location='cpu')
+    model = torch.jit.load(io.BytesIO(raw), map_location=device)
     names = set(json.loads((bundle / WEIGHT_NAMES).read_text()))
     inits = {i.name: numpy_helper.to_array(i)
              for i in onnx.load(str(bundle / f'{MODEL}.onnx')).graph.initializer
@@ -102,7 +109,7 @@ def load_torch_model(bundle: Path, device: str):
     with torch.no_grad():
         for name in names:
             tensors[name].copy_(torch.from_numpy(np.array(inits[name])))
-    return model.to(device).eval()
+    return model.eval()
 
 
 def run_torch(model, x: np.ndarray, device: str) -> np.ndarray:
@@ -310,11 +317,14 @@ def serve(args: argparse.Namespace) -> int:
     lock = threading.Lock()
     batches: List[int] = []
 
-    @batch
-    def infer(images):
-        with lock:  # one model instance: batches run one after another
-            batches.append(len(images))
+    def instance():
+        """One model instance (Triton runs each instance's batches in its own stub process)."""
+        @batch
+        def infer(images):
+            with lock:
+                batches.append(len(images))
             return {OUTPUT: run_torch(model, np.ascontiguousarray(images, np.float32), device)}
+        return infer
 
     run_torch(model, np.zeros((args.max_batch,) + IN_SHAPE, np.float32), device)  # warm-up
     config = TritonConfig(grpc_address=args.address, grpc_port=args.grpc_port,
@@ -328,7 +338,7 @@ def serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))
     with Triton(config=config,
                 security_config=TritonSecurityConfig(restricted_endpoints=[])) as triton:
-        triton.bind(model_name=MODEL, infer_func=infer,
+        triton.bind(model_name=MODEL, infer_func=[instance() for _ in range(args.instances)],
                     inputs=[Tensor(name=INPUT, dtype=np.float32, shape=IN_SHAPE)],
                     outputs=[Tensor(name=OUTPUT, dtype=np.float32, shape=OUT_SHAPE)],
                     config=model_config, strict=True)
@@ -393,7 +403,7 @@ def start_server(args: argparse.Namespace, out: Path):
     cmd = [sys.executable, str(Path(__file__).resolve()), 'serve', '--bundle', args.bundle,
            '--grpc-port', str(grpc), '--http-port', str(http), '--metrics-port', str(metrics),
            '--max-batch', str(args.max_batch), '--queue-delay-us', str(args.queue_delay_us),
-           '--batch-log', str(out / 'batches.json')]
+           '--batch-log', str(out / 'batches.json'), '--instances', str(args.instances)]
     fh = open(log, 'w')
     proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + args.server_timeout
@@ -440,7 +450,8 @@ def run(args: argparse.Namespace) -> int:
         x, _ = make_adapter(probe).preprocess(frames[0])
     print(f"{gpu}; {cores} cores; torch {torch.__version__}; {MODEL} 640x640 (the project's "
           f'test graph); server: Triton (pytriton), TorchScript on the GPU, dynamic batching up '
-          f'to {args.max_batch}, queue delay {args.queue_delay_us} us', flush=True)
+          f'to {args.max_batch}, queue delay {args.queue_delay_us} us, '
+          f'{args.instances} model instance(s)', flush=True)
 
     # The model: TorchScript on the GPU against ONNX Runtime on the CPU (the clients' decode
     # is the same only where the outputs are).
@@ -452,6 +463,8 @@ def run(args: argparse.Namespace) -> int:
                        'batch8_vs_batch1': compare(run_torch(model, xb, DEVICE),
                                                    np.concatenate([got] * 8))}
     print('check:', json.dumps(report['check']), flush=True)
+    if not close_enough(report['check']['gpu_vs_onnxruntime']):
+        print('WARNING: the GPU model does not compute what the ONNX model does', flush=True)
     for b in (1, 8):
         xt = torch.from_numpy(np.concatenate([x[0]] * b)).to(DEVICE)
         with torch.inference_mode():
@@ -512,9 +525,11 @@ def run(args: argparse.Namespace) -> int:
             for n in counts:
                 threads = max(1, cores // n)
                 paths = []
-                if started:
-                    paths.append(('one Triton GPU server (batching)', url, 'triton',
-                                  {'shared_memory': 'false'}))
+                if started:  # gRPC as from another computer; shared memory as on one host
+                    paths += [('one Triton GPU server, gRPC', url, 'triton',
+                               {'shared_memory': 'false'}),
+                              ('one Triton GPU server, shm', url, 'triton',
+                               {'shared_memory': 'auto'})]
                 paths += [(f'{n} in-process torch GPU, no server', str(bundle), 'torch_gpu', {}),
                           (f'{n} local ORT CPU, {threads} thr each',
                            str(bundle / f'{MODEL}.onnx'), 'onnxruntime', {'threads': threads})]
@@ -571,6 +586,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     for q in (s, r):
         q.add_argument('--max-batch', type=int, default=8)
         q.add_argument('--queue-delay-us', type=int, default=1000)
+        q.add_argument('--instances', type=int, default=1,
+                       help='model instances in the server (batches run in parallel)')
     return ap.parse_args(argv)
 
 
