@@ -12,8 +12,9 @@ For each model and each N (ROS-free, CPU only):
       `runtime.stats()['stages']` and per frame, thread CPU time, and each thread's share on a
       CPU / runnable / blocked from /proc/self/task/*/schedstat). `--variant` adds block runs
       with process settings: `cv2=1` (OpenCV on 1 thread, the default extra run), `si=S`
-      (sys.setswitchinterval), `nice=K` (the worker threads' nice value), `prefeed=K` (K
-      feeder threads pre-process and the pipeline's pre stage passes their tensors on),
+      (sys.setswitchinterval), `nice=K` (the nice value of the inference worker threads; with
+      `procs`, of every thread of the worker processes), `prefeed=K` (K feeder threads
+      pre-process and the pipeline's pre stage passes their tensors on),
       `procs` (`worker_mode='processes'`: N worker processes, each pre + infer + post of whole
       frames, frames through shared memory; CPU counted over the parent and its workers).
   (c) paced: the same runtime with 'drop_oldest', fed at `--load` (0.8) x the rate of (a):
@@ -309,9 +310,11 @@ def run_pipeline(model: str, frames: List[np.ndarray], n: int, seconds: float, w
                                 on_drop=lambda seq, ctx: drops.append(seq))
     pids = runtime.pipeline.pids() if 'procs' in settings else []
     if 'nice' in settings:  # lower the inference workers' CPU weight against pre / post
-        for t in runtime.pipeline.threads:
-            if '-infer' in t.name:
-                os.setpriority(os.PRIO_PROCESS, t.native_id, int(settings['nice']))
+        tids = [t.native_id for t in runtime.pipeline.threads if '-infer' in t.name]
+        for pid in pids:  # worker processes: every thread of each (nice is per thread on Linux)
+            tids += [int(tid) for tid in os.listdir(f'/proc/{pid}/task')] if pid else []
+        for tid in tids:
+            os.setpriority(os.PRIO_PROCESS, tid, int(settings['nice']))
     stop = threading.Event()
 
     def feed(k: int = 0, step: int = 1) -> None:

@@ -1,17 +1,26 @@
-"""The transport floor: a minimal rclpy node answering each Image with an empty detection array.
+"""The transport floor, and the minimal hand-rolled detector node, for the benchmarks.
 
-The answer (vision_msgs/Detection2DArray) carries the frame's header.
+Without `model`: the transport floor, a minimal rclpy node answering each Image with an empty
+vision_msgs/Detection2DArray carrying the frame's header. What any Python node pays before it
+does any work (DDS, deserialising a 720p frame, the executor, serialising and sending the
+answer), with the same QoS, executor and middleware settings as detector_node.
 
-What any Python node pays before it does any work (DDS, deserialising a 720p frame, the
-executor, serialising and sending the answer), with the same QoS, executor and middleware
-settings as detector_node; the benchmark runs it beside the node and the bare model.
+With `model` (an ONNX file) and `family`: the smallest detector node one would write by hand,
+as yolo_ros-style nodes and scripts do: in the subscription callback, the frame's bytes as an
+image, the package's adapter pre-processing, a plain ONNX Runtime session (default options,
+`threads` intra-op threads, 0: ORT's default), the adapter's post-processing, the detections
+published with the frame's header. One frame at a time, nothing overlapped, no queue: the
+reference the outside view compares the node's own part with.
 
   python -m faster_deployment_ros.tools.benchmark.echo_node --ros-args -r __ns:=/floor
+  python -m faster_deployment_ros.tools.benchmark.echo_node --ros-args -p model:=M.onnx \
+      -p family:=yolox -p threads:=2
 """
 from __future__ import annotations
 
 import sys
 
+import numpy as np
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
@@ -20,6 +29,7 @@ from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
 from ...core.memory import reuse_large_buffers
+from ...ros.detection_msgs import to_detection_array
 from ...ros.node_main import make_executor
 
 
@@ -35,8 +45,35 @@ class EchoNode(Node):
         self.get_logger().info(f'answering {self.resolve_topic_name("image")} on '
                                f'{self.resolve_topic_name("detections")}')
 
+        model = str(self.declare_parameter('model', '').value)
+        self.infer = None
+        if model:
+            from .probe import make_adapter, ort_session
+            threads = int(self.declare_parameter('threads', 0).value)
+            family = str(self.declare_parameter('family', 'auto').value)
+            conf = float(self.declare_parameter('conf', 0.25).value)
+            session = ort_session(model, threads)
+            adapter = make_adapter(session, family, conf)
+            names = [i.name for i in session.get_inputs()]
+            outs = [o.name for o in session.get_outputs()]
+
+            def infer(image: np.ndarray):
+                tensors, meta = adapter.preprocess(image)
+                return adapter.postprocess(session.run(outs, dict(zip(names, tensors))), meta)
+            self.infer = infer
+            self.get_logger().info(f'minimal node: {model} ({adapter.family}), {threads} '
+                                   'intra-op thread(s) (0: ONNX Runtime default)')
+
     def _on_image(self, msg: Image) -> None:
-        self.pub.publish(Detection2DArray(header=msg.header))
+        if self.infer is None:
+            self.pub.publish(Detection2DArray(header=msg.header))
+            return
+        if msg.encoding != 'bgr8' or msg.step != 3 * msg.width:
+            self.get_logger().error(f'minimal node: bgr8 frames without padding only, got '
+                                    f'{msg.encoding} step {msg.step}: publish bgr8 frames')
+            return
+        image = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.width, 3)
+        self.pub.publish(to_detection_array(self.infer(image), msg.header))
 
 
 def main(args=None) -> None:

@@ -3,12 +3,15 @@
 `fdr-benchmark --outside-view`: separate processes for everything (tools/benchmark/probe.py): a
 camera publisher and a detections receiver (latency = receipt time - time of the publish call,
 one monotonic clock), the node under test, the transport floor (the echo node: what any Python
-node pays to receive a 720p frame and answer), and plain ONNX Runtime with default session
-options at the best thread count of a short sweep, paced at the same rate (pre + infer + post
-with the package's adapter). This process only starts them and reads their answers, so nothing
+node pays to receive a 720p frame and answer), plain ONNX Runtime with default session options
+at the best thread count of a short sweep, paced at the same rate (pre + infer + post with the
+package's adapter), and the minimal hand-rolled node (the echo node running that same session
+and adapter in its subscription callback, one frame at a time: what receiving frames on the
+same cores costs the model without anything of the node's). This process only starts them and reads their answers, so nothing
 of it runs in the measured path.
 
-Interleaved rounds (a new random order each round) of: bare, floor, node, each --variant. The
+Interleaved rounds (a new random order each round) of: bare, floor, minimal, node, each
+--variant. The
 node's own per-hop budget (/diagnostics, read by the receiver after each of its runs) says what
 the outside difference node - floor - bare is made of: how much slower the node's pre / infer /
 post run than the bare loop's, and the hops only the node has (callback, queue, hand-overs,
@@ -40,6 +43,8 @@ PROBE = [sys.executable, '-m', 'faster_deployment_ros.tools.benchmark.probe']
 STAGES = ('pre', 'infer', 'post')
 #: hops only the node has, between receiving a frame and publishing its answer
 NODE_ONLY = ('callback', 'queue', 'handover', 'build', 'publish')
+#: targets that publish no /diagnostics (the echo node, with and without a model)
+NO_DIAGNOSTICS = ('floor', 'minimal')
 
 
 def _summary_ms(values_ms: Sequence[float]) -> Dict[str, float]:
@@ -152,6 +157,9 @@ def run_outside_view(args, model: Model, video: Path, out_dir: Path,
         print(f'outside view: bare ONNX Runtime sweep {sweep["sweep"]} -> {best} thread(s), '
               f'capacity {capacity:.1f} fps; runs at {rate:.3g} Hz ({label}), load {load_avg()}',
               flush=True)
+        targets.append(_Target('minimal', floor_command(
+            int(eff['qos_depth']), model=Path(args.model).resolve(), family=model.family,
+            threads=best, conf=args.conf), 'ov_minimal', 'transport_floor', out_dir))
         recv = _Child(['receive'], out_dir / 'outside_receiver.log')
         children.append(recv)
         pub = _Child(['publish', '--video', str(video), '--frames', str(n_frames)],
@@ -218,12 +226,12 @@ def _phase(pub: _Child, recv: _Child, t: _Target, rate: float, seconds: float, w
     got = recv.ask({'cmd': 'take', 'topic': t.detections, 'expect': len(sent['sent']),
                     'quiet_s': 1.0, 'timeout': 10.0, 'status': t.status,
                     'diagnostics_after_ns': t_end,
-                    'diagnostics_timeout': 2.5 if t.name != 'floor' else 0.0})
+                    'diagnostics_timeout': 0.0 if t.name in NO_DIAGNOSTICS else 2.5})
     cw = watch.read()
     t.check()
     pub_ns = dict(sent['sent'])
-    seen, dup, unknown, lat_ms, order = set(), 0, 0, [], []
-    for frame_id, ns, _ in got['received']:
+    seen, dup, unknown, lat_ms, order, counts = set(), 0, 0, [], [], []
+    for frame_id, ns, n_det in got['received']:
         try:
             k = int(frame_id)
         except ValueError:
@@ -236,6 +244,7 @@ def _phase(pub: _Child, recv: _Child, t: _Target, rate: float, seconds: float, w
         else:
             seen.add(k)
             order.append(k)
+            counts.append([k, n_det])
             lat_ms.append((ns - pub_ns[k]) / 1e6)
     diag = got['diagnostics']
     r = {'target': t.name, 'input_fps': sent['input_fps'], 'frames_in': len(pub_ns),
@@ -243,7 +252,8 @@ def _phase(pub: _Child, recv: _Child, t: _Target, rate: float, seconds: float, w
          'unknown': unknown, 'order_violations': order_violations(order),
          'latency_ms': _summary_ms(lat_ms), 'node_cpu_cores': round(cw['others_ours'] or 0, 3),
          'foreign_cpu_cores': round(cw['foreign'], 2), 'hops_ms': hops_from_diag(diag),
-         'node_diagnostics': diag, 'load_avg_1m': load_avg(), '_lat': lat_ms}
+         'node_diagnostics': diag, 'load_avg_1m': load_avg(), '_lat': lat_ms,
+         'detections_per_frame': counts}
     lat = r['latency_ms']
     progress.done(f'outside  {t.name:<18} @{rate:.3g}Hz: p50 {lat["p50"]:6.1f} p90 '
                   f'{lat["p90"]:6.1f} p99 {lat["p99"]:6.1f} ms, in {r["frames_in"]} out '

@@ -372,9 +372,13 @@ def parse_variant(text: str, over: Dict[str, Any], convert: Callable[[str], Any]
     return name, params, env
 
 
-def floor_command(qos_depth: int) -> List[str]:
-    return [sys.executable, '-m', 'faster_deployment_ros.tools.benchmark.echo_node',
-            '--ros-args', '-p', f'qos_depth:={int(qos_depth)}']
+def floor_command(qos_depth: int, **parameters: Any) -> List[str]:
+    """The echo node's command: the transport floor, or with `model=` the minimal node."""
+    cmd = [sys.executable, '-m', 'faster_deployment_ros.tools.benchmark.echo_node',
+           '--ros-args', '-p', f'qos_depth:={int(qos_depth)}']
+    for key, value in parameters.items():
+        cmd += ['-p', f'{key}:={value}']
+    return cmd
 
 
 def parse_rate(text: str, capacity: float) -> Tuple[float, str]:
