@@ -318,7 +318,7 @@ def serve(args: argparse.Namespace) -> int:
     batches: List[int] = []
 
     def instance():
-        """One model instance (Triton runs each instance's batches in its own stub process)."""
+        """Return one model instance's function (each instance: its own stub process)."""
         @batch
         def infer(images):
             with lock:

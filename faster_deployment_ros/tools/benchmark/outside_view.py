@@ -7,8 +7,8 @@ node pays to receive a 720p frame and answer), plain ONNX Runtime with default s
 at the best thread count of a short sweep, paced at the same rate (pre + infer + post with the
 package's adapter), and the minimal hand-rolled node (the echo node running that same session
 and adapter in its subscription callback, one frame at a time: what receiving frames on the
-same cores costs the model without anything of the node's). This process only starts them and reads their answers, so nothing
-of it runs in the measured path.
+same cores costs the model without anything of the node's). This process only starts them and
+reads their answers, so nothing of it runs in the measured path.
 
 Interleaved rounds (a new random order each round) of: bare, floor, minimal, node, each
 --variant. The

@@ -373,7 +373,7 @@ def parse_variant(text: str, over: Dict[str, Any], convert: Callable[[str], Any]
 
 
 def floor_command(qos_depth: int, **parameters: Any) -> List[str]:
-    """The echo node's command: the transport floor, or with `model=` the minimal node."""
+    """Return the echo node's command: the transport floor, or with `model=` the minimal node."""
     cmd = [sys.executable, '-m', 'faster_deployment_ros.tools.benchmark.echo_node',
            '--ros-args', '-p', f'qos_depth:={int(qos_depth)}']
     for key, value in parameters.items():
