@@ -123,7 +123,7 @@ def test_benchmark_outside_view(tmp_path, yolox_model, plaza_video):
     ov = json.loads((out / 'benchmark.json').read_text())['outside_view']
     assert ov['rate_hz'] == 4 and ov['bare_threads'] in (1, 2)
     assert [s['threads'] for s in ov['bare_sweep']] == [1, 2]
-    names = ['node', 'floor', 'minimal', 'variant_spin']
+    names = ['node', 'floor', 'minimal', 'minimal_nospin', 'variant_spin']
     for rnd in ov['rounds']:
         assert sorted(rnd['order']) == sorted(['bare'] + names)
     for rnd in ov['rounds']:
@@ -141,12 +141,13 @@ def test_benchmark_outside_view(tmp_path, yolox_model, plaza_video):
         # the minimal node runs the same model, adapter and threshold in its callback: the same
         # detections per frame as the node (frame k is video frame k % 4); the floor none
         video_frame = {name: {k % 4: n for k, n in rnd[name]['detections_per_frame']}
-                       for name in ('node', 'minimal', 'floor')}
+                       for name in ('node', 'minimal', 'minimal_nospin', 'floor')}
         assert set(video_frame['floor'].values()) == {0}
-        assert sum(video_frame['minimal'].values()) > 0
-        same = [k for k in video_frame['node'] if k in video_frame['minimal']]
-        assert same and all(video_frame['node'][k] == video_frame['minimal'][k] for k in same)
-        assert rnd['minimal']['latency_ms']['p50'] > rnd['floor']['latency_ms']['p50']
+        for name in ('minimal', 'minimal_nospin'):
+            assert sum(video_frame[name].values()) > 0
+            same = [k for k in video_frame['node'] if k in video_frame[name]]
+            assert same and all(video_frame['node'][k] == video_frame[name][k] for k in same)
+            assert rnd[name]['latency_ms']['p50'] > rnd['floor']['latency_ms']['p50']
         for name in ('node', 'variant_spin'):  # its own budget, read after its run
             hops = rnd[name]['hops_ms']
             assert {'transport', 'callback', 'queue', 'pre', 'infer', 'post', 'handover',
@@ -170,7 +171,7 @@ def test_benchmark_outside_view(tmp_path, yolox_model, plaza_video):
                             'handover', 'build', 'publish', 'rest'}
         assert sum(dec.values()) == pytest.approx(run['over_floor_plus_bare_ms'], abs=0.01)
     t = json.loads((out / 'benchmark.json').read_text())['targets']['outside_view']
-    assert set(t['runs']) == {'node', 'minimal', 'variant_spin'}
+    assert set(t['runs']) == {'node', 'minimal', 'minimal_nospin', 'variant_spin'}
     assert t['runs']['minimal']['decomposition_ms'] == {}  # no /diagnostics of its own
     node = t['runs']['node']
     assert node['p50_ok'] == (node['over_floor_plus_bare_ms'] <= 3.0)

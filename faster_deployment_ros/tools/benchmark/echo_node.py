@@ -8,8 +8,9 @@ answer), with the same QoS, executor and middleware settings as detector_node.
 With `model` (an ONNX file) and `family`: the smallest detector node one would write by hand,
 as yolo_ros-style nodes and scripts do: in the subscription callback, the frame's bytes as an
 image, the package's adapter pre-processing, a plain ONNX Runtime session (default options,
-`threads` intra-op threads, 0: ORT's default), the adapter's post-processing, the detections
-published with the frame's header. One frame at a time, nothing overlapped, no queue: the
+`threads` intra-op threads, 0: ORT's default; `spinning: false` makes its idle threads block,
+as the node's do on <= 4 cores), the adapter's post-processing, the detections published with
+the frame's header. One frame at a time, nothing overlapped, no queue: the
 reference the outside view compares the node's own part with.
 
   python -m faster_deployment_ros.tools.benchmark.echo_node --ros-args -r __ns:=/floor
@@ -52,7 +53,8 @@ class EchoNode(Node):
             threads = int(self.declare_parameter('threads', 0).value)
             family = str(self.declare_parameter('family', 'auto').value)
             conf = float(self.declare_parameter('conf', 0.25).value)
-            session = ort_session(model, threads)
+            spinning = bool(self.declare_parameter('spinning', True).value)
+            session = ort_session(model, threads, spinning)
             adapter = make_adapter(session, family, conf)
             names = [i.name for i in session.get_inputs()]
             outs = [o.name for o in session.get_outputs()]
@@ -62,7 +64,8 @@ class EchoNode(Node):
                 return adapter.postprocess(session.run(outs, dict(zip(names, tensors))), meta)
             self.infer = infer
             self.get_logger().info(f'minimal node: {model} ({adapter.family}), {threads} '
-                                   'intra-op thread(s) (0: ONNX Runtime default)')
+                                   'intra-op thread(s) (0: ONNX Runtime default), '
+                                   f'{"spinning" if spinning else "no spinning"}')
 
     def _on_image(self, msg: Image) -> None:
         if self.infer is None:

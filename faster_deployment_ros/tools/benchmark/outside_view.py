@@ -7,11 +7,12 @@ node pays to receive a 720p frame and answer), plain ONNX Runtime with default s
 at the best thread count of a short sweep, paced at the same rate (pre + infer + post with the
 package's adapter), and the minimal hand-rolled node (the echo node running that same session
 and adapter in its subscription callback, one frame at a time: what receiving frames on the
-same cores costs the model without anything of the node's). This process only starts them and
+same cores costs the model without anything of the node's), once with ONNX Runtime's default
+spinning threads and once without (`minimal_nospin`, the node's setting on <= 4 cores). This process only starts them and
 reads their answers, so nothing of it runs in the measured path.
 
-Interleaved rounds (a new random order each round) of: bare, floor, minimal, node, each
---variant. The
+Interleaved rounds (a new random order each round) of: bare, floor, minimal, minimal_nospin,
+node, each --variant. The
 node's own per-hop budget (/diagnostics, read by the receiver after each of its runs) says what
 the outside difference node - floor - bare is made of: how much slower the node's pre / infer /
 post run than the bare loop's, and the hops only the node has (callback, queue, hand-overs,
@@ -44,7 +45,7 @@ STAGES = ('pre', 'infer', 'post')
 #: hops only the node has, between receiving a frame and publishing its answer
 NODE_ONLY = ('callback', 'queue', 'handover', 'build', 'publish')
 #: targets that publish no /diagnostics (the echo node, with and without a model)
-NO_DIAGNOSTICS = ('floor', 'minimal')
+NO_DIAGNOSTICS = ('floor', 'minimal', 'minimal_nospin')
 
 
 def _summary_ms(values_ms: Sequence[float]) -> Dict[str, float]:
@@ -157,9 +158,11 @@ def run_outside_view(args, model: Model, video: Path, out_dir: Path,
         print(f'outside view: bare ONNX Runtime sweep {sweep["sweep"]} -> {best} thread(s), '
               f'capacity {capacity:.1f} fps; runs at {rate:.3g} Hz ({label}), load {load_avg()}',
               flush=True)
-        targets.append(_Target('minimal', floor_command(
-            int(eff['qos_depth']), model=Path(args.model).resolve(), family=model.family,
-            threads=best, conf=args.conf), 'ov_minimal', 'transport_floor', out_dir))
+        for name, spinning in (('minimal', 'true'), ('minimal_nospin', 'false')):
+            targets.append(_Target(name, floor_command(
+                int(eff['qos_depth']), model=Path(args.model).resolve(), family=model.family,
+                threads=best, conf=args.conf, spinning=spinning), f'ov_{name}',
+                'transport_floor', out_dir))
         recv = _Child(['receive'], out_dir / 'outside_receiver.log')
         children.append(recv)
         pub = _Child(['publish', '--video', str(video), '--frames', str(n_frames)],

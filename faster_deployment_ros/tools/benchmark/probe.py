@@ -214,12 +214,18 @@ def receive_main(args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------------------------- bare
-def ort_session(model: str, threads: int):
-    """Return a plain ONNX Runtime CPU session: default options, `threads` intra-op (0: ORT's)."""
+def ort_session(model: str, threads: int, spinning: bool = True):
+    """Return a plain ONNX Runtime CPU session: default options, `threads` intra-op (0: ORT's).
+
+    spinning False: idle intra-op threads block instead of spinning (ORT's default is to spin;
+    the node does not on <= 4 cores).
+    """
     import onnxruntime as ort
     so = ort.SessionOptions()
     if threads:
         so.intra_op_num_threads = threads
+    if not spinning:
+        so.add_session_config_entry('session.intra_op.allow_spinning', '0')
     return ort.InferenceSession(model, sess_options=so, providers=['CPUExecutionProvider'])
 
 
