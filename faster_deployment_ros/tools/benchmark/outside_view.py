@@ -8,15 +8,14 @@ at the best thread count of a short sweep, paced at the same rate (pre + infer +
 package's adapter), and the minimal hand-rolled node (the echo node running that same session
 and adapter in its subscription callback, one frame at a time: what receiving frames on the
 same cores costs the model without anything of the node's), once with ONNX Runtime's default
-spinning threads and once without (`minimal_nospin`, the node's setting on <= 4 cores). This process only starts them and
-reads their answers, so nothing of it runs in the measured path.
+spinning threads and once without (`minimal_nospin`, the node's setting on <= 4 cores). This
+process only starts them and reads their answers, so nothing of it runs in the measured path.
 
 Interleaved rounds (a new random order each round) of: bare, floor, minimal, minimal_nospin,
-node, each --variant. The
-node's own per-hop budget (/diagnostics, read by the receiver after each of its runs) says what
-the outside difference node - floor - bare is made of: how much slower the node's pre / infer /
-post run than the bare loop's, and the hops only the node has (callback, queue, hand-overs,
-build, publish).
+node, each --variant. The node's own per-hop budget (/diagnostics, read by the receiver after
+each of its runs) says what the outside difference node - floor - bare is made of: how much
+slower the node's pre / infer / post run than the bare loop's, and the hops only the node has
+(callback, queue, hand-overs, build, publish).
 """
 from __future__ import annotations
 
