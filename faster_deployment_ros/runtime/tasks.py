@@ -99,6 +99,15 @@ class Task:
                                  f'{NODE_OF_TASK[adapter.task]}')
         return adapter
 
+    @staticmethod
+    def _create(family: str, backend: Any, knobs: Dict[str, Any],
+                input_size: Optional[tuple]) -> Any:
+        """Return `family`'s adapter for `backend`'s tensors with `knobs` (+ `input_size`)."""
+        if input_size:
+            knobs = dict(knobs, input_size=tuple(input_size))
+        return create_adapter(family, backend.inputs, backend.outputs, backend.metadata,
+                              **knobs)
+
     def _family(self, model_family: str, model_path: str, backend: Any,
                 families: Sequence[str]) -> str:
         """Return `model_family`, or for 'auto' the one the model's signature implies (logged).
@@ -118,6 +127,19 @@ class Task:
         return family
 
 
+def read_class_names(values: Mapping[str, Any]) -> Optional[List[str]]:
+    """Class names from `labels_file` (one per line) or `class_names`; None: the model's own."""
+    names: List[str] = [n for n in (values['class_names'] or []) if n]
+    labels_file = values['labels_file']
+    if labels_file:
+        path = Path(labels_file)
+        if not path.is_file():
+            raise ParameterError(f'labels_file {labels_file!r} does not exist: give a text '
+                                 'file with one class name per line')
+        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return names or None
+
+
 class DetectionTask(Task):
     """2D detection: thresholds, class names and filter, class id mode, debug image, tracking."""
 
@@ -126,15 +148,7 @@ class DetectionTask(Task):
 
     def __init__(self, values: Mapping[str, Any], log: Log = print) -> None:
         super().__init__(values, log)
-        names: List[str] = [n for n in (self.values['class_names'] or []) if n]
-        labels_file = self.values['labels_file']
-        if labels_file:
-            path = Path(labels_file)
-            if not path.is_file():
-                raise ParameterError(f'labels_file {labels_file!r} does not exist: give a text '
-                                     'file with one class name per line')
-            names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-        self.class_names = names or None
+        self.class_names = read_class_names(self.values)
         self.keep_classes: Optional[frozenset] = None
         self.trackers: Dict[int, ByteTracker] = {}  # per camera, with `tracking`
 
@@ -156,10 +170,8 @@ class DetectionTask(Task):
         for name in ('conf_threshold', 'nms_threshold'):  # negative: the family's default
             if v[name] >= 0.0:
                 knobs[name] = v[name]
-        if input_size:
-            knobs['input_size'] = tuple(input_size)
-        adapter = self._check_task(create_adapter(model_family, backend.inputs, backend.outputs,
-                                                  backend.metadata, **knobs), model_path)
+        adapter = self._check_task(self._create(model_family, backend, knobs, input_size),
+                                   model_path)
         class_filter(v['classes'], adapter.class_names, self.class_id_mode)  # fail at configure
         return adapter
 
@@ -232,12 +244,9 @@ class DepthTask(Task):
         v = self.values
         knobs = {'output': v['depth_output'], 'depth_scale': v['depth_scale'] or None,
                  'depth_shift': v['depth_shift'], 'keep_aspect_ratio': v['keep_aspect_ratio']}
-        if input_size:
-            knobs['input_size'] = tuple(input_size)
         family = self._family(model_family, model_path, backend, DEPTH_FAMILIES)
         try:
-            adapter = create_adapter(family, backend.inputs, backend.outputs, backend.metadata,
-                                     **knobs)
+            adapter = self._create(family, backend, knobs, input_size)
         except DepthKindError as e:
             raise ParameterError(f'{model_path}: {e}') from e
         adapter = self._check_task(adapter, model_path)
@@ -255,19 +264,6 @@ class DepthTask(Task):
                  f'{why})')
 
 
-def read_class_names(values: Mapping[str, Any]) -> Optional[List[str]]:
-    """Class names from `labels_file` (one per line) or `class_names`; None: the model's own."""
-    names: List[str] = [n for n in (values['class_names'] or []) if n]
-    labels_file = values['labels_file']
-    if labels_file:
-        path = Path(labels_file)
-        if not path.is_file():
-            raise ParameterError(f'labels_file {labels_file!r} does not exist: give a text '
-                                 'file with one class name per line')
-        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    return names or None
-
-
 class SegmentationTask(Task):
     """Semantic segmentation: class names, resize mode, the confidence floor (runtime)."""
 
@@ -282,12 +278,9 @@ class SegmentationTask(Task):
         knobs: Dict[str, Any] = {'resize_mode': v['resize_mode'],
                                  'min_confidence': v['min_confidence'],
                                  'class_names': self.class_names}
-        if input_size:
-            knobs['input_size'] = tuple(input_size)
         family = self._family(model_family, model_path, backend, SEGMENTATION_FAMILIES)
         try:
-            adapter = create_adapter(family, backend.inputs, backend.outputs, backend.metadata,
-                                     **knobs)
+            adapter = self._create(family, backend, knobs, input_size)
         except ValueError as exc:
             if 'class' in str(exc) and self.class_names:
                 raise ParameterError(f'class_names / labels_file: {exc}') from exc
