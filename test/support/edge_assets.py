@@ -178,15 +178,9 @@ def match_detections(ref_boxes, ref_classes, got_boxes, got_classes, iou: float 
     return int(ok.sum()), worst
 
 
-_FP16_REFERENCE = r"""
-import sys, numpy as np, onnx, onnxruntime as ort
-from onnx import numpy_helper
-model = onnx.load(sys.argv[1])
-for init in model.graph.initializer:
-    a = numpy_helper.to_array(init)
-    if a.dtype == np.float32 and a.size > 1:
-        init.CopyFrom(numpy_helper.from_array(a.astype(np.float16).astype(np.float32), init.name))
-sess = ort.InferenceSession(model.SerializeToString(), providers=['CPUExecutionProvider'])
+_RUN_ONNX = r"""
+import sys, numpy as np, onnxruntime as ort
+sess = ort.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider'])
 name = sess.get_inputs()[0].name
 with np.load(sys.argv[2]) as z:
     outs = [sess.run(None, {name: z[k]})[0] for k in sorted(z.files, key=int)]
@@ -200,11 +194,11 @@ def fp16_weight_reference(onnx: Path, inputs: List[np.ndarray], tmp_dir: Path) -
     How far fp16 weights alone move the outputs, the yardstick for fp16 conversions (run in
     .venv-convert).
     """
-    need_venv('ncnn')
+    rounded = fp16_weight_model(onnx, tmp_dir)
     src, dst = tmp_dir / 'fp16_in.npz', tmp_dir / 'fp16_out.npz'
     np.savez(src, **{str(i): x for i, x in enumerate(inputs)})
-    proc = subprocess.run([str(VENVS['ncnn'] / 'bin' / 'python'), '-c', _FP16_REFERENCE,
-                           str(onnx), str(src), str(dst)], capture_output=True, text=True,
+    proc = subprocess.run([str(VENVS['ncnn'] / 'bin' / 'python'), '-c', _RUN_ONNX,
+                           str(rounded), str(src), str(dst)], capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr
     with np.load(dst) as z:
