@@ -16,7 +16,9 @@ For each model and each N (ROS-free, CPU only):
       `procs`, of every thread of the worker processes), `prefeed=K` (K feeder threads
       pre-process and the pipeline's pre stage passes their tensors on),
       `procs` (`worker_mode='processes'`: N worker processes, each pre + infer + post of whole
-      frames, frames through shared memory; CPU counted over the parent and its workers).
+      frames, frames through shared memory; CPU counted over the parent and its workers),
+      `fpp=K` (with `procs`: frames a worker process may hold, one running and K - 1 queued;
+      the default is core.process_pipeline.FRAMES_PER_PROCESS).
   (c) paced: the same runtime with 'drop_oldest', fed at `--load` (0.8) x the rate of (a):
       p50 / p99 latency (frame due to result delivered) against the single-frame p50 (one
       frame at a time on one thread, OpenCV on 1 thread, measured first, alone). For
@@ -204,12 +206,13 @@ def parse_variant(text: str) -> Dict[str, float]:
             out['procs'] = 1.0
             continue
         key, _, value = part.partition('=')
-        if key not in ('cv2', 'si', 'nice', 'prefeed') or not value:
+        if key not in ('cv2', 'si', 'nice', 'prefeed', 'fpp') or not value:
             raise SystemExit(f'variant {text!r}: give cv2=THREADS (OpenCV threads), si=SECONDS '
                              '(sys.setswitchinterval), nice=K (the nice value of the inference '
                              'worker threads), prefeed=K (K feeder threads pre-process, '
                              'the pre stage of the pipeline passes their tensors on), procs '
-                             '(worker processes), comma-separated, or base')
+                             '(worker processes), fpp=K (frames per worker process), '
+                             'comma-separated, or base')
         out[key] = float(value)
     return out
 
@@ -288,6 +291,7 @@ def run_pipeline(model: str, frames: List[np.ndarray], n: int, seconds: float, w
                  variant: str = '') -> Dict[str, Any]:
     """Feed a PerceptionRuntime (block: as fast as it accepts; else at `rate`) and measure."""
     import cv2
+    from faster_deployment_ros.core import process_pipeline
     from faster_deployment_ros.runtime.config import RuntimeConfig
     from faster_deployment_ros.runtime.perception_runtime import PerceptionRuntime
     from faster_deployment_ros.tools.report import order_violations
@@ -306,8 +310,14 @@ def run_pipeline(model: str, frames: List[np.ndarray], n: int, seconds: float, w
                            name='many',
                            worker_mode='processes' if 'procs' in settings else 'threads')
     prefeed = int(settings.get('prefeed', 0))
-    runtime = PerceptionRuntime(config, Prepared if prefeed else make_adapter, rec,
-                                on_drop=lambda seq, ctx: drops.append(seq))
+    saved_fpp = process_pipeline.FRAMES_PER_PROCESS
+    if 'fpp' in settings:
+        process_pipeline.FRAMES_PER_PROCESS = int(settings['fpp'])
+    try:
+        runtime = PerceptionRuntime(config, Prepared if prefeed else make_adapter, rec,
+                                    on_drop=lambda seq, ctx: drops.append(seq))
+    finally:
+        process_pipeline.FRAMES_PER_PROCESS = saved_fpp
     pids = runtime.pipeline.pids() if 'procs' in settings else []
     if 'nice' in settings:  # lower the inference workers' CPU weight against pre / post
         tids = [t.native_id for t in runtime.pipeline.threads if '-infer' in t.name]

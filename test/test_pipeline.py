@@ -423,6 +423,55 @@ def test_stages_overlap_with_one_worker(make):
     assert elapsed < 0.6 * 3 * n * per, f'{elapsed:.3f}s vs serial {3 * n * per:.3f}s'
 
 
+class Gate:
+    """Infer callables that report entering (`entered`) and wait for `release` to return."""
+
+    def __init__(self, workers: int) -> None:
+        self.release = threading.Event()
+        self.entered = threading.Semaphore(0)
+        self.inside: List[int] = []  # worker index per call entered, in order
+        self.calls = [self._call(i) for i in range(workers)]
+
+    def _call(self, i):
+        def infer(t):
+            self.inside.append(i)
+            self.entered.release()
+            assert self.release.wait(30), 'the test never released the gate'
+            return t
+        return infer
+
+    def wait_inside(self, count: int) -> List[int]:
+        for _ in range(count):
+            assert self.entered.acquire(timeout=10), f'{count} calls expected: {self.inside}'
+        return list(self.inside)
+
+
+def test_worker_groups_send_a_frame_to_an_idle_group_first(make):
+    """Two workers per group: a group gets a second frame only when every group has one."""
+    gate = Gate(6)
+    groups = ['a', 'a', 'b', 'b', 'c', 'c']
+    p, sink = make(infer=gate.calls, worker_groups=groups, queue_size=8, full_policy='block')
+    for i in range(3):  # a burst: one frame to each group, none queued behind another
+        assert p.submit(i)
+    inside = gate.wait_inside(3)
+    assert sorted(groups[i] for i in inside) == ['a', 'b', 'c'], inside
+    for i in range(3, 6):  # every group busy: the next frames go to the second workers
+        assert p.submit(i)
+    inside = gate.wait_inside(3)
+    assert sorted(inside) == list(range(6)), inside
+    busy = p.busy_workers()
+    assert all(t > 0 for t in busy.values()), busy
+    gate.release.set()
+    assert p.flush(10)
+    assert sink.seqs == list(range(6)) and all(r.ok for r in sink.results)
+
+
+def test_worker_groups_must_name_one_group_per_worker():
+    ident = (lambda x: (x, x), [lambda t: t] * 2, lambda o, m: o, lambda r: None)
+    with pytest.raises(ValueError, match='worker_groups names 3 groups for 2 workers'):
+        Pipeline(*ident, worker_groups=[0, 0, 1])
+
+
 # ---------------------------------------------------------------------------- stats
 def test_stats_report_stage_latencies(make):
     p, sink = make(infer=[lambda t: (time.sleep(0.005), t)[1]] * 2, queue_size=4,

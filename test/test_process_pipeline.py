@@ -183,9 +183,10 @@ def test_results_come_in_submission_order_around_a_slow_frame(gated, model, fram
     images = [tagged(frames[i % len(frames)], t) for i, t in enumerate(tags)]
     for image in images:
         assert p.submit(image, timeout=WAIT_S)
-    # frames 0, 1 and three frames after the held one are done (window: 2 x 3 workers)
+    # five frames are done while the held one is not (a frame queued behind it in its
+    # process waits with it; the others finish, later frames among them)
     events.wait('start', {HOLD})
-    events.wait('done', {tags[0], tags[1], tags[3], tags[4], tags[5]})
+    events.count('done', 5)
     assert set(sink.seqs) <= {0, 1}, f'a frame overtook the held frame 2: {sink.seqs}'
     open_gate(gate)
     assert p.flush(WAIT_S)
@@ -216,8 +217,9 @@ def test_drop_oldest_under_overload_drops_and_counts(gated, frames):
     open_gate(gate)
     assert p.flush(WAIT_S)
     stats = p.stats()
-    # held: 2 in the workers, 2 waiting for one, 1 in the pre stage, 1 in the input queue
-    assert stats['dropped'] >= 12 - 6
+    # held: 2 running in the workers, 2 queued behind them (frames_per_process 2), 2 waiting
+    # for a process, 1 in the pre stage, 1 in the input queue
+    assert stats['dropped'] >= 12 - 8
     assert stats['frames_in'] == 12 == stats['frames_out'] + stats['dropped']
     assert sorted(sink.drops) == sorted(set(sink.drops)) and len(sink.drops) == stats['dropped']
     assert sink.seqs == sorted(sink.seqs)
@@ -249,6 +251,50 @@ def test_a_killed_worker_process_fails_its_frame_and_is_restarted(gated, frames)
     pids = p.pids()
     assert p.close(timeout=5.0)
     assert all(gone(q) for q in pids)
+
+
+def test_a_killed_process_fails_the_frame_it_ran_and_the_one_queued_behind_it(gated, frames):
+    """One process, two frames in it: both fail, saying which ran; one restart serves on."""
+    make, gate, events = gated
+    sink = Sink()
+    p = make(1, sink, queue_size=4, full_policy='block')
+    assert p.submit(tagged(frames[0], HOLD))
+    (_, _, pid, _), = events.wait('start', {HOLD})
+    assert p.submit(tagged(frames[1], 1))  # the only process is busy: queued in its pipe
+    deadline = time.monotonic() + WAIT_S  # (both dispatch calls entered: a state, no event)
+    while not all(t > 0 for t in p.pipeline.busy_workers().values()):
+        assert time.monotonic() < deadline, 'the second frame never reached a dispatch thread'
+        time.sleep(0.005)
+    sink_before = len(sink.results)
+    os.kill(pid, signal.SIGKILL)
+    sink.wait(2)
+    assert sink_before == 0 and sink.seqs == [0, 1]
+    ran, queued = sink.results
+    assert f'worker process 0 (pid {pid}) died while running this frame' in str(ran.error)
+    assert f'worker process 0 (pid {pid}) died with this frame queued in it' in str(queued.error)
+    assert all('restarted' in str(r.error) for r in (ran, queued))
+    for i in range(3):
+        assert p.submit(tagged(frames[i], 2 + i), timeout=WAIT_S)
+    assert p.flush(WAIT_S)
+    assert sink.seqs == list(range(5)) and all(r.ok for r in sink.results[2:])
+    stats = p.stats()
+    assert stats['worker_deaths'] == 1 and stats['worker_restarts'] == 1
+    assert stats['failed'] == 2 and p.fault is None and pid not in p.pids()
+
+
+def test_frames_per_process_one_sends_no_frame_to_a_busy_process(gated, frames):
+    """frames_per_process=1: a second frame waits in the parent until the process replies."""
+    make, gate, events = gated
+    sink = Sink()
+    p = make(1, sink, queue_size=4, full_policy='block', frames_per_process=1)
+    assert p.submit(tagged(frames[0], HOLD))
+    (_, _, pid, _), = events.wait('start', {HOLD})
+    assert p.submit(tagged(frames[1], 1))
+    os.kill(pid, signal.SIGKILL)
+    sink.wait(1)
+    assert 'died while running this frame' in str(sink.results[0].error)
+    assert p.flush(WAIT_S)
+    assert sink.seqs == [0, 1] and sink.results[1].ok  # it ran in the restarted process
 
 
 def test_close_ends_a_busy_worker_process_and_frees_shared_memory(gated, frames):

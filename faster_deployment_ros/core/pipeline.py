@@ -21,6 +21,15 @@ starts pre-processing when the next worker is expected to be free within one pre
 (running means of both), so the frame taken is the newest and reaches a worker as it frees up:
 latency ~ pre + inference + post at the same throughput. Below capacity both behave the same.
 
+Worker groups: `worker_groups[i]` names the group worker i belongs to (e.g. the process its
+calls feed, `core.process_pipeline`). A frame goes to a worker of the least loaded group (fewest
+frames inside it); among those, to the one that has waited longest. So with two workers per
+process a process gets a second frame only when every process already has one: below capacity
+no frame waits behind another, at capacity the next frame is already queued where the current
+one runs. Without groups every worker is its own group: a frame goes to the worker that has
+waited longest. A woken worker holds its claim until it runs, so a burst of frames spreads over
+the groups.
+
 Sources (several cameras, one model): `submit(..., source=key)` puts the frame in that source's
 own input queue; `queue_size`, the full policy and the drop counters apply per source, and the
 pre stage takes from the sources with waiting frames in turn (round-robin), so a fast camera
@@ -115,6 +124,10 @@ class Pipeline:
 
     `schedule` ('eager' or 'just_in_time', see the module docstring) says when pre-processing of
     the next frame starts; 'just_in_time' keeps latency at one pass under overload.
+
+    `worker_groups` (one hashable per `infer` callable, see the module docstring) makes a frame
+    go to the least loaded group; pre-processed frames waiting for a worker are then bounded by
+    the number of groups instead of the number of workers.
     """
 
     def __init__(self,
@@ -128,7 +141,8 @@ class Pipeline:
                  *,
                  on_drop: Optional[Callable[[int, Any], None]] = None,
                  stats_window: int = 1000,
-                 schedule: str = 'eager') -> None:
+                 schedule: str = 'eager',
+                 worker_groups: Optional[Sequence[Any]] = None) -> None:
         if full_policy not in FULL_POLICIES:
             raise ValueError(f'full_policy must be one of {FULL_POLICIES}, got {full_policy!r}: '
                              "'drop_oldest' keeps latency low by discarding the oldest waiting "
@@ -143,6 +157,10 @@ class Pipeline:
         for i, fn in enumerate(workers):
             if not callable(fn):
                 raise TypeError(f'infer[{i}] is not callable: {fn!r}')
+        groups = list(range(len(workers))) if worker_groups is None else list(worker_groups)
+        if len(groups) != len(workers):
+            raise ValueError(f'worker_groups names {len(groups)} groups for {len(workers)} '
+                             'workers: give one group per infer callable')
         for label, fn in (('preprocess', preprocess), ('postprocess', postprocess),
                           ('on_result', on_result)):
             if not callable(fn):
@@ -160,7 +178,8 @@ class Pipeline:
         self._lock = threading.Lock()
         self._c_space = threading.Condition(self._lock)    # blocked submitters
         self._c_input = threading.Condition(self._lock)    # pre: a frame waits, infer_q has room
-        self._c_infer = threading.Condition(self._lock)    # workers: a frame and a reorder slot
+        # workers: one condition each, so a frame wakes the one worker that should take it
+        self._c_worker = [threading.Condition(self._lock) for _ in range(n)]
         self._c_reorder = threading.Condition(self._lock)  # post: next frame done, deliver_q room
         self._c_deliver = threading.Condition(self._lock)  # delivery: a frame to deliver
         self._c_done = threading.Condition(self._lock)     # flush: nothing in flight
@@ -169,7 +188,13 @@ class Pipeline:
         self._ready: Deque[_Source] = deque()  # sources with waiting frames, in serving turn
         self._queued = 0                        # frames waiting in all input queues
         self._infer_q: Deque[_Frame] = deque()
-        self._infer_cap = n           # pre-processed frames waiting for a worker
+        keys = list(dict.fromkeys(groups))
+        self._group_of = [keys.index(g) for g in groups]  # worker -> dense group index
+        self._load = [0] * len(keys)  # per group: frames inside its workers, plus claims
+        self._waiting: List[int] = []  # idle workers, longest waiting first
+        self._claimed = [False] * n    # woken to take a frame and not yet running
+        self._claims = 0
+        self._infer_cap = len(keys)   # pre-processed frames waiting for a worker
         self._window = 2 * n          # frames taken by workers and not yet taken by post
         self._window_used = 0
         self._reorder: Dict[int, _Frame] = {}
@@ -332,8 +357,7 @@ class Pipeline:
             self._dropped += len(left)
             for f in left:
                 f.src.dropped += 1
-            for c in (self._c_space, self._c_input, self._c_infer, self._c_reorder,
-                      self._c_deliver, self._c_done):
+            for c in self._conditions():
                 c.notify_all()
         left.sort(key=lambda f: f.seq)
         self._report_drops(left)
@@ -388,8 +412,7 @@ class Pipeline:
             with self._lock:
                 self._fault = f'{threading.current_thread().name}: {exc!r}'
                 self._closing = True
-                for c in (self._c_space, self._c_input, self._c_infer, self._c_reorder,
-                          self._c_deliver, self._c_done):
+                for c in self._conditions():
                     c.notify_all()
 
     def _pre_loop(self) -> None:
@@ -431,22 +454,34 @@ class Pipeline:
                     self._c_done.notify_all()
                 else:
                     self._infer_q.append(fr)
-                    self._c_infer.notify()
+                    self._wake_worker()
                     continue
             self._report_drops([fr])
 
     def _infer_loop(self, i: int) -> None:
         fn = self._infer[i]
+        g = self._group_of[i]
+        cond = self._c_worker[i]
         while True:
             with self._lock:
-                while not self._stop and not (self._infer_q and self._window_used < self._window):
-                    self._c_infer.wait()
+                while not self._stop and not self._may_take(g):
+                    self._wake_worker()  # the frame may be another group's to take
+                    self._waiting.append(i)
+                    cond.wait()
+                    if self._claimed[i]:
+                        self._claimed[i] = False
+                        self._claims -= 1
+                        self._load[g] -= 1
+                    elif i in self._waiting:  # woken by close()
+                        self._waiting.remove(i)
                 if self._stop:
                     return
                 fr = self._infer_q.popleft()
                 self._window_used += 1
+                self._load[g] += 1
                 self._busy_since[i] = _now()
                 self._c_input.notify()
+                self._wake_worker()  # more frames may wait for the other groups
             if fr.error is None:
                 fr.worker = i
                 t0 = _now()
@@ -458,6 +493,7 @@ class Pipeline:
             fr.tensors = None
             with self._lock:
                 self._busy_since[i] = None
+                self._load[g] -= 1
                 if 'infer' in fr.t:
                     self._mean_infer = _running_mean(self._mean_infer, fr.t['infer'])
                 if self._jit:
@@ -484,7 +520,7 @@ class Pipeline:
                 fr = self._reorder.pop(self._post_idx)
                 self._post_idx += 1
                 self._window_used -= 1
-                self._c_infer.notify()
+                self._wake_worker()
             if fr.error is None:
                 t0 = _now()
                 try:
@@ -536,6 +572,35 @@ class Pipeline:
                 if fr.worker >= 0:
                     self._per_worker[fr.worker] += 1
                 self._c_done.notify_all()
+
+    def _may_take(self, g: int) -> bool:
+        """Whether a worker of group `g` may take the next frame now (lock held)."""
+        return (len(self._infer_q) > self._claims and self._window_used + self._claims
+                < self._window and self._load[g] == min(self._load))
+
+    def _wake_worker(self) -> None:
+        """Wake the idle worker that should take the next frame, if one waits (lock held).
+
+        The chosen worker's claim counts in its group's load until it runs, so the next frame
+        of a burst goes to another group.
+        """
+        if not self._waiting or len(self._infer_q) <= self._claims \
+                or self._window_used + self._claims >= self._window:
+            return
+        low = min(self._load)
+        for k, i in enumerate(self._waiting):
+            g = self._group_of[i]
+            if self._load[g] == low:
+                del self._waiting[k]
+                self._claimed[i] = True
+                self._claims += 1
+                self._load[g] += 1
+                self._c_worker[i].notify()
+                return
+
+    def _conditions(self) -> List[threading.Condition]:
+        return [self._c_space, self._c_input, self._c_reorder, self._c_deliver, self._c_done,
+                *self._c_worker]
 
     def _jit_delay(self) -> float:
         """Seconds until pre-processing should start so the frame meets a free worker (lock held).

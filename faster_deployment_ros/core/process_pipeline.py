@@ -14,16 +14,25 @@ frames dropped at the input queue and counted, `on_result` / `on_drop` called as
 states. Its stages here:
 
     submit -> [input] -> pre: prepare(item) -> (frame, meta), frame copied into a free slot
-           -> dispatch thread i: slot name to process i over a pipe, waits for its reply
-              (process i: worker(frame view) -> (result, {'pre', 'infer', 'post'} seconds))
+           -> a dispatch thread of process i: slot name to process i over its pipe, waits for
+              the reply (process i: worker(frame view) -> (result, {'pre', 'infer', 'post'} s))
            -> post: postprocess(result, meta) -> deliver -> on_result
 
-Frames travel through a pool of `multiprocessing.shared_memory` slots (2 x workers + 2: every
-frame between the pre stage and its worker's reply holds one; a slot grows when a larger frame
-comes), so no frame is pickled; results come back pickled over the pipe (they are small:
-boxes, a depth map). A frame's `timings` and `stats()['stages']` give the worker's own stage
-times: 'pre' = prepare + copy + the worker's pre-processing, 'infer' = the worker's inference,
-'post' = the worker's post-processing + `postprocess`; the pipe round trip is in 'total' only.
+Each process has `frames_per_process` dispatch threads (default `FRAMES_PER_PROCESS`, 2)
+sharing its pipe; the process runs the frames it is sent one after another and replies in that
+order. The pipeline sends a frame to a process with no frame in it whenever there is one
+(`Pipeline`'s worker groups), and queues a second frame in a busy process only when every
+process is busy: below capacity no frame waits behind another, and at capacity a process finds
+its next frame in its pipe when it replies, instead of waiting for the parent (under one
+interpreter, on cores the workers keep busy) to read the reply and send the next one.
+
+Frames travel through a pool of `multiprocessing.shared_memory` slots ((frames_per_process + 1)
+x workers + 2: every frame between the pre stage and its worker's reply holds one; a slot grows
+when a larger frame comes), so no frame is pickled; results come back pickled over the pipe
+(they are small: boxes, a depth map). A frame's `timings` and `stats()['stages']` give the
+worker's own stage times: 'pre' = prepare + copy + the worker's pre-processing, 'infer' = the
+worker's inference, 'post' = the worker's post-processing + `postprocess`; the pipe round trip,
+and a wait behind the frame before it in the process, are in 'total' only.
 
 The worker is built inside its process from `spec` (picklable; `spec.build(index)` returns a
 callable `worker(frame) -> (result, timings)`, optionally with `control(payload)` and `close()`).
@@ -41,11 +50,12 @@ segment unlinked before it returns. A process whose parent dies sees its pipe cl
 
 Spawn imports the parent's main module in each worker process (as multiprocessing does): a
 script that builds a pipeline must do so under `if __name__ == '__main__':`. Frame slots live
-in /dev/shm: (2 x workers + 2) frames must fit there (`check_shm_space` says so before a frame
-would be written into memory the tmpfs cannot back).
+in /dev/shm: ((frames_per_process + 1) x workers + 2) frames must fit there (`check_shm_space`
+says so before a frame would be written into memory the tmpfs cannot back).
 """
 from __future__ import annotations
 
+from collections import deque
 import logging
 import mmap
 import multiprocessing as mp
@@ -55,7 +65,7 @@ import os
 import signal
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -72,6 +82,9 @@ START_TIMEOUT_S = 120.0
 STOP_GRACE_S = 2.0
 #: shared-memory segments a worker process keeps mapped before it forgets the old ones
 MAX_MAPS = 64
+#: frames a worker process may hold by default: one running, one queued in its pipe
+#: (docs/performance.md, many cores: 1 against 2)
+FRAMES_PER_PROCESS = 2
 
 
 class WorkerProcessError(RuntimeError):
@@ -118,7 +131,8 @@ def check_shm_space(nbytes: int, root: str = '/dev/shm') -> None:
     if free < nbytes:
         raise WorkerProcessError(
             f'{root} has {free / 1e6:.1f} MB free, a frame slot needs {nbytes / 1e6:.1f} MB '
-            f'(worker processes hold 2 x workers + 2 frames there): give the container more '
+            f'(worker processes hold (frames_per_process + 1) x workers + 2 frames there): '
+            f'give the container more '
             f'shared memory (docker run --shm-size=512m) or use worker_mode: threads')
 
 
@@ -265,16 +279,37 @@ def _how_it_ended(exitcode: Optional[int]) -> str:
     return f'exit code {exitcode}'
 
 
+class _Waiter:
+    """A frame sent to a process: its reply once read (`_GONE_*` if the process died)."""
+
+    __slots__ = ('reply',)
+
+    def __init__(self) -> None:
+        self.reply: Optional[Tuple[Any, ...]] = None
+
+
+#: replies of frames whose process died: it was running the frame / the frame waited behind one
+_GONE_RUNNING = ('gone', True)
+_GONE_QUEUED = ('gone', False)
+
+
 class _Child:
     """One worker process and the parent's end of its pipe.
 
-    Ending it (`stop`, `end`) is serialised: the closing thread and the process's dispatcher
-    thread may both try, and a pipe closed twice could close a descriptor reused meanwhile.
+    Several dispatch threads share the pipe (`exchange`): frames are sent under one lock, and
+    whichever waiting thread reads a reply hands it to the frame it belongs to (replies come in
+    send order). Ending it (`stop`, `end`) is serialised: the closing thread and the process's
+    dispatch threads may all try, and a pipe closed twice could close a descriptor reused
+    meanwhile.
     """
 
     def __init__(self, ctx: Any, spec: Any, index: int, name: str) -> None:
         self.index = index
         self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._cond = threading.Condition()  # guards _pending and _reading
+        self._pending: Deque[_Waiter] = deque()  # sent frames without a reply, in send order
+        self._reading = False  # a thread is reading the pipe
         self.conn, child_conn = ctx.Pipe(duplex=True)
         self.proc = ctx.Process(target=_child_main, args=(spec, index, child_conn),
                                 name=f'{name}-proc{index}', daemon=True)
@@ -285,6 +320,62 @@ class _Child:
     @property
     def pid(self) -> Optional[int]:
         return self.proc.pid
+
+    def exchange(self, message: Tuple[Any, ...], control: Any,
+                 refused: Callable[[str], None]) -> Tuple[Any, ...]:
+        """Send a frame `message` (after `control` if it changed), return the frame's reply.
+
+        The reply is `_GONE_RUNNING` / `_GONE_QUEUED` when the process died with the frame in
+        it. `refused(text)` is called for a control payload the process could not apply.
+        """
+        waiter = _Waiter()
+        with self._send_lock:
+            with self._cond:
+                self._pending.append(waiter)
+            try:
+                if control != self.control:
+                    self.conn.send(('control', control))
+                    self.control = control
+                self.conn.send(message)
+            except OSError:  # the process is gone before the frame reached it (a thread
+                with self._cond:  # reading the pipe sees it close for the frames it holds)
+                    self._pending.remove(waiter)
+                return _GONE_QUEUED
+        with self._cond:
+            while waiter.reply is None and self._reading:
+                self._cond.wait()
+            if waiter.reply is not None:
+                return waiter.reply
+            self._reading = True
+        try:
+            while waiter.reply is None:
+                try:
+                    reply = self.conn.recv()
+                except (EOFError, OSError):
+                    self._lost()
+                    break
+                if reply[0] == 'control_error':
+                    refused(reply[1])
+                    continue
+                with self._cond:
+                    if self._pending:
+                        self._pending.popleft().reply = reply
+                        self._cond.notify_all()
+        finally:
+            with self._cond:
+                self._reading = False
+                self._cond.notify_all()
+        assert waiter.reply is not None
+        return waiter.reply
+
+    def _lost(self) -> None:
+        """Fail every frame sent and not answered: the pipe closed, the process is gone."""
+        with self._cond:
+            running = True
+            while self._pending:
+                self._pending.popleft().reply = _GONE_RUNNING if running else _GONE_QUEUED
+                running = False
+            self._cond.notify_all()
 
     def wait_ready(self, timeout: float) -> None:
         if not self.conn.poll(timeout):
@@ -336,11 +427,13 @@ class _Child:
 
 
 class _Dispatcher:
-    """Worker i's callable in the parent pipeline: sends a slot to process i, returns its reply."""
+    """A dispatch thread's callable: sends a slot to process i, returns the frame's reply.
+
+    Process i has `frames_per_process` of them (one per frame it may hold).
+    """
 
     def __init__(self, owner: 'ProcessPipeline', index: int) -> None:
         self.owner, self.index = owner, index
-        self.deaths_in_a_row = 0
 
     def __call__(self, ticket: _Ticket) -> Tuple[Any, Dict[str, float], float]:
         owner = self.owner
@@ -348,42 +441,49 @@ class _Dispatcher:
             if owner.fault_reason is not None:
                 raise WorkerProcessError(f'not run: {owner.fault_reason}')
             child = owner.children[self.index]
-            try:
-                payload = owner.control_payload()
-                if payload != child.control:
-                    child.conn.send(('control', payload))
-                    child.control = payload
-                shm = ticket.slot.shm
-                child.conn.send(('frame', shm.name, shm.size, ticket.shape, ticket.dtype))
-                while True:
-                    reply = child.conn.recv()
-                    if reply[0] != 'control_error':
-                        break
-                    LOG.error('%s: worker process %d refused a runtime change: %s',
-                              owner.name, self.index, reply[1])
-            except (EOFError, OSError):
-                raise self._died(child) from None
+            shm = ticket.slot.shm
+            reply = child.exchange(('frame', shm.name, shm.size, ticket.shape, ticket.dtype),
+                                   owner.control_payload(), self._refused)
+            if reply[0] == 'gone':
+                raise self._died(child, running=reply[1]) from None
         finally:
             owner.slots.give(ticket.slot)
-        self.deaths_in_a_row = 0
+        owner.deaths_in_a_row[self.index] = 0
         if reply[0] == 'error':
             raise reply[1]
         _, result, timings = reply
         return result, timings, ticket.pre_s
 
-    def _died(self, child: _Child) -> WorkerProcessError:
-        """Say how process i ended; restart it unless closing (or fault the pipeline)."""
+    def _refused(self, text: str) -> None:
+        LOG.error('%s: worker process %d refused a runtime change: %s', self.owner.name,
+                  self.index, text)
+
+    def _died(self, child: _Child, running: bool) -> WorkerProcessError:
+        """Say how process i ended; restart it unless closing (or fault the pipeline).
+
+        Every dispatch thread of the process lands here for the frame it had in it; the first
+        one restarts the process, the others only report.
+        """
         owner = self.owner
-        how = child.end(STOP_GRACE_S)
-        self.deaths_in_a_row += 1
-        text = (f'worker process {self.index} (pid {child.pid}) died while running this frame '
-                f'({how})')
+        with owner.restart_locks[self.index]:
+            how = child.end(STOP_GRACE_S)
+            what = 'while running this frame' if running else 'with this frame queued in it'
+            text = f'worker process {self.index} (pid {child.pid}) died {what} ({how})'
+            if owner.children[self.index] is not child:  # another thread restarted it
+                restarted = owner.fault_reason is None and not owner.closed
+                return WorkerProcessError(f'{text}; restarted' if restarted else text)
+            return self._restart(child, text)
+
+    def _restart(self, child: _Child, text: str) -> WorkerProcessError:
+        owner = self.owner
         if owner.closed:
             return WorkerProcessError(text)
+        owner.deaths_in_a_row[self.index] += 1
+        in_a_row = owner.deaths_in_a_row[self.index]
         with owner.lock:
             owner.deaths += 1
-        if self.deaths_in_a_row > owner.max_restarts:
-            owner.set_fault(f'{text}; it died {self.deaths_in_a_row} times in a row without '
+        if in_a_row > owner.max_restarts:
+            owner.set_fault(f'{text}; it died {in_a_row} times in a row without '
                             'finishing a frame: not restarted')
             return WorkerProcessError(text)
         LOG.error('%s: %s; restarting it', owner.name, text)
@@ -408,8 +508,11 @@ class ProcessPipeline:
     `prepare(item) -> (frame ndarray, meta)` runs in the parent's pre thread (decoding);
     `postprocess(result, meta)` in its post thread, in order; `spec.build(index)` in each worker
     process. `on_result`, `on_drop`, `queue_size`, `full_policy`, `schedule` and `stats_window`
-    are `Pipeline`'s. The constructor returns once every process is ready; one that fails to
-    start stops the others and raises WorkerProcessError.
+    are `Pipeline`'s. `frames_per_process` is how many frames a process may hold (one running,
+    the others queued in its pipe; see the module docstring). The constructor returns once
+    every process is ready; one that fails to start stops the others and raises
+    WorkerProcessError. Worker indices (`FrameResult.worker`, `busy_workers`, `per_worker`)
+    are process indices.
     """
 
     def __init__(self, spec: Any, workers: int,
@@ -421,9 +524,17 @@ class ProcessPipeline:
                  control: Callable[[], Any] = lambda: None,
                  on_drop: Optional[Callable[[int, Any], None]] = None,
                  stats_window: int = 1000, schedule: str = 'eager',
-                 start_timeout: float = START_TIMEOUT_S, max_restarts: int = 3) -> None:
+                 start_timeout: float = START_TIMEOUT_S, max_restarts: int = 3,
+                 frames_per_process: Optional[int] = None) -> None:
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ValueError(f'workers must be an int >= 1, got {workers!r}')
+        if frames_per_process is None:
+            frames_per_process = FRAMES_PER_PROCESS
+        if isinstance(frames_per_process, bool) or not isinstance(frames_per_process, int) \
+                or frames_per_process < 1:
+            raise ValueError(f'frames_per_process must be an int >= 1, got '
+                             f'{frames_per_process!r}')
+        self.frames_per_process = frames_per_process
         self.name = name
         self.spec = spec
         self.start_timeout = start_timeout
@@ -432,11 +543,13 @@ class ProcessPipeline:
         self._prepare, self._finish, self._on_result = prepare, postprocess, on_result
         self.lock = threading.Lock()
         self.deaths = self.restarts = 0
+        self.deaths_in_a_row = [0] * workers  # per process, since its last finished frame
+        self.restart_locks = [threading.Lock() for _ in range(workers)]
         self.fault_reason: Optional[str] = None
         self._closing = False
         self._rejected = 0
         self._ctx = mp.get_context('spawn')
-        self.slots = _SlotPool(2 * workers + 2)
+        self.slots = _SlotPool((frames_per_process + 1) * workers + 2)
         self._stages = {k: RollingStats(stats_window) for k in ('pre', 'infer', 'post')}
         self.children: List[_Child] = []
         self._pipeline: Optional[Pipeline] = None
@@ -444,11 +557,12 @@ class ProcessPipeline:
             self.children = [self.start_child(i) for i in range(workers)]
             for child in self.children:  # they load in parallel
                 child.wait_ready(start_timeout)
+            process_of = [i for i in range(workers) for _ in range(frames_per_process)]
             self._pipeline = Pipeline(
-                preprocess=self._stage_in, infer=[_Dispatcher(self, i) for i in range(workers)],
+                preprocess=self._stage_in, infer=[_Dispatcher(self, i) for i in process_of],
                 postprocess=self._stage_out, on_result=self._deliver, queue_size=queue_size,
                 full_policy=full_policy, name=name, on_drop=on_drop,
-                stats_window=stats_window, schedule=schedule)
+                stats_window=stats_window, schedule=schedule, worker_groups=process_of)
         except BaseException:  # noqa: B902 - no process or segment outlives a failed start
             self.close(timeout=STOP_GRACE_S)
             raise
@@ -509,7 +623,12 @@ class ProcessPipeline:
         return self.slots.names()
 
     def busy_workers(self) -> Dict[int, float]:
-        return self.pipeline.busy_workers()
+        """{process index: seconds since its oldest frame without a reply was sent (0: idle)}."""
+        out = dict.fromkeys(range(len(self.children)), 0.0)
+        for k, t in self.pipeline.busy_workers().items():
+            i = k // self.frames_per_process
+            out[i] = max(out[i], t)
+        return out
 
     @property
     def mean_infer_s(self) -> Optional[float]:
@@ -542,7 +661,9 @@ class ProcessPipeline:
         if pipeline is not None:
             pipeline.close(drain=drain, timeout=timeout)  # idle dispatchers exit
             alive = {t.name for t in pipeline.threads if t.is_alive()}
-            idle = [f'{self.name}-infer{i}' not in alive for i in range(len(self.children))]
+            fpp = self.frames_per_process
+            idle = [not any(f'{self.name}-infer{i * fpp + j}' in alive for j in range(fpp))
+                    for i in range(len(self.children))]
         self.slots.close()  # wakes a pre stage waiting for a slot
         killed = [c.index for c, ok in zip(self.children, idle) if c.stop(ok, STOP_GRACE_S)]
         if pipeline is not None:  # dispatchers that waited on a process see its pipe close
@@ -571,6 +692,11 @@ class ProcessPipeline:
         'worker_restarts'.
         """
         out = self.pipeline.stats()
+        per_process = [0] * len(self.children)
+        for k, count in enumerate(out['per_worker']):
+            per_process[k // self.frames_per_process] += count
+        out['per_worker'] = per_process
+        out['workers'] = len(self.children)
         stages = dict(out.get('stages', {}))
         for k, s in self._stages.items():
             stages[k] = s.summary()
@@ -615,8 +741,9 @@ class ProcessPipeline:
             for k, v in result.timings.items():
                 self._stages[k].add(v)
             result = result.value
+        worker = res.worker // self.frames_per_process if res.worker >= 0 else -1
         self._on_result(FrameResult(seq=res.seq, context=res.context, result=result,
-                                    error=res.error, timings=timings, worker=res.worker,
+                                    error=res.error, timings=timings, worker=worker,
                                     source=res.source))
 
 
