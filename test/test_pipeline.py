@@ -455,9 +455,12 @@ def test_worker_groups_send_a_frame_to_an_idle_group_first(make):
         assert p.submit(i)
     inside = gate.wait_inside(3)
     assert sorted(groups[i] for i in inside) == ['a', 'b', 'c'], inside
-    for i in range(3, 6):  # every group busy: the next frames go to the second workers
+    busy = p.busy_workers()  # every group busy: the next frames go to the second workers,
+    first = sorted(inside, key=lambda w: -busy[w])  # first of the group that started first
+    for i in range(3, 6):
         assert p.submit(i)
-    inside = gate.wait_inside(3)
+        inside = gate.wait_inside(1)
+        assert groups[inside[-1]] == groups[first[i - 3]], (inside, busy)
     assert sorted(inside) == list(range(6)), inside
     busy = p.busy_workers()
     assert all(t > 0 for t in busy.values()), busy

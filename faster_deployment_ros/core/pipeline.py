@@ -23,12 +23,13 @@ latency ~ pre + inference + post at the same throughput. Below capacity both beh
 
 Worker groups: `worker_groups[i]` names the group worker i belongs to (e.g. the process its
 calls feed, `core.process_pipeline`). A frame goes to a worker of the least loaded group (fewest
-frames inside it); among those, to the one that has waited longest. So with two workers per
-process a process gets a second frame only when every process already has one: below capacity
-no frame waits behind another, at capacity the next frame is already queued where the current
-one runs. Without groups every worker is its own group: a frame goes to the worker that has
-waited longest. A woken worker holds its claim until it runs, so a burst of frames spreads over
-the groups.
+frames inside it): to an idle group's worker that has waited longest, or, when every group is
+busy, to the group whose oldest call started first (the one likely to free first). So with two
+workers per process a process gets a second frame only when every process already has one:
+below capacity no frame waits behind another, at capacity the next frame is already queued
+where a frame is about to end. Without groups every worker is its own group: a frame goes to
+the worker that has waited longest. A woken worker holds its claim until it runs, so a burst of
+frames spreads over the groups.
 
 Sources (several cameras, one model): `submit(..., source=key)` puts the frame in that source's
 own input queue; `queue_size`, the full policy and the drop counters apply per source, and the
@@ -576,7 +577,27 @@ class Pipeline:
     def _may_take(self, g: int) -> bool:
         """Whether a worker of group `g` may take the next frame now (lock held)."""
         return (len(self._infer_q) > self._claims and self._window_used + self._claims
-                < self._window and self._load[g] == min(self._load))
+                < self._window and g in self._next_groups())
+
+    def _next_groups(self) -> Tuple[int, ...]:
+        """The groups the next frame may go to: the idle ones, else the first to free (lock held).
+
+        Busy groups are ranked by the start of their oldest running call; a group with only a
+        claim (its worker not yet running) ranks last.
+        """
+        low = min(self._load)
+        if low == 0:
+            return tuple(g for g, load in enumerate(self._load) if load == 0)
+        start: Dict[int, float] = {}
+        for i, t in enumerate(self._busy_since):
+            g = self._group_of[i]
+            if self._load[g] == low:
+                start[g] = min(start.get(g, float('inf')), float('inf') if t is None else t)
+        for g, load in enumerate(self._load):
+            if load == low:
+                start.setdefault(g, float('inf'))
+        first = min(start.values())
+        return tuple(g for g, t in start.items() if t == first)
 
     def _wake_worker(self) -> None:
         """Wake the idle worker that should take the next frame, if one waits (lock held).
@@ -587,10 +608,10 @@ class Pipeline:
         if not self._waiting or len(self._infer_q) <= self._claims \
                 or self._window_used + self._claims >= self._window:
             return
-        low = min(self._load)
+        groups = self._next_groups()
         for k, i in enumerate(self._waiting):
             g = self._group_of[i]
-            if self._load[g] == low:
+            if g in groups:
                 del self._waiting[k]
                 self._claimed[i] = True
                 self._claims += 1
