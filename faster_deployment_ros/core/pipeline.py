@@ -580,10 +580,10 @@ class Pipeline:
                 < self._window and g in self._next_groups())
 
     def _next_groups(self) -> Tuple[int, ...]:
-        """The groups the next frame may go to: the idle ones, else the first to free (lock held).
+        """Return the groups the next frame may go to: the idle ones, else the first to free.
 
         Busy groups are ranked by the start of their oldest running call; a group with only a
-        claim (its worker not yet running) ranks last.
+        claim (its worker not yet running) ranks last. The lock is held.
         """
         low = min(self._load)
         if low == 0:
