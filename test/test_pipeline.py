@@ -14,15 +14,24 @@ import pytest
 
 
 class Sink:
-    """on_result target; also checks it is only ever called from the pipeline's delivery thread."""
+    """on_result target; records the calling threads and fails on two calls at once."""
 
     def __init__(self) -> None:
         self.results: List[FrameResult] = []
         self.threads = set()
+        self._inside = threading.Lock()
+        self.overlapped = 0
 
     def __call__(self, r: FrameResult) -> None:
-        self.threads.add(threading.current_thread().name)
-        self.results.append(r)
+        if not self._inside.acquire(blocking=False):
+            self.overlapped += 1
+            self._inside.acquire()
+        try:
+            self.threads.add(threading.current_thread().name)
+            self.results.append(r)
+            time.sleep(0.0002)  # widen the window a second caller would hit
+        finally:
+            self._inside.release()
 
     @property
     def seqs(self) -> List[int]:
@@ -90,7 +99,9 @@ def test_order_preserved_with_random_delays(make, workers):
     assert [r.context for r in sink.results] == [f'ctx{i}' for i in range(n)]
     assert [r.result[0] for r in sink.results] == [11 * i for i in range(n)]
     assert all(r.error is None and r.worker == r.result[1] for r in sink.results)
-    assert sink.threads == {'tp-deliver'}
+    # the delivery thread, and a worker for a frame it ran on the idle fast path; one at a time
+    assert 'tp-deliver' in sink.threads and sink.overlapped == 0
+    assert sink.threads <= {'tp-deliver'} | {f'tp-infer{i}' for i in range(workers)}
     if workers > 1:
         assert len({r.worker for r in sink.results}) > 1
     s = check_accounting(p)
@@ -181,25 +192,29 @@ def test_internal_queues_bounded_drops_only_at_input(make, workers):
 
 
 def test_block_applies_back_pressure_and_times_out(make):
-    started, release = threading.Event(), threading.Event()
+    started, release, second = threading.Event(), threading.Event(), threading.Event()
 
     def pre(x):
         if x == 0:
             started.set()
             release.wait(5)
+        if x == 1:
+            second.set()
         return x, x
 
     p, sink = make(pre=pre, queue_size=2, full_policy='block')
-    assert p.submit(0)
+    assert p.submit(0)  # the idle fast path: the one worker runs it, held in its pre-process
     assert started.wait(5)
-    assert p.submit(1, timeout=0) and p.submit(2, timeout=0)  # fills the queue
+    assert p.submit(1, timeout=0)  # pre-processed, then waits for the busy worker
+    assert second.wait(5)
+    assert p.submit(2, timeout=0) and p.submit(3, timeout=0)  # fills the queue
     t0 = time.monotonic()
-    assert p.submit(3, timeout=0.1) is False
+    assert p.submit(4, timeout=0.1) is False
     assert time.monotonic() - t0 >= 0.09
     assert p.stats()['rejected'] == 1
 
     ret = []
-    blocked = threading.Thread(target=lambda: ret.append(p.submit(4, context='late')))
+    blocked = threading.Thread(target=lambda: ret.append(p.submit(5, context='late')))
     blocked.start()
     time.sleep(0.2)
     assert blocked.is_alive() and not ret  # back-pressure: the producer waits for space
@@ -209,11 +224,11 @@ def test_block_applies_back_pressure_and_times_out(make):
     assert ret == [True]
     assert p.flush(5)
     # A rejected submit consumes no seq; nothing is dropped under 'block'.
-    assert sink.seqs == [0, 1, 2, 3]
-    assert [r.result for r in sink.results] == [0, 1, 2, 4]
+    assert sink.seqs == [0, 1, 2, 3, 4]
+    assert [r.result for r in sink.results] == [0, 1, 2, 3, 5]
     assert sink.results[-1].context == 'late'
     s = check_accounting(p)
-    assert (s['frames_in'], s['frames_out'], s['dropped'], s['rejected']) == (4, 4, 0, 1)
+    assert (s['frames_in'], s['frames_out'], s['dropped'], s['rejected']) == (5, 5, 0, 1)
 
 
 @pytest.mark.parametrize('policy', ['block', 'drop_oldest'])
@@ -316,7 +331,8 @@ def test_a_dead_stage_thread_is_reported_not_silent(make, caplog):
     with caplog.at_level(logging.CRITICAL, logger='faster_deployment_ros.pipeline'):
         assert p.submit(1)
         assert wait_until(lambda: 'fault' in p.stats())
-    assert 'deliver' in p.stats()['fault'] and 'bookkeeping bug' in p.stats()['fault']
+    # the frame came on the idle fast path: the worker that ran it delivered it
+    assert 'tp-infer0' in p.stats()['fault'] and 'bookkeeping bug' in p.stats()['fault']
     assert any('thread died' in r.getMessage() for r in caplog.records)
     assert not p.submit(2)
     assert p.close(timeout=5)
@@ -467,6 +483,73 @@ def test_worker_groups_send_a_frame_to_an_idle_group_first(make):
     gate.release.set()
     assert p.flush(10)
     assert sink.seqs == list(range(6)) and all(r.ok for r in sink.results)
+
+
+def test_idle_fast_path_runs_the_frame_on_one_worker_and_keeps_order(make):
+    """A frame into an idle pipeline is run and delivered by one worker; later ones wait for it.
+
+    A frame submitted meanwhile takes the staged path and comes out after it, though its
+    inference ends first.
+    """
+    hold, entered = threading.Event(), threading.Event()
+    threads = {}
+
+    def stage(name):
+        def record(x):
+            threads.setdefault(name, []).append(threading.current_thread().name)
+            return x
+        return record
+
+    def infer(t):
+        stage('infer')(t)
+        if t == 0:
+            entered.set()
+            assert hold.wait(10)
+        return t
+
+    p, sink = make(pre=lambda x: (stage('pre')(x), x), infer=[infer, infer],
+                   post=lambda o, m: stage('post')(o), queue_size=4, full_policy='block')
+    assert p.submit(0)
+    assert entered.wait(5)
+    assert p.submit(1)
+    worker0 = threads['infer'][0]
+    assert wait_until(lambda: len(threads['infer']) == 2)  # frame 1's inference ran ...
+    assert sink.seqs == []  # ... but it waits for frame 0
+    hold.set()
+    assert p.flush(5)
+    assert sink.seqs == [0, 1] and [r.result for r in sink.results] == [0, 1]
+    assert threads['pre'] == [worker0, 'tp-pre']
+    assert threads['post'] == [worker0, 'tp-post']
+    assert sink.results[0].worker != sink.results[1].worker
+    assert sink.threads == {worker0, 'tp-deliver'} and sink.overlapped == 0
+    fast = sink.results[0].timings
+    assert fast['total'] >= fast['queue'] + fast['pre'] + fast['infer'] + fast['post']
+    check_accounting(p)
+
+
+def test_close_drops_a_frame_held_on_the_fast_path_and_counts_it(make):
+    hold, entered = threading.Event(), threading.Event()
+
+    def infer(t):
+        entered.set()
+        hold.wait(10)
+        return t
+
+    drops = []
+    p, sink = make(infer=[infer], queue_size=2, full_policy='block',
+                   on_drop=lambda seq, ctx: drops.append(seq))
+    assert p.submit(0)
+    assert entered.wait(5)
+    assert p.submit(1) and p.submit(2)
+    closer = threading.Thread(target=p.close)
+    closer.start()
+    assert wait_until(lambda: sorted(drops) == [1, 2])  # the waiting ones, at once
+    hold.set()  # the held one finishes after close() began: dropped, not delivered
+    closer.join(10)
+    assert not closer.is_alive()
+    s = check_accounting(p)
+    assert s['frames_in'] == 3 and s['in_flight'] == 0 and s['dropped'] == 3
+    assert sink.seqs == [] and sorted(drops) == [0, 1, 2]
 
 
 def test_worker_groups_must_name_one_group_per_worker():

@@ -12,6 +12,12 @@ Thread layout (names are `<name>-pre`, `<name>-infer<i>`, `<name>-post`, `<name>
     submit -> [input, queue_size] -> pre -> [N] -> infer_0..N-1 -> [reorder, <= 2N] -> post
            -> [1] -> deliver -> on_result
 
+Idle fast path: a frame submitted while nothing is in flight (every earlier frame delivered or
+dropped) and a worker waits goes straight to that worker, which runs its pre-process, inference
+and post-process and delivers it: one thread hand-off instead of four, since there is nothing
+to overlap it with. Frames submitted meanwhile take the staged path above and come out after
+it; `on_result` is still called in order and by one thread at a time.
+
 Every stage runs its callable without holding the pipeline lock; one lock guards all queues and
 counters so the accounting `frames_in == frames_out + dropped + in_flight` is exact at all times.
 
@@ -114,9 +120,10 @@ class Pipeline:
     """Runs preprocess / infer / postprocess of consecutive frames concurrently, delivers in order.
 
     `infer` holds one callable per worker (each owns its backend instance; it is only ever called
-    from its worker's thread). `on_result` is called from the delivery thread, in submission
-    order, for every accepted frame that is not dropped, including frames whose stage raised
-    (`error` set, `result` None). Exceptions from `on_result` are logged and ignored.
+    from its worker's thread). `on_result` is called in submission order, one call at a time,
+    for every accepted frame that is not dropped, including frames whose stage raised (`error`
+    set, `result` None): from the delivery thread, or from the worker that ran the frame on the
+    idle fast path (module docstring). Exceptions from `on_result` are logged and ignored.
 
     `full_policy` says what `submit` does when `queue_size` frames are already waiting:
     'drop_oldest' evicts the oldest waiting frame (counted in `dropped`, reported to `on_drop`)
@@ -195,6 +202,9 @@ class Pipeline:
         self._waiting: List[int] = []  # idle workers, longest waiting first
         self._claimed = [False] * n    # woken to take a frame and not yet running
         self._claims = 0
+        self._direct: Optional[_Frame] = None  # idle fast path: the frame handed to a worker
+        self._direct_for = -1                  # ... and that worker's index
+        self._inline = False                   # a worker is post-processing / delivering one
         self._infer_cap = len(keys)   # pre-processed frames waiting for a worker
         self._window = 2 * n          # frames taken by workers and not yet taken by post
         self._window_used = 0
@@ -303,6 +313,8 @@ class Pipeline:
             self._seq += 1
             self._in += 1
             src.frames_in += 1
+            if self._hand_to_idle_worker(frame):
+                return True
             if not q and evicted is None:  # (after an eviction it still holds its turn)
                 self._ready.append(src)  # the source waits for its turn from now on
             q.append(frame)
@@ -348,6 +360,10 @@ class Pipeline:
             left = [f for s in self._sources.values() for f in s.q]
             left += list(self._infer_q) + list(self._deliver_q)
             left += [self._reorder[k] for k in sorted(self._reorder)]
+            if self._direct is not None:
+                left.append(self._direct)
+                self._load[self._group_of[self._direct_for]] -= 1
+                self._direct, self._direct_for = None, -1
             for s in self._sources.values():
                 s.q.clear()
             self._ready.clear()
@@ -439,14 +455,7 @@ class Pipeline:
                 fr.idx = self._next_idx
                 self._next_idx += 1
                 self._c_space.notify_all()
-            t0 = _now()
-            fr.t['queue'] = t0 - fr.t_submit
-            try:
-                fr.tensors, fr.meta = self._preprocess(fr.item)
-            except BaseException as e:  # noqa: BLE001 - one bad frame must not stop the stream
-                fr.error = e
-            fr.t['pre'] = _now() - t0
-            fr.item = None
+            self._run_pre(fr)
             with self._lock:
                 self._mean_pre = _running_mean(self._mean_pre, fr.t['pre'])
                 if self._abort:
@@ -465,7 +474,7 @@ class Pipeline:
         cond = self._c_worker[i]
         while True:
             with self._lock:
-                while not self._stop and not self._may_take(g):
+                while not self._stop and self._direct_for != i and not self._may_take(g):
                     self._wake_worker()  # the frame may be another group's to take
                     self._waiting.append(i)
                     cond.wait()
@@ -477,12 +486,20 @@ class Pipeline:
                         self._waiting.remove(i)
                 if self._stop:
                     return
-                fr = self._infer_q.popleft()
+                direct = self._direct_for == i
+                if direct:  # idle fast path: this thread runs the whole frame
+                    fr, self._direct, self._direct_for = self._direct, None, -1
+                else:
+                    fr = self._infer_q.popleft()
+                    self._load[g] += 1
+                    self._c_input.notify()
                 self._window_used += 1
-                self._load[g] += 1
                 self._busy_since[i] = _now()
-                self._c_input.notify()
                 self._wake_worker()  # more frames may wait for the other groups
+            if direct:
+                self._run_pre(fr)
+                with self._lock:
+                    self._mean_pre = _running_mean(self._mean_pre, fr.t['pre'])
             if fr.error is None:
                 fr.worker = i
                 t0 = _now()
@@ -499,7 +516,14 @@ class Pipeline:
                     self._mean_infer = _running_mean(self._mean_infer, fr.t['infer'])
                 if self._jit:
                     self._c_input.notify()  # a worker freed up sooner than expected
-                if self._abort:
+                inline = (direct and not self._abort and fr.idx == self._post_idx
+                          and not self._deliver_q)
+                if inline:  # the next to come out, nothing ahead: post and deliver it here
+                    self._post_idx += 1
+                    self._window_used -= 1
+                    self._inline = True
+                    self._wake_worker()
+                elif self._abort:
                     self._dropped += 1
                     fr.src.dropped += 1
                     self._c_done.notify_all()
@@ -508,13 +532,18 @@ class Pipeline:
                     if fr.idx == self._post_idx:
                         self._c_reorder.notify()
                     continue
-            self._report_drops([fr])
+            if not inline:
+                self._report_drops([fr])
+                continue
+            self._run_post(fr)
+            self._deliver(fr, inline=True)
 
     def _post_loop(self) -> None:
         while True:
             with self._lock:
-                while not self._stop and not (self._post_idx in self._reorder
-                                              and len(self._deliver_q) < self._deliver_cap):
+                while not self._stop and (self._inline or not (
+                        self._post_idx in self._reorder
+                        and len(self._deliver_q) < self._deliver_cap)):
                     self._c_reorder.wait()
                 if self._stop:
                     return
@@ -522,14 +551,7 @@ class Pipeline:
                 self._post_idx += 1
                 self._window_used -= 1
                 self._wake_worker()
-            if fr.error is None:
-                t0 = _now()
-                try:
-                    fr.result = self._postprocess(fr.outputs, fr.meta)
-                except BaseException as e:  # noqa: BLE001
-                    fr.error, fr.result = e, None
-                fr.t['post'] = _now() - t0
-            fr.outputs = fr.meta = None
+            self._run_post(fr)
             with self._lock:
                 if self._abort:
                     self._dropped += 1
@@ -550,29 +572,69 @@ class Pipeline:
                     return
                 fr = self._deliver_q.popleft()
                 self._c_reorder.notify()
-            t = _now()
-            fr.t['total'] = t - fr.t_submit
-            for k, v in fr.t.items():
-                self._stats[k].add(v)
-            self._rate.tick(t)
-            res = FrameResult(seq=fr.seq, context=fr.context, result=fr.result, error=fr.error,
-                              timings={k: fr.t.get(k, 0.0) for k in STAGES}, worker=fr.worker,
-                              source=fr.src.key)
-            if fr.error is not None:
-                LOG.debug('%s: frame %d failed: %r', self.name, fr.seq, fr.error)
+            self._deliver(fr)
+
+    def _run_pre(self, fr: _Frame) -> None:
+        t0 = _now()
+        fr.t['queue'] = t0 - fr.t_submit
+        try:
+            fr.tensors, fr.meta = self._preprocess(fr.item)
+        except BaseException as e:  # noqa: BLE001 - one bad frame must not stop the stream
+            fr.error = e
+        fr.t['pre'] = _now() - t0
+        fr.item = None
+
+    def _run_post(self, fr: _Frame) -> None:
+        if fr.error is None:
+            t0 = _now()
             try:
-                self._on_result(res)
-            except BaseException:  # noqa: BLE001 - the delivery thread must survive
-                LOG.exception('%s: on_result raised for frame %d (ignored)', self.name, fr.seq)
-            with self._lock:
-                self._out += 1
-                fr.src.frames_out += 1
-                if fr.error is not None:
-                    self._failed += 1
-                    fr.src.failed += 1
-                if fr.worker >= 0:
-                    self._per_worker[fr.worker] += 1
-                self._c_done.notify_all()
+                fr.result = self._postprocess(fr.outputs, fr.meta)
+            except BaseException as e:  # noqa: BLE001
+                fr.error, fr.result = e, None
+            fr.t['post'] = _now() - t0
+        fr.outputs = fr.meta = None
+
+    def _deliver(self, fr: _Frame, inline: bool = False) -> None:
+        """Call on_result for `fr` and count it; `inline`: the fast path's worker delivers."""
+        t = _now()
+        fr.t['total'] = t - fr.t_submit
+        for k, v in fr.t.items():
+            self._stats[k].add(v)
+        self._rate.tick(t)
+        res = FrameResult(seq=fr.seq, context=fr.context, result=fr.result, error=fr.error,
+                          timings={k: fr.t.get(k, 0.0) for k in STAGES}, worker=fr.worker,
+                          source=fr.src.key)
+        if fr.error is not None:
+            LOG.debug('%s: frame %d failed: %r', self.name, fr.seq, fr.error)
+        try:
+            self._on_result(res)
+        except BaseException:  # noqa: BLE001 - the delivery thread must survive
+            LOG.exception('%s: on_result raised for frame %d (ignored)', self.name, fr.seq)
+        with self._lock:
+            self._out += 1
+            fr.src.frames_out += 1
+            if fr.error is not None:
+                self._failed += 1
+                fr.src.failed += 1
+            if fr.worker >= 0:
+                self._per_worker[fr.worker] += 1
+            if inline:
+                self._inline = False
+                self._c_reorder.notify()
+            self._c_done.notify_all()
+
+    def _hand_to_idle_worker(self, fr: _Frame) -> bool:
+        """Give `fr` to a waiting worker if nothing else is in flight (lock held; fast path)."""
+        if (self._in - 1 != self._out + self._dropped or not self._waiting or self._closing
+                or self._direct is not None or self._window_used + self._claims >= self._window):
+            return False
+        i = self._waiting.pop(0)
+        fr.idx = self._next_idx
+        self._next_idx += 1
+        self._direct, self._direct_for = fr, i
+        self._load[self._group_of[i]] += 1
+        self._c_worker[i].notify()
+        return True
 
     def _may_take(self, g: int) -> bool:
         """Whether a worker of group `g` may take the next frame now (lock held)."""
