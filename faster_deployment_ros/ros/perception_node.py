@@ -8,9 +8,10 @@ failed transition (on_error) all release through one path, `release`. A failed c
 activate leaves nothing behind and the reason on /diagnostics.
 
 Every frame received is published, dropped or failed, and counted (runtime/telemetry.py);
-results are published from the pipeline's delivery thread, in arrival order per camera, with the
-source frame's header. Parameter changes are checked against the table before anything is
-applied: runtime ones reach the next frame, the rest are refused while configured.
+results are published in arrival order per camera, one at a time (from the pipeline's delivery
+thread, or the worker that ran the frame on the idle fast path), with the source frame's
+header. Parameter changes are checked against the table before anything is applied: runtime
+ones reach the next frame, the rest are refused while configured.
 """
 from __future__ import annotations
 
@@ -288,7 +289,7 @@ class PerceptionNode(LifecycleNode):
         self.telemetry.dropped()
 
     def _deliver(self, fr: FrameResult) -> None:
-        """Publish one result (delivery thread); failures and late frames are counted."""
+        """Publish one result (the pipeline's on_result); failures and late frames are counted."""
         source = fr.source
         if fr.error is not None:
             reason = f'{type(fr.error).__name__}: {fr.error}'

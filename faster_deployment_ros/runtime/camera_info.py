@@ -10,7 +10,7 @@ CameraInfo is not yet there, or it describes another image size / is uncalibrate
 another frame's CameraInfo silently. The same cache matches a detector's frames to the
 registered depth images of an RGB-D camera (`what='depth image'`, the depth array as info).
 
-Thread-safe: the subscription callback adds while the delivery thread looks up.
+Thread-safe: the subscription callback adds while the delivery path (on_result) looks up.
 """
 from __future__ import annotations
 

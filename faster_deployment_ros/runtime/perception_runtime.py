@@ -4,9 +4,10 @@
 the model adapter (`make_adapter(first_backend)`), chooses the CPU or the GPU path, runs
 autotune when asked, and owns the `core.pipeline.Pipeline`. Frames go in with `submit`; every
 accepted frame comes out once through `on_result` (a `FrameResult` whose `result` is
-`(model result, decoded image or None)`), in submission order per source, from the pipeline's
-delivery thread. `close` releases everything and never closes a backend while its worker is
-inside a call: such a worker is reported and its backend released when (if) the call returns.
+`(model result, decoded image or None)`), in submission order per source, one call at a time
+(from the pipeline's delivery thread, or the worker that ran it on the idle fast path).
+`close` releases everything and never closes a backend while its worker is inside a call: such
+a worker is reported and its backend released when (if) the call returns.
 
 With `worker_mode: processes` the workers are processes (`core.process_pipeline`): each builds
 its backend from the same config and gets a copy of the adapter (`runtime.workers.

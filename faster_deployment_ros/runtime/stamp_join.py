@@ -9,8 +9,8 @@ holds the ones behind it, so outputs never leave out of order. Every frame ends 
 or skipped with a reason (counted by the caller); none is dropped silently: `limit` frames
 waiting at most (the oldest is then skipped), and `close` skips what is left.
 
-Thread-safe: the delivery thread adds and drains, the match's subscription and a timer drain;
-`emit` and `skip` run under the lock, so two threads never emit out of order.
+Thread-safe: the delivery path (on_result) adds and drains, the match's subscription and a
+timer drain; `emit` and `skip` run under the lock, so two threads never emit out of order.
 """
 from __future__ import annotations
 

@@ -129,7 +129,7 @@ class Telemetry:
         if source is not None:
             self.cameras[source].health.incompatible_qos(reason)
 
-    # ---- the delivery thread's path -------------------------------------------------------
+    # ---- the delivery path (on_result, one call at a time) --------------------------------
     def failed(self, reason: str, source: Optional[int]) -> bool:
         """Count a failed frame; True when it should be logged (throttled)."""
         self.errors += 1
