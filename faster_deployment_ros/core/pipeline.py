@@ -498,8 +498,6 @@ class Pipeline:
                 self._wake_worker()  # more frames may wait for the other groups
             if direct:
                 self._run_pre(fr)
-                with self._lock:
-                    self._mean_pre = _running_mean(self._mean_pre, fr.t['pre'])
             if fr.error is None:
                 fr.worker = i
                 t0 = _now()
@@ -512,6 +510,8 @@ class Pipeline:
             with self._lock:
                 self._busy_since[i] = None
                 self._load[g] -= 1
+                if direct:
+                    self._mean_pre = _running_mean(self._mean_pre, fr.t['pre'])
                 if 'infer' in fr.t:
                     self._mean_infer = _running_mean(self._mean_infer, fr.t['infer'])
                 if self._jit:
@@ -625,8 +625,8 @@ class Pipeline:
 
     def _hand_to_idle_worker(self, fr: _Frame) -> bool:
         """Give `fr` to a waiting worker if nothing else is in flight (lock held; fast path)."""
-        if (self._in - 1 != self._out + self._dropped or not self._waiting or self._closing
-                or self._direct is not None or self._window_used + self._claims >= self._window):
+        # nothing in flight: no frame claimed, handed over or inside the window either
+        if self._in - 1 != self._out + self._dropped or not self._waiting or self._closing:
             return False
         i = self._waiting.pop(0)
         fr.idx = self._next_idx
@@ -636,10 +636,14 @@ class Pipeline:
         self._c_worker[i].notify()
         return True
 
+    def _unclaimed_frame(self) -> bool:
+        """Whether a pre-processed frame waits that no woken worker claimed, with room for it."""
+        return (len(self._infer_q) > self._claims
+                and self._window_used + self._claims < self._window)
+
     def _may_take(self, g: int) -> bool:
         """Whether a worker of group `g` may take the next frame now (lock held)."""
-        return (len(self._infer_q) > self._claims and self._window_used + self._claims
-                < self._window and g in self._next_groups())
+        return self._unclaimed_frame() and g in self._next_groups()
 
     def _next_groups(self) -> Tuple[int, ...]:
         """Return the groups the next frame may go to: the idle ones, else the first to free.
@@ -650,14 +654,11 @@ class Pipeline:
         low = min(self._load)
         if low == 0:
             return tuple(g for g, load in enumerate(self._load) if load == 0)
-        start: Dict[int, float] = {}
+        start = {g: float('inf') for g, load in enumerate(self._load) if load == low}
         for i, t in enumerate(self._busy_since):
             g = self._group_of[i]
-            if self._load[g] == low:
-                start[g] = min(start.get(g, float('inf')), float('inf') if t is None else t)
-        for g, load in enumerate(self._load):
-            if load == low:
-                start.setdefault(g, float('inf'))
+            if t is not None and g in start:
+                start[g] = min(start[g], t)
         first = min(start.values())
         return tuple(g for g, t in start.items() if t == first)
 
@@ -667,8 +668,7 @@ class Pipeline:
         The chosen worker's claim counts in its group's load until it runs, so the next frame
         of a burst goes to another group.
         """
-        if not self._waiting or len(self._infer_q) <= self._claims \
-                or self._window_used + self._claims >= self._window:
+        if not self._waiting or not self._unclaimed_frame():
             return
         groups = self._next_groups()
         for k, i in enumerate(self._waiting):

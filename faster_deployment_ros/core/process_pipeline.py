@@ -626,7 +626,7 @@ class ProcessPipeline:
         """{process index: seconds since its oldest frame without a reply was sent (0: idle)}."""
         out = dict.fromkeys(range(len(self.children)), 0.0)
         for k, t in self.pipeline.busy_workers().items():
-            i = k // self.frames_per_process
+            i = self._process_of(k)
             out[i] = max(out[i], t)
         return out
 
@@ -694,7 +694,7 @@ class ProcessPipeline:
         out = self.pipeline.stats()
         per_process = [0] * len(self.children)
         for k, count in enumerate(out['per_worker']):
-            per_process[k // self.frames_per_process] += count
+            per_process[self._process_of(k)] += count
         out['per_worker'] = per_process
         out['workers'] = len(self.children)
         stages = dict(out.get('stages', {}))
@@ -709,6 +709,10 @@ class ProcessPipeline:
         out['worker_mode'] = 'processes'
         out['worker_pids'] = self.pids()
         return out
+
+    def _process_of(self, worker: int) -> int:
+        """Return the process a dispatch thread (the pipeline's worker `worker`) feeds."""
+        return worker // self.frames_per_process
 
     # ---- stages (parent side) -------------------------------------------------------------
     def _stage_in(self, item: Any) -> Tuple[_Ticket, Any]:
@@ -741,7 +745,7 @@ class ProcessPipeline:
             for k, v in result.timings.items():
                 self._stages[k].add(v)
             result = result.value
-        worker = res.worker // self.frames_per_process if res.worker >= 0 else -1
+        worker = self._process_of(res.worker) if res.worker >= 0 else -1
         self._on_result(FrameResult(seq=res.seq, context=res.context, result=result,
                                     error=res.error, timings=timings, worker=worker,
                                     source=res.source))
