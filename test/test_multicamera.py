@@ -21,9 +21,9 @@ from faster_deployment_ros.core.image_codec import (encode_compressed,  # noqa: 
 from faster_deployment_ros.ros.camera_inputs import resolve_inputs  # noqa: E402
 from faster_deployment_ros.ros.depth_node import DepthNode  # noqa: E402
 from faster_deployment_ros.ros.detector_node import DetectorNode  # noqa: E402
+from faster_deployment_ros.ros.node_main import make_executor  # noqa: E402
 from faster_deployment_ros.runtime import ParameterError  # noqa: E402
 from faster_deployment_ros.tools.frames import read_frames  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
@@ -80,7 +80,7 @@ class Graph:
         self._cv = threading.Condition()
         for cam, topic in outputs.items():
             self.peer.create_subscription(out_type, topic, self._keeper(cam), RELIABLE)
-        self.executor = MultiThreadedExecutor(num_threads=3)
+        self.executor = make_executor()  # the node's own process spins it so
         self.executor.add_node(self.node)
         self.executor.add_node(self.peer)
         self._thread = threading.Thread(target=self.executor.spin, daemon=True)

@@ -24,8 +24,8 @@ import pytest
 rclpy = pytest.importorskip('rclpy')
 from faster_deployment_ros.core.image_codec import msg_to_numpy  # noqa: E402, I100
 from faster_deployment_ros.ros.depth_node import DepthNode  # noqa: E402
+from faster_deployment_ros.ros.node_main import make_executor  # noqa: E402
 from faster_deployment_ros.ros.segmentation_node import SegmentationNode  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, qos_profile_sensor_data,  # noqa: E402
@@ -120,7 +120,7 @@ class Rig:
         self.peer = rclpy.create_node('nav2_layer_peer')
         self.image_pub = self.peer.create_publisher(Image, 'image', RELIABLE)
         self.info_pub = self.peer.create_publisher(CameraInfo, 'camera_info', RELIABLE)
-        self.executor = MultiThreadedExecutor(num_threads=4)
+        self.executor = make_executor()  # as the node's own process spins it
         for n in (self.seg, self.depth, self.peer):
             self.executor.add_node(n)
         self._thread = threading.Thread(target=self.executor.spin, daemon=True)

@@ -26,9 +26,9 @@ from faster_deployment_ros.backends import register_backend  # noqa: E402
 from faster_deployment_ros.core.image_codec import encode_compressed, fill_image_msg  # noqa: E402
 from faster_deployment_ros.ros.depth_node import DepthNode  # noqa: E402
 from faster_deployment_ros.ros.detector_node import DetectorNode  # noqa: E402
+from faster_deployment_ros.ros.node_main import make_executor  # noqa: E402
 from hypothesis import given, HealthCheck, settings, strategies as st  # noqa: E402
 from rcl_interfaces.msg import Log  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
@@ -88,7 +88,7 @@ class Rig:
         self.peer.create_subscription(Log, '/rosout', lambda m: self._keep(self.logs, m),
                                       QoSProfile(depth=200,
                                                  durability=DurabilityPolicy.TRANSIENT_LOCAL))
-        self.executor = MultiThreadedExecutor(num_threads=3)
+        self.executor = make_executor()  # as the node's own process spins it
         self.executor.add_node(self.node)
         self.executor.add_node(self.peer)
         self._thread = threading.Thread(target=self.executor.spin, daemon=True)

@@ -13,11 +13,11 @@ import time
 import cv2
 from faster_deployment_ros.core.image_codec import fill_image_msg
 from faster_deployment_ros.ros.detector_node import DetectorNode
+from faster_deployment_ros.ros.node_main import make_executor
 from faster_deployment_ros.tools.frames import read_frames
 import numpy as np
 import pytest
 import rclpy
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -49,7 +49,7 @@ class Graph:
         self.image_pub = self.peer.create_publisher(Image, 'image', RELIABLE)
         self.got = {'detections': [], 'label_info': []}
         self._cv = threading.Condition()
-        self.executor = MultiThreadedExecutor(num_threads=3)
+        self.executor = make_executor()  # as the node's own process spins it
         self.executor.add_node(self.node)
         self.executor.add_node(self.peer)
         self._thread = threading.Thread(target=self.executor.spin, daemon=True)

@@ -27,7 +27,9 @@ def make_executor(kind: str = ''):
     published from the pipeline's thread), so one thread suffices, and it spends less per message
     than rclpy's MultiThreadedExecutor (lower receive latency and CPU; rclpy.experimental's
     EventsExecutor busy-looped and ignored SIGTERM: figures in docs/performance.md). `kind` (or
-    FDR_EXECUTOR): single (default) or multi.
+    FDR_EXECUTOR): single (default) or multi. rclpy's MultiThreadedExecutor also spins while a
+    callback of a mutually exclusive group runs and then starves other Python threads of the
+    GIL for up to seconds (docs/reliability.md, "Test rigs and the executor").
     """
     kind = (kind or os.environ.get('FDR_EXECUTOR', '') or 'single').lower()
     if kind == 'multi':

@@ -16,9 +16,9 @@ import time
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from faster_deployment_ros.core.image_codec import fill_image_msg
+from faster_deployment_ros.ros.node_main import make_executor
 import numpy as np
 import rclpy
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -84,7 +84,12 @@ def console_script(executable: str, args: Sequence[str] = (),
 
 
 class NodeHarness:
-    """A node and a peer (publishers + recorders) spinning in one MultiThreadedExecutor.
+    """A node and a peer (publishers + recorders) spinning in one executor, the node process's own.
+
+    Not rclpy's MultiThreadedExecutor: while a callback of a mutually exclusive group runs, it
+    re-yields that group's other ready entities in a loop that holds the GIL, and other
+    Python threads (the test's, the pipeline's) starved for 1.2-2.7 s (docs/reliability.md,
+    "Test rigs and the executor").
 
     `inputs` maps a name to (message type, topic) the peer publishes on; `outputs` maps a name
     to (message type, topic) the peer records into `self.got[name]`.
@@ -102,7 +107,7 @@ class NodeHarness:
         self._cv = threading.Condition()
         for name, (msg_type, topic) in outputs.items():
             self.peer.create_subscription(msg_type, topic, self._keeper(self.got[name]), qos)
-        self.executor = MultiThreadedExecutor(num_threads=3)
+        self.executor = make_executor()  # as the node's own process spins it
         self.executor.add_node(self.node)
         self.executor.add_node(self.peer)
         self._thread = threading.Thread(target=self.executor.spin, daemon=True)
