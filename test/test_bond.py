@@ -10,9 +10,9 @@ import time
 import uuid
 
 from faster_deployment_ros.ros.bond import ALIVE, Bond, DEAD, DYING, WAITING
+from faster_deployment_ros.ros.node_main import make_executor
 import pytest
 import rclpy
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from support.ros_nodes import destroy_node
 
@@ -35,7 +35,7 @@ class Peer:
         self._cv = threading.Condition()
         self.pub = self.theirs.create_publisher(bond_msg.Status, topic, RELIABLE)
         self.theirs.create_subscription(bond_msg.Status, topic, self._on, RELIABLE)
-        self.executor = MultiThreadedExecutor(num_threads=2)
+        self.executor = make_executor()  # one thread (docs/reliability.md, test rigs)
         self.executor.add_node(self.ours)
         self.executor.add_node(self.theirs)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
