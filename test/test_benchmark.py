@@ -168,11 +168,24 @@ def test_benchmark_outside_view(tmp_path, yolox_model, plaza_video):
         assert len(run['over_per_round_ms']) == 2
         dec = run['decomposition_ms']
         assert set(dec) == {'pre_slower', 'infer_slower', 'post_slower', 'callback', 'queue',
-                            'handover', 'build', 'publish', 'rest'}
+                            'handover', 'build', 'publish', 'answer_deserialise', 'rest'}
         assert sum(dec.values()) == pytest.approx(run['over_floor_plus_bare_ms'], abs=0.01)
+        # the receiver turning the node's detections into Python objects costs more than the
+        # floor's empty answer, and is its own line of the split
+        floor_deser = runs['floor']['answer_deserialise_p50_ms']
+        assert run['answer_deserialise_p50_ms'] > floor_deser
+        assert dec['answer_deserialise'] == pytest.approx(
+            run['answer_deserialise_p50_ms'] - floor_deser, abs=2e-3)
+        assert isinstance(run['over_floor_plus_bare_received_ms'], float)
+    for rnd in ov['rounds']:
+        for name in names:  # one deserialization time per answer received
+            assert rnd[name]['answer_deserialise_ms']['count'] == rnd[name]['frames_out']
     t = json.loads((out / 'benchmark.json').read_text())['targets']['outside_view']
     assert set(t['runs']) == {'node', 'minimal', 'minimal_nospin', 'variant_spin'}
     assert t['runs']['minimal']['decomposition_ms'] == {}  # no /diagnostics of its own
     node = t['runs']['node']
     assert node['p50_ok'] == (node['over_floor_plus_bare_ms'] <= 3.0)
+    assert node['over_floor_plus_bare_received_ms'] == \
+        runs['node']['over_floor_plus_bare_received_ms']
+    assert 'answer in hand as bytes' in res.stdout
     assert node['p99_ok'] == (node['p99_ms'] <= 2 * t['bare_p99_ms'])

@@ -232,8 +232,8 @@ def _phase(pub: _Child, recv: _Child, t: _Target, rate: float, seconds: float, w
     cw = watch.read()
     t.check()
     pub_ns = dict(sent['sent'])
-    seen, dup, unknown, lat_ms, order, counts = set(), 0, 0, [], [], []
-    for frame_id, ns, n_det in got['received']:
+    seen, dup, unknown, lat_ms, order, counts, deser_ms = set(), 0, 0, [], [], [], []
+    for frame_id, ns, n_det, deser_ns in got['received']:
         try:
             k = int(frame_id)
         except ValueError:
@@ -248,6 +248,7 @@ def _phase(pub: _Child, recv: _Child, t: _Target, rate: float, seconds: float, w
             order.append(k)
             counts.append([k, n_det])
             lat_ms.append((ns - pub_ns[k]) / 1e6)
+            deser_ms.append(deser_ns / 1e6)
     diag = got['diagnostics']
     r = {'target': t.name, 'input_fps': sent['input_fps'], 'frames_in': len(pub_ns),
          'frames_out': len(seen), 'lost': len(pub_ns) - len(seen), 'duplicates': dup,
@@ -255,6 +256,7 @@ def _phase(pub: _Child, recv: _Child, t: _Target, rate: float, seconds: float, w
          'latency_ms': _summary_ms(lat_ms), 'node_cpu_cores': round(cw['others_ours'] or 0, 3),
          'foreign_cpu_cores': round(cw['foreign'], 2), 'hops_ms': hops_from_diag(diag),
          'node_diagnostics': diag, 'load_avg_1m': load_avg(), '_lat': lat_ms,
+         'answer_deserialise_ms': _summary_ms(deser_ms), '_deser': deser_ms,
          'detections_per_frame': counts}
     lat = r['latency_ms']
     progress.done(f'outside  {t.name:<18} @{rate:.3g}Hz: p50 {lat["p50"]:6.1f} p90 '
@@ -278,6 +280,9 @@ def summarize_rounds(rounds: List[Dict[str, Any]], names: Sequence[str]) -> Dict
                        for s in STAGES}},
         'runs': {}}
     floor_p50 = _summary_ms([v for r in rounds for v in r['floor']['_lat']])['p50']
+    floor_deser = _median([v for r in rounds for v in r['floor']['_deser']])
+    floor_received = _median([v - d for r in rounds
+                              for v, d in zip(r['floor']['_lat'], r['floor']['_deser'])])
     for name in names:
         lat = [v for r in rounds for v in r[name]['_lat']]
         s = _summary_ms(lat)
@@ -286,16 +291,24 @@ def summarize_rounds(rounds: List[Dict[str, Any]], names: Sequence[str]) -> Dict
             'latency_ms': s, 'p50_per_round': per_round,
             'frames_in': sum(r[name]['frames_in'] for r in rounds),
             'frames_out': sum(r[name]['frames_out'] for r in rounds),
-            'lost': sum(r[name]['lost'] for r in rounds)}
+            'lost': sum(r[name]['lost'] for r in rounds),
+            'answer_deserialise_p50_ms': _median([v for r in rounds for v in r[name]['_deser']])}
         if name != 'floor':
             over = [r[name]['latency_ms']['p50'] - r['floor']['latency_ms']['p50']
                     - float(np.median(r['bare']['frame'])) for r in rounds]
             run['over_floor_plus_bare_ms'] = round(s['p50'] - floor_p50
                                                    - out['bare_ms']['p50'], 3)
             run['over_per_round_ms'] = [round(v, 3) for v in over]
+            # the same with the answer in hand as bytes: without what a Python receiver pays to
+            # deserialize the node's detections beyond the floor's empty answer
+            received = _median([v - d for r in rounds
+                                for v, d in zip(r[name]['_lat'], r[name]['_deser'])])
+            run['over_floor_plus_bare_received_ms'] = round(received - floor_received
+                                                            - out['bare_ms']['p50'], 3)
             run['hops_ms'] = _hops(rounds, name)
-            run['decomposition_ms'] = decompose(run['hops_ms'], out['bare_ms'],
-                                                run['over_floor_plus_bare_ms'])
+            run['decomposition_ms'] = decompose(
+                run['hops_ms'], out['bare_ms'], run['over_floor_plus_bare_ms'],
+                run['answer_deserialise_p50_ms'] - floor_deser)
         out['runs'][name] = run
     return out
 
@@ -311,18 +324,20 @@ def _hops(rounds: List[Dict[str, Any]], name: str) -> Dict[str, Dict[str, float]
 
 
 def decompose(hops: Dict[str, Dict[str, float]], bare: Dict[str, float],
-              over_ms: float) -> Dict[str, float]:
+              over_ms: float, answer_ms: float = 0.0) -> Dict[str, float]:
     """Return what node - floor - bare (p50) is made of: the node's hops against the bare loop.
 
     `<stage>_slower`: the node's stage p50 minus the bare loop's (the node's `pre` also
-    decodes the message); the node-only hops; `rest`: what the hops do not explain (p50 of sums
-    vs sums of p50s, the floor's own variation between runs, the node's receive and send beyond
-    the floor's, the receiver deserialising detections where the floor's answer is empty).
+    decodes the message); the node-only hops; `answer_deserialise` (`answer_ms`): the
+    receiver's p50 time to deserialize the node's answers minus that of the floor's empty ones;
+    `rest`: what these do not explain (p50 of sums vs sums of p50s, the floor's own variation
+    between runs, the node's receive and send beyond the floor's).
     """
     if not hops:
         return {}
     out = {f'{s}_slower': round(hops.get(s, {}).get('p50', 0.0) - bare[f'{s}_p50'], 3)
            for s in STAGES}
     out.update({h: hops.get(h, {}).get('p50', 0.0) for h in NODE_ONLY})
+    out['answer_deserialise'] = round(answer_ms, 3)
     out['rest'] = round(over_ms - sum(out.values()), 3)
     return out
