@@ -67,11 +67,8 @@ def answers() -> None:
 
 def infer_once(model: str, spinning: str) -> float:
     import numpy as np
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 2
-    so.add_session_config_entry('session.intra_op.allow_spinning', spinning)
-    s = ort.InferenceSession(model, so, providers=['CPUExecutionProvider'])
+    from faster_deployment_ros.tools.benchmark.probe import ort_session
+    s = ort_session(model, 2, spinning=spinning == '1')
     inp = s.get_inputs()[0]
     x = np.random.default_rng(0).random([d if isinstance(d, int) else 1 for d in inp.shape],
                                         dtype=np.float32)

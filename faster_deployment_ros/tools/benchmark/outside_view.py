@@ -279,20 +279,18 @@ def summarize_rounds(rounds: List[Dict[str, Any]], names: Sequence[str]) -> Dict
                     **{f'{s}_p50': _median([v for r in rounds for v in r['bare'][s]])
                        for s in STAGES}},
         'runs': {}}
-    floor_p50 = _summary_ms([v for r in rounds for v in r['floor']['_lat']])['p50']
-    floor_deser = _median([v for r in rounds for v in r['floor']['_deser']])
-    floor_received = _median([v - d for r in rounds
-                              for v, d in zip(r['floor']['_lat'], r['floor']['_deser'])])
+    floor_p50 = _summary_ms(_pooled(rounds, 'floor', '_lat'))['p50']
+    floor_deser = _median(_pooled(rounds, 'floor', '_deser'))
+    floor_received = _received_p50(rounds, 'floor')
     for name in names:
-        lat = [v for r in rounds for v in r[name]['_lat']]
-        s = _summary_ms(lat)
+        s = _summary_ms(_pooled(rounds, name, '_lat'))
         per_round = [r[name]['latency_ms']['p50'] for r in rounds]
         run: Dict[str, Any] = {
             'latency_ms': s, 'p50_per_round': per_round,
             'frames_in': sum(r[name]['frames_in'] for r in rounds),
             'frames_out': sum(r[name]['frames_out'] for r in rounds),
             'lost': sum(r[name]['lost'] for r in rounds),
-            'answer_deserialise_p50_ms': _median([v for r in rounds for v in r[name]['_deser']])}
+            'answer_deserialise_p50_ms': _median(_pooled(rounds, name, '_deser'))}
         if name != 'floor':
             over = [r[name]['latency_ms']['p50'] - r['floor']['latency_ms']['p50']
                     - float(np.median(r['bare']['frame'])) for r in rounds]
@@ -301,16 +299,24 @@ def summarize_rounds(rounds: List[Dict[str, Any]], names: Sequence[str]) -> Dict
             run['over_per_round_ms'] = [round(v, 3) for v in over]
             # the same with the answer in hand as bytes: without what a Python receiver pays to
             # deserialize the node's detections beyond the floor's empty answer
-            received = _median([v - d for r in rounds
-                                for v, d in zip(r[name]['_lat'], r[name]['_deser'])])
-            run['over_floor_plus_bare_received_ms'] = round(received - floor_received
-                                                            - out['bare_ms']['p50'], 3)
+            run['over_floor_plus_bare_received_ms'] = round(
+                _received_p50(rounds, name) - floor_received - out['bare_ms']['p50'], 3)
             run['hops_ms'] = _hops(rounds, name)
             run['decomposition_ms'] = decompose(
                 run['hops_ms'], out['bare_ms'], run['over_floor_plus_bare_ms'],
                 run['answer_deserialise_p50_ms'] - floor_deser)
         out['runs'][name] = run
     return out
+
+
+def _pooled(rounds: List[Dict[str, Any]], name: str, key: str) -> List[float]:
+    """Every round's per-frame values `key` of run kind `name`, in one list."""
+    return [v for r in rounds for v in r[name][key]]
+
+
+def _received_p50(rounds: List[Dict[str, Any]], name: str) -> float:
+    """p50 latency of `name` with the answer in hand as bytes (before deserializing it)."""
+    return _median([v - d for r in rounds for v, d in zip(r[name]['_lat'], r[name]['_deser'])])
 
 
 def _hops(rounds: List[Dict[str, Any]], name: str) -> Dict[str, Dict[str, float]]:
