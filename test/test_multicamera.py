@@ -80,7 +80,7 @@ class Graph:
         self._cv = threading.Condition()
         for cam, topic in outputs.items():
             self.peer.create_subscription(out_type, topic, self._keeper(cam), RELIABLE)
-        self.executor = make_executor()  # the node's own process spins it so
+        self.executor = make_executor()  # as the node's own process spins it
         self.executor.add_node(self.node)
         self.executor.add_node(self.peer)
         self._thread = threading.Thread(target=self.executor.spin, daemon=True)
