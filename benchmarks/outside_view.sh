@@ -4,9 +4,10 @@
 # capacity, both views side by side in one fdr-benchmark run per model:
 #   inside:  the in-process harness (bare model with the node's settings, transport floor, node)
 #   outside: separate publisher and receiver processes (latency = receipt - publish call), the
-#            transport floor, plain ONNX Runtime with default options at the best thread count
-#            (paced at the same rate), the node; node - floor - bare split per hop from the
-#            node's /diagnostics.
+#            transport floor (empty answers, and `floor_answer`: the same detections as the
+#            node's, from a table), plain ONNX Runtime with default options at the best thread
+#            count (paced at the same rate), the node; node - floor - bare split per hop from
+#            the node's /diagnostics, and node - floor_answer - bare.
 # Interleaved rounds; VARIANTS are the same node with other settings in the same rounds
 # (default: ONNX Runtime threads spinning only inside a run; a 100 us GIL switch interval
 # instead of Python's 5 ms). The node runs with the family's

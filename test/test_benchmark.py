@@ -123,7 +123,7 @@ def test_benchmark_outside_view(tmp_path, yolox_model, plaza_video):
     ov = json.loads((out / 'benchmark.json').read_text())['outside_view']
     assert ov['rate_hz'] == 4 and ov['bare_threads'] in (1, 2)
     assert [s['threads'] for s in ov['bare_sweep']] == [1, 2]
-    names = ['node', 'floor', 'minimal', 'minimal_nospin', 'variant_spin']
+    names = ['node', 'floor', 'floor_answer', 'minimal', 'minimal_nospin', 'variant_spin']
     for rnd in ov['rounds']:
         assert sorted(rnd['order']) == sorted(['bare'] + names)
     for rnd in ov['rounds']:
@@ -140,14 +140,18 @@ def test_benchmark_outside_view(tmp_path, yolox_model, plaza_video):
             assert r['latency_ms']['count'] == r['frames_out'], name
         # the minimal node runs the same model, adapter and threshold in its callback: the same
         # detections per frame as the node (frame k is video frame k % 4); the floor none
+        # detections per frame as the node (frame k is video frame k % 4); the floor none, and
+        # the floor answering with detections (from its table, found by the frame's bytes) the
+        # same as the node
         video_frame = {name: {k % 4: n for k, n in rnd[name]['detections_per_frame']}
-                       for name in ('node', 'minimal', 'minimal_nospin', 'floor')}
+                       for name in ('node', 'minimal', 'minimal_nospin', 'floor', 'floor_answer')}
         assert set(video_frame['floor'].values()) == {0}
-        for name in ('minimal', 'minimal_nospin'):
+        for name in ('minimal', 'minimal_nospin', 'floor_answer'):
             assert sum(video_frame[name].values()) > 0
             same = [k for k in video_frame['node'] if k in video_frame[name]]
             assert same and all(video_frame['node'][k] == video_frame[name][k] for k in same)
-            assert rnd[name]['latency_ms']['p50'] > rnd['floor']['latency_ms']['p50']
+        for name in ('minimal', 'minimal_nospin'):
+            assert rnd[name]['latency_ms']['p50'] > rnd['floor_answer']['latency_ms']['p50']
         for name in ('node', 'variant_spin'):  # its own budget, read after its run
             hops = rnd[name]['hops_ms']
             assert {'transport', 'callback', 'queue', 'pre', 'infer', 'post', 'handover',
@@ -177,6 +181,14 @@ def test_benchmark_outside_view(tmp_path, yolox_model, plaza_video):
         assert dec['answer_deserialise'] == pytest.approx(
             run['answer_deserialise_p50_ms'] - floor_deser, abs=2e-3)
         assert isinstance(run['over_floor_plus_bare_received_ms'], float)
+        assert run['over_floor_answer_plus_bare_ms'] == pytest.approx(
+            run['latency_ms']['p50'] - runs['floor_answer']['latency_ms']['p50'] - bare['p50'],
+            abs=2e-3)
+        assert len(run['over_floor_answer_per_round_ms']) == 2
+    # the floor's answer is what the node's is: the receiver deserializes the same detections
+    assert runs['floor_answer']['answer_deserialise_p50_ms'] > \
+        runs['floor']['answer_deserialise_p50_ms']
+    assert 'over_floor_answer_plus_bare_ms' not in runs['floor_answer']
     for rnd in ov['rounds']:
         for name in names:  # one deserialization time per answer received
             assert rnd[name]['answer_deserialise_ms']['count'] == rnd[name]['frames_out']
@@ -188,4 +200,7 @@ def test_benchmark_outside_view(tmp_path, yolox_model, plaza_video):
     assert node['over_floor_plus_bare_received_ms'] == \
         runs['node']['over_floor_plus_bare_received_ms']
     assert 'answer in hand as bytes' in res.stdout
+    assert t['floor_answer_p50_ms'] == runs['floor_answer']['latency_ms']['p50']
+    assert node['p50_answer_ok'] == (node['over_floor_answer_plus_bare_ms'] <= 3.0)
+    assert 'against the floor answering with the same detections' in res.stdout
     assert node['p99_ok'] == (node['p99_ms'] <= 2 * t['bare_p99_ms'])

@@ -8,14 +8,19 @@ at the best thread count of a short sweep, paced at the same rate (pre + infer +
 package's adapter), and the minimal hand-rolled node (the echo node running that same session
 and adapter in its subscription callback, one frame at a time: what receiving frames on the
 same cores costs the model without anything of the node's), once with ONNX Runtime's default
-spinning threads and once without (`minimal_nospin`, the node's setting on <= 4 cores). This
-process only starts them and reads their answers, so nothing of it runs in the measured path.
+spinning threads and once without (`minimal_nospin`, the node's setting on <= 4 cores), and
+the transport floor answering with detections (`floor_answer`: the echo node answering each
+frame with that session's detections for it, computed once at its start, so the receiver gets
+and deserializes the same answer as from the node, and no model runs). This process only starts
+them and reads their answers, so nothing of it runs in the measured path.
 
-Interleaved rounds (a new random order each round) of: bare, floor, minimal, minimal_nospin,
-node, each --variant. The node's own per-hop budget (/diagnostics, read by the receiver after
-each of its runs) says what the outside difference node - floor - bare is made of: how much
-slower the node's pre / infer / post run than the bare loop's, and the hops only the node has
-(callback, queue, hand-overs, build, publish).
+Interleaved rounds (a new random order each round) of: bare, floor, floor_answer, minimal,
+minimal_nospin, node, each --variant. The node's own per-hop budget (/diagnostics, read by the
+receiver after each of its runs) says what the outside difference node - floor - bare is made
+of: how much slower the node's pre / infer / post run than the bare loop's, the hops only the
+node has (callback, queue, hand-overs, build, publish), and the receiver's deserialization of
+the detections. node - floor_answer - bare is the same difference with a floor whose answer
+is the same as the node's.
 """
 from __future__ import annotations
 
@@ -44,7 +49,9 @@ STAGES = ('pre', 'infer', 'post')
 #: hops only the node has, between receiving a frame and publishing its answer
 NODE_ONLY = ('callback', 'queue', 'handover', 'build', 'publish')
 #: targets that publish no /diagnostics (the echo node, with and without a model)
-NO_DIAGNOSTICS = ('floor', 'minimal', 'minimal_nospin')
+NO_DIAGNOSTICS = ('floor', 'floor_answer', 'minimal', 'minimal_nospin')
+#: the floors: what answering costs without a model run, empty and with the node's detections
+FLOORS = ('floor', 'floor_answer')
 
 
 def _summary_ms(values_ms: Sequence[float]) -> Dict[str, float]:
@@ -157,11 +164,15 @@ def run_outside_view(args, model: Model, video: Path, out_dir: Path,
         print(f'outside view: bare ONNX Runtime sweep {sweep["sweep"]} -> {best} thread(s), '
               f'capacity {capacity:.1f} fps; runs at {rate:.3g} Hz ({label}), load {load_avg()}',
               flush=True)
+        same_model = {'model': Path(args.model).resolve(), 'family': model.family,
+                      'threads': best, 'conf': args.conf}
         for name, spinning in (('minimal', 'true'), ('minimal_nospin', 'false')):
             targets.append(_Target(name, floor_command(
-                int(eff['qos_depth']), model=Path(args.model).resolve(), family=model.family,
-                threads=best, conf=args.conf, spinning=spinning), f'ov_{name}',
+                int(eff['qos_depth']), spinning=spinning, **same_model), f'ov_{name}',
                 'transport_floor', out_dir))
+        targets.append(_Target('floor_answer', floor_command(
+            int(eff['qos_depth']), video=Path(video).resolve(), frames=n_frames, **same_model),
+            'ov_floor_answer', 'transport_floor', out_dir))
         recv = _Child(['receive'], out_dir / 'outside_receiver.log')
         children.append(recv)
         pub = _Child(['publish', '--video', str(video), '--frames', str(n_frames)],
@@ -280,6 +291,8 @@ def summarize_rounds(rounds: List[Dict[str, Any]], names: Sequence[str]) -> Dict
                        for s in STAGES}},
         'runs': {}}
     floor_p50 = _summary_ms(_pooled(rounds, 'floor', '_lat'))['p50']
+    answer_p50 = (_summary_ms(_pooled(rounds, 'floor_answer', '_lat'))['p50']
+                  if 'floor_answer' in names else None)
     floor_deser = _median(_pooled(rounds, 'floor', '_deser'))
     floor_received = _received_p50(rounds, 'floor')
     for name in names:
@@ -292,11 +305,9 @@ def summarize_rounds(rounds: List[Dict[str, Any]], names: Sequence[str]) -> Dict
             'lost': sum(r[name]['lost'] for r in rounds),
             'answer_deserialise_p50_ms': _median(_pooled(rounds, name, '_deser'))}
         if name != 'floor':
-            over = [r[name]['latency_ms']['p50'] - r['floor']['latency_ms']['p50']
-                    - float(np.median(r['bare']['frame'])) for r in rounds]
             run['over_floor_plus_bare_ms'] = round(s['p50'] - floor_p50
                                                    - out['bare_ms']['p50'], 3)
-            run['over_per_round_ms'] = [round(v, 3) for v in over]
+            run['over_per_round_ms'] = _over_per_round(rounds, name, 'floor')
             # the same with the answer in hand as bytes: without what a Python receiver pays to
             # deserialize the node's detections beyond the floor's empty answer
             run['over_floor_plus_bare_received_ms'] = round(
@@ -305,8 +316,20 @@ def summarize_rounds(rounds: List[Dict[str, Any]], names: Sequence[str]) -> Dict
             run['decomposition_ms'] = decompose(
                 run['hops_ms'], out['bare_ms'], run['over_floor_plus_bare_ms'],
                 run['answer_deserialise_p50_ms'] - floor_deser)
+        if name not in FLOORS and answer_p50 is not None:
+            # against the floor whose answer is the same detections: receiving the frame,
+            # serializing, sending and deserializing that answer are in both
+            run['over_floor_answer_plus_bare_ms'] = round(
+                s['p50'] - answer_p50 - out['bare_ms']['p50'], 3)
+            run['over_floor_answer_per_round_ms'] = _over_per_round(rounds, name, 'floor_answer')
         out['runs'][name] = run
     return out
+
+
+def _over_per_round(rounds: List[Dict[str, Any]], name: str, floor: str) -> List[float]:
+    """Each round's p50 of `name` minus that round's p50 of `floor` and its bare p50."""
+    return [round(r[name]['latency_ms']['p50'] - r[floor]['latency_ms']['p50']
+                  - float(np.median(r['bare']['frame'])), 3) for r in rounds]
 
 
 def _pooled(rounds: List[Dict[str, Any]], name: str, key: str) -> List[float]:

@@ -178,16 +178,21 @@ def targets(res: Dict[str, Any]) -> Dict[str, Any]:
 def outside_targets(ov: Dict[str, Any]) -> Dict[str, Any]:
     """Issue #23's targets from the outside view: p50 <= floor + bare + 3 ms, p99 <= 2 x bare.
 
+    The floor answers each frame with an empty Detection2DArray, the node with its detections.
     Each run also carries `over_floor_plus_bare_received_ms`: the same p50 difference with the
-    answer in hand as bytes, before the receiver deserializes it (the floor's answer is empty,
-    the node's carries its detections), and the receiver's deserialization p50.
+    answer in hand as bytes, before the receiver deserializes it, and the receiver's
+    deserialization p50; and, where the run had the floor answering with the same detections
+    (`floor_answer`), `over_floor_answer_plus_bare_ms` against that floor, with its own verdict
+    `p50_answer_ok` (<= +3 ms).
     """
     floor, bare = ov['runs']['floor']['latency_ms'], ov['bare_ms']
+    answer = ov['runs'].get('floor_answer')
     out: Dict[str, Any] = {'rate_hz': ov['rate_hz'], 'floor_p50_ms': floor['p50'],
+                           'floor_answer_p50_ms': answer['latency_ms']['p50'] if answer else None,
                            'bare_p50_ms': bare['p50'], 'bare_p99_ms': bare['p99'],
                            'bare_threads': ov['bare_threads'], 'runs': {}}
     for name, run in ov['runs'].items():
-        if name == 'floor':
+        if name in ('floor', 'floor_answer'):
             continue
         lat = run['latency_ms']
         over = run['over_per_round_ms']
@@ -202,6 +207,13 @@ def outside_targets(ov: Dict[str, Any]) -> Dict[str, Any]:
             'over_floor_plus_bare_received_ms': run.get('over_floor_plus_bare_received_ms'),
             'p50_ok': bool(run['over_floor_plus_bare_ms'] <= 3.0),
             'p99_ok': bool(lat['p99'] <= 2.0 * bare['p99'])}
+        if 'over_floor_answer_plus_bare_ms' in run:
+            over_a = run['over_floor_answer_per_round_ms']
+            out['runs'][name].update(
+                over_floor_answer_plus_bare_ms=run['over_floor_answer_plus_bare_ms'],
+                over_floor_answer_per_round_ms=over_a,
+                floor_answer_spread_ms=round(max(over_a) - min(over_a), 3),
+                p50_answer_ok=bool(run['over_floor_answer_plus_bare_ms'] <= 3.0))
     return out
 
 
@@ -221,6 +233,12 @@ def _outside(o: Dict[str, Any], res: Dict[str, Any]) -> List[str]:
                f'{r["answer_deserialise_p50_ms"]:.2f} ms p50 of it): p50 - floor - bare '
                f'{r["over_floor_plus_bare_received_ms"]:+.1f} ms'
                if r.get('over_floor_plus_bare_received_ms') is not None else '')
+            + (f'\n    against the floor answering with the same detections (p50 '
+               f'{o["floor_answer_p50_ms"]:.1f} ms): p50 - floor_answer - bare '
+               f'{r["over_floor_answer_plus_bare_ms"]:+.1f} ms (rounds '
+               f'{", ".join(f"{v:+.1f}" for v in r["over_floor_answer_per_round_ms"])}; <= +3: '
+               f'{_ok(r["p50_answer_ok"])})'
+               if 'over_floor_answer_plus_bare_ms' in r else '')
             + (f'\n    made of (p50 ms): {dec}' if dec else ''))
     return lines
 
