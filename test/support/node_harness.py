@@ -198,12 +198,13 @@ def harnesses(node_cls: type, base: Dict[str, Any], peer_name: str,
 def close_rig(rig) -> None:
     """Tear down a node rig that has `executor`, `_thread`, `node` and `peer`.
 
-    Stop spinning, release the node's pipeline and backends, destroy both nodes (bounded, see
-    support.ros_nodes.destroy_node).
+    Stop spinning, release the node's pipeline and backends (a node that has `release`), destroy
+    both nodes (bounded, see support.ros_nodes.destroy_node).
     """
     rig.executor.shutdown()
     rig._thread.join(5)
-    rig.node.release()
+    if hasattr(rig.node, 'release'):
+        rig.node.release()
     destroy_node(rig.node, rig.peer)
 
 

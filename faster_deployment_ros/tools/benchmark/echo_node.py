@@ -52,8 +52,8 @@ FINGERPRINT_STRIDE = 997
 
 class EchoNode(Node):
 
-    def __init__(self) -> None:
-        super().__init__('transport_floor')
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__('transport_floor', **kwargs)
         depth = int(self.declare_parameter('qos_depth', 1).value)
         model = str(self.declare_parameter('model', '').value)
         video = str(self.declare_parameter('video', '').value)
