@@ -28,7 +28,7 @@ VIDEO = ROOT.parent / 'shared/data/pedestrians_plaza_1280x720_50fps.avi'
 
 def answers() -> None:
     from faster_deployment_ros.ros.detection_msgs import to_detection_array
-    from faster_deployment_ros.tools.benchmark.probe import make_adapter, ort_session
+    from faster_deployment_ros.tools.benchmark.probe import detector, make_adapter, ort_session
     from faster_deployment_ros.tools.frames import read_frames
     from rclpy.serialization import deserialize_message, serialize_message
     from std_msgs.msg import Header
@@ -47,14 +47,10 @@ def answers() -> None:
     print(f'empty answer: {len(empty)} bytes, deserialize p50 {p50_ms(empty, 200):.3f} ms')
     for family, model, conf in MODELS:
         session = ort_session(str(model), 2)
-        adapter = make_adapter(session, family, conf)
-        names = [i.name for i in session.get_inputs()]
-        outs = [o.name for o in session.get_outputs()]
+        detect = detector(session, make_adapter(session, family, conf))
         counts, sizes, costs = [], [], []
         for f in frames:
-            tensors, meta = adapter.preprocess(f)
-            det = adapter.postprocess(session.run(outs, dict(zip(names, tensors))), meta)
-            msg = to_detection_array(det, Header(frame_id='cam'))
+            msg = to_detection_array(detect(f), Header(frame_id='cam'))
             raw = serialize_message(msg)
             counts.append(len(msg.detections))
             sizes.append(len(raw))

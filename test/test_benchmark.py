@@ -139,7 +139,6 @@ def test_benchmark_outside_view(tmp_path, yolox_model, plaza_video):
             assert r['order_violations'] == 0, name
             assert r['latency_ms']['count'] == r['frames_out'], name
         # the minimal node runs the same model, adapter and threshold in its callback: the same
-        # detections per frame as the node (frame k is video frame k % 4); the floor none
         # detections per frame as the node (frame k is video frame k % 4); the floor none, and
         # the floor answering with detections (from its table, found by the frame's bytes) the
         # same as the node

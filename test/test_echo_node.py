@@ -9,7 +9,8 @@ import functools
 
 from faster_deployment_ros.ros.detection_msgs import to_detection_array
 from faster_deployment_ros.tools.benchmark.echo_node import EchoNode
-from faster_deployment_ros.tools.benchmark.probe import make_adapter, ort_session, read_video
+from faster_deployment_ros.tools.benchmark.probe import (detector, make_adapter, ort_session,
+                                                         read_video)
 import numpy as np
 import pytest
 from sensor_msgs.msg import Image
@@ -28,15 +29,8 @@ def _boxes(msg: Detection2DArray) -> np.ndarray:
 def test_answers_table_frames_with_their_detections_others_empty(ros, yolox_model, plaza_video):
     frames = read_video(str(plaza_video), 2)
     session = ort_session(str(yolox_model), 1)
-    adapter = make_adapter(session, 'yolox', 0.3)
-    names = [i.name for i in session.get_inputs()]
-    outs = [o.name for o in session.get_outputs()]
-
-    def detect(frame: np.ndarray) -> Detection2DArray:
-        tensors, meta = adapter.preprocess(frame)
-        return to_detection_array(
-            adapter.postprocess(session.run(outs, dict(zip(names, tensors))), meta), Header())
-    expected = [detect(f) for f in frames]
+    detect = detector(session, make_adapter(session, 'yolox', 0.3))
+    expected = [to_detection_array(detect(f), Header()) for f in frames]
     assert all(len(e.detections) > 0 for e in expected)
 
     unknown = frames[0].copy()

@@ -50,6 +50,15 @@ from ...ros.node_main import make_executor
 FINGERPRINT_STRIDE = 997
 
 
+def frame_key(pixels: Any) -> bytes:
+    """Return the answer table's key of a frame: every FINGERPRINT_STRIDE-th byte of its pixels.
+
+    `pixels`: the decoded frame (a C-contiguous array) or an Image message's data, the same
+    bytes in the same order.
+    """
+    return bytes(memoryview(pixels).cast('B')[::FINGERPRINT_STRIDE])
+
+
 class EchoNode(Node):
 
     def __init__(self, **kwargs: Any) -> None:
@@ -76,30 +85,24 @@ class EchoNode(Node):
                                f'{self.resolve_topic_name("detections")}')
 
     def _load(self, model: str) -> Callable[[np.ndarray], Any]:
-        from .probe import make_adapter, ort_session
+        from .probe import detector, make_adapter, ort_session
         threads = int(self.declare_parameter('threads', 0).value)
         family = str(self.declare_parameter('family', 'auto').value)
         conf = float(self.declare_parameter('conf', 0.25).value)
         spinning = bool(self.declare_parameter('spinning', True).value)
         session = ort_session(model, threads, spinning)
         adapter = make_adapter(session, family, conf)
-        names = [i.name for i in session.get_inputs()]
-        outs = [o.name for o in session.get_outputs()]
-
-        def infer(image: np.ndarray):
-            tensors, meta = adapter.preprocess(image)
-            return adapter.postprocess(session.run(outs, dict(zip(names, tensors))), meta)
         self.get_logger().info(f'model {model} ({adapter.family}), {threads} intra-op '
                                'thread(s) (0: ONNX Runtime default), '
                                f'{"spinning" if spinning else "no spinning"}')
-        return infer
+        return detector(session, adapter)
 
     def _answer_table(self, infer: Callable[[np.ndarray], Any], video: str,
                       frames: int) -> Dict[bytes, Detection2DArray]:
         from .probe import read_video
         table: Dict[bytes, Detection2DArray] = {}
         for image in read_video(video, frames):
-            key = image.reshape(-1)[::FINGERPRINT_STRIDE].tobytes()
+            key = frame_key(image)
             if key in table:
                 raise SystemExit(f'two frames of {video} look alike to the answer table (every '
                                  f'{FINGERPRINT_STRIDE}th byte equal): pass a video whose '
@@ -113,7 +116,7 @@ class EchoNode(Node):
 
     def _on_image(self, msg: Image) -> None:
         if self.table is not None:
-            answer = self.table.get(bytes(memoryview(msg.data)[::FINGERPRINT_STRIDE]))
+            answer = self.table.get(frame_key(msg.data))
             if answer is None:
                 self.unknown += 1
                 self.get_logger().error(

@@ -304,7 +304,7 @@ def summarize_rounds(rounds: List[Dict[str, Any]], names: Sequence[str]) -> Dict
             'frames_out': sum(r[name]['frames_out'] for r in rounds),
             'lost': sum(r[name]['lost'] for r in rounds),
             'answer_deserialise_p50_ms': _median(_pooled(rounds, name, '_deser'))}
-        if name != 'floor':
+        if name not in FLOORS:
             run['over_floor_plus_bare_ms'] = round(s['p50'] - floor_p50
                                                    - out['bare_ms']['p50'], 3)
             run['over_per_round_ms'] = _over_per_round(rounds, name, 'floor')
@@ -316,12 +316,13 @@ def summarize_rounds(rounds: List[Dict[str, Any]], names: Sequence[str]) -> Dict
             run['decomposition_ms'] = decompose(
                 run['hops_ms'], out['bare_ms'], run['over_floor_plus_bare_ms'],
                 run['answer_deserialise_p50_ms'] - floor_deser)
-        if name not in FLOORS and answer_p50 is not None:
-            # against the floor whose answer is the same detections: receiving the frame,
-            # serializing, sending and deserializing that answer are in both
-            run['over_floor_answer_plus_bare_ms'] = round(
-                s['p50'] - answer_p50 - out['bare_ms']['p50'], 3)
-            run['over_floor_answer_per_round_ms'] = _over_per_round(rounds, name, 'floor_answer')
+            if answer_p50 is not None:
+                # against the floor whose answer is the same detections: receiving the frame,
+                # serializing, sending and deserializing that answer are in both
+                run['over_floor_answer_plus_bare_ms'] = round(
+                    s['p50'] - answer_p50 - out['bare_ms']['p50'], 3)
+                run['over_floor_answer_per_round_ms'] = _over_per_round(rounds, name,
+                                                                        'floor_answer')
         out['runs'][name] = run
     return out
 

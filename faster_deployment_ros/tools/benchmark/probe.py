@@ -32,7 +32,7 @@ import json
 import sys
 import threading
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -250,6 +250,17 @@ def make_adapter(session, family: str, conf: float):
     outputs = [spec(a) for a in session.get_outputs()]
     meta = dict(session.get_modelmeta().custom_metadata_map or {})
     return create_adapter(family, inputs, outputs, meta, conf_threshold=conf)
+
+
+def detector(session, adapter) -> Callable[[np.ndarray], Any]:
+    """Return `detect(image)`: the adapter's pre-processing, the session, its post-processing."""
+    names = [i.name for i in session.get_inputs()]
+    outs = [o.name for o in session.get_outputs()]
+
+    def detect(image: np.ndarray):
+        tensors, meta = adapter.preprocess(image)
+        return adapter.postprocess(session.run(outs, dict(zip(names, tensors))), meta)
+    return detect
 
 
 def time_frames(session, adapter, frames: Sequence[np.ndarray], count: int,
