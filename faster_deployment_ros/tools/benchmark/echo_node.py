@@ -100,6 +100,9 @@ class EchoNode(Node):
     def _answer_table(self, infer: Callable[[np.ndarray], Any], video: str,
                       frames: int) -> Dict[bytes, Detection2DArray]:
         from .probe import read_video
+        if frames < 1:
+            raise SystemExit(f'frames:={frames}: the answer table needs at least one frame; '
+                             'pass the number of frames the camera publisher sends')
         table: Dict[bytes, Detection2DArray] = {}
         for image in read_video(video, frames):
             key = frame_key(image)
